@@ -1,0 +1,50 @@
+/**
+ * Close codes the gateway sends to players (DESIGN.md §1). Relay code names
+ * these constants; it never writes a bare number. `retry` tells a client
+ * whether reconnecting can help.
+ */
+export interface CloseCode {
+  readonly code: number
+  readonly reason: string
+  readonly retry: boolean
+}
+
+export const CloseCodes = {
+  NORMAL: { code: 1000, reason: 'normal closure', retry: false },
+  GOING_AWAY: { code: 1001, reason: 'gateway shutting down', retry: true },
+  PROTOCOL_ERROR: { code: 1002, reason: 'protocol error', retry: false },
+  /** Not sent on the wire: reported in `close` events when no close frame was seen. */
+  ABNORMAL: { code: 1006, reason: 'connection lost', retry: true },
+  INVALID_PAYLOAD: { code: 1007, reason: 'invalid frame payload', retry: false },
+  RATE_LIMITED: { code: 1008, reason: 'rate limit exceeded', retry: true },
+  DUPLICATE_REJECTED: { code: 1008, reason: 'already connected (duplicate policy: reject)', retry: false },
+  MESSAGE_TOO_BIG: { code: 1009, reason: 'message too big', retry: false },
+  INTERNAL_ERROR: { code: 1011, reason: 'internal error', retry: true },
+  BACKEND_UNAVAILABLE: { code: 1013, reason: 'backend unavailable, try again later', retry: true },
+  SLOW_CONSUMER: { code: 1013, reason: 'client too slow to read, try again later', retry: true },
+  HEARTBEAT_TIMEOUT: { code: 1006, reason: 'heartbeat timeout', retry: true },
+  TOKEN_EXPIRED: { code: 4401, reason: 'token expired', retry: true },
+  REPLACED: { code: 4409, reason: 'replaced by a newer connection', retry: false }
+} as const satisfies Record<string, CloseCode>
+
+/** Codes a backend may choose in a `close` action. */
+export function isBackendCloseCode (code: number): boolean {
+  return code === 1000 || (code >= 4000 && code <= 4999)
+}
+
+/** RFC 6455 caps a close reason at 123 bytes; `ws` throws past it. */
+export const MAX_REASON_BYTES = 123
+
+/** Cuts a reason to at most 123 UTF-8 bytes without splitting a character. */
+export function truncateReason (reason: string): string {
+  if (Buffer.byteLength(reason) <= MAX_REASON_BYTES) return reason
+  let out = ''
+  let bytes = 0
+  for (const ch of reason) {
+    const size = Buffer.byteLength(ch)
+    if (bytes + size > MAX_REASON_BYTES) break
+    out += ch
+    bytes += size
+  }
+  return out
+}

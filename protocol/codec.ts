@@ -1,0 +1,137 @@
+/**
+ * Pure frame codec for both ends of a backend link: no sockets, no I/O.
+ * A frame is UTF-8 JSON holding one message object or an array of them.
+ */
+import { Ajv, type ValidateFunction } from 'ajv'
+import {
+  ActionSchemas, EventSchemas,
+  type Action, type Claims, type Event, type HelloEvent, type Params, type SyncUser
+} from './schemas.js'
+import { formatSchemaErrors } from './validation.js'
+import { PROTOCOL_VERSION } from './version.js'
+
+export interface FrameError {
+  kind: 'invalid_json' | 'invalid_message'
+  /** `action[1].code: must be ...`: names the message and field that failed. */
+  message: string
+}
+
+export interface Decoded<T> {
+  items: T[]
+  errors: FrameError[]
+}
+
+const ajv = new Ajv({ verbose: true, allErrors: true, strict: false })
+
+function compileAll<K extends string> (schemas: Record<K, object>): Record<K, ValidateFunction> {
+  const out = {} as Record<K, ValidateFunction>
+  for (const key of Object.keys(schemas) as K[]) out[key] = ajv.compile(schemas[key])
+  return out
+}
+
+const actionValidators = compileAll(ActionSchemas)
+const eventValidators = compileAll(EventSchemas)
+
+function decode<T> (
+  frame: string,
+  discriminator: 'action' | 'event',
+  validators: Record<string, ValidateFunction>
+): Decoded<T> {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(frame)
+  } catch (err) {
+    return { items: [], errors: [{ kind: 'invalid_json', message: `frame is not valid JSON: ${(err as Error).message}` }] }
+  }
+  const batch = Array.isArray(parsed)
+  const list: unknown[] = Array.isArray(parsed) ? parsed : [parsed]
+  const items: T[] = []
+  const errors: FrameError[] = []
+  list.forEach((item, index) => {
+    const where = batch ? `${discriminator}[${index}]` : discriminator
+    const kind = typeof item === 'object' && item !== null ? (item as Record<string, unknown>)[discriminator] : undefined
+    const validate = typeof kind === 'string' && Object.hasOwn(validators, kind) ? validators[kind] : undefined
+    if (!validate) {
+      errors.push({
+        kind: 'invalid_message',
+        message: `${where}.${discriminator}: must be one of ${Object.keys(validators).join(', ')}`
+      })
+    } else if (validate(item)) {
+      items.push(item as T)
+    } else {
+      errors.push({ kind: 'invalid_message', message: formatSchemaErrors(validate.errors, where).join('; ') })
+    }
+  })
+  return { items, errors }
+}
+
+/** Gateway side: a backend's frame → the valid actions in it, plus what was wrong with the rest. */
+export function decodeActions (frame: string): Decoded<Action> {
+  return decode<Action>(frame, 'action', actionValidators)
+}
+
+/** Backend side: a gateway's frame → the valid events in it, plus what was wrong with the rest. */
+export function decodeEvents (frame: string): Decoded<Event> {
+  return decode<Event>(frame, 'event', eventValidators)
+}
+
+/** One frame from already-encoded messages: a lone object, or an array (a batch). */
+export function encodeFrame (encoded: readonly string[]): string {
+  return encoded.length === 1 ? encoded[0] : `[${encoded.join(',')}]`
+}
+
+export function encodeHello (gateway: string, endpoint: string): string {
+  const hello: HelloEvent = { event: 'hello', gateway, endpoint, protocol: PROTOCOL_VERSION }
+  return JSON.stringify(hello)
+}
+
+export function encodeSync (users: readonly SyncUser[]): string {
+  return JSON.stringify({ event: 'sync', users })
+}
+
+export function encodeOpen (user: string, claims: Claims, params: Params): string {
+  return JSON.stringify({ event: 'open', user, claims, params })
+}
+
+export function encodeClose (user: string, params: Params, code: number, reason: string): string {
+  return JSON.stringify({ event: 'close', user, params, code, reason })
+}
+
+/**
+ * The fixed head of every `message` event of one client, built once per
+ * connection. Only the gateway writes it, so nothing a client sends can
+ * change `user` or `params`.
+ */
+export function messagePrefix (user: string, params: Params): string {
+  return `{"event":"message","user":${JSON.stringify(user)},"params":${JSON.stringify(params)},"data":`
+}
+
+/**
+ * A text frame becomes `data`: its JSON value when the whole frame parses as
+ * JSON, else the frame as a JSON string. A frame that parses is a complete
+ * JSON value, so splicing its text in place cannot close the envelope early
+ * (`1,"user":"bob"` does not parse and goes in as a string).
+ */
+export function encodeTextMessage (prefix: string, text: string): string {
+  try {
+    JSON.parse(text)
+  } catch {
+    return `${prefix}${JSON.stringify(text)}}`
+  }
+  return `${prefix}${text}}`
+}
+
+export function encodeBinaryMessage (prefix: string, bytes: Buffer): string {
+  return `${prefix}"${bytes.toString('base64')}","binary":true}`
+}
+
+/** Backend side: actions → one frame. */
+export function encodeActions (actions: readonly Action[]): string {
+  return encodeFrame(actions.map((a) => JSON.stringify(a)))
+}
+
+/** What a `send` action's `data` becomes on the player's socket. */
+export function sendPayload (data: unknown, binary: boolean | undefined): string | Buffer {
+  if (binary === true) return Buffer.from(data as string, 'base64')
+  return typeof data === 'string' ? data : JSON.stringify(data)
+}

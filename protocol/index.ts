@@ -1,0 +1,5 @@
+export * from './schemas.js'
+export * from './codec.js'
+export * from './close-codes.js'
+export { PROTOCOL_VERSION } from './version.js'
+export { formatSchemaErrors } from './validation.js'

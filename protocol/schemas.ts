@@ -1,0 +1,108 @@
+/**
+ * The wire protocol's one source of truth (PROTOCOL.md): every event and
+ * action is a TypeBox schema, which yields both the runtime validator (ajv,
+ * in codec.ts) and the TypeScript type (`Static`).
+ */
+import { Type, type Static, type TSchema } from '@sinclair/typebox'
+
+const User = Type.String({ minLength: 1, description: 'user id, from the configured JWT claim' })
+const Claims = Type.Record(Type.String(), Type.Unknown(), { description: 'verified JWT payload' })
+const Params = Type.Record(Type.String(), Type.String(), { description: 'values of the endpoint path parameters' })
+const CloseCodeNumber = Type.Integer({ minimum: 1000, maximum: 4999 })
+const Reason = Type.String({ maxLength: 123 })
+
+const strict = { additionalProperties: false }
+
+// ---- events: gateway → backend ----
+
+export const HelloEvent = Type.Object({
+  event: Type.Literal('hello'),
+  gateway: Type.String({ description: 'node id of the gateway process' }),
+  endpoint: Type.String(),
+  protocol: Type.Integer()
+}, strict)
+
+export const SyncUser = Type.Object({ user: User, claims: Claims, params: Params }, strict)
+
+export const SyncEvent = Type.Object({
+  event: Type.Literal('sync'),
+  users: Type.Array(SyncUser)
+}, strict)
+
+export const OpenEvent = Type.Object({
+  event: Type.Literal('open'),
+  user: User,
+  claims: Claims,
+  params: Params
+}, strict)
+
+export const MessageEvent = Type.Object({
+  event: Type.Literal('message'),
+  user: User,
+  params: Params,
+  data: Type.Unknown(),
+  binary: Type.Optional(Type.Literal(true))
+}, strict)
+
+export const CloseEvent = Type.Object({
+  event: Type.Literal('close'),
+  user: User,
+  params: Params,
+  code: CloseCodeNumber,
+  reason: Type.String()
+}, strict)
+
+export const Event = Type.Union([HelloEvent, SyncEvent, OpenEvent, MessageEvent, CloseEvent])
+
+// ---- actions: backend → gateway ----
+
+/** Exactly one way of naming who an action is for. */
+const oneTarget = (...targets: string[]): Record<string, unknown> => ({
+  oneOf: targets.map((name) => ({ required: [name] }))
+})
+
+export const SendAction = Type.Object({
+  action: Type.Literal('send'),
+  user: Type.Optional(User),
+  users: Type.Optional(Type.Array(User)),
+  all: Type.Optional(Type.Literal(true)),
+  data: Type.Unknown(),
+  binary: Type.Optional(Type.Boolean())
+}, {
+  ...strict,
+  ...oneTarget('user', 'users', 'all'),
+  // binary data travels as base64 text
+  if: { required: ['binary'], properties: { binary: { const: true } } },
+  then: { properties: { data: { type: 'string', contentEncoding: 'base64' } } }
+})
+
+export const CloseAction = Type.Object({
+  action: Type.Literal('close'),
+  user: Type.Optional(User),
+  users: Type.Optional(Type.Array(User)),
+  code: Type.Optional(Type.Union([Type.Literal(1000), Type.Integer({ minimum: 4000, maximum: 4999 })])),
+  reason: Type.Optional(Reason)
+}, { ...strict, ...oneTarget('user', 'users') })
+
+export const Action = Type.Union([SendAction, CloseAction])
+
+export type HelloEvent = Static<typeof HelloEvent>
+export type SyncUser = Static<typeof SyncUser>
+export type SyncEvent = Static<typeof SyncEvent>
+export type OpenEvent = Static<typeof OpenEvent>
+export type MessageEvent = Static<typeof MessageEvent>
+export type CloseEvent = Static<typeof CloseEvent>
+export type Event = Static<typeof Event>
+export type SendAction = Static<typeof SendAction>
+export type CloseAction = Static<typeof CloseAction>
+export type Action = Static<typeof Action>
+export type Claims = Static<typeof Claims>
+export type Params = Static<typeof Params>
+
+/** Schemas by discriminator value, so a bad frame's error names the right fields. */
+export const EventSchemas: Record<Event['event'], TSchema> = {
+  hello: HelloEvent, sync: SyncEvent, open: OpenEvent, message: MessageEvent, close: CloseEvent
+}
+export const ActionSchemas: Record<Action['action'], TSchema> = {
+  send: SendAction, close: CloseAction
+}
