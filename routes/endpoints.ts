@@ -1,0 +1,104 @@
+/**
+ * The players' WebSocket endpoints. Every check runs in `preValidation`,
+ * before @fastify/websocket upgrades, so a refused client gets a plain HTTP
+ * status (401/403/409/503) and never holds a WebSocket.
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyError } from '@fastify/error'
+import type {} from '@fastify/websocket'
+import type { Params } from '../protocol/index.js'
+import type { Authenticator, Identity } from '../src/auth/authenticator.js'
+import type { EndpointConfig, LimitsConfig } from '../src/config/schema.js'
+import type { GatewayMetrics, HandshakeFailure } from '../src/metrics.js'
+import type { EndpointRelay } from '../src/relay/relay.js'
+import type { SessionRegistry } from '../src/sessions/registry.js'
+import {
+  GW_ERR_AT_CAPACITY, GW_ERR_BACKEND_UNAVAILABLE, GW_ERR_DRAINING, GW_ERR_DUPLICATE, GW_ERR_ORIGIN_FORBIDDEN
+} from '../src/errors.js'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    identity: Identity | null
+  }
+}
+
+/** One endpoint as the routes see it. */
+export interface EndpointRoute {
+  config: Readonly<EndpointConfig>
+  limits: Readonly<LimitsConfig>
+  registry: SessionRegistry
+  relay: EndpointRelay
+  /** False once the backend has been away past `queue.graceMs`. */
+  available (): boolean
+}
+
+/** Gateway-wide admission state. */
+export interface Gate {
+  draining (): boolean
+  connections (): number
+  maxConnections: number
+}
+
+export interface EndpointRoutesOptions {
+  endpoints: readonly EndpointRoute[]
+  authenticator: Authenticator
+  gate: Gate
+  metrics: GatewayMetrics
+}
+
+const FAILURE_REASONS: Record<string, HandshakeFailure> = {
+  GW_ERR_TOKEN_MISSING: 'token_missing',
+  GW_ERR_TOKEN_INVALID: 'token_invalid',
+  GW_ERR_TOKEN_EXPIRED: 'token_expired',
+  GW_ERR_ORIGIN_FORBIDDEN: 'origin',
+  GW_ERR_DUPLICATE: 'duplicate',
+  GW_ERR_AT_CAPACITY: 'capacity',
+  GW_ERR_DRAINING: 'draining',
+  GW_ERR_BACKEND_UNAVAILABLE: 'backend_unavailable'
+}
+
+export async function endpointRoutes (app: FastifyInstance, { endpoints, authenticator, gate, metrics }: EndpointRoutesOptions): Promise<void> {
+  app.decorateRequest('identity', null)
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const reason = FAILURE_REASONS[error.code]
+    if (reason === undefined) throw error
+    metrics.handshakeFailures.inc({ endpoint: request.routeOptions.config.endpoint, reason })
+    request.log.info({ reason, status: error.statusCode }, `handshake refused: ${error.message}`)
+    return reply.code(error.statusCode ?? 500).send({ statusCode: error.statusCode, code: error.code, message: error.message })
+  })
+
+  for (const endpoint of endpoints) {
+    app.route({
+      method: 'GET',
+      url: endpoint.config.path,
+      websocket: true,
+      config: { endpoint: endpoint.config.name },
+      preValidation: async (request) => {
+        request.identity = admit(request, endpoint, authenticator, gate)
+      },
+      handler: (socket, request) => {
+        endpoint.relay.accept(socket, request.identity as Identity, request.params as Params)
+      }
+    })
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    endpoint?: string
+  }
+}
+
+/** The checks, cheapest and most general first. Throws the error whose status the client gets. */
+function admit (request: FastifyRequest, endpoint: EndpointRoute, authenticator: Authenticator, gate: Gate): Identity {
+  const origin = request.headers.origin
+  const allowed = endpoint.limits.allowedOrigins
+  if (origin !== undefined && allowed.length > 0 && !allowed.includes(origin)) throw new GW_ERR_ORIGIN_FORBIDDEN()
+  if (gate.draining()) throw new GW_ERR_DRAINING()
+  if (gate.connections() >= gate.maxConnections || endpoint.registry.size >= endpoint.limits.maxConnections) throw new GW_ERR_AT_CAPACITY()
+  const identity = authenticator.authenticate(request)
+  if (!endpoint.available()) throw new GW_ERR_BACKEND_UNAVAILABLE()
+  if (endpoint.registry.refuses(identity.user)) throw new GW_ERR_DUPLICATE()
+  return identity
+}

@@ -1,0 +1,261 @@
+/**
+ * One persistent link to one backend (DESIGN.md §2-§3): dialled at start,
+ * redialled with jittered backoff by reconnecting-websocket, checked with
+ * pings. Events are queued while it is down and written in batches while it
+ * is up. Each (re)connect sends `hello`, then `sync` with the roster as of the
+ * last event written, then every event not yet written, in order.
+ */
+import { EventEmitter } from 'node:events'
+import rwsModule, { type CloseEvent, type ErrorEvent } from 'reconnecting-websocket'
+import { WebSocket } from 'ws'
+import type { FastifyBaseLogger } from 'fastify'
+import { decodeActions, encodeFrame, encodeHello, encodeSync, type Action, type SyncUser } from '../../protocol/index.js'
+import type { BackendConfig, QueueConfig } from '../config/schema.js'
+import type { GatewayMetrics } from '../metrics.js'
+import { linkSocketClass } from './link-socket.js'
+import { EventQueue, type OutboundEvent } from './event-queue.js'
+
+/** `connecting` covers the first dial and every outage still within `queue.graceMs`. */
+export type LinkState = 'connecting' | 'up' | 'unavailable' | 'closed'
+
+export interface LinkEvents {
+  /** Valid actions from one backend frame, in order. */
+  actions: [Action[]]
+  state: [LinkState]
+  /** Everything queued has been written out to the kernel. */
+  drained: []
+}
+
+export interface LinkOptions {
+  endpoint: string
+  nodeId: string
+  backend: Readonly<BackendConfig>
+  queue: Readonly<QueueConfig>
+  metrics: GatewayMetrics
+  log: FastifyBaseLogger
+}
+
+// The package is CommonJS with `module.exports = class`, while its typings
+// declare an ES default export: at run time the import is the class itself.
+const ReconnectingWebSocket = rwsModule as unknown as typeof rwsModule.default
+type ReconnectingWebSocket = InstanceType<typeof ReconnectingWebSocket>
+
+/** Stop writing while this much is still unsent on the socket; the queue (and its bounds) absorbs the rest. */
+const HIGH_WATER_BYTES = 1 << 20
+/** Largest batch frame built from queued events. */
+const MAX_FRAME_BYTES = 256 * 1024
+/** Largest frame a backend may send. */
+const MAX_BACKEND_FRAME_BYTES = 64 * 1024 * 1024
+
+export class BackendLink extends EventEmitter<LinkEvents> {
+  private rws?: ReconnectingWebSocket
+  private socket?: WebSocket
+  private readonly queue: EventQueue
+  /** Who the backend has been told is connected: every open/close written so far. */
+  private readonly roster = new Map<string, SyncUser>()
+  private current: LinkState = 'connecting'
+  private graceTimer?: NodeJS.Timeout
+  private flushScheduled = false
+  private connections = 0
+  private readonly labels: { endpoint: string }
+
+  constructor (private readonly options: LinkOptions) {
+    super()
+    this.queue = new EventQueue(options.queue.maxEvents, options.queue.maxBytes)
+    this.labels = { endpoint: options.endpoint }
+  }
+
+  get state (): LinkState {
+    return this.current
+  }
+
+  /** Where the link dials, without credentials or query, for logs. */
+  get target (): string {
+    const url = new URL(this.options.backend.url)
+    return `${url.protocol}//${url.host}${url.pathname}`
+  }
+
+  start (): void {
+    const { backend, log } = this.options
+    const jitter = (ms: number): number => ms * (0.5 + Math.random() * 0.5)
+    this.rws = new ReconnectingWebSocket(backend.url, undefined, {
+      WebSocket: linkSocketClass({
+        token: backend.token,
+        pingIntervalMs: backend.pingIntervalMs,
+        maxPayload: MAX_BACKEND_FRAME_BYTES,
+        onSocket: (socket) => { this.socket = socket },
+        onError: (err) => log.debug({ err: err.message }, 'backend link socket error')
+      }),
+      connectionTimeout: backend.connectTimeoutMs,
+      reconnectionDelayGrowFactor: 2,
+      maxEnqueuedMessages: 0,
+      // read on every redial, so each delay gets its own jitter
+      get minReconnectionDelay () { return jitter(backend.minReconnectDelayMs) },
+      get maxReconnectionDelay () { return jitter(backend.maxReconnectDelayMs) }
+    })
+    this.rws.addEventListener('open', () => this.onOpen())
+    this.rws.addEventListener('close', (event) => this.onClose(event))
+    this.rws.addEventListener('error', (event) => this.onDialError(event))
+    this.rws.addEventListener('message', (event) => this.onMessage(event.data))
+    this.startGrace()
+  }
+
+  /**
+   * Queues one event for the backend. False when it was dropped (counted):
+   * the backend is unavailable, or the queue is full, which makes it so.
+   */
+  send (event: OutboundEvent): boolean {
+    if (this.current === 'unavailable' || this.current === 'closed') {
+      this.options.metrics.droppedEvents.inc({ ...this.labels, reason: 'backend_unavailable' })
+      return false
+    }
+    if (!this.queue.push(event)) {
+      this.options.metrics.droppedEvents.inc({ ...this.labels, reason: 'queue_full' })
+      this.becomeUnavailable(`event queue full (queue.maxEvents ${this.options.queue.maxEvents}, queue.maxBytes ${this.options.queue.maxBytes})`)
+      return false
+    }
+    this.observeQueue()
+    if (!this.flushScheduled && this.current === 'up') {
+      this.flushScheduled = true
+      setImmediate(() => this.flush())
+    }
+    return true
+  }
+
+  /** Resolves once everything queued is written, the link leaves `up`, or `timeoutMs` passes; with the count of events left unwritten. */
+  async drain (timeoutMs: number): Promise<number> {
+    if (this.isDrained() || this.current !== 'up') return this.queue.length
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer)
+        this.off('drained', done)
+        this.off('state', done)
+        resolve()
+      }
+      const timer = setTimeout(done, timeoutMs)
+      this.once('drained', done)
+      this.once('state', done)
+    })
+    return this.queue.length
+  }
+
+  close (): void {
+    clearTimeout(this.graceTimer)
+    this.setState('closed')
+    this.rws?.close(1001, 'gateway shutting down')
+  }
+
+  private onOpen (): void {
+    const { log, metrics, endpoint, nodeId } = this.options
+    const socket = this.socket
+    if (this.current === 'closed' || !socket) return
+    clearTimeout(this.graceTimer)
+    this.graceTimer = undefined
+    if (this.connections++ > 0) metrics.linkReconnects.inc(this.labels)
+    socket.send(encodeHello(nodeId, endpoint))
+    socket.send(encodeSync([...this.roster.values()]))
+    log.info({ backend: this.target, users: this.roster.size, queued: this.queue.length }, 'backend link up')
+    this.setState('up')
+    this.flush()
+  }
+
+  private onClose (event: CloseEvent): void {
+    if (this.current === 'closed') return
+    if (this.current === 'up') {
+      this.options.log.warn({ backend: this.target, code: event.code, reason: event.reason }, 'backend link down; queueing events')
+      this.setState('connecting')
+    }
+    if (this.current === 'connecting') this.startGrace()
+  }
+
+  private onDialError (event: ErrorEvent): void {
+    this.options.log.debug({ backend: this.target, err: event.message }, 'backend dial failed')
+  }
+
+  private onMessage (data: unknown): void {
+    const { metrics, log } = this.options
+    if (typeof data !== 'string') {
+      metrics.backendFrameErrors.inc({ ...this.labels, reason: 'binary_frame' })
+      log.warn('backend sent a binary frame; the protocol is JSON text frames')
+      return
+    }
+    const { items, errors } = decodeActions(data)
+    for (const error of errors) {
+      metrics.backendFrameErrors.inc({ ...this.labels, reason: error.kind })
+      log.warn({ problem: error.message }, 'backend sent a bad frame')
+    }
+    if (items.length > 0) this.emit('actions', items)
+  }
+
+  private flush (): void {
+    this.flushScheduled = false
+    const socket = this.socket
+    if (this.current !== 'up' || !socket || socket.readyState !== WebSocket.OPEN) return
+    while (this.queue.length > 0 && socket.bufferedAmount < HIGH_WATER_BYTES) {
+      const batch = this.queue.take(MAX_FRAME_BYTES)
+      socket.send(encodeFrame(batch.map((e) => e.text)), this.afterWrite)
+      for (const event of batch) this.commit(event)
+    }
+    this.observeQueue()
+  }
+
+  /** Written out: keep going if the queue waited on the high-water mark, or say so if all is out. */
+  private readonly afterWrite = (): void => {
+    if (this.queue.length > 0) {
+      if (!this.flushScheduled) {
+        this.flushScheduled = true
+        setImmediate(() => this.flush())
+      }
+    } else if (this.isDrained()) {
+      this.emit('drained')
+    }
+  }
+
+  private commit (event: OutboundEvent): void {
+    if (event.kind === 'open' && event.opened) this.roster.set(event.user, event.opened)
+    else if (event.kind === 'close') this.roster.delete(event.user)
+  }
+
+  private isDrained (): boolean {
+    return this.queue.length === 0 && (this.socket?.bufferedAmount ?? 0) === 0
+  }
+
+  private startGrace (): void {
+    if (this.graceTimer) return
+    this.graceTimer = setTimeout(() => {
+      this.graceTimer = undefined
+      this.becomeUnavailable(`backend unreachable for longer than queue.graceMs (${this.options.queue.graceMs} ms)`)
+    }, this.options.queue.graceMs)
+  }
+
+  /**
+   * Gives up on the queued events: the endpoint's clients are closed (1013)
+   * by whoever listens, so the next `sync` starts from an empty roster. A
+   * link that is still open (a backend too slow to keep up) is redialled,
+   * so the backend learns of the reset through that `sync`.
+   */
+  private becomeUnavailable (why: string): void {
+    clearTimeout(this.graceTimer)
+    this.graceTimer = undefined
+    const dropped = this.queue.clear()
+    this.options.metrics.droppedEvents.inc({ ...this.labels, reason: 'backend_unavailable' }, dropped)
+    this.roster.clear()
+    this.observeQueue()
+    this.options.log.error({ backend: this.target, dropped }, `backend unavailable: ${why}; closing its clients (1013)`)
+    const wasUp = this.current === 'up'
+    this.setState('unavailable')
+    if (wasUp) this.rws?.reconnect(1013, 'gateway reset the link')
+  }
+
+  private setState (state: LinkState): void {
+    if (state === this.current) return
+    this.current = state
+    this.options.metrics.linkUp.set(this.labels, state === 'up' ? 1 : 0)
+    this.emit('state', state)
+  }
+
+  private observeQueue (): void {
+    this.options.metrics.queueEvents.set(this.labels, this.queue.length)
+    this.options.metrics.queueBytes.set(this.labels, this.queue.bytes)
+  }
+}

@@ -1,0 +1,66 @@
+#!/usr/bin/env node
+/**
+ * `gatehouse --config gateway.config.json`: start the gateway; SIGTERM or
+ * SIGINT drains it and exits 0. A bad config prints every problem, by field,
+ * and exits 1 without a stack trace.
+ */
+import { parseArgs } from 'node:util'
+import { loadConfigFile, ConfigError } from './config/load.js'
+import { createGateway } from './gateway.js'
+
+const USAGE = `usage: gatehouse [--config FILE]
+
+  -c, --config FILE   gateway config (default: $GATEHOUSE_CONFIG, else ./gateway.config.json)
+  -h, --help          this text`
+
+async function main (): Promise<void> {
+  let args
+  try {
+    args = parseArgs({ options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } } }).values
+  } catch (err) {
+    fail(`${(err as Error).message}\n${USAGE}`)
+  }
+  if (args.help) {
+    console.log(USAGE)
+    return
+  }
+  const path = args.config ?? process.env.GATEHOUSE_CONFIG ?? 'gateway.config.json'
+  let config
+  try {
+    config = loadConfigFile(path)
+  } catch (err) {
+    if (err instanceof ConfigError) fail(`${path}: invalid configuration:\n  ${err.problems.join('\n  ')}`)
+    throw err
+  }
+  const app = await createGateway(config)
+  try {
+    await app.listen({ host: config.server.host, port: config.server.port })
+  } catch (err) {
+    fail(`cannot listen on ${config.server.host}:${config.server.port}: ${(err as Error).message}`)
+  }
+
+  let stopping = false
+  const stop = (signal: string): void => {
+    if (stopping) return
+    stopping = true
+    app.log.info({ signal }, 'draining: closing clients with 1001 and flushing backend links')
+    // the drain is bounded by shutdownTimeoutMs; this only guards against a hang elsewhere
+    setTimeout(() => {
+      app.log.error('shutdown did not finish in time; exiting')
+      process.exit(1)
+    }, config.server.shutdownTimeoutMs + 5000).unref()
+    app.close().then(() => process.exit(0), (err: unknown) => {
+      app.log.error({ err }, 'shutdown failed')
+      process.exit(1)
+    })
+  }
+  process.once('SIGTERM', () => stop('SIGTERM'))
+  process.once('SIGINT', () => stop('SIGINT'))
+}
+
+function fail (message: string): never {
+  process.stderr.write(`gatehouse: ${message}\n`)
+  process.exit(1)
+}
+
+await main()

@@ -1,0 +1,96 @@
+/**
+ * The `gateway.config.json` schema (docs/configuration.md): validation,
+ * defaults and the config types all come from here.
+ */
+import { Type, type Static } from '@sinclair/typebox'
+
+const strict = { additionalProperties: false }
+const Ms = (def: number, description: string) => Type.Integer({ minimum: 0, default: def, description })
+
+/** Limit fields with or without defaults: endpoints override only what they name. */
+function limitFields (withDefaults: boolean) {
+  const d = <T>(value: T) => (withDefaults ? { default: value } : {})
+  return {
+    maxPayloadBytes: Type.Integer({ minimum: 1, ...d(65536), description: 'largest client frame; bigger closes with 1009' }),
+    messagesPerSecond: Type.Number({ exclusiveMinimum: 0, ...d(50), description: 'token-bucket refill rate per client; past it closes with 1008' }),
+    burst: Type.Integer({ minimum: 1, ...d(100), description: 'token-bucket size per client' }),
+    maxConnections: Type.Integer({ minimum: 1, ...d(100000), description: 'open client sockets; past it handshakes get 503' }),
+    allowedOrigins: Type.Array(Type.String({ minLength: 1 }), { ...d([]), description: 'browser Origins allowed; empty allows any' }),
+    maxBufferedBytes: Type.Integer({ minimum: 1024, ...d(1048576), description: 'unsent bytes a client may lag behind before it is closed with 1013' }),
+    heartbeatIntervalMs: Type.Integer({ minimum: 50, ...d(30000), description: 'ping period; a client that misses a pong is dropped (1006)' })
+  }
+}
+
+export const Limits = Type.Object(limitFields(true), { ...strict, default: {} })
+export const LimitOverrides = Type.Object(limitFields(false), strict)
+
+/** A string enum whose type is the union of its values (and whose errors list them). */
+const Enum = <const T extends readonly string[]>(values: T, options: object = {}) =>
+  Type.Unsafe<T[number]>({ type: 'string', enum: values, ...options })
+
+export const ALGORITHMS = ['HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const
+export const Algorithm = Enum(ALGORITHMS)
+export const TokenSource = Enum(['header', 'subprotocol', 'query'])
+const OneOrMany = Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })])
+
+export const Auth = Type.Object({
+  secret: Type.Optional(Type.String({ minLength: 1, description: 'HMAC secret for HS* tokens' })),
+  publicKey: Type.Optional(Type.String({ minLength: 1, description: 'PEM text, or a path to a PEM file, for RS*/PS*/ES*/EdDSA tokens' })),
+  algorithms: Type.Array(Algorithm, { minItems: 1, uniqueItems: true, default: ['HS256'] }),
+  issuer: Type.Optional(OneOrMany),
+  audience: Type.Optional(OneOrMany),
+  userClaim: Type.String({ minLength: 1, default: 'sub', description: 'claim holding the user id; a dotted path reaches nested claims' }),
+  tokenSources: Type.Array(TokenSource, { minItems: 1, uniqueItems: true, default: ['header', 'subprotocol', 'query'] }),
+  clockToleranceSec: Type.Number({ minimum: 0, default: 0, description: 'leeway for exp/nbf checks' })
+}, strict)
+
+export const Backend = Type.Object({
+  url: Type.String({ pattern: '^wss?://', description: 'ws:// or wss:// URL the gateway dials' }),
+  token: Type.Optional(Type.String({ minLength: 1, description: 'sent as Authorization: Bearer to the backend' })),
+  pingIntervalMs: Ms(10000, 'ping period on the link; a missed pong drops and redials it'),
+  connectTimeoutMs: Ms(4000, 'give up one dial attempt after this long'),
+  minReconnectDelayMs: Ms(250, 'first redial delay; doubles per failure, with jitter'),
+  maxReconnectDelayMs: Ms(10000, 'redial delay cap')
+}, strict)
+
+export const Endpoint = Type.Object({
+  name: Type.String({ pattern: '^[A-Za-z0-9_-]+$', description: 'label in logs, metrics and hello' }),
+  path: Type.String({ pattern: '^/', description: 'URL path; may hold :params' }),
+  backend: Backend,
+  duplicate: Enum(['replace', 'reject'], { default: 'replace', description: 'a second connection of a user: replace the old one (4409) or refuse the new one (409)' }),
+  enforceExpiry: Type.Boolean({ default: false, description: 'close with 4401 when the token expires' }),
+  limits: Type.Optional(LimitOverrides)
+}, strict)
+
+export const Queue = Type.Object({
+  maxEvents: Type.Integer({ minimum: 1, default: 100000 }),
+  maxBytes: Type.Integer({ minimum: 1024, default: 67108864 }),
+  graceMs: Ms(30000, 'how long clients are held while their backend is away')
+}, { ...strict, default: {} })
+
+export const Server = Type.Object({
+  host: Type.String({ default: '127.0.0.1' }),
+  port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080 }),
+  nodeId: Type.Optional(Type.String({ minLength: 1, description: 'this process in hello and logs; generated when absent' })),
+  shutdownTimeoutMs: Ms(10000, 'longest a SIGTERM drain may take')
+}, { ...strict, default: {} })
+
+export const Log = Type.Object({
+  level: Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info' })
+}, { ...strict, default: {} })
+
+export const GatewayConfig = Type.Object({
+  server: Server,
+  auth: Auth,
+  endpoints: Type.Array(Endpoint, { minItems: 1 }),
+  limits: Limits,
+  queue: Queue,
+  log: Log
+}, strict)
+
+export type GatewayConfig = Static<typeof GatewayConfig>
+export type EndpointConfig = Static<typeof Endpoint>
+export type BackendConfig = Static<typeof Backend>
+export type LimitsConfig = Static<typeof Limits>
+export type QueueConfig = Static<typeof Queue>
+export type AuthConfig = Static<typeof Auth>

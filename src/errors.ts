@@ -1,0 +1,17 @@
+/**
+ * Gatehouse's error catalog (docs/errors.md). Start-up misuse throws these;
+ * handshake refusals reply with them (fastify sends `statusCode`, `code`,
+ * `message`). Nothing on the per-message path throws.
+ */
+import createError from '@fastify/error'
+
+export const GW_ERR_CONFIG = createError('GW_ERR_CONFIG', 'invalid configuration:\n  %s', 500)
+
+export const GW_ERR_TOKEN_MISSING = createError('GW_ERR_TOKEN_MISSING', 'no token: send it as Authorization: Bearer, Sec-WebSocket-Protocol: bearer, <jwt> or ?access_token= (as configured)', 401)
+export const GW_ERR_TOKEN_EXPIRED = createError('GW_ERR_TOKEN_EXPIRED', 'token expired', 401)
+export const GW_ERR_TOKEN_INVALID = createError('GW_ERR_TOKEN_INVALID', 'token rejected: %s', 401)
+export const GW_ERR_ORIGIN_FORBIDDEN = createError('GW_ERR_ORIGIN_FORBIDDEN', 'origin not allowed', 403)
+export const GW_ERR_DUPLICATE = createError('GW_ERR_DUPLICATE', 'this user is already connected to this endpoint', 409)
+export const GW_ERR_AT_CAPACITY = createError('GW_ERR_AT_CAPACITY', 'gateway at capacity, try again later', 503)
+export const GW_ERR_DRAINING = createError('GW_ERR_DRAINING', 'gateway shutting down, try again later', 503)
+export const GW_ERR_BACKEND_UNAVAILABLE = createError('GW_ERR_BACKEND_UNAVAILABLE', 'backend unavailable, try again later', 503)

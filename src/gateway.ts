@@ -1,0 +1,108 @@
+/**
+ * The composition root: config → auth → per endpoint (registry, link, relay)
+ * → routes, wired here and nowhere else. The parts know nothing of each
+ * other; they meet through the small interfaces each one declares.
+ */
+import { hostname } from 'node:os'
+import { randomBytes } from 'node:crypto'
+import Fastify, { type FastifyInstance } from 'fastify'
+import websocket from '@fastify/websocket'
+import type { DestinationStream } from 'pino'
+import { parseConfig, endpointLimits } from './config/load.js'
+import type { GatewayConfig } from './config/schema.js'
+import { registerAuthenticator } from './auth/authenticator.js'
+import { selectSubprotocol } from './auth/token-sources.js'
+import { BackendLink } from './backend-link/link.js'
+import { EndpointRelay } from './relay/relay.js'
+import { SessionRegistry } from './sessions/registry.js'
+import { GatewayMetrics } from './metrics.js'
+import { loggerOptions } from './logger.js'
+import { CloseCodes } from '../protocol/index.js'
+import { endpointRoutes, type EndpointRoute } from '../routes/endpoints.js'
+import { healthRoutes } from '../routes/health.js'
+
+export interface GatewayOptions {
+  /** Where JSON log lines go (default: stdout). */
+  logStream?: DestinationStream
+  /** For `${NAME}` substitution when `config` is not yet validated (default: process.env). */
+  env?: NodeJS.ProcessEnv
+}
+
+/**
+ * Builds a gateway from a config object (validated here, as the CLI does).
+ * Backend links dial when the instance is ready (`listen()` or `ready()`);
+ * `close()` drains: clients get 1001, their `close` events reach the backends.
+ */
+export async function createGateway (input: unknown, options: GatewayOptions = {}): Promise<FastifyInstance> {
+  const config: Readonly<GatewayConfig> = parseConfig(input, options.env)
+  const app = Fastify({ logger: loggerOptions(config.log.level, options.logStream) })
+  const metrics = new GatewayMetrics()
+  const nodeId = config.server.nodeId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`
+  let draining = false
+
+  const authenticator = await registerAuthenticator(app, config.auth)
+
+  const endpoints = config.endpoints.map((endpoint) => {
+    const log = app.log.child({ endpoint: endpoint.name })
+    const limits = endpointLimits(config, endpoint)
+    const registry = new SessionRegistry(endpoint.duplicate)
+    const link = new BackendLink({ endpoint: endpoint.name, nodeId, backend: endpoint.backend, queue: config.queue, metrics, log })
+    const relay = new EndpointRelay({ endpoint, limits, registry, sink: link, metrics, log })
+    link.on('actions', (actions) => relay.dispatch(actions))
+    link.on('state', (state) => {
+      if (state === 'unavailable') relay.closeAll(CloseCodes.BACKEND_UNAVAILABLE)
+    })
+    const route: EndpointRoute = { config: endpoint, limits, registry, relay, available: () => link.state !== 'unavailable' }
+    return { route, link, relay }
+  })
+
+  await app.register(websocket, {
+    options: {
+      // the largest of the endpoints' limits; each endpoint enforces its own below it
+      maxPayload: Math.max(...endpoints.map((e) => e.route.limits.maxPayloadBytes)),
+      perMessageDeflate: false,
+      handleProtocols: selectSubprotocol
+    },
+    errorHandler: (err, socket, request) => {
+      // ws has already closed the socket with the right code for protocol errors
+      request.log.debug({ err: err.message, code: (err as NodeJS.ErrnoException).code }, 'client socket error')
+      if (!(err as NodeJS.ErrnoException).code?.startsWith('WS_ERR_')) socket.terminate()
+    },
+    preClose: async () => {
+      draining = true
+      const deadline = Date.now() + config.server.shutdownTimeoutMs
+      await Promise.all(endpoints.map((e) => e.relay.shutdown(config.server.shutdownTimeoutMs / 2)))
+      await Promise.all(endpoints.map(async ({ link, route }) => {
+        const left = await link.drain(Math.max(0, deadline - Date.now()))
+        if (left > 0) app.log.warn({ endpoint: route.config.name, undelivered: left }, 'shutdown: events not delivered to the backend')
+      }))
+    }
+  })
+
+  await app.register(endpointRoutes, {
+    endpoints: endpoints.map((e) => e.route),
+    authenticator,
+    metrics,
+    gate: {
+      draining: () => draining,
+      connections: () => endpoints.reduce((sum, e) => sum + e.relay.connections, 0),
+      maxConnections: config.limits.maxConnections
+    }
+  })
+  await app.register(healthRoutes, {
+    registry: metrics.registry,
+    links: () => Object.fromEntries(endpoints.map((e) => [e.route.config.name, e.link.state]))
+  })
+
+  app.addHook('onReady', async () => {
+    app.log.info({ nodeId, endpoints: endpoints.map((e) => `${e.route.config.path} -> ${e.link.target}`) }, 'gateway starting')
+    for (const { link, relay } of endpoints) {
+      link.start()
+      relay.start()
+    }
+  })
+  app.addHook('onClose', async () => {
+    for (const { link } of endpoints) link.close()
+  })
+  return app
+}

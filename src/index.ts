@@ -1,0 +1,5 @@
+/** Gatehouse's programmatic API: embed the gateway, or validate a config. */
+export { createGateway, type GatewayOptions } from './gateway.js'
+export { parseConfig, loadConfigFile, ConfigError } from './config/load.js'
+export type { GatewayConfig, EndpointConfig } from './config/schema.js'
+export * as protocol from '../protocol/index.js'

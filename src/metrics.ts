@@ -1,0 +1,29 @@
+/**
+ * Every Prometheus metric Gatehouse exports (docs/metrics.md). One registry
+ * per gateway instance, so several gateways in one process do not collide.
+ */
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
+
+export type HandshakeFailure = 'token_missing' | 'token_invalid' | 'token_expired' | 'origin' | 'duplicate' | 'capacity' | 'draining' | 'backend_unavailable'
+export type DropReason = 'not_connected' | 'slow_consumer' | 'backend_unavailable' | 'queue_full' | 'shutdown'
+
+export class GatewayMetrics {
+  readonly registry = new Registry()
+
+  readonly connections = new Gauge({ name: 'gatehouse_connections', help: 'Open client sockets', labelNames: ['endpoint'] as const, registers: [this.registry] })
+  readonly handshakeFailures = new Counter({ name: 'gatehouse_handshake_failures_total', help: 'Refused client handshakes, by reason', labelNames: ['endpoint', 'reason'] as const, registers: [this.registry] })
+  readonly clientCloses = new Counter({ name: 'gatehouse_client_closes_total', help: 'Client sockets ended, by close code', labelNames: ['endpoint', 'code'] as const, registers: [this.registry] })
+  readonly messagesIn = new Counter({ name: 'gatehouse_messages_in_total', help: 'Client frames relayed to the backend', labelNames: ['endpoint'] as const, registers: [this.registry] })
+  readonly messagesOut = new Counter({ name: 'gatehouse_messages_out_total', help: 'Frames delivered to clients from send actions', labelNames: ['endpoint'] as const, registers: [this.registry] })
+  readonly droppedActions = new Counter({ name: 'gatehouse_dropped_actions_total', help: 'Action deliveries that could not be made, by reason', labelNames: ['endpoint', 'reason'] as const, registers: [this.registry] })
+  readonly droppedEvents = new Counter({ name: 'gatehouse_dropped_events_total', help: 'Events for a backend that were discarded, by reason', labelNames: ['endpoint', 'reason'] as const, registers: [this.registry] })
+  readonly backendFrameErrors = new Counter({ name: 'gatehouse_backend_frame_errors_total', help: 'Backend frames or actions that were refused', labelNames: ['endpoint', 'reason'] as const, registers: [this.registry] })
+  readonly linkUp = new Gauge({ name: 'gatehouse_link_up', help: '1 while the backend link is open', labelNames: ['endpoint'] as const, registers: [this.registry] })
+  readonly linkReconnects = new Counter({ name: 'gatehouse_link_reconnects_total', help: 'Backend link (re)connections after the first', labelNames: ['endpoint'] as const, registers: [this.registry] })
+  readonly queueEvents = new Gauge({ name: 'gatehouse_queue_events', help: 'Events waiting for the backend link', labelNames: ['endpoint'] as const, registers: [this.registry] })
+  readonly queueBytes = new Gauge({ name: 'gatehouse_queue_bytes', help: 'Bytes of events waiting for the backend link', labelNames: ['endpoint'] as const, registers: [this.registry] })
+
+  constructor () {
+    collectDefaultMetrics({ register: this.registry, prefix: 'gatehouse_process_' })
+  }
+}

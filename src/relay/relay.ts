@@ -1,0 +1,215 @@
+/**
+ * One endpoint's relay: a client's socket events become backend events, and
+ * backend actions become frames and closes on clients' sockets. It keeps the
+ * per-client ordering of DESIGN.md §2: `open`, the `message`s in order, then
+ * exactly one `close`; a replaced client's `close` precedes its successor's `open`.
+ */
+import type { WebSocket } from 'ws'
+import type { FastifyBaseLogger } from 'fastify'
+import {
+  CloseCodes, encodeBinaryMessage, encodeClose, encodeOpen, encodeTextMessage, sendPayload,
+  type Action, type CloseAction, type CloseCode, type Params, type SendAction
+} from '../../protocol/index.js'
+import type { Identity } from '../auth/authenticator.js'
+import type { EndpointConfig, LimitsConfig } from '../config/schema.js'
+import type { GatewayMetrics } from '../metrics.js'
+import type { OutboundEvent } from '../backend-link/event-queue.js'
+import { ClientSession } from '../sessions/client-session.js'
+import type { SessionRegistry } from '../sessions/registry.js'
+
+/** Where client events go: the endpoint's backend link. */
+export interface EventSink {
+  send (event: OutboundEvent): boolean
+}
+
+export interface RelayOptions {
+  endpoint: Readonly<EndpointConfig>
+  limits: Readonly<LimitsConfig>
+  registry: SessionRegistry
+  sink: EventSink
+  metrics: GatewayMetrics
+  log: FastifyBaseLogger
+}
+
+/** Longest delay setTimeout accepts (about 24.8 days). */
+const MAX_TIMER_MS = 2 ** 31 - 1
+
+export class EndpointRelay {
+  private heartbeat?: NodeJS.Timeout
+  private readonly expiries = new Map<ClientSession, NodeJS.Timeout>()
+  private readonly labels: { endpoint: string }
+
+  constructor (private readonly options: RelayOptions) {
+    this.labels = { endpoint: options.endpoint.name }
+  }
+
+  get connections (): number {
+    return this.options.registry.size
+  }
+
+  /** Pings every client each `heartbeatIntervalMs`; one that missed the last pong is dropped (1006). */
+  start (): void {
+    this.heartbeat = setInterval(() => {
+      for (const session of this.options.registry.values()) {
+        if (!session.alive) {
+          session.terminate(CloseCodes.HEARTBEAT_TIMEOUT)
+          continue
+        }
+        session.alive = false
+        session.socket.ping()
+      }
+    }, this.options.limits.heartbeatIntervalMs)
+    this.heartbeat.unref()
+  }
+
+  /** A client finished its handshake: register it (duplicate policy), then tell the backend. */
+  accept (socket: WebSocket, identity: Identity, params: Params): void {
+    const { registry, limits, sink, metrics, endpoint } = this.options
+    const session = new ClientSession(socket, identity, params, limits, this.onSessionEnd)
+    const admission = registry.admit(session)
+    if (!admission.admitted) {
+      // lost a race with a concurrent handshake of the same user; the backend never saw this one
+      metrics.handshakeFailures.inc({ ...this.labels, reason: 'duplicate' })
+      socket.close(CloseCodes.DUPLICATE_REJECTED.code, CloseCodes.DUPLICATE_REJECTED.reason)
+      return
+    }
+    admission.displaced?.close(CloseCodes.REPLACED)
+    this.listen(session)
+    const text = encodeOpen(session.user, session.claims, params)
+    sink.send({ kind: 'open', user: session.user, text, bytes: Buffer.byteLength(text), opened: { user: session.user, claims: session.claims, params } })
+    metrics.connections.inc(this.labels)
+    if (endpoint.enforceExpiry && identity.exp !== undefined) this.expireAt(session, identity.exp)
+  }
+
+  /** Actions from the backend, in the order it sent them. */
+  dispatch (actions: readonly Action[]): void {
+    for (const action of actions) {
+      if (action.action === 'send') this.send(action)
+      else this.close(action)
+    }
+  }
+
+  /** Closes every client of the endpoint with `code`. */
+  closeAll (code: CloseCode): void {
+    for (const session of [...this.options.registry.values()]) session.close(code)
+  }
+
+  /**
+   * Closes every client with 1001 and resolves once their sockets are gone;
+   * any still open after `timeoutMs` are terminated.
+   */
+  async shutdown (timeoutMs: number): Promise<void> {
+    clearInterval(this.heartbeat)
+    const sockets = [...this.options.registry.values()].map((s) => s.socket)
+    this.closeAll(CloseCodes.GOING_AWAY)
+    const open = sockets.filter((s) => s.readyState !== s.CLOSED)
+    if (open.length === 0) return
+    await new Promise<void>((resolve) => {
+      let left = open.length
+      const timer = setTimeout(() => {
+        for (const s of open) s.terminate()
+        resolve()
+      }, timeoutMs)
+      for (const s of open) {
+        s.once('close', () => {
+          if (--left === 0) {
+            clearTimeout(timer)
+            resolve()
+          }
+        })
+      }
+    })
+  }
+
+  private listen (session: ClientSession): void {
+    const { socket } = session
+    socket.on('message', (data: Buffer, isBinary: boolean) => this.onFrame(session, data, isBinary))
+    socket.on('pong', () => { session.alive = true })
+    socket.on('close', (code: number, reason: Buffer) => session.end(code, reason.toString()))
+    socket.on('error', (err: NodeJS.ErrnoException) => session.end(...closeCodeForError(err)))
+  }
+
+  private onFrame (session: ClientSession, data: Buffer, isBinary: boolean): void {
+    if (session.isEnded) return
+    const { limits, sink, metrics } = this.options
+    // ws enforces the largest limit of all endpoints; this endpoint's may be smaller
+    if (data.length > limits.maxPayloadBytes) {
+      session.close(CloseCodes.MESSAGE_TOO_BIG)
+      return
+    }
+    if (!session.bucket.take()) {
+      session.close(CloseCodes.RATE_LIMITED)
+      return
+    }
+    const text = isBinary ? encodeBinaryMessage(session.prefix, data) : encodeTextMessage(session.prefix, data.toString())
+    sink.send({ kind: 'message', user: session.user, text, bytes: Buffer.byteLength(text) })
+    metrics.messagesIn.inc(this.labels)
+  }
+
+  private readonly onSessionEnd = (session: ClientSession, code: number, reason: string): void => {
+    const { registry, sink, metrics } = this.options
+    registry.remove(session)
+    clearTimeout(this.expiries.get(session))
+    this.expiries.delete(session)
+    const text = encodeClose(session.user, session.params, code, reason)
+    sink.send({ kind: 'close', user: session.user, text, bytes: Buffer.byteLength(text) })
+    metrics.connections.dec(this.labels)
+    metrics.clientCloses.inc({ ...this.labels, code: String(code) })
+  }
+
+  private send (action: SendAction): void {
+    const { registry, metrics, log } = this.options
+    const users = action.all ? [...registry.values()].map((s) => s.user) : action.users ?? [action.user as string]
+    const payload = sendPayload(action.data, action.binary)
+    // encode once, write many: ws would otherwise re-encode a string per socket
+    const frame = users.length > 1 && typeof payload === 'string' ? Buffer.from(payload) : payload
+    const binary = action.binary === true
+    for (const user of users) {
+      const session = registry.get(user)
+      if (!session) {
+        metrics.droppedActions.inc({ ...this.labels, reason: 'not_connected' })
+        log.debug({ user }, 'send action for a user who is not connected; dropped')
+        continue
+      }
+      const delivery = session.deliver(frame, binary, CloseCodes.SLOW_CONSUMER)
+      if (delivery === 'sent') {
+        metrics.messagesOut.inc(this.labels)
+      } else {
+        metrics.droppedActions.inc({ ...this.labels, reason: 'slow_consumer' })
+        log.info({ user }, 'client too slow to read; closed (1013)')
+      }
+    }
+  }
+
+  private close (action: CloseAction): void {
+    const { registry, metrics, log } = this.options
+    for (const user of action.users ?? [action.user as string]) {
+      const session = registry.get(user)
+      if (!session) {
+        metrics.droppedActions.inc({ ...this.labels, reason: 'not_connected' })
+        log.debug({ user }, 'close action for a user who is not connected; dropped')
+        continue
+      }
+      session.close({ code: action.code ?? CloseCodes.NORMAL.code, reason: action.reason ?? '' })
+    }
+  }
+
+  private expireAt (session: ClientSession, exp: number): void {
+    const delay = Math.min(Math.max(0, exp * 1000 - Date.now()), MAX_TIMER_MS)
+    const timer = setTimeout(() => session.close(CloseCodes.TOKEN_EXPIRED), delay)
+    timer.unref()
+    this.expiries.set(session, timer)
+  }
+}
+
+/** What a socket error means for the `close` event: ws has already closed the socket with the matching code. */
+function closeCodeForError (err: NodeJS.ErrnoException): [number, string] {
+  switch (err.code) {
+    case 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH': return [CloseCodes.MESSAGE_TOO_BIG.code, CloseCodes.MESSAGE_TOO_BIG.reason]
+    case 'WS_ERR_INVALID_UTF8': return [CloseCodes.INVALID_PAYLOAD.code, CloseCodes.INVALID_PAYLOAD.reason]
+    default:
+      return err.code?.startsWith('WS_ERR_')
+        ? [CloseCodes.PROTOCOL_ERROR.code, CloseCodes.PROTOCOL_ERROR.reason]
+        : [CloseCodes.ABNORMAL.code, CloseCodes.ABNORMAL.reason]
+  }
+}

@@ -1,0 +1,19 @@
+/** Per-client rate limit: `rate` tokens a second, at most `burst` saved up. */
+export class TokenBucket {
+  private tokens: number
+  private last: number
+
+  constructor (private readonly rate: number, private readonly burst: number, now = performance.now()) {
+    this.tokens = burst
+    this.last = now
+  }
+
+  /** Spends one token; false when the client is over its rate. */
+  take (now = performance.now()): boolean {
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.rate)
+    this.last = now
+    if (this.tokens < 1) return false
+    this.tokens -= 1
+    return true
+  }
+}
