@@ -1,0 +1,35 @@
+/** Starts the example game service on the SDK. */
+import { GatehouseBackend, type BackendLogger } from '../../src/sdk/index.js'
+import { GameService } from './game.js'
+
+export interface GameServiceOptions {
+  port?: number
+  host?: string
+  /** The bearer token the gateway presents (`backend.token` in its config). */
+  token?: string
+  logger?: BackendLogger
+  /** @default 30000 */
+  linkGraceMs?: number
+  /** How long a player who dropped mid-game has to come back. @default 30000 */
+  graceMs?: number
+}
+
+export interface RunningGame {
+  game: GameService
+  backend: GatehouseBackend
+  port: number
+  url: string
+  stop (): Promise<void>
+}
+
+export async function startGame (options: GameServiceOptions = {}): Promise<RunningGame> {
+  const backend = new GatehouseBackend({ token: options.token, logger: options.logger, linkGraceMs: options.linkGraceMs })
+  const game = new GameService(backend, { graceMs: options.graceMs })
+  backend.handle(game)
+  const { port, url } = await backend.listen({ port: options.port, host: options.host })
+  const stop = async (): Promise<void> => {
+    game.stop()
+    await backend.stop()
+  }
+  return { game, backend, port, url, stop }
+}

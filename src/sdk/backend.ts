@@ -1,0 +1,352 @@
+/**
+ * `GatehouseBackend`: the server a Gatehouse gateway dials into (DESIGN.md
+ * §2-§3). It accepts any number of gateway links, turns their events into
+ * `onOpen` / `onMessage` / `onClose` calls, and sends each action down the
+ * link that holds the user it names.
+ */
+import { EventEmitter } from 'node:events'
+import type { IncomingMessage } from 'node:http'
+import type { WebSocket } from 'ws'
+import { pino } from 'pino'
+import {
+  CloseCodes, encodeActions, isBackendCloseCode, PROTOCOL_VERSION, truncateReason,
+  type Action, type Claims, type Event, type HelloEvent, type Params
+} from '../../protocol/index.js'
+import { GatewayLink, type LinkListener } from './gateway-link.js'
+import { LinkServer } from './link-server.js'
+import { Roster, type RosterChange } from './roster.js'
+import { TaskQueue } from './task-queue.js'
+
+/** What the service implements; every handler may be async, and is then awaited before the link's next event. */
+export interface BackendHandlers {
+  /** A player connected (or a `sync` revealed one we did not know of). */
+  onOpen? (user: string, claims: Claims, params: Params): void | Promise<void>
+  /** A player sent a frame: `data` is its JSON value (or the text as a string); base64 text when `binary`. */
+  onMessage? (user: string, data: unknown, info: { binary: boolean, params: Params }): void | Promise<void>
+  /** A player's connection ended; exactly once per `onOpen`. Codes the SDK infers itself: see `InferredCloses`. */
+  onClose? (user: string, code: number, reason: string, info: { params: Params }): void | Promise<void>
+}
+
+/** The pino methods the SDK logs through; a pino or fastify logger fits. */
+export interface BackendLogger {
+  debug (obj: object, msg: string): void
+  info (obj: object, msg: string): void
+  warn (obj: object, msg: string): void
+  error (obj: object, msg: string): void
+}
+
+export interface BackendOptions {
+  /** The token gateways must present as `Authorization: Bearer`; without it any peer may connect (development only). */
+  token?: string
+  /**
+   * How long the users of a dropped link are kept, waiting for the same
+   * gateway to reconnect and `sync`, before they are closed (1006). Match the
+   * gateway's `queue.graceMs`.
+   * @default 30000
+   */
+  linkGraceMs?: number
+  /** Ping period on each link; a gateway that misses a pong is dropped. 0 turns pings off. @default 15000 */
+  pingIntervalMs?: number
+  /** Largest frame accepted from a gateway. @default 16777216 */
+  maxPayloadBytes?: number
+  /** @default a pino logger at `info` */
+  logger?: BackendLogger
+}
+
+export interface SendOptions {
+  /** Deliver as a binary frame: `data` is a base64 string. Buffers and Uint8Arrays are always binary. */
+  binary?: boolean
+}
+
+/** Counters a service can export or assert on. */
+export interface BackendStats {
+  /** Frames (or messages inside a batch) from a gateway that were not valid. */
+  badFrames: number
+  /** Actions not sent: the user is not connected, their link is down, or the data is not JSON. */
+  droppedActions: number
+  /** Events about a connection we do not track (a late message from a replaced user, say). */
+  strayEvents: number
+  /** Handlers that threw or rejected. */
+  handlerErrors: number
+  /** Upgrade requests refused for a missing or wrong token. */
+  refusedLinks: number
+}
+
+export interface LinkInfo {
+  gateway: string
+  endpoint: string
+}
+
+export interface BackendEvents {
+  /** A gateway said `hello`. */
+  link: [LinkInfo]
+  /** A gateway's `sync` has been applied (and its handlers have run). */
+  synced: [LinkInfo & { users: number }]
+  /** A link closed; its users are held for `linkGraceMs`. */
+  linkClosed: [{ gateway?: string, code: number }]
+  badFrame: [{ gateway?: string, problem: string }]
+  handlerError: [{ handler: string, user: string, error: unknown }]
+}
+
+export class GatehouseBackend extends EventEmitter<BackendEvents> {
+  readonly stats: BackendStats = { badFrames: 0, droppedActions: 0, strayEvents: 0, handlerErrors: 0, refusedLinks: 0 }
+  private handlers: BackendHandlers = {}
+  private readonly roster = new Roster<GatewayLink>()
+  private readonly links = new Map<GatewayLink, TaskQueue>()
+  /** The current link of each gateway (node id + endpoint), so a reconnect inherits its users. */
+  private readonly current = new Map<string, GatewayLink>()
+  private readonly holds = new Map<GatewayLink, NodeJS.Timeout>()
+  private readonly server: LinkServer
+  private readonly log: BackendLogger
+  private readonly linkGraceMs: number
+  private readonly pingIntervalMs: number
+
+  constructor (options: BackendOptions = {}, handlers: BackendHandlers = {}) {
+    super()
+    this.handlers = handlers
+    this.log = options.logger ?? pino({ name: 'gatehouse-backend' })
+    this.linkGraceMs = options.linkGraceMs ?? 30000
+    this.pingIntervalMs = options.pingIntervalMs ?? 15000
+    this.server = new LinkServer({
+      token: options.token,
+      maxPayloadBytes: options.maxPayloadBytes ?? 16 * 1024 * 1024,
+      onLink: (socket) => this.accept(socket),
+      onRefused: (request) => this.refused(request)
+    })
+  }
+
+  /** Sets the service's handlers; for services that need the backend (to send) before they exist. */
+  handle (handlers: BackendHandlers): this {
+    this.handlers = handlers
+    return this
+  }
+
+  /** Starts accepting gateway links; resolves with the bound port (useful with port 0). */
+  async listen ({ port = 0, host = '127.0.0.1' }: { port?: number, host?: string } = {}): Promise<{ port: number, url: string }> {
+    const bound = await this.server.listen(port, host)
+    return { port: bound, url: `ws://${host.includes(':') ? `[${host}]` : host}:${bound}` }
+  }
+
+  /** Closes every link with 1001 and stops listening. Services see no `onClose` for this. */
+  async stop (): Promise<void> {
+    for (const timer of this.holds.values()) clearTimeout(timer)
+    this.holds.clear()
+    for (const link of this.links.keys()) link.close(CloseCodes.GOING_AWAY.code, 'backend shutting down')
+    await this.server.close()
+  }
+
+  /** Connected users, across every gateway. */
+  users (): string[] {
+    return this.roster.users()
+  }
+
+  /** A connected user's claims and path params, or undefined. */
+  connection (user: string): { claims: Claims, params: Params, gateway?: string } | undefined {
+    const presence = this.roster.get(user)
+    return presence && { claims: presence.claims, params: presence.params, gateway: presence.link.gateway }
+  }
+
+  /** Sends `data` to one or several users, each down the link that holds them. Returns how many were sent to. */
+  send (to: string | readonly string[], data: unknown, options: SendOptions = {}): number {
+    const users = typeof to === 'string' ? [to] : to
+    const { byLink, missing } = this.roster.group(users)
+    this.drop(missing.length, missing, 'send for a user who is not connected')
+    const body = payload(data, options)
+    let sent = 0
+    for (const [link, list] of byLink) {
+      if (this.write(link, { action: 'send', ...target(list), ...body }, list.length)) sent += list.length
+    }
+    return sent
+  }
+
+  /** Sends `data` to every client of the endpoint, on every gateway. */
+  broadcast (data: unknown, options: SendOptions = {}): void {
+    const body = payload(data, options)
+    for (const link of this.links.keys()) this.write(link, { action: 'send', all: true, ...body }, 1)
+  }
+
+  /**
+   * Asks the gateway to close users' connections; `onClose` follows when the
+   * gateway reports it. `code` is 1000 or 4000-4999 (anything else becomes
+   * 1000, logged); `reason` is cut to 123 bytes.
+   */
+  close (to: string | readonly string[], code = 1000, reason = ''): number {
+    if (!isBackendCloseCode(code)) {
+      this.log.warn({ code }, 'close code must be 1000 or 4000-4999; using 1000')
+      code = 1000
+    }
+    const users = typeof to === 'string' ? [to] : to
+    const { byLink, missing } = this.roster.group(users)
+    this.drop(missing.length, missing, 'close for a user who is not connected')
+    let closed = 0
+    for (const [link, list] of byLink) {
+      if (this.write(link, { action: 'close', ...target(list), code, reason: truncateReason(reason) }, list.length)) closed += list.length
+    }
+    return closed
+  }
+
+  private accept (socket: WebSocket): void {
+    const link = new GatewayLink(socket, this.pingIntervalMs, this.listener)
+    this.links.set(link, new TaskQueue((err) => this.log.error({ err, link: link.label }, 'gatehouse backend: internal error')))
+    this.log.debug({ link: link.label }, 'gateway link accepted')
+  }
+
+  private refused (request: IncomingMessage): void {
+    this.stats.refusedLinks++
+    // the header itself is never logged: it may hold a near-miss of the real token
+    this.log.warn({ remoteAddress: request.socket.remoteAddress, hasAuthorization: request.headers.authorization !== undefined }, 'gateway link refused: missing or wrong bearer token')
+  }
+
+  private readonly listener: LinkListener = {
+    events: (link, events) => {
+      this.links.get(link)?.push(...events.map((event) => () => this.dispatch(link, event)))
+    },
+    badFrame: (link, problem) => {
+      this.stats.badFrames++
+      this.log.warn({ link: link.label, problem }, 'gateway sent a bad frame; skipped')
+      this.emit('badFrame', { gateway: link.gateway, problem })
+    },
+    closed: (link, code) => {
+      // queued behind the link's pending events, so they are handled first
+      this.links.get(link)?.push(() => this.linkClosed(link, code))
+    }
+  }
+
+  private dispatch (link: GatewayLink, event: Event): void | Promise<void> {
+    switch (event.event) {
+      case 'hello':
+        return this.hello(link, event)
+      case 'sync': {
+        const done = (): void => {
+          if (link.gateway !== undefined) this.emit('synced', { gateway: link.gateway, endpoint: link.endpoint ?? '', users: event.users.length })
+        }
+        const applied = this.apply(this.roster.sync(link, event.users))
+        return applied ? applied.then(done) : done()
+      }
+      case 'open':
+        return this.apply(this.roster.open(link, event.user, event.claims, event.params))
+      case 'message':
+        if (!this.roster.holds(link, event.user)) return this.stray(link, event)
+        return this.call('onMessage', event.user, () => this.handlers.onMessage?.(event.user, event.data, { binary: event.binary === true, params: event.params }))
+      case 'close': {
+        const changes = this.roster.close(link, event.user, event.code, event.reason)
+        return changes.length > 0 ? this.apply(changes) : this.stray(link, event)
+      }
+    }
+  }
+
+  private hello (link: GatewayLink, hello: HelloEvent): void {
+    if (hello.protocol !== PROTOCOL_VERSION) {
+      this.log.error({ link: link.label, protocol: hello.protocol, supported: PROTOCOL_VERSION }, 'gateway speaks another protocol version; refusing the link')
+      link.close(CloseCodes.PROTOCOL_ERROR.code, `unsupported protocol version ${hello.protocol}; this backend speaks ${PROTOCOL_VERSION}`)
+      return
+    }
+    link.gateway = hello.gateway
+    link.endpoint = hello.endpoint
+    const key = `${hello.gateway}\n${hello.endpoint}`
+    const previous = this.current.get(key)
+    this.current.set(key, link)
+    if (previous && previous !== link) {
+      // the same gateway reconnected: its users carry over, and the `sync` that follows settles who is still there
+      clearTimeout(this.holds.get(previous))
+      this.holds.delete(previous)
+      this.roster.moveLink(previous, link)
+      previous.terminate()
+    }
+    this.log.info({ gateway: hello.gateway, endpoint: hello.endpoint, resumed: previous !== undefined }, 'gateway link up')
+    this.emit('link', { gateway: hello.gateway, endpoint: hello.endpoint })
+  }
+
+  private linkClosed (link: GatewayLink, code: number): void {
+    this.links.delete(link)
+    this.emit('linkClosed', { gateway: link.gateway, code })
+    const key = `${link.gateway}\n${link.endpoint}`
+    if (link.gateway === undefined || this.current.get(key) !== link) {
+      // never identified itself, or already replaced by a newer link of its gateway
+      void this.apply(this.roster.dropLink(link))
+      return
+    }
+    this.log.warn({ gateway: link.gateway, code, graceMs: this.linkGraceMs }, 'gateway link down; holding its users until it reconnects')
+    const timer = setTimeout(() => {
+      this.holds.delete(link)
+      if (this.current.get(key) === link) this.current.delete(key)
+      void this.apply(this.roster.dropLink(link))
+    }, this.linkGraceMs)
+    timer.unref()
+    this.holds.set(link, timer)
+  }
+
+  /** Tells the service about roster changes, in order, waiting on async handlers. */
+  private apply (changes: readonly RosterChange<GatewayLink>[]): void | Promise<void> {
+    for (let i = 0; i < changes.length; i++) {
+      const result = this.announce(changes[i])
+      if (result !== undefined) return result.then(() => this.apply(changes.slice(i + 1)))
+    }
+  }
+
+  private announce (change: RosterChange<GatewayLink>): void | Promise<void> {
+    const { user, claims, params, link } = change.presence
+    if (change.kind === 'open') return this.call('onOpen', user, () => this.handlers.onOpen?.(user, claims, params))
+    if (change.displaced) this.write(link, { action: 'close', user, code: change.code, reason: change.reason }, 1)
+    return this.call('onClose', user, () => this.handlers.onClose?.(user, change.code, change.reason, { params }))
+  }
+
+  /** Runs a handler; a throw or a rejection is logged and counted, never passed on. */
+  private call (handler: string, user: string, run: () => unknown): void | Promise<void> {
+    try {
+      const result = run()
+      if (isThenable(result)) return Promise.resolve(result).then(() => undefined, (error: unknown) => this.handlerFailed(handler, user, error))
+    } catch (error) {
+      this.handlerFailed(handler, user, error)
+    }
+  }
+
+  private handlerFailed (handler: string, user: string, error: unknown): void {
+    this.stats.handlerErrors++
+    this.log.error({ err: error, handler, user }, 'handler failed')
+    this.emit('handlerError', { handler, user, error })
+  }
+
+  private stray (link: GatewayLink, event: { event: string, user: string }): void {
+    this.stats.strayEvents++
+    this.log.debug({ link: link.label, event: event.event, user: event.user }, 'event for a connection this backend does not track; ignored')
+  }
+
+  /** Encodes and queues one action; false (counted as `count` dropped) when it cannot go out. */
+  private write (link: GatewayLink, action: Action, count: number): boolean {
+    if (!link.isOpen) {
+      this.drop(count, [], 'action for users whose gateway link is down')
+      return false
+    }
+    let encoded: string
+    try {
+      encoded = encodeActions([action])
+    } catch (err) {
+      this.drop(count, [], `action data is not JSON: ${(err as Error).message}`)
+      return false
+    }
+    link.write(encoded)
+    return true
+  }
+
+  private drop (count: number, users: readonly string[], why: string): void {
+    if (count === 0) return
+    this.stats.droppedActions += count
+    this.log.debug({ users, count }, `${why}; dropped`)
+  }
+}
+
+function target (users: readonly string[]): { user: string } | { users: string[] } {
+  return users.length === 1 ? { user: users[0] } : { users: [...users] }
+}
+
+/** `data` as it travels: bytes become base64 with `binary: true`; undefined becomes null (JSON has no undefined). */
+function payload (data: unknown, options: SendOptions): { data: unknown, binary?: true } {
+  if (data instanceof Uint8Array) return { data: Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64'), binary: true }
+  if (options.binary === true) return { data, binary: true }
+  return { data: data === undefined ? null : data }
+}
+
+function isThenable (value: unknown): value is PromiseLike<unknown> {
+  return typeof (value as PromiseLike<unknown> | undefined)?.then === 'function'
+}

@@ -1,0 +1,97 @@
+/**
+ * One gateway's link into this backend: a `ws` socket that carries events in
+ * and actions out. It decodes frames (single or batch) with the protocol
+ * codec, reports bad ones without closing, batches the actions written in one
+ * tick into one frame, and pings the gateway so a dead one is noticed.
+ */
+import { WebSocket } from 'ws'
+import { decodeEvents, encodeFrame, truncateReason, type Event } from '../../protocol/index.js'
+
+export interface LinkListener {
+  /** Valid events of one frame, in order. */
+  events (link: GatewayLink, events: Event[]): void
+  /** One problem with a frame: not JSON, binary, or a message that fails the schema. */
+  badFrame (link: GatewayLink, problem: string): void
+  closed (link: GatewayLink, code: number): void
+}
+
+let nextLinkId = 1
+
+export class GatewayLink {
+  /** For logs, until `hello` names the gateway. */
+  readonly id = nextLinkId++
+  /** The gateway's node id and endpoint, from its `hello`. */
+  gateway?: string
+  endpoint?: string
+  private outbox: string[] = []
+  private alive = true
+  private readonly heartbeat?: NodeJS.Timeout
+
+  constructor (private readonly socket: WebSocket, pingIntervalMs: number, private readonly listener: LinkListener) {
+    socket.on('message', (data: Buffer, isBinary: boolean) => this.onFrame(data, isBinary))
+    socket.on('pong', () => { this.alive = true })
+    // an error is always followed by `close`, which does the cleanup
+    socket.on('error', () => {})
+    socket.on('close', (code: number) => {
+      clearInterval(this.heartbeat)
+      this.listener.closed(this, code)
+    })
+    if (pingIntervalMs > 0) {
+      this.heartbeat = setInterval(() => this.checkAlive(), pingIntervalMs)
+      this.heartbeat.unref()
+    }
+  }
+
+  get isOpen (): boolean {
+    return this.socket.readyState === WebSocket.OPEN
+  }
+
+  /** `gateway-node/endpoint`, or `link#3` before hello. */
+  get label (): string {
+    return this.gateway === undefined ? `link#${this.id}` : `${this.gateway}/${this.endpoint ?? '?'}`
+  }
+
+  /** Queues one encoded action; everything queued in the same tick leaves as one frame. */
+  write (encoded: string): void {
+    if (!this.isOpen) return
+    this.outbox.push(encoded)
+    if (this.outbox.length === 1) queueMicrotask(this.flush)
+  }
+
+  close (code: number, reason: string): void {
+    this.flush()
+    this.socket.close(code, truncateReason(reason))
+  }
+
+  terminate (): void {
+    this.socket.terminate()
+  }
+
+  private readonly flush = (): void => {
+    if (this.outbox.length === 0) return
+    const frame = encodeFrame(this.outbox)
+    this.outbox = []
+    if (this.isOpen) this.socket.send(frame)
+  }
+
+  private onFrame (data: Buffer, isBinary: boolean): void {
+    this.alive = true
+    if (isBinary) {
+      this.listener.badFrame(this, 'binary frame: the protocol is JSON text frames')
+      return
+    }
+    const { items, errors } = decodeEvents(data.toString())
+    for (const error of errors) this.listener.badFrame(this, error.message)
+    if (items.length > 0) this.listener.events(this, items)
+  }
+
+  /** A gateway that answered neither the last ping nor with any frame since is gone. */
+  private checkAlive (): void {
+    if (!this.alive) {
+      this.socket.terminate()
+      return
+    }
+    this.alive = false
+    this.socket.ping()
+  }
+}

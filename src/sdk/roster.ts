@@ -1,0 +1,138 @@
+/**
+ * Who is connected, and through which gateway link. Pure bookkeeping: each
+ * method updates the table and returns the opens and closes the service must
+ * be told about, in order; the caller does the telling and the I/O.
+ */
+import { CloseCodes, type Claims, type CloseCode, type Params, type SyncUser } from '../../protocol/index.js'
+
+/**
+ * Close codes the SDK reports to `onClose` for ends it infers rather than
+ * reads from a `close` event. 1006 as for any connection that ended without
+ * a close frame being seen; 4409 as the gateway's own `replace`.
+ */
+export const InferredCloses = {
+  /** A gateway's `sync` no longer lists the user: they left while the link was down. */
+  ABSENT_FROM_SYNC: { code: CloseCodes.ABNORMAL.code, reason: 'absent from gateway sync', retry: true },
+  /** The user's gateway link dropped and did not come back within `linkGraceMs`. */
+  LINK_LOST: { code: CloseCodes.ABNORMAL.code, reason: 'gateway link lost', retry: true },
+  /** The user opened again, through the same gateway, without a close in between. */
+  REPLACED: CloseCodes.REPLACED,
+  /** The user opened again through another gateway; the old connection is closed with this code. */
+  MOVED: { code: CloseCodes.REPLACED.code, reason: 'replaced by a connection through another gateway', retry: false }
+} as const satisfies Record<string, CloseCode>
+
+export interface Presence<L> {
+  user: string
+  claims: Claims
+  params: Params
+  link: L
+}
+
+export type RosterChange<L> =
+  | { kind: 'open', presence: Presence<L> }
+  /** `displaced`: the user is still connected on `presence.link`, whose gateway must be told to close them. */
+  | { kind: 'close', presence: Presence<L>, code: number, reason: string, displaced: boolean }
+
+export class Roster<L> {
+  private readonly byUser = new Map<string, Presence<L>>()
+
+  get size (): number {
+    return this.byUser.size
+  }
+
+  get (user: string): Presence<L> | undefined {
+    return this.byUser.get(user)
+  }
+
+  users (): string[] {
+    return [...this.byUser.keys()]
+  }
+
+  /** Whether an event about `user` from `link` describes the connection we track (not a stale one). */
+  holds (link: L, user: string): boolean {
+    return this.byUser.get(user)?.link === link
+  }
+
+  /** A user opened through `link`; whoever held the name before is closed first. */
+  open (link: L, user: string, claims: Claims, params: Params): RosterChange<L>[] {
+    const changes: RosterChange<L>[] = []
+    const previous = this.byUser.get(user)
+    if (previous) {
+      const why = previous.link === link ? InferredCloses.REPLACED : InferredCloses.MOVED
+      changes.push({ kind: 'close', presence: previous, code: why.code, reason: why.reason, displaced: previous.link !== link })
+    }
+    const presence = { user, claims, params, link }
+    this.byUser.set(user, presence)
+    changes.push({ kind: 'open', presence })
+    return changes
+  }
+
+  /** A `close` event; ignored (empty) when `link` no longer holds the user. */
+  close (link: L, user: string, code: number, reason: string): RosterChange<L>[] {
+    const presence = this.byUser.get(user)
+    if (!presence || presence.link !== link) return []
+    this.byUser.delete(user)
+    return [{ kind: 'close', presence, code, reason, displaced: false }]
+  }
+
+  /**
+   * A `sync` from `link` (DESIGN.md §3): users of the link it no longer lists
+   * are closed, listed users we do not know are opened, and a listed user
+   * whose claims or params changed is closed and opened again.
+   */
+  sync (link: L, listed: readonly SyncUser[]): RosterChange<L>[] {
+    const wanted = new Map(listed.map((entry) => [entry.user, entry]))
+    const changes: RosterChange<L>[] = []
+    for (const presence of [...this.byUser.values()]) {
+      if (presence.link !== link) continue
+      const entry = wanted.get(presence.user)
+      if (entry && sameJson(entry.claims, presence.claims) && sameJson(entry.params, presence.params)) {
+        wanted.delete(presence.user)
+      } else {
+        changes.push(...this.close(link, presence.user, InferredCloses.ABSENT_FROM_SYNC.code, InferredCloses.ABSENT_FROM_SYNC.reason))
+      }
+    }
+    for (const entry of wanted.values()) changes.push(...this.open(link, entry.user, entry.claims, entry.params))
+    return changes
+  }
+
+  /** Every user of a link that is gone for good. */
+  dropLink (link: L): RosterChange<L>[] {
+    const changes: RosterChange<L>[] = []
+    for (const presence of [...this.byUser.values()]) {
+      if (presence.link === link) {
+        changes.push(...this.close(link, presence.user, InferredCloses.LINK_LOST.code, InferredCloses.LINK_LOST.reason))
+      }
+    }
+    return changes
+  }
+
+  /** A gateway came back on a new socket: its users now travel on that one. */
+  moveLink (from: L, to: L): void {
+    for (const presence of this.byUser.values()) {
+      if (presence.link === from) presence.link = to
+    }
+  }
+
+  /** Users grouped by the link that holds them; names we do not hold come back in `missing`. */
+  group (users: readonly string[]): { byLink: Map<L, string[]>, missing: string[] } {
+    const byLink = new Map<L, string[]>()
+    const missing: string[] = []
+    for (const user of users) {
+      const link = this.byUser.get(user)?.link
+      if (link === undefined) {
+        missing.push(user)
+        continue
+      }
+      const list = byLink.get(link)
+      if (list) list.push(user)
+      else byLink.set(link, [user])
+    }
+    return { byLink, missing }
+  }
+}
+
+/** Both sides come from the same gateway's JSON, so key order matches. */
+function sameJson (a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b)
+}
