@@ -1,0 +1,95 @@
+/**
+ * Fixtures for the SDK and example tests: a stand-in gateway on a real
+ * socket (to send what a real gateway never would), a logger that records,
+ * and handlers that record every call.
+ */
+import { WebSocket } from 'ws'
+import type { BackendHandlers, BackendLogger } from '../src/sdk/index.js'
+import { Inbox } from './helpers/waiter.js'
+
+export const BACKEND_TOKEN = 'backend-token-for-tests-0123456789'
+
+export interface FakeGateway {
+  ws: WebSocket
+  /** Actions the backend sent, batches flattened. */
+  actions: Inbox<Record<string, unknown>>
+  closed: Promise<{ code: number, reason: string }>
+  /** Sends a string as it is, anything else as JSON. */
+  send (frame: unknown): void
+}
+
+/** Dials a backend as a gateway would; rejects when the upgrade is refused. */
+export async function fakeGateway (url: string, options: { token?: string, autoPong?: boolean } = {}): Promise<FakeGateway> {
+  const headers: Record<string, string> = options.token === undefined ? {} : { authorization: `Bearer ${options.token}` }
+  const ws = new WebSocket(url, { headers, autoPong: options.autoPong ?? true })
+  const actions = new Inbox<Record<string, unknown>>()
+  ws.on('message', (data) => {
+    for (const action of [JSON.parse(data.toString())].flat()) actions.push(action)
+  })
+  const closed = new Promise<{ code: number, reason: string }>((resolve) => {
+    ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() }))
+  })
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', resolve)
+    ws.once('error', reject)
+  })
+  ws.on('error', () => {})
+  return { ws, actions, closed, send: (frame) => ws.send(typeof frame === 'string' ? frame : JSON.stringify(frame)) }
+}
+
+export function hello (gateway: string, endpoint = 'lobby', protocol = 1): Record<string, unknown> {
+  return { event: 'hello', gateway, endpoint, protocol }
+}
+
+export interface CapturedLogger extends BackendLogger {
+  /** `level msg json` per call. */
+  lines: Inbox<string>
+}
+
+export function captureLogger (): CapturedLogger {
+  const lines = new Inbox<string>()
+  const at = (level: string) => (obj: object, msg: string) => {
+    let fields: string
+    try {
+      fields = JSON.stringify(obj)
+    } catch {
+      fields = '{}'
+    }
+    lines.push(`${level} ${msg} ${fields}`)
+  }
+  return { lines, debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') }
+}
+
+/** Handlers that record each call as `open alice {"room":"a"}`, `message alice {...}`, `close alice 1006 reason`. */
+export function recorder (): { handlers: Required<BackendHandlers>, calls: Inbox<string> } {
+  const calls = new Inbox<string>()
+  return {
+    calls,
+    handlers: {
+      onOpen: (user, _claims, params) => calls.push(`open ${user} ${JSON.stringify(params)}`),
+      onMessage: (user, data, { binary }) => calls.push(`message ${user} ${JSON.stringify(data)}${binary ? ' binary' : ''}`),
+      onClose: (user, code, reason) => calls.push(`close ${user} ${code} ${reason}`)
+    }
+  }
+}
+
+/** The next recorded call that starts with `prefix`. */
+export async function call (calls: Inbox<string>, prefix: string): Promise<string> {
+  return await calls.next((c) => c.startsWith(prefix), 10000, prefix)
+}
+
+/** The next JSON text message on a player's socket whose `type` is `type`. */
+export async function nextOfType<T = Record<string, unknown>> (messages: Inbox<string | Buffer>, type: string, match: (m: T) => boolean = () => true): Promise<T> {
+  const parse = (m: string | Buffer): Record<string, unknown> | undefined => {
+    try {
+      return typeof m === 'string' ? JSON.parse(m) : undefined
+    } catch {
+      return undefined
+    }
+  }
+  const found = await messages.next((m) => {
+    const value = parse(m)
+    return value?.type === type && match(value as T)
+  }, 10000, `a "${type}" message`)
+  return parse(found) as T
+}
