@@ -4,7 +4,7 @@
  * and handlers that record every call.
  */
 import { WebSocket } from 'ws'
-import type { BackendHandlers, BackendLogger } from '../src/sdk/index.js'
+import type { BackendHandlers, BackendLogger, GatehouseBackend } from '../src/sdk/index.js'
 import { Inbox } from './helpers/waiter.js'
 
 export const BACKEND_TOKEN = 'backend-token-for-tests-0123456789'
@@ -92,4 +92,17 @@ export async function nextOfType<T = Record<string, unknown>> (messages: Inbox<s
     return value?.type === type && match(value as T)
   }, 10000, `a "${type}" message`)
   return parse(found) as T
+}
+
+/** Resolves once `backend` has applied `count` syncs; call it before the gateways start. */
+export async function synced (backend: GatehouseBackend, count = 1): Promise<void> {
+  await new Promise<void>((resolve) => {
+    let seen = 0
+    const onSynced = (): void => {
+      if (++seen < count) return
+      backend.off('synced', onSynced)
+      resolve()
+    }
+    backend.on('synced', onSynced)
+  })
 }

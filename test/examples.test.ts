@@ -1,0 +1,236 @@
+/** The example lobby and Connect Four services: their rules, and played over a real gateway. */
+import t from 'tap'
+import { Board } from '../examples/game/connect-four.js'
+import { Match } from '../examples/game/match.js'
+import { startGame } from '../examples/game/index.js'
+import { startLobby } from '../examples/lobby/index.js'
+import type { GameState } from '../examples/game/messages.js'
+import { startGateway, testConfig } from './helpers/gateway.js'
+import { connect, type TestClient } from './helpers/client.js'
+import { tokenFor } from './helpers/tokens.js'
+import { BACKEND_TOKEN, captureLogger, nextOfType, synced } from './sdk-fixtures.js'
+
+type Test = { teardown (fn: () => unknown): void }
+
+/** A legal game that fills the board with no four in a row (found by a search, checked below). */
+const DRAWN_GAME = [5, 4, 5, 0, 6, 2, 4, 5, 5, 0, 4, 1, 1, 0, 4, 5, 6, 5, 3, 1, 1, 2, 2, 6, 2, 6, 6, 3, 6, 2, 0, 3, 0, 3, 3, 4, 3, 1, 4, 2, 1, 0]
+
+t.test('Connect Four rules', async (t) => {
+  const board = new Board()
+  for (const bad of [-1, 7, 2.5, '3', null, undefined, Number.NaN]) {
+    t.same(board.drop(bad, 'red'), { ok: false, problem: 'column must be an integer from 0 to 6' }, `column ${String(bad)} is refused`)
+  }
+  for (let i = 0; i < 6; i++) t.same(board.drop(0, i % 2 === 0 ? 'red' : 'yellow'), { ok: true, row: 5 - i })
+  t.same(board.drop(0, 'red'), { ok: false, problem: 'that column is full' })
+  t.equal(board.lineThrough(0, 0), undefined, 'alternating discs make no line')
+
+  const wins: Array<[string, Array<[number, number]>]> = [
+    ['horizontal', [[5, 1], [5, 2], [5, 3], [5, 4]]],
+    ['vertical', [[5, 6], [4, 6], [3, 6], [2, 6]]],
+    ['diagonal', [[5, 0], [4, 1], [3, 2], [2, 3]]],
+    ['anti-diagonal', [[2, 3], [3, 4], [4, 5], [5, 6]]]
+  ]
+  for (const [name, cells] of wins) {
+    const b = new Board()
+    for (const [r, c] of cells) b.cells[r][c] = 'yellow'
+    const [lastRow, lastColumn] = cells[1]
+    t.same(b.lineThrough(lastRow, lastColumn), [...cells].sort((a, z) => a[0] - z[0] || a[1] - z[1]), `${name} four found from a middle disc`)
+  }
+
+  const match = new Match('m')
+  t.same(match.move('alice', 0), { ok: false, problem: 'you are not playing in this match' })
+  match.seat('alice')
+  t.same(match.move('alice', 0), { ok: false, problem: 'waiting for an opponent' })
+  match.seat('bob')
+  t.equal(match.seat('carol'), undefined, 'a third player gets no seat')
+  t.equal(match.seat('alice'), 'red', 'seating again keeps the seat')
+  DRAWN_GAME.forEach((column, i) => {
+    const outcome = match.move(i % 2 === 0 ? 'alice' : 'bob', column)
+    if (!outcome.ok) t.fail(`move ${i} refused: ${outcome.problem}`)
+  })
+  t.equal(match.status, 'over')
+  t.same(match.result, { winner: null, reason: 'draw' }, 'a full board with no four is a draw')
+  t.notOk(match.concede('alice', 'resign'), 'nothing to resign once over')
+})
+
+async function lobbySetup (t: Test) {
+  const lobby = await startLobby({ token: BACKEND_TOKEN, logger: captureLogger() })
+  t.teardown(() => lobby.stop())
+  const linked = synced(lobby.backend)
+  const gateway = await startGateway(t, testConfig([{ name: 'lobby', path: '/lobby', backend: { url: lobby.url, token: BACKEND_TOKEN } }]))
+  await linked
+  const url = gateway.url('/lobby')
+  const join = async (user: string): Promise<TestClient> => {
+    const client = await connect(url, { token: tokenFor(user) })
+    await nextOfType(client.messages, 'welcome')
+    return client
+  }
+  return { lobby, join, url }
+}
+
+const error = async (client: TestClient): Promise<string> => (await nextOfType<{ message: string }>(client.messages, 'error')).message
+
+t.test('lobby: presence, chat, and the requests it refuses', async (t) => {
+  const { lobby, join, url } = await lobbySetup(t)
+  const alice = await join('alice')
+  await nextOfType(alice.messages, 'players')
+  alice.ws.send(JSON.stringify({ type: 'chat', text: '  first!  ' }))
+  await nextOfType(alice.messages, 'chat')
+  const bob = await connect(url, { token: tokenFor('bob') })
+  const welcome = await nextOfType<{ you: string, players: string[], history: Array<{ from: string, text: string }> }>(bob.messages, 'welcome')
+  t.same([welcome.you, welcome.players], ['bob', ['alice', 'bob']])
+  t.same(welcome.history.map((l) => `${l.from}: ${l.text}`), ['alice: first!'], 'a newcomer sees recent chat, trimmed')
+  t.same((await nextOfType<{ players: string[] }>(alice.messages, 'players', (m) => m.players.length === 2)).players, ['alice', 'bob'])
+
+  bob.ws.send(JSON.stringify({ type: 'chat', text: 'hello alice' }))
+  const line = await nextOfType<{ from: string, text: string, at: number }>(alice.messages, 'chat')
+  t.same([line.from, line.text, typeof line.at], ['bob', 'hello alice', 'number'])
+
+  const refused: Array<[unknown, RegExp]> = [
+    ['not json at all', /unknown request/],
+    [[1, 2], /unknown request/],
+    [{ type: 'dance' }, /unknown request/],
+    [{ type: 'chat', text: '   ' }, /chat text must be 1-280/],
+    [{ type: 'chat', text: 'x'.repeat(281) }, /chat text must be 1-280/],
+    [{ type: 'chat', text: 42 }, /chat text must be 1-280/],
+    [{ type: 'challenge', to: 'alice' }, /cannot challenge yourself/],
+    [{ type: 'challenge', to: 'ghost' }, /not online/],
+    [{ type: 'challenge' }, /not online/],
+    [{ type: 'accept', from: 'bob' }, /no such challenge/],
+    [{ type: 'decline', from: null }, /no such challenge/]
+  ]
+  for (const [request, expected] of refused) {
+    alice.ws.send(typeof request === 'string' ? request : JSON.stringify(request))
+    t.match(await error(alice), expected, `refused: ${JSON.stringify(request).slice(0, 40)}`)
+  }
+  t.same(lobby.lobby.online(), ['alice', 'bob'], 'bad requests change nothing')
+
+  bob.ws.close()
+  t.same((await nextOfType<{ players: string[] }>(alice.messages, 'players', (m) => m.players.length === 1)).players, ['alice'])
+})
+
+t.test('lobby: challenges are declined, accepted into a match, and dropped when a player leaves', async (t) => {
+  const { join } = await lobbySetup(t)
+  const alice = await join('alice')
+  const bob = await join('bob')
+  const carol = await join('carol')
+  // take alice's presence updates so far, so the next one seen is new
+  for (const count of [1, 2, 3]) await nextOfType<{ players: string[] }>(alice.messages, 'players', (m) => m.players.length === count)
+
+  alice.ws.send(JSON.stringify({ type: 'challenge', to: 'bob' }))
+  t.equal((await nextOfType<{ to: string }>(alice.messages, 'challenge-sent')).to, 'bob')
+  t.equal((await nextOfType<{ from: string }>(bob.messages, 'challenged')).from, 'alice')
+  bob.ws.send(JSON.stringify({ type: 'decline', from: 'alice' }))
+  t.equal((await nextOfType<{ by: string }>(alice.messages, 'declined')).by, 'bob')
+  bob.ws.send(JSON.stringify({ type: 'accept', from: 'alice' }))
+  t.match(await error(bob), /no such challenge/, 'a declined challenge cannot be accepted')
+
+  alice.ws.send(JSON.stringify({ type: 'challenge', to: 'bob' }))
+  await nextOfType(bob.messages, 'challenged')
+  carol.ws.send(JSON.stringify({ type: 'accept', from: 'alice' }))
+  t.match(await error(carol), /no such challenge/, 'only the challenged player can accept')
+  bob.ws.send(JSON.stringify({ type: 'accept', from: 'alice' }))
+  const forAlice = await nextOfType<{ matchId: string, opponent: string }>(alice.messages, 'match')
+  const forBob = await nextOfType<{ matchId: string, opponent: string }>(bob.messages, 'match')
+  t.equal(forAlice.matchId, forBob.matchId, 'both get the same match id')
+  t.match(forAlice.matchId, /^[A-Za-z0-9_-]{12}$/, 'safe in a URL path')
+  t.same([forAlice.opponent, forBob.opponent], ['bob', 'alice'])
+
+  carol.ws.send(JSON.stringify({ type: 'challenge', to: 'alice' }))
+  await nextOfType(alice.messages, 'challenged')
+  carol.ws.close()
+  await nextOfType<{ players: string[] }>(alice.messages, 'players', (m) => !m.players.includes('carol'))
+  alice.ws.send(JSON.stringify({ type: 'accept', from: 'carol' }))
+  t.match(await error(alice), /no such challenge/, 'a challenge dies with its challenger')
+})
+
+async function gameSetup (t: Test, graceMs: number) {
+  const game = await startGame({ token: BACKEND_TOKEN, graceMs, logger: captureLogger() })
+  t.teardown(() => game.stop())
+  const linked = synced(game.backend, 2)
+  const backend = { url: game.url, token: BACKEND_TOKEN, minReconnectDelayMs: 20, maxReconnectDelayMs: 200 }
+  const gateway = await startGateway(t, testConfig([
+    { name: 'game', path: '/game/:matchId', backend },
+    { name: 'bare', path: '/bare', backend }
+  ]))
+  await linked
+  const join = async (user: string, matchId = 'm1'): Promise<TestClient> => await connect(gateway.url(`/game/${matchId}`), { token: tokenFor(user) })
+  return { game, gateway, join }
+}
+
+const state = async (client: TestClient, match: (s: GameState) => boolean = () => true): Promise<GameState> =>
+  await nextOfType<GameState>(client.messages, 'state', match)
+
+async function startMatch (join: (user: string) => Promise<TestClient>) {
+  const alice = await join('alice')
+  t.equal((await state(alice)).status, 'waiting')
+  const bob = await join('bob')
+  const forBob = await state(bob)
+  await state(alice, (s) => s.status === 'playing')
+  return { alice, bob, forBob }
+}
+
+t.test('game: seats, turns, illegal moves, a win, and a full match', async (t) => {
+  const { join, gateway } = await gameSetup(t, 30000)
+  const { alice, bob, forBob } = await startMatch(join)
+  t.same([forBob.you, forBob.players, forBob.turn, forBob.status], ['yellow', { red: 'alice', yellow: 'bob' }, 'red', 'playing'], 'first to arrive plays red and moves first')
+
+  const illegal: Array<[TestClient, unknown, RegExp]> = [
+    [bob, { type: 'move', column: 0 }, /not your turn/],
+    [alice, { type: 'move', column: 7 }, /integer from 0 to 6/],
+    [alice, { type: 'move', column: -1 }, /integer from 0 to 6/],
+    [alice, { type: 'move', column: '3' }, /integer from 0 to 6/],
+    [alice, { type: 'move' }, /integer from 0 to 6/],
+    [alice, { type: 'jump' }, /unknown request/],
+    [alice, 'garbage {', /unknown request/]
+  ]
+  for (const [client, request, expected] of illegal) {
+    client.ws.send(typeof request === 'string' ? request : JSON.stringify(request))
+    t.match(await error(client), expected, `refused: ${JSON.stringify(request)}`)
+  }
+
+  // red stacks column 3, yellow column 4: red's fourth disc wins
+  const moves = [[alice, 3], [bob, 4], [alice, 3], [bob, 4], [alice, 3], [bob, 4], [alice, 3]] as const
+  for (const [i, [client, column]] of moves.entries()) {
+    client.ws.send(JSON.stringify({ type: 'move', column }))
+    await state(alice, (s) => s.cells.flat().filter(Boolean).length === i + 1)
+  }
+  const final = await state(bob, (s) => s.status === 'over')
+  t.same(final.result, { winner: 'red', reason: 'four', line: [[2, 3], [3, 3], [4, 3], [5, 3]] })
+  t.equal(final.cells[5][4], 'yellow')
+  bob.ws.send(JSON.stringify({ type: 'move', column: 0 }))
+  t.match(await error(bob), /the game is over/)
+
+  const carol = await join('carol')
+  t.same(await carol.closed, { code: 4403, reason: 'this match already has two players' }, 'a third player is turned away')
+  const bare = await connect(gateway.url('/bare'), { token: tokenFor('dave') })
+  t.same(await bare.closed, { code: 4400, reason: 'connect to /game/<matchId>' }, 'an endpoint without :matchId is refused')
+})
+
+t.test('game: a player who drops mid-game loses after the grace period', async (t) => {
+  const { join } = await gameSetup(t, 50)
+  const { alice, bob } = await startMatch(join)
+  bob.ws.terminate()
+  t.same((await state(alice, (s) => s.away.length > 0)).away, ['bob'], 'the opponent is shown as away')
+  const over = await state(alice, (s) => s.status === 'over')
+  t.same(over.result, { winner: 'red', reason: 'forfeit' })
+})
+
+t.test('game: a player back within the grace period finds the same match; resigning ends it', async (t) => {
+  const { join, game } = await gameSetup(t, 60000)
+  const { alice, bob } = await startMatch(join)
+  alice.ws.send(JSON.stringify({ type: 'move', column: 2 }))
+  await state(bob, (s) => s.cells[5][2] === 'red')
+  bob.ws.close(1001)
+  await state(alice, (s) => s.away.includes('bob'))
+  const again = await join('bob')
+  const resumed = await state(again)
+  t.same([resumed.you, resumed.cells[5][2], resumed.turn, resumed.status], ['yellow', 'red', 'yellow', 'playing'], 'same seat, same board, same turn')
+  t.same((await state(alice, (s) => s.away.length === 0)).players, { red: 'alice', yellow: 'bob' })
+
+  again.ws.send(JSON.stringify({ type: 'resign' }))
+  t.same((await state(alice, (s) => s.status === 'over')).result, { winner: 'red', reason: 'resign' })
+  again.ws.send(JSON.stringify({ type: 'resign' }))
+  t.match(await error(again), /nothing to resign/)
+  t.equal(game.game.match('m1')?.status, 'over')
+})
