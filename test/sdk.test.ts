@@ -40,15 +40,14 @@ t.test('only a gateway with the bearer token gets a link; the token is never log
 })
 
 t.test('open, message and close reach the handlers; send, broadcast and close reach the players', async (t) => {
-  const { backend, url, calls } = await startBackend(t)
+  const { backend, url, calls, logger } = await startBackend(t)
   const linked = once(backend, 'synced')
   const gateway = await startGateway(t, testConfig([
-    lobbyEndpoint(url),
     { name: 'game', path: '/game/:matchId', backend: { url, token: BACKEND_TOKEN, minReconnectDelayMs: 20, maxReconnectDelayMs: 200 } }
   ]))
   await linked
-  const alice = await connect(gateway.url('/lobby'), { token: tokenFor('alice') })
-  t.equal(await call(calls, 'open alice'), 'open alice {}')
+  const alice = await connect(gateway.url('/game/m1'), { token: tokenFor('alice') })
+  t.equal(await call(calls, 'open alice'), 'open alice {"matchId":"m1"}')
   const bob = await connect(gateway.url('/game/m7'), { token: tokenFor('bob') })
   t.equal(await call(calls, 'open bob'), 'open bob {"matchId":"m7"}', 'path params arrive with open')
   t.same(backend.users().sort(), ['alice', 'bob'])
@@ -63,7 +62,7 @@ t.test('open, message and close reach the handlers; send, broadcast and close re
 
   t.equal(backend.send('alice', { hi: 1 }), 1)
   t.equal(await alice.next(), '{"hi":1}')
-  t.equal(backend.send(['alice', 'bob'], 'text as is'), 2, 'users on two endpoints of one gateway')
+  t.equal(backend.send(['alice', 'bob'], 'text as is'), 2, 'one action for both')
   t.equal(await alice.next(), 'text as is')
   t.equal(await bob.next(), 'text as is')
   backend.send('bob', Buffer.from('bytes'))
@@ -80,6 +79,7 @@ t.test('open, message and close reach the handlers; send, broadcast and close re
   backend.close('alice', 4001, 'kicked')
   t.same(await alice.closed, { code: 4001, reason: 'kicked' })
   t.equal(await call(calls, 'close alice'), 'close alice 4001 kicked')
+  t.notOk(logger.lines.all.some((l) => l.includes('several gateway endpoints')), 'one endpoint, no warning')
   backend.close('bob', 1011, 'x'.repeat(300))
   const closed = await bob.closed
   t.equal(closed.code, 1000, 'a code a backend may not use becomes 1000')

@@ -100,6 +100,7 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
   private readonly log: BackendLogger
   private readonly linkGraceMs: number
   private readonly pingIntervalMs: number
+  private stopped = false
 
   constructor (options: BackendOptions = {}, handlers: BackendHandlers = {}) {
     super()
@@ -129,6 +130,7 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
 
   /** Closes every link with 1001 and stops listening. Services see no `onClose` for this. */
   async stop (): Promise<void> {
+    this.stopped = true
     for (const timer of this.holds.values()) clearTimeout(timer)
     this.holds.clear()
     for (const link of this.links.keys()) link.close(CloseCodes.GOING_AWAY.code, 'backend shutting down')
@@ -243,6 +245,11 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
     }
     link.gateway = hello.gateway
     link.endpoint = hello.endpoint
+    const endpoints = new Set([...this.links.keys()].map((l) => l.endpoint).filter((e) => e !== undefined))
+    if (endpoints.size > 1) {
+      // users are keyed by id alone: one user on two endpoints would look like one connection moving between links
+      this.log.warn({ endpoints: [...endpoints] }, 'one backend serves several gateway endpoints; give each endpoint its own backend')
+    }
     const key = `${hello.gateway}\n${hello.endpoint}`
     const previous = this.current.get(key)
     this.current.set(key, link)
@@ -260,6 +267,7 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
   private linkClosed (link: GatewayLink, code: number): void {
     this.links.delete(link)
     this.emit('linkClosed', { gateway: link.gateway, code })
+    if (this.stopped) return
     const key = `${link.gateway}\n${link.endpoint}`
     if (link.gateway === undefined || this.current.get(key) !== link) {
       // never identified itself, or already replaced by a newer link of its gateway

@@ -17,16 +17,21 @@ export interface ConnectionEvents {
   message (data: unknown): void
 }
 
-/** Close codes after which redialling cannot help (PROTOCOL close-code catalog, and the game's own). */
+/**
+ * Close codes after which redialling cannot help: the gateway's 4409 (its
+ * catalog marks it `retry: false`) and the game's own. Everything else,
+ * 1008 rate limiting and 1013 backend away included, is worth a retry.
+ */
 const TERMINAL = new Map<number, string>([
   [4409, 'replaced by a newer connection (another tab?)'],
   [4403, 'this match already has two players'],
-  [4400, 'no match id'],
-  [1008, 'refused by the gateway (policy)']
+  [4400, 'no match id']
 ])
 
 export class Connection {
   private readonly socket: InstanceType<typeof ReconnectingWebSocket>
+  /** Set by close(): the socket's own close event that follows is not news. */
+  private left = false
 
   constructor (path: string, tokens: DemoTokens, private readonly on: ConnectionEvents) {
     const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}${path}`
@@ -44,6 +49,7 @@ export class Connection {
     this.socket.addEventListener('open', () => on.state('open', ''))
     this.socket.addEventListener('message', (event) => this.receive(event.data))
     this.socket.addEventListener('close', (event) => {
+      if (this.left) return
       const terminal = TERMINAL.get(event.code)
       if (terminal !== undefined) {
         this.socket.close()
@@ -59,6 +65,7 @@ export class Connection {
   }
 
   close (): void {
+    this.left = true
     this.socket.close(1000, 'left')
     this.on.state('closed', 'left')
   }
