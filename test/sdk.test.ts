@@ -74,7 +74,10 @@ t.test('open, message and close reach the handlers; send, broadcast and close re
   t.equal(backend.send('nobody', 1), 0, 'a send for an unknown user is dropped')
   t.equal(backend.close(['nobody']), 0)
   t.equal(backend.send('alice', { big: 10n }), 0, 'data that is not JSON is dropped, not thrown')
-  t.equal(backend.stats.droppedActions, 3)
+  t.equal(backend.send('alice', { not: 'base64' }, { binary: true }), 0, 'binary data that is not base64 text is dropped')
+  backend.send('alice', 'AQID', { binary: true })
+  t.same(await alice.next(), Buffer.from([1, 2, 3]), 'base64 text with binary: true goes out as bytes')
+  t.equal(backend.stats.droppedActions, 4)
 
   backend.close('alice', 4001, 'kicked')
   t.same(await alice.closed, { code: 4001, reason: 'kicked' })

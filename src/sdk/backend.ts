@@ -154,6 +154,10 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
     const { byLink, missing } = this.roster.group(users)
     this.drop(missing.length, missing, 'send for a user who is not connected')
     const body = payload(data, options)
+    if (!body) {
+      this.drop(users.length, users, 'binary send whose data is neither bytes nor a base64 string')
+      return 0
+    }
     let sent = 0
     for (const [link, list] of byLink) {
       if (this.write(link, { action: 'send', ...target(list), ...body }, list.length)) sent += list.length
@@ -164,6 +168,10 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
   /** Sends `data` to every client of the endpoint, on every gateway. */
   broadcast (data: unknown, options: SendOptions = {}): void {
     const body = payload(data, options)
+    if (!body) {
+      this.drop(1, [], 'binary broadcast whose data is neither bytes nor a base64 string')
+      return
+    }
     for (const link of this.links.keys()) this.write(link, { action: 'send', all: true, ...body }, 1)
   }
 
@@ -348,10 +356,14 @@ function target (users: readonly string[]): { user: string } | { users: string[]
   return users.length === 1 ? { user: users[0] } : { users: [...users] }
 }
 
-/** `data` as it travels: bytes become base64 with `binary: true`; undefined becomes null (JSON has no undefined). */
-function payload (data: unknown, options: SendOptions): { data: unknown, binary?: true } {
+/**
+ * `data` as it travels: bytes become base64 with `binary: true`; undefined
+ * becomes null (JSON has no undefined). Undefined when `binary` is asked for
+ * with something that is not base64 text.
+ */
+function payload (data: unknown, options: SendOptions): { data: unknown, binary?: true } | undefined {
   if (data instanceof Uint8Array) return { data: Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64'), binary: true }
-  if (options.binary === true) return { data, binary: true }
+  if (options.binary === true) return typeof data === 'string' ? { data, binary: true } : undefined
   return { data: data === undefined ? null : data }
 }
 
