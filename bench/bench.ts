@@ -1,0 +1,249 @@
+/**
+ * The side-by-side benchmark (issue 5): starts every contender on loopback,
+ * drives them with the same load generator in one run, and returns the
+ * median figures. Runs of different contenders are interleaved, so noise
+ * from a shared machine falls on all of them alike.
+ */
+import { spawnSync } from 'node:child_process'
+import { createRequire } from 'node:module'
+import os from 'node:os'
+import { type Contender, type ContenderName, startContender } from './contenders.js'
+import { ensureNginx } from './nginx.js'
+import type { BenchOptions } from './options.js'
+import { LoadPool, type HandshakeResult, type RoundTripResult } from './load/pool.js'
+import { tcpConnections, totalRss, rssBytes } from './procfs.js'
+import { median } from './stats.js'
+
+export interface RoundTripFigure { rate: number, p50Ms: number, p99Ms: number, runs: RoundTripResult[] }
+export interface HandshakeFigure { rate: number, p50Ms: number, p99Ms: number, runs: HandshakeResult[] }
+export interface IdleSample { hopBytesPerConn: number, hopRssBytes: number, backendRssBytes: number, backendSockets: number }
+export interface IdleFigure extends IdleSample { runs: IdleSample[] }
+
+export interface ContenderFigures {
+  roundTrip: Record<number, RoundTripFigure>
+  handshake?: HandshakeFigure
+  idle: Record<number, IdleFigure>
+}
+
+export interface Conditions {
+  date: string
+  host: string
+  nproc: number
+  cpu: string
+  memoryGiB: number
+  node: string
+  kernel: string
+  ws: string
+  nginx?: string
+  openFiles: string
+  loadAverageBefore: number[]
+  loadAverageAfter: number[]
+  durationSec: number
+}
+
+export interface BenchResult {
+  options: BenchOptions
+  conditions: Conditions
+  /** Contenders measured, in table order. */
+  contenders: ContenderName[]
+  skipped: Array<{ name: ContenderName, why: string }>
+  figures: Partial<Record<ContenderName, ContenderFigures>>
+  /** Echoes that came back wrong, answers that never came, sockets that closed under load. */
+  problems: string[]
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** The order of contenders for run `i`: rotated, so none always goes first. */
+function rotate<T> (items: readonly T[], i: number): T[] {
+  const k = i % Math.max(1, items.length)
+  return [...items.slice(k), ...items.slice(0, k)]
+}
+
+function packageVersion (name: string): string {
+  try {
+    return (createRequire(import.meta.url)(`${name}/package.json`) as { version: string }).version
+  } catch {
+    return 'unknown'
+  }
+}
+
+function nginxVersion (binary: string): string {
+  const out = spawnSync(binary, ['-v'], { encoding: 'utf8' })
+  return (out.stderr || out.stdout).trim().replace(/^nginx version: /, '')
+}
+
+function openFileLimit (): string {
+  const out = spawnSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' })
+  return out.stdout.trim() || 'unknown'
+}
+
+export async function runBench (options: BenchOptions, say: (line: string) => void = () => {}): Promise<BenchResult> {
+  const started = Date.now()
+  const loadBefore = os.loadavg()
+  const skipped: BenchResult['skipped'] = []
+  let contenders = [...options.contenders]
+  let nginxBinary: string | undefined
+  if (contenders.includes('nginx')) {
+    const found = ensureNginx(options.nginx === 'install', say)
+    if ('path' in found) {
+      nginxBinary = found.path
+    } else {
+      if (options.nginx === 'install') throw new Error(found.missing)
+      say(`nginx contender skipped: ${found.missing}`)
+      skipped.push({ name: 'nginx', why: found.missing })
+      contenders = contenders.filter((c) => c !== 'nginx')
+    }
+  }
+  const startOptions = { nginxBinary, nginxWorkers: options.nginxWorkers, cpuProfDir: options.cpuProfDir }
+  const figures: BenchResult['figures'] = {}
+  for (const name of contenders) figures[name] = { roundTrip: {}, idle: {} }
+  const problems: string[] = []
+  const pool = await LoadPool.start(options.workers)
+  try {
+    if (options.workloads.includes('throughput') || options.workloads.includes('handshake')) {
+      say(`starting ${contenders.join(', ')}`)
+      const running: Contender[] = []
+      try {
+        for (const name of contenders) running.push(await startContender(name, startOptions))
+        if (options.workloads.includes('throughput')) await roundTrips(options, pool, running, figures, problems, say)
+        if (options.workloads.includes('handshake')) await handshakes(options, pool, running, figures, problems, say)
+      } finally {
+        for (const contender of running) await contender.stop()
+      }
+    }
+    if (options.workloads.includes('idle')) await idle(options, pool, contenders, startOptions, figures, say)
+  } finally {
+    await pool.stop()
+  }
+
+  return {
+    options,
+    conditions: {
+      date: new Date(started).toISOString(),
+      host: os.hostname(),
+      nproc: os.availableParallelism(),
+      cpu: os.cpus()[0]?.model ?? 'unknown',
+      memoryGiB: Math.round(os.totalmem() / 2 ** 30 * 10) / 10,
+      node: process.version,
+      kernel: `${os.type()} ${os.release()}`,
+      ws: packageVersion('ws'),
+      nginx: nginxBinary ? nginxVersion(nginxBinary) : undefined,
+      openFiles: openFileLimit(),
+      loadAverageBefore: loadBefore,
+      loadAverageAfter: os.loadavg(),
+      durationSec: Math.round((Date.now() - started) / 1000)
+    },
+    contenders,
+    skipped,
+    figures,
+    problems
+  }
+}
+
+/** (a) Round trips: every client keeps one 64-byte JSON message in flight. */
+async function roundTrips (options: BenchOptions, pool: LoadPool, running: Contender[], figures: BenchResult['figures'], problems: string[], say: (line: string) => void): Promise<void> {
+  for (const clients of options.clientCounts) {
+    say(`(a) round trips, ${clients} clients: connecting`)
+    for (const c of running) {
+      const users = Array.from({ length: clients }, (_, i) => `rt${clients}-${c.name}-${i}`)
+      await pool.connect(`rt-${c.name}`, c.url, users, { concurrency: 128, payloadBytes: options.payloadBytes })
+    }
+    const runs = new Map<ContenderName, RoundTripResult[]>(running.map((c) => [c.name, []]))
+    for (let run = 0; run < options.runs; run++) {
+      for (const c of rotate(running, run)) {
+        const r = await pool.roundTrip(`rt-${c.name}`, options.warmupMs, options.durationMs)
+        runs.get(c.name)?.push(r)
+        say(`(a) ${clients} clients, run ${run + 1}/${options.runs}, ${c.name}: ${Math.round(r.rate)} round trips/s, p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms`)
+        if (r.mismatched > 0) problems.push(`${c.name}, ${clients} clients: ${r.mismatched} echoes differed from what was sent`)
+        if (r.unanswered > 0) problems.push(`${c.name}, ${clients} clients: ${r.unanswered} messages never answered`)
+        if (r.closes > 0) problems.push(`${c.name}, ${clients} clients: ${r.closes} sockets closed under load`)
+        await sleep(100)
+      }
+    }
+    for (const c of running) {
+      const list = runs.get(c.name) ?? []
+      const fig = figures[c.name] as ContenderFigures
+      fig.roundTrip[clients] = { rate: median(list.map((r) => r.rate)), p50Ms: median(list.map((r) => r.p50Ms)), p99Ms: median(list.map((r) => r.p99Ms)), runs: list }
+      await pool.disconnect(`rt-${c.name}`)
+    }
+    await sleep(500)
+  }
+}
+
+/** (b) Handshake rate: open, drop, open the next; tokens signed before the clock starts. */
+async function handshakes (options: BenchOptions, pool: LoadPool, running: Contender[], figures: BenchResult['figures'], problems: string[], say: (line: string) => void): Promise<void> {
+  const runs = new Map<ContenderName, HandshakeResult[]>(running.map((c) => [c.name, []]))
+  // more tokens than any contender can use in the window (up to 20,000 handshakes/s)
+  const tokens = Math.max(1000, Math.ceil(options.handshakeMs / 1000 * 20000))
+  for (let run = 0; run < options.runs; run++) {
+    for (const c of rotate(running, run)) {
+      const users = Array.from({ length: tokens }, (_, i) => `hs${run}-${c.name}-${i}`)
+      const r = await pool.handshake(c.url, users, options.handshakeConcurrency, options.handshakeMs)
+      runs.get(c.name)?.push(r)
+      say(`(b) handshakes, run ${run + 1}/${options.runs}, ${c.name}: ${Math.round(r.rate)}/s, p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms${r.failed ? `, ${r.failed} failed (${r.errors.join('; ')})` : ''}`)
+      if (r.failed > 0) problems.push(`${c.name}: ${r.failed} handshakes failed (${r.errors.join('; ')})`)
+      // let the server finish the closes of the dropped sockets before the next window
+      await sleep(500)
+    }
+  }
+  for (const c of running) {
+    const list = runs.get(c.name) ?? []
+    ;(figures[c.name] as ContenderFigures).handshake = { rate: median(list.map((r) => r.rate)), p50Ms: median(list.map((r) => r.p50Ms)), p99Ms: median(list.map((r) => r.p99Ms)), runs: list }
+  }
+}
+
+/**
+ * (c, d) Idle authenticated connections: fresh processes per run; memory is
+ * read after a settle pause and a full GC in every Node process, before any
+ * connection and at each count. Per-connection cost is the growth divided by
+ * the count.
+ */
+async function idle (options: BenchOptions, pool: LoadPool, contenders: ContenderName[], startOptions: Parameters<typeof startContender>[1], figures: BenchResult['figures'], say: (line: string) => void): Promise<void> {
+  const samples = new Map<string, IdleSample[]>()
+  for (let run = 0; run < options.idleRuns; run++) {
+    for (const name of rotate(contenders, run)) {
+      const c = await startContender(name, startOptions)
+      try {
+        await sleep(options.settleMs)
+        await c.gc()
+        await sleep(100)
+        const base = totalRss(c.hopPids())
+        let held = 0
+        for (const count of options.idleCounts) {
+          const users = Array.from({ length: count - held }, (_, i) => `idle${run}-${name}-${held + i}`)
+          await pool.connect(`idle-${name}`, c.url, users, { concurrency: 256, payloadBytes: options.payloadBytes })
+          held = count
+          await sleep(options.settleMs)
+          await c.gc()
+          await sleep(100)
+          const hop = totalRss(c.hopPids())
+          const sample: IdleSample = {
+            hopBytesPerConn: (hop - base) / count,
+            hopRssBytes: hop,
+            backendRssBytes: rssBytes(c.backendPid),
+            backendSockets: tcpConnections(c.backendPid)
+          }
+          say(`(c) idle, run ${run + 1}/${options.idleRuns}, ${name}, ${count} clients: ${(sample.hopBytesPerConn / 1024).toFixed(2)} KiB per connection (RSS ${(hop / 2 ** 20).toFixed(1)} MiB); backend RSS ${(sample.backendRssBytes / 2 ** 20).toFixed(1)} MiB, ${sample.backendSockets} sockets`)
+          const key = `${name}:${count}`
+          samples.set(key, [...(samples.get(key) ?? []), sample])
+        }
+        await pool.disconnect(`idle-${name}`)
+      } finally {
+        await c.stop()
+      }
+    }
+  }
+  for (const name of contenders) {
+    for (const count of options.idleCounts) {
+      const list = samples.get(`${name}:${count}`) ?? []
+      ;(figures[name] as ContenderFigures).idle[count] = {
+        hopBytesPerConn: median(list.map((s) => s.hopBytesPerConn)),
+        hopRssBytes: median(list.map((s) => s.hopRssBytes)),
+        backendRssBytes: median(list.map((s) => s.backendRssBytes)),
+        backendSockets: median(list.map((s) => s.backendSockets)),
+        runs: list
+      }
+    }
+  }
+}

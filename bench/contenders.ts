@@ -1,0 +1,120 @@
+/**
+ * The three contenders, each started on loopback as its own processes so
+ * their memory can be read apart:
+ * - direct: clients ↔ a plain ws echo server;
+ * - nginx: clients → nginx → a plain ws echo server;
+ * - gatehouse: clients → gateway → one link → an echo backend.
+ */
+import { fileURLToPath } from 'node:url'
+import { forkChild, type Child } from './ipc.js'
+import { startNginx, type NginxProxy } from './nginx.js'
+import { BENCH_AUDIENCE, BENCH_ISSUER, BENCH_SECRET } from './tokens.js'
+
+export const CONTENDERS = ['direct', 'nginx', 'gatehouse'] as const
+export type ContenderName = typeof CONTENDERS[number]
+
+export const PATH = '/bench'
+
+const ECHO_SERVER = fileURLToPath(new URL('./servers/echo-server.js', import.meta.url))
+const ECHO_BACKEND = fileURLToPath(new URL('./servers/echo-backend.js', import.meta.url))
+const GATEWAY = fileURLToPath(new URL('./servers/gateway-server.js', import.meta.url))
+
+export interface Contender {
+  name: ContenderName
+  url: string
+  /** The process(es) between the clients and the backend; for direct, the echo server itself. */
+  hopPids (): number[]
+  /** The process that holds the game logic's end. */
+  backendPid: number
+  /** A full GC in every Node process of the contender, before memory is read. */
+  gc (): Promise<void>
+  stop (): Promise<void>
+}
+
+export interface StartOptions {
+  nginxBinary?: string
+  nginxWorkers: string
+  /** Directory for the gateway's --cpu-prof output, when profiling. */
+  cpuProfDir?: string
+}
+
+const NODE_FLAGS = ['--expose-gc']
+
+async function echoServer (name: string): Promise<{ child: Child, port: number }> {
+  const { child, ready } = await forkChild<{ port: number }>(name, ECHO_SERVER, { execArgv: NODE_FLAGS })
+  return { child, port: ready.port }
+}
+
+export function gatewayConfig (backendUrl: string): Record<string, unknown> {
+  return {
+    server: { host: '127.0.0.1', port: 0, shutdownTimeoutMs: 2000 },
+    auth: { secret: BENCH_SECRET, algorithms: ['HS256'], issuer: BENCH_ISSUER, audience: BENCH_AUDIENCE, tokenSources: ['header', 'subprotocol', 'query'] },
+    endpoints: [{ name: 'bench', path: PATH, backend: { url: backendUrl } }],
+    // the load is one message in flight per client, far above a player's rate: the limiter must not be what is measured
+    limits: { messagesPerSecond: 1e9, burst: 1e9, maxConnections: 100000 },
+    log: { level: 'silent' }
+  }
+}
+
+export async function startContender (name: ContenderName, options: StartOptions): Promise<Contender> {
+  if (name === 'direct') {
+    const echo = await echoServer('direct echo server')
+    return {
+      name,
+      url: `ws://127.0.0.1:${echo.port}${PATH}`,
+      hopPids: () => [echo.child.pid],
+      backendPid: echo.child.pid,
+      gc: async () => { await echo.child.call('gc') },
+      stop: () => echo.child.stop()
+    }
+  }
+  if (name === 'nginx') {
+    if (!options.nginxBinary) throw new Error('nginx is not available')
+    const echo = await echoServer('echo server behind nginx')
+    let proxy: NginxProxy
+    try {
+      proxy = await startNginx(options.nginxBinary, echo.port, options.nginxWorkers)
+    } catch (err) {
+      await echo.child.stop()
+      throw err
+    }
+    return {
+      name,
+      url: `ws://127.0.0.1:${proxy.port}${PATH}`,
+      hopPids: () => proxy.pids(),
+      backendPid: echo.child.pid,
+      gc: async () => { await echo.child.call('gc') },
+      stop: async () => {
+        await proxy.stop()
+        await echo.child.stop()
+      }
+    }
+  }
+  const backend = await forkChild<{ port: number }>('echo backend', ECHO_BACKEND, { execArgv: NODE_FLAGS })
+  const flags = options.cpuProfDir ? [...NODE_FLAGS, '--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`] : NODE_FLAGS
+  let gateway: Child | undefined
+  try {
+    const started = await forkChild<{ port: number }>('gateway', GATEWAY, {
+      execArgv: flags,
+      args: [JSON.stringify(gatewayConfig(`ws://127.0.0.1:${backend.ready.port}`))]
+    })
+    const child = gateway = started.child
+    await child.call('ready')
+    const port = started.ready.port
+    return {
+      name,
+      url: `ws://127.0.0.1:${port}${PATH}`,
+      hopPids: () => [child.pid],
+      backendPid: backend.child.pid,
+      gc: async () => { await Promise.all([child.call('gc'), backend.child.call('gc')]) },
+      stop: async () => {
+        await child.stop(10000)
+        await backend.child.stop()
+      }
+    }
+  } catch (err) {
+    await gateway?.stop()
+    await backend.child.stop()
+    throw err
+  }
+}

@@ -1,0 +1,197 @@
+/**
+ * One load-generator process. The orchestrator splits clients across
+ * several of these (a process may hold at most ~20,000 open files) and
+ * merges what they measure. Tokens are signed here before any clock starts.
+ */
+import { performance } from 'node:perf_hooks'
+import { WebSocket } from 'ws'
+import { serveIpc } from '../ipc.js'
+import { Histogram } from '../stats.js'
+import { signToken } from '../tokens.js'
+
+/** A set of open client connections, named by the orchestrator. */
+interface Group {
+  sockets: WebSocket[]
+  payloads: string[]
+  unexpectedCloses: number
+}
+
+const groups = new Map<string, Group>()
+
+function open (url: string, token: string): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` }, perMessageDeflate: false })
+    const fail = (err: Error): void => {
+      ws.removeAllListeners()
+      ws.on('error', () => {})
+      ws.terminate()
+      reject(err)
+    }
+    ws.once('open', () => {
+      ws.removeAllListeners('error')
+      ws.removeAllListeners('unexpected-response')
+      ws.on('error', () => {})
+      resolve(ws)
+    })
+    ws.once('error', fail)
+    ws.once('unexpected-response', (_req, res) => fail(new Error(`HTTP ${res.statusCode}`)))
+  })
+}
+
+/** A compact JSON text of exactly `size` bytes that round-trips through JSON.parse/stringify unchanged. */
+function payload (id: string, size: number): string {
+  const head = `{"c":${JSON.stringify(id)},"p":"`
+  const fill = Math.max(0, size - head.length - 2)
+  return `${head}${'x'.repeat(fill)}"}`
+}
+
+interface ConnectArgs { group: string, url: string, users: string[], concurrency: number, payloadBytes: number }
+
+/** Opens one connection per user, `concurrency` handshakes at a time. */
+async function connect ({ group, url, users, concurrency, payloadBytes }: ConnectArgs): Promise<{ opened: number, failed: number, errors: string[] }> {
+  const tokens = users.map((user) => signToken(user))
+  const entry = groups.get(group) ?? { sockets: [], payloads: [], unexpectedCloses: 0 }
+  groups.set(group, entry)
+  let next = 0
+  let failed = 0
+  const errors = new Set<string>()
+  const lane = async (): Promise<void> => {
+    while (next < users.length) {
+      const i = next++
+      try {
+        const ws = await open(url, tokens[i])
+        ws.on('close', () => { if (entry.sockets.includes(ws)) entry.unexpectedCloses++ })
+        entry.sockets.push(ws)
+        entry.payloads.push(payload(users[i], payloadBytes))
+      } catch (err) {
+        failed++
+        errors.add((err as Error).message)
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(concurrency, users.length) }, lane))
+  return { opened: users.length - failed, failed, errors: [...errors].slice(0, 5) }
+}
+
+async function disconnect ({ group }: { group: string }): Promise<{ closed: number }> {
+  const entry = groups.get(group)
+  if (!entry) return { closed: 0 }
+  groups.delete(group)
+  const sockets = entry.sockets
+  entry.sockets = []
+  await Promise.all(sockets.map((ws) => new Promise<void>((resolve) => {
+    if (ws.readyState === WebSocket.CLOSED) return resolve()
+    ws.once('close', () => resolve())
+    ws.terminate()
+  })))
+  return { closed: sockets.length }
+}
+
+interface RoundTripArgs { group: string, warmupMs: number, durationMs: number }
+
+/**
+ * Every connection of the group keeps one message in flight: it sends, waits
+ * for the echo, checks it, sends again. Only round trips that complete inside
+ * the measuring window (after the warm-up) count.
+ */
+async function roundTrip ({ group, warmupMs, durationMs }: RoundTripArgs): Promise<{ completed: number, mismatched: number, unanswered: number, closes: number, windowMs: number, histogram: Array<[number, number]> }> {
+  const entry = groups.get(group)
+  if (!entry) throw new Error(`no group ${group}`)
+  const histogram = new Histogram()
+  const start = performance.now()
+  const from = start + warmupMs
+  const until = from + durationMs
+  let completed = 0
+  let mismatched = 0
+  let inFlight = 0
+  let stopping = false
+  const closesBefore = entry.unexpectedCloses
+  let settle: () => void = () => {}
+  const settled = new Promise<void>((resolve) => { settle = resolve })
+  const cleanups: Array<() => void> = []
+
+  entry.sockets.forEach((ws, i) => {
+    const text = entry.payloads[i]
+    let sentAt = 0
+    const fire = (): void => {
+      sentAt = performance.now()
+      inFlight++
+      ws.send(text)
+    }
+    const onMessage = (data: Buffer): void => {
+      const now = performance.now()
+      inFlight--
+      if (data.length !== text.length || data.toString() !== text) mismatched++
+      if (sentAt >= from && now <= until) {
+        completed++
+        histogram.record((now - sentAt) * 1000)
+      }
+      if (!stopping && now < until) fire()
+      else if (inFlight === 0) settle()
+    }
+    ws.on('message', onMessage)
+    cleanups.push(() => ws.off('message', onMessage))
+    if (ws.readyState === WebSocket.OPEN) fire()
+  })
+
+  await new Promise((resolve) => setTimeout(resolve, warmupMs + durationMs))
+  stopping = true
+  if (inFlight > 0) await Promise.race([settled, new Promise((resolve) => setTimeout(resolve, 5000))])
+  for (const cleanup of cleanups) cleanup()
+  return {
+    completed,
+    mismatched,
+    unanswered: inFlight,
+    closes: entry.unexpectedCloses - closesBefore,
+    windowMs: durationMs,
+    histogram: histogram.toJSON()
+  }
+}
+
+interface HandshakeArgs { url: string, users: string[], concurrency: number, durationMs: number }
+
+/**
+ * Handshake rate: `concurrency` lanes each open a connection, drop it as soon
+ * as it is open, and open the next, until the window ends. Tokens (one user
+ * each, so no duplicate policy kicks in) are signed before the clock starts.
+ */
+async function handshake ({ url, users, concurrency, durationMs }: HandshakeArgs): Promise<{ completed: number, failed: number, exhausted: boolean, elapsedMs: number, errors: string[], histogram: Array<[number, number]> }> {
+  const tokens = users.map((user) => signToken(user))
+  const histogram = new Histogram()
+  let next = 0
+  let completed = 0
+  let failed = 0
+  const errors = new Set<string>()
+  const start = performance.now()
+  const until = start + durationMs
+  const lane = async (): Promise<void> => {
+    while (performance.now() < until && next < tokens.length) {
+      const token = tokens[next++]
+      const t0 = performance.now()
+      try {
+        const ws = await open(url, token)
+        completed++
+        histogram.record((performance.now() - t0) * 1000)
+        ws.terminate()
+      } catch (err) {
+        failed++
+        errors.add((err as Error).message)
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: concurrency }, lane))
+  return { completed, failed, exhausted: next >= tokens.length, elapsedMs: performance.now() - start, errors: [...errors].slice(0, 5), histogram: histogram.toJSON() }
+}
+
+serveIpc({
+  connect,
+  disconnect,
+  roundTrip,
+  handshake,
+  count: ({ group }: { group: string }) => groups.get(group)?.sockets.length ?? 0,
+  stop: () => {
+    for (const entry of groups.values()) for (const ws of entry.sockets) ws.terminate()
+    setImmediate(() => process.exit(0))
+    return {}
+  }
+})

@@ -1,0 +1,123 @@
+/** What one bench run does, from defaults, the smoke preset and BENCH_* environment knobs. */
+import { CONTENDERS, type ContenderName } from './contenders.js'
+
+export const WORKLOADS = ['throughput', 'handshake', 'idle'] as const
+export type Workload = typeof WORKLOADS[number]
+
+export interface BenchOptions {
+  contenders: ContenderName[]
+  workloads: Workload[]
+  /** (a) clients each keeping one message in flight, one measurement per count. */
+  clientCounts: number[]
+  /** Runs per throughput/handshake figure; each figure is their median. */
+  runs: number
+  warmupMs: number
+  durationMs: number
+  payloadBytes: number
+  /** (b) length of one handshake-rate window, and handshakes kept in flight. */
+  handshakeMs: number
+  handshakeConcurrency: number
+  /** (c, d) idle authenticated connections held, ascending. */
+  idleCounts: number[]
+  /** Runs of the idle workload (fresh processes each). */
+  idleRuns: number
+  /** Pause before memory is read. */
+  settleMs: number
+  /** Load-generator processes (each holds at most ~8,000 sockets). */
+  workers: number
+  /** What to do when nginx is missing: install it (as root), or leave the contender out. */
+  nginx: 'install' | 'optional'
+  nginxWorkers: string
+  /** When set, the gateway runs with --cpu-prof and writes its profile here. */
+  cpuProfDir?: string
+  smoke: boolean
+}
+
+export const KNOBS = `BENCH_RUNS (5), BENCH_IDLE_RUNS (3), BENCH_CLIENTS (100,1000), BENCH_IDLE (1000,15000),
+BENCH_DURATION_MS (3000), BENCH_WARMUP_MS (1000), BENCH_HANDSHAKE_MS (3000), BENCH_HANDSHAKE_CONCURRENCY (64),
+BENCH_WORKERS (auto), BENCH_CONTENDERS (direct,nginx,gatehouse), BENCH_WORKLOADS (throughput,handshake,idle),
+BENCH_NGINX_WORKERS (auto), BENCH_NO_INSTALL=1, NGINX=/path/to/nginx, BENCH_CPU_PROF=DIR, BENCH_OUT=DIR, BENCH_SMOKE=1`
+
+export function defaultOptions (): BenchOptions {
+  return {
+    contenders: [...CONTENDERS],
+    workloads: [...WORKLOADS],
+    clientCounts: [100, 1000],
+    runs: 5,
+    warmupMs: 1000,
+    durationMs: 3000,
+    payloadBytes: 64,
+    handshakeMs: 3000,
+    handshakeConcurrency: 64,
+    idleCounts: [1000, 15000],
+    idleRuns: 3,
+    settleMs: 1000,
+    workers: 2,
+    nginx: 'install',
+    nginxWorkers: 'auto',
+    smoke: false
+  }
+}
+
+/** A few seconds, tiny load: proves every part still works (test/bench-smoke.test.ts). */
+export function smokeOptions (): BenchOptions {
+  return {
+    ...defaultOptions(),
+    clientCounts: [10],
+    runs: 1,
+    warmupMs: 200,
+    durationMs: 500,
+    handshakeMs: 500,
+    handshakeConcurrency: 8,
+    idleCounts: [20, 50],
+    idleRuns: 1,
+    settleMs: 200,
+    workers: 2,
+    nginx: 'optional',
+    smoke: true
+  }
+}
+
+function list (value: string | undefined): string[] | undefined {
+  return value === undefined || value.trim() === '' ? undefined : value.split(',').map((s) => s.trim()).filter(Boolean)
+}
+
+function positive (name: string, value: string | undefined): number | undefined {
+  if (value === undefined || value === '') return undefined
+  const n = Number(value)
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive number, got ${JSON.stringify(value)}`)
+  return n
+}
+
+function counts (name: string, value: string | undefined): number[] | undefined {
+  return list(value)?.map((v) => Math.round(positive(name, v) as number)).sort((a, b) => a - b)
+}
+
+function oneOf<T extends string> (name: string, values: string[] | undefined, allowed: readonly T[]): T[] | undefined {
+  for (const v of values ?? []) if (!allowed.includes(v as T)) throw new Error(`${name}: ${v} is not one of ${allowed.join(', ')}`)
+  return values as T[] | undefined
+}
+
+export function optionsFromEnv (env: NodeJS.ProcessEnv = process.env): BenchOptions {
+  const base = env.BENCH_SMOKE === '1' ? smokeOptions() : defaultOptions()
+  const o: BenchOptions = {
+    ...base,
+    contenders: oneOf('BENCH_CONTENDERS', list(env.BENCH_CONTENDERS), CONTENDERS) ?? base.contenders,
+    workloads: oneOf('BENCH_WORKLOADS', list(env.BENCH_WORKLOADS), WORKLOADS) ?? base.workloads,
+    clientCounts: counts('BENCH_CLIENTS', env.BENCH_CLIENTS) ?? base.clientCounts,
+    runs: positive('BENCH_RUNS', env.BENCH_RUNS) ?? base.runs,
+    idleRuns: positive('BENCH_IDLE_RUNS', env.BENCH_IDLE_RUNS) ?? base.idleRuns,
+    warmupMs: positive('BENCH_WARMUP_MS', env.BENCH_WARMUP_MS) ?? base.warmupMs,
+    durationMs: positive('BENCH_DURATION_MS', env.BENCH_DURATION_MS) ?? base.durationMs,
+    handshakeMs: positive('BENCH_HANDSHAKE_MS', env.BENCH_HANDSHAKE_MS) ?? base.handshakeMs,
+    handshakeConcurrency: positive('BENCH_HANDSHAKE_CONCURRENCY', env.BENCH_HANDSHAKE_CONCURRENCY) ?? base.handshakeConcurrency,
+    idleCounts: counts('BENCH_IDLE', env.BENCH_IDLE) ?? base.idleCounts,
+    nginx: env.BENCH_NO_INSTALL === '1' ? 'optional' : base.nginx,
+    nginxWorkers: env.BENCH_NGINX_WORKERS ?? base.nginxWorkers,
+    cpuProfDir: env.BENCH_CPU_PROF || undefined
+  }
+  const largest = Math.max(...o.idleCounts, ...o.clientCounts)
+  // ~8,000 sockets per load-generator process keeps each well under the 20,000 open-file limit
+  o.workers = positive('BENCH_WORKERS', env.BENCH_WORKERS) ?? Math.max(base.workers, Math.ceil(largest / 8000))
+  return o
+}

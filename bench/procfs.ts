@@ -1,0 +1,67 @@
+/** What /proc says about a process: resident memory and open sockets (Linux only). */
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs'
+
+/** Resident set size in bytes (VmRSS), or 0 when the process is gone. */
+export function rssBytes (pid: number): number {
+  try {
+    const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+    return match ? Number(match[1]) * 1024 : 0
+  } catch {
+    return 0
+  }
+}
+
+/** Summed RSS of several processes (nginx's master and workers). */
+export function totalRss (pids: readonly number[]): number {
+  return pids.reduce((sum, pid) => sum + rssBytes(pid), 0)
+}
+
+/**
+ * Established TCP connections held by `pid`: its socket inodes matched
+ * against /proc/PID/net/tcp{,6} (listeners and the IPC channel do not count).
+ */
+export function tcpConnections (pid: number): number {
+  const inodes = new Set<string>()
+  let fds: string[]
+  try {
+    fds = readdirSync(`/proc/${pid}/fd`)
+  } catch {
+    return 0
+  }
+  for (const fd of fds) {
+    try {
+      const match = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))
+      if (match) inodes.add(match[1])
+    } catch {}
+  }
+  let count = 0
+  for (const table of ['tcp', 'tcp6']) {
+    let text: string
+    try {
+      text = readFileSync(`/proc/${pid}/net/${table}`, 'utf8')
+    } catch {
+      continue
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const fields = line.trim().split(/\s+/)
+      // st 01 is ESTABLISHED; field 9 is the inode
+      if (fields.length > 9 && fields[3] === '01' && inodes.has(fields[9])) count++
+    }
+  }
+  return count
+}
+
+/** Direct children of `pid`, from each process's parent id. */
+export function childPids (pid: number): number[] {
+  const out: number[] = []
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      // the command name in field 2 may hold spaces; fields after its ")" are fixed
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+      if (ppid === pid) out.push(Number(entry))
+    } catch {}
+  }
+  return out
+}

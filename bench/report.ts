@@ -1,0 +1,175 @@
+/** The bench's one table (ratios to the baselines), the issue-5 targets, and bench/results.md. */
+import type { BenchResult, ContenderFigures } from './bench.js'
+import type { ContenderName } from './contenders.js'
+
+interface Column {
+  title: string
+  value (f: ContenderFigures): number | undefined
+  format (v: number): string
+  /** Whether a smaller value is better (only for the reader; ratios are always gatehouse ÷ other). */
+  lowerIsBetter?: boolean
+}
+
+const int = (v: number): string => Math.round(v).toLocaleString('en-US')
+const fixed = (digits: number) => (v: number): string => v.toFixed(digits)
+const MiB = 2 ** 20
+
+export function columns (result: BenchResult): Column[] {
+  const o = result.options
+  const cols: Column[] = []
+  if (o.workloads.includes('throughput')) {
+    for (const n of o.clientCounts) {
+      cols.push({ title: `rt/s @${n}`, value: (f) => f.roundTrip[n]?.rate, format: int })
+      cols.push({ title: `p50 ms @${n}`, value: (f) => f.roundTrip[n]?.p50Ms, format: fixed(2), lowerIsBetter: true })
+      cols.push({ title: `p99 ms @${n}`, value: (f) => f.roundTrip[n]?.p99Ms, format: fixed(2), lowerIsBetter: true })
+    }
+  }
+  if (o.workloads.includes('handshake')) {
+    cols.push({ title: 'handshakes/s', value: (f) => f.handshake?.rate, format: int })
+  }
+  if (o.workloads.includes('idle')) {
+    for (const k of o.idleCounts) cols.push({ title: `KiB/idle conn @${k}`, value: (f) => kib(f.idle[k]?.hopBytesPerConn), format: fixed(2), lowerIsBetter: true })
+    for (const k of o.idleCounts) cols.push({ title: `backend MiB @${k}`, value: (f) => (f.idle[k] ? f.idle[k].backendRssBytes / MiB : undefined), format: fixed(1), lowerIsBetter: true })
+    const top = o.idleCounts[o.idleCounts.length - 1]
+    cols.push({ title: `backend TCP conns @${top}`, value: (f) => f.idle[top]?.backendSockets, format: int, lowerIsBetter: true })
+  }
+  return cols
+}
+
+function kib (bytes: number | undefined): number | undefined {
+  return bytes === undefined ? undefined : bytes / 1024
+}
+
+function cell (v: number | undefined, format: (v: number) => string): string {
+  return v === undefined || !Number.isFinite(v) ? 'n/a' : format(v)
+}
+
+/** Rows, one per contender measured, then gatehouse's ratios to each of the others. */
+export function tableRows (result: BenchResult): string[][] {
+  const cols = columns(result)
+  const rows: string[][] = [['contender', ...cols.map((c) => c.title)]]
+  for (const name of result.contenders) {
+    const f = result.figures[name] as ContenderFigures
+    rows.push([name, ...cols.map((c) => cell(c.value(f), c.format))])
+  }
+  const gh = result.figures.gatehouse
+  for (const other of ['direct', 'nginx'] as ContenderName[]) {
+    const f = result.figures[other]
+    if (!gh || !f) continue
+    rows.push([`gatehouse ÷ ${other}`, ...cols.map((c) => {
+      const a = c.value(gh)
+      const b = c.value(f)
+      return a === undefined || b === undefined || !Number.isFinite(a / b) ? 'n/a' : `${(a / b).toFixed(2)}×`
+    })])
+  }
+  return rows
+}
+
+export function renderTable (result: BenchResult): string {
+  const rows = tableRows(result)
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)))
+  const line = (r: string[]): string => `| ${r.map((v, i) => (i === 0 ? v.padEnd(widths[i]) : v.padStart(widths[i]))).join(' | ')} |`
+  const rule = `|${widths.map((w, i) => (i === 0 ? `:${'-'.repeat(w + 1)}` : `${'-'.repeat(w + 1)}:`)).join('|')}|`
+  return [line(rows[0]), rule, ...rows.slice(1).map(line)].join('\n')
+}
+
+export interface TargetCheck {
+  target: string
+  measured: string
+  met: boolean
+}
+
+/** Issue 5's targets, each from figures of the same run. */
+export function evaluateTargets (result: BenchResult): TargetCheck[] {
+  const { figures, options } = result
+  const gh = figures.gatehouse
+  const out: TargetCheck[] = []
+  if (!gh) return out
+  const ratio = (a: number | undefined, b: number | undefined): number => (a === undefined || b === undefined ? NaN : a / b)
+  const x = (r: number): string => `${r.toFixed(2)}×`
+  if (options.workloads.includes('throughput')) {
+    for (const n of options.clientCounts) {
+      const g = gh.roundTrip[n]
+      if (figures.nginx) {
+        const r = ratio(g?.rate, figures.nginx.roundTrip[n]?.rate)
+        out.push({ target: `throughput @${n} clients ≥ 1.0× nginx`, measured: x(r), met: r >= 1.0 })
+      }
+      if (figures.direct) {
+        const r = ratio(g?.rate, figures.direct.roundTrip[n]?.rate)
+        out.push({ target: `throughput @${n} clients ≥ 0.6× direct`, measured: x(r), met: r >= 0.6 })
+      }
+      if (figures.nginx) {
+        const r = ratio(g?.p99Ms, figures.nginx.roundTrip[n]?.p99Ms)
+        out.push({ target: `p99 latency @${n} clients ≤ 1.5× nginx`, measured: x(r), met: r <= 1.5 })
+      }
+    }
+  }
+  if (options.workloads.includes('idle')) {
+    const top = options.idleCounts[options.idleCounts.length - 1]
+    const per = (gh.idle[top]?.hopBytesPerConn ?? NaN) / 1024
+    out.push({ target: `gateway RSS per idle authenticated client @${top} ≤ 8 KiB`, measured: `${per.toFixed(2)} KiB`, met: per <= 8 })
+    const low = options.idleCounts[0]
+    if (low !== top) {
+      const growth = ratio(gh.idle[top]?.backendRssBytes, gh.idle[low]?.backendRssBytes)
+      const socketsFlat = gh.idle[top]?.backendSockets === gh.idle[low]?.backendSockets
+      out.push({
+        target: `backend RSS flat in clients (@${top} ÷ @${low} ≤ 1.10, same TCP connection count)`,
+        measured: `${x(growth)}, TCP connections ${gh.idle[low]?.backendSockets} → ${gh.idle[top]?.backendSockets}`,
+        met: growth <= 1.1 && socketsFlat
+      })
+    }
+  }
+  if (options.workloads.includes('handshake') && figures.direct) {
+    const r = ratio(gh.handshake?.rate, figures.direct.handshake?.rate)
+    out.push({ target: 'authenticated handshakes/s ≥ 0.7× direct plain handshakes/s', measured: x(r), met: r >= 0.7 })
+  }
+  return out
+}
+
+export function renderTargets (result: BenchResult): string {
+  return evaluateTargets(result).map((t) => `- ${t.met ? 'MET    ' : 'NOT MET'} ${t.target}: ${t.measured}`).join('\n')
+}
+
+export function renderConditions (result: BenchResult): string {
+  const c = result.conditions
+  const o = result.options
+  const la = (v: number[]): string => v.map((n) => n.toFixed(2)).join(' ')
+  return [
+    `- date: ${c.date}; bench took ${c.durationSec} s${o.smoke ? ' (smoke run: tiny load, figures mean nothing)' : ''}`,
+    `- machine: ${c.nproc} CPUs (${c.cpu}), ${c.memoryGiB} GiB RAM, ${c.kernel}, open files per process ${c.openFiles}; shared with other work (load average ${la(c.loadAverageBefore)} before, ${la(c.loadAverageAfter)} after)`,
+    `- software: Node ${c.node}, ws ${c.ws}${c.nginx ? `, ${c.nginx} (worker_processes ${o.nginxWorkers})` : ''}`,
+    '- everything on loopback on the same machine: load generator, contenders and backends share the CPUs',
+    `- load generator: ${o.workers} processes; clients send a ${o.payloadBytes}-byte JSON text and wait for its echo before sending again (one message in flight per client, closed loop, so every contender gets the same offered load); each echo is checked byte for byte`,
+    `- (a) round trips: ${o.clientCounts.join(' and ')} clients, ${o.warmupMs} ms warm-up then ${o.durationMs} ms measured, ${o.runs} runs per contender interleaved, median of runs; latency from a histogram with 3 significant digits`,
+    `- (b) handshakes: ${o.handshakeConcurrency} in flight, each socket dropped once open, ${o.handshakeMs} ms per run, ${o.runs} runs, median; every client presents an HS256 JWT signed before the clock starts; only gatehouse verifies it`,
+    `- (c) idle: ${o.idleCounts.join(' then ')} authenticated idle clients, ${o.idleRuns} runs on fresh processes, median; RSS read from /proc after ${o.settleMs} ms and a full GC in every Node process; per-connection = (RSS now − RSS before any client) ÷ clients; nginx's RSS is master + workers`,
+    '- (d) backend: RSS and established TCP connections of the process holding the game end (direct: the echo server itself; nginx: the echo server behind it; gatehouse: the echo backend behind its one link)',
+    '- contenders: direct = ws echo server; nginx = reverse proxy (one upstream connection per client) → ws echo server; gatehouse = gateway (dist/src createGateway, log silent, rate limit raised out of the way) → one link → echo backend answering each message with a send to the same user'
+  ].join('\n')
+}
+
+export function renderMarkdown (result: BenchResult, svgFile?: string): string {
+  const problems = result.problems.length > 0 ? `\n## Problems seen during the run\n\n${result.problems.map((p) => `- ${p}`).join('\n')}\n` : ''
+  const skipped = result.skipped.length > 0 ? `\n${result.skipped.map((s) => `- ${s.name} skipped: ${s.why}`).join('\n')}\n` : ''
+  return `# Gatehouse bench results
+
+Generated by \`npm run bench\` (bench/main.ts). Each figure is the median of
+its runs; ratios compare contenders measured in the same run.
+
+${renderTable(result)}
+${skipped}
+Columns: \`rt/s @N\` round trips per second with N clients; \`p50/p99 ms\`
+round-trip latency; \`handshakes/s\` completed WebSocket handshakes (JWT
+verified by gatehouse only); \`KiB/idle conn @N\` RSS growth of the hop (the
+proxy or gateway; for direct, the echo server) per idle client; \`backend\`
+RSS and established TCP connections of the process behind the hop.
+
+## Issue-5 targets
+
+${renderTargets(result)}
+${svgFile ? `\n![throughput and p99 latency per contender](${svgFile})\n` : ''}
+## Conditions
+
+${renderConditions(result)}
+${problems}`
+}

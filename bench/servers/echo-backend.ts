@@ -1,0 +1,46 @@
+/**
+ * The gatehouse contender's backend: accepts the gateway's link and answers
+ * every `message` event with a `send` of the same data to the same user
+ * (protocol/PROTOCOL.md). The answers to one incoming frame go out as one
+ * frame, a batch when there are several.
+ */
+import { once } from 'node:events'
+import { WebSocketServer } from 'ws'
+import { serveIpc } from '../ipc.js'
+import { serverHandlers } from './common.js'
+
+interface Event { event: string, user?: string, data?: unknown }
+
+const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false, maxPayload: 64 * 1024 * 1024 })
+await once(wss, 'listening')
+const counts = { frames: 0, messages: 0, opens: 0, closes: 0 }
+
+wss.on('connection', (socket) => {
+  socket.on('error', () => {})
+  socket.on('message', (data: Buffer) => {
+    counts.frames++
+    const parsed = JSON.parse(data.toString()) as Event | Event[]
+    const events = Array.isArray(parsed) ? parsed : [parsed]
+    const actions: string[] = []
+    for (const event of events) {
+      if (event.event === 'message') {
+        counts.messages++
+        actions.push(JSON.stringify({ action: 'send', user: event.user, data: event.data }))
+      } else if (event.event === 'open') {
+        counts.opens++
+      } else if (event.event === 'close') {
+        counts.closes++
+      }
+    }
+    if (actions.length === 1) socket.send(actions[0])
+    else if (actions.length > 1) socket.send(`[${actions.join(',')}]`)
+  })
+})
+
+serveIpc({
+  ...serverHandlers(async () => {
+    for (const client of wss.clients) client.terminate()
+    await new Promise<void>((resolve) => wss.close(() => resolve()))
+  }),
+  stats: () => ({ links: wss.clients.size, ...counts })
+}, { port: (wss.address() as { port: number }).port })

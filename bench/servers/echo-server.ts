@@ -1,0 +1,23 @@
+/**
+ * The bench's plain WebSocket echo server: the *direct* contender, and the
+ * upstream behind nginx. Every frame goes back as it came, on the same socket.
+ */
+import { once } from 'node:events'
+import { WebSocketServer } from 'ws'
+import { serveIpc } from '../ipc.js'
+import { serverHandlers } from './common.js'
+
+const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false, maxPayload: 65536, backlog: 4096 })
+await once(wss, 'listening')
+wss.on('connection', (socket) => {
+  socket.on('error', () => {})
+  socket.on('message', (data: Buffer, isBinary: boolean) => socket.send(data, { binary: isBinary }))
+})
+
+serveIpc({
+  ...serverHandlers(async () => {
+    for (const client of wss.clients) client.terminate()
+    await new Promise<void>((resolve) => wss.close(() => resolve()))
+  }),
+  stats: () => ({ clients: wss.clients.size })
+}, { port: (wss.address() as { port: number }).port })

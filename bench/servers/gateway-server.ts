@@ -1,0 +1,27 @@
+/**
+ * The gatehouse contender: the gateway as built (dist/src/index.js
+ * createGateway), configured by the orchestrator through argv, logs off.
+ */
+import { Writable } from 'node:stream'
+import { createGateway } from '../../src/index.js'
+import { serveIpc } from '../ipc.js'
+import { serverHandlers } from './common.js'
+
+const config = JSON.parse(process.argv[2] ?? '{}') as Record<string, unknown>
+const logStream = new Writable({ write (_chunk, _enc, done) { done() } })
+const app = await createGateway(config, { logStream })
+await app.listen({ host: '127.0.0.1', port: 0 })
+const port = (app.server.address() as { port: number }).port
+
+serveIpc({
+  ...serverHandlers(async () => { await app.close() }),
+  ready: async () => {
+    // readiness is every backend link up (DESIGN.md §5)
+    for (let i = 0; i < 1000; i++) {
+      const res = await app.inject({ method: 'GET', url: '/readyz' })
+      if (res.statusCode === 200) return { ready: true }
+      await new Promise((resolve) => setTimeout(resolve, 10))
+    }
+    throw new Error('backend link did not come up within 10 s')
+  }
+}, { port })

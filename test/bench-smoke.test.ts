@@ -1,0 +1,95 @@
+/**
+ * The bench's smoke run (issue 5, point 3): `npm run bench`'s entry point
+ * with tiny load for a few seconds, so the bench cannot rot. It asserts what
+ * the bench produced, never how fast anything was.
+ */
+import t from 'tap'
+import { spawn } from 'node:child_process'
+import { existsSync, readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import type { BenchResult } from '../bench/bench.js'
+
+const MAIN = fileURLToPath(new URL('../bench/main.js', import.meta.url))
+
+t.setTimeout(180_000)
+
+async function runSmoke (outDir: string): Promise<{ code: number | null, stdout: string, stderr: string }> {
+  const child = spawn(process.execPath, [MAIN], {
+    env: { ...process.env, BENCH_SMOKE: '1', BENCH_OUT: outDir, BENCH_IDLE: '100,200' },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString() })
+  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve))
+  return { code, stdout, stderr }
+}
+
+t.test('a smoke run measures every contender and writes the report', async (t) => {
+  const dir = t.testdir()
+  const { code, stdout, stderr } = await runSmoke(dir)
+  t.equal(code, 0, `bench exits 0\n${stderr.slice(-2000)}`)
+
+  const result = JSON.parse(readFileSync(`${dir}/results.json`, 'utf8')) as BenchResult
+  t.ok(result.options.smoke, 'smoke options were used')
+  t.ok(result.contenders.includes('direct'), 'direct ran')
+  t.ok(result.contenders.includes('gatehouse'), 'gatehouse ran')
+  if (result.contenders.includes('nginx')) {
+    t.same(result.skipped, [], 'nothing skipped')
+  } else {
+    t.match(result.skipped, [{ name: 'nginx', why: /apt-get install -y nginx-light/ }], 'a skipped nginx says how to install it')
+    t.match(stderr, /nginx contender skipped/, 'and the output says so')
+  }
+  t.same(result.problems, [], 'every echo came back intact, none missing, no socket closed under load')
+
+  const { clientCounts, idleCounts } = result.options
+  for (const name of result.contenders) {
+    const f = result.figures[name]
+    if (!f) {
+      t.fail(`${name} has figures`)
+      continue
+    }
+    for (const n of clientCounts) {
+      const rt = f.roundTrip[n]
+      t.ok(rt.rate > 0, `${name} @${n}: round-trip rate is positive`)
+      t.ok(rt.p50Ms > 0 && rt.p99Ms >= rt.p50Ms, `${name} @${n}: 0 < p50 ≤ p99`)
+      t.equal(rt.runs.length, result.options.runs, `${name} @${n}: one result per run`)
+    }
+    t.ok((f.handshake?.rate ?? 0) > 0, `${name}: handshake rate is positive`)
+    t.equal(f.handshake?.runs.every((r) => r.failed === 0), true, `${name}: no handshake failed`)
+    for (const k of idleCounts) {
+      const idle = f.idle[k]
+      t.ok(idle.hopRssBytes > 0 && idle.backendRssBytes > 0, `${name} @${k} idle: RSS read`)
+      t.ok(idle.hopBytesPerConn > 0, `${name} @${k} idle: the hop grew with its clients`)
+    }
+  }
+  // (d) what the backend holds: a socket per client behind direct and nginx, one link behind gatehouse
+  for (const k of idleCounts) {
+    t.equal(result.figures.direct?.idle[k].backendSockets, k, `direct's echo server holds ${k} connections`)
+    t.equal(result.figures.gatehouse?.idle[k].backendSockets, 1, 'gatehouse\'s backend holds one link')
+    if (result.figures.nginx) t.equal(result.figures.nginx.idle[k].backendSockets, k, `the echo server behind nginx holds ${k} connections`)
+  }
+
+  // the printed table: a header, then a row per contender with a figure in every column
+  const lines = stdout.split('\n').filter((l) => l.startsWith('| '))
+  const header = lines[0].split('|').map((s) => s.trim()).filter(Boolean)
+  t.equal(header[0], 'contender')
+  for (const name of result.contenders) {
+    const row = lines.find((l) => l.startsWith(`| ${name} `))
+    t.ok(row, `table has a row for ${name}`)
+    const cells = (row ?? '').split('|').map((s) => s.trim()).filter(Boolean).slice(1)
+    t.equal(cells.length, header.length - 1, `${name}: a cell per column`)
+    t.ok(cells.every((c) => Number(c.replace(/,/g, '')) > 0), `${name}: every cell is a positive number (${cells.join(' ')})`)
+  }
+  t.ok(lines.some((l) => l.startsWith('| gatehouse ÷ direct')), 'ratios to direct')
+  t.match(stdout, /targets \(issue 5\):/)
+
+  const md = readFileSync(`${dir}/results.md`, 'utf8')
+  t.match(md, /\| contender/, 'results.md holds the table')
+  t.match(md, /Node v\d+/, 'and the conditions')
+  t.ok(existsSync(`${dir}/results.svg`), 'the plot is written')
+  const svg = readFileSync(`${dir}/results.svg`, 'utf8')
+  t.match(svg, /^<\?xml[\s\S]*<svg[\s\S]*<\/svg>\s*$/, 'a whole SVG document')
+  for (const name of result.contenders) t.match(svg, new RegExp(`<title>${name}, `), `the plot has ${name}'s bars`)
+})
