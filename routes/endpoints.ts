@@ -13,7 +13,8 @@ import type { GatewayMetrics, HandshakeFailure } from '../src/metrics.js'
 import type { EndpointRelay } from '../src/relay/relay.js'
 import type { SessionRegistry } from '../src/sessions/registry.js'
 import {
-  GW_ERR_AT_CAPACITY, GW_ERR_BACKEND_UNAVAILABLE, GW_ERR_DRAINING, GW_ERR_DUPLICATE, GW_ERR_ORIGIN_FORBIDDEN
+  GW_ERR_AT_CAPACITY, GW_ERR_BACKEND_UNAVAILABLE, GW_ERR_DRAINING, GW_ERR_DUPLICATE, GW_ERR_ORIGIN_FORBIDDEN,
+  GW_ERR_UPGRADE_REQUIRED
 } from '../src/errors.js'
 
 declare module 'fastify' {
@@ -47,6 +48,7 @@ export interface EndpointRoutesOptions {
 }
 
 const FAILURE_REASONS: Record<string, HandshakeFailure> = {
+  GW_ERR_UPGRADE_REQUIRED: 'not_websocket',
   GW_ERR_TOKEN_MISSING: 'token_missing',
   GW_ERR_TOKEN_INVALID: 'token_invalid',
   GW_ERR_TOKEN_EXPIRED: 'token_expired',
@@ -92,6 +94,7 @@ declare module 'fastify' {
 
 /** The checks, cheapest and most general first. Throws the error whose status the client gets. */
 function admit (request: FastifyRequest, endpoint: EndpointRoute, authenticator: Authenticator, gate: Gate): Identity {
+  if (!request.ws) throw new GW_ERR_UPGRADE_REQUIRED()
   const origin = request.headers.origin
   const allowed = endpoint.limits.allowedOrigins
   if (origin !== undefined && allowed.length > 0 && !allowed.includes(origin)) throw new GW_ERR_ORIGIN_FORBIDDEN()

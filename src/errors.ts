@@ -7,6 +7,8 @@ import createError from '@fastify/error'
 
 export const GW_ERR_CONFIG = createError('GW_ERR_CONFIG', 'invalid configuration:\n  %s', 500)
 
+export const GW_ERR_UPGRADE_REQUIRED = createError('GW_ERR_UPGRADE_REQUIRED', 'this is a WebSocket endpoint: connect with a WebSocket client', 426)
+
 export const GW_ERR_TOKEN_MISSING = createError('GW_ERR_TOKEN_MISSING', 'no token: send it as Authorization: Bearer, Sec-WebSocket-Protocol: bearer, <jwt> or ?access_token= (as configured)', 401)
 export const GW_ERR_TOKEN_EXPIRED = createError('GW_ERR_TOKEN_EXPIRED', 'token expired', 401)
 export const GW_ERR_TOKEN_INVALID = createError('GW_ERR_TOKEN_INVALID', 'token rejected: %s', 401)

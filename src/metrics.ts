@@ -4,7 +4,7 @@
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 
-export type HandshakeFailure = 'token_missing' | 'token_invalid' | 'token_expired' | 'origin' | 'duplicate' | 'capacity' | 'draining' | 'backend_unavailable'
+export type HandshakeFailure = 'not_websocket' | 'token_missing' | 'token_invalid' | 'token_expired' | 'origin' | 'duplicate' | 'capacity' | 'draining' | 'backend_unavailable'
 export type DropReason = 'not_connected' | 'slow_consumer' | 'backend_unavailable' | 'queue_full' | 'shutdown'
 
 export class GatewayMetrics {

@@ -22,7 +22,7 @@ function limitFields (withDefaults: boolean) {
 }
 
 export const Limits = Type.Object(limitFields(true), { ...strict, default: {} })
-export const LimitOverrides = Type.Object(limitFields(false), strict)
+export const LimitOverrides = Type.Partial(Type.Object(limitFields(false), strict))
 
 /** A string enum whose type is the union of its values (and whose errors list them). */
 const Enum = <const T extends readonly string[]>(values: T, options: object = {}) =>
