@@ -36,6 +36,8 @@ export interface Conditions {
   ws: string
   nginx?: string
   openFiles: string
+  /** The gateway's source: commit, and whether src/, routes/ or protocol/ had uncommitted changes. */
+  gatehouse: string
   loadAverageBefore: number[]
   loadAverageAfter: number[]
   durationSec: number
@@ -71,6 +73,14 @@ function packageVersion (name: string): string {
 function nginxVersion (binary: string): string {
   const out = spawnSync(binary, ['-v'], { encoding: 'utf8' })
   return (out.stderr || out.stdout).trim().replace(/^nginx version: /, '')
+}
+
+function sourceRevision (): string {
+  const cwd = new URL('../../', import.meta.url)
+  const head = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd, encoding: 'utf8' })
+  if (head.status !== 0) return 'unknown revision'
+  const dirty = spawnSync('git', ['status', '--porcelain', '--', 'src', 'routes', 'protocol'], { cwd, encoding: 'utf8' }).stdout.trim()
+  return `commit ${head.stdout.trim()}${dirty ? ' plus uncommitted changes in src/, routes/ or protocol/' : ''}`
 }
 
 function openFileLimit (): string {
@@ -130,6 +140,7 @@ export async function runBench (options: BenchOptions, say: (line: string) => vo
       ws: packageVersion('ws'),
       nginx: nginxBinary ? nginxVersion(nginxBinary) : undefined,
       openFiles: openFileLimit(),
+      gatehouse: sourceRevision(),
       loadAverageBefore: loadBefore,
       loadAverageAfter: os.loadavg(),
       durationSec: Math.round((Date.now() - started) / 1000)

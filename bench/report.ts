@@ -137,7 +137,7 @@ export function renderConditions (result: BenchResult): string {
   return [
     `- date: ${c.date}; bench took ${c.durationSec} s${o.smoke ? ' (smoke run: tiny load, figures mean nothing)' : ''}`,
     `- machine: ${c.nproc} CPUs (${c.cpu}), ${c.memoryGiB} GiB RAM, ${c.kernel}, open files per process ${c.openFiles}; shared with other work (load average ${la(c.loadAverageBefore)} before, ${la(c.loadAverageAfter)} after)`,
-    `- software: Node ${c.node}, ws ${c.ws}${c.nginx ? `, ${c.nginx} (worker_processes ${o.nginxWorkers})` : ''}`,
+    `- software: gatehouse ${c.gatehouse}; Node ${c.node}, ws ${c.ws}${c.nginx ? `, ${c.nginx} (worker_processes ${o.nginxWorkers})` : ''}`,
     '- everything on loopback on the same machine: load generator, contenders and backends share the CPUs',
     `- load generator: ${o.workers} processes; clients send a ${o.payloadBytes}-byte JSON text and wait for its echo before sending again (one message in flight per client, closed loop, so every contender gets the same offered load); each echo is checked byte for byte`,
     `- (a) round trips: ${o.clientCounts.join(' and ')} clients, ${o.warmupMs} ms warm-up then ${o.durationMs} ms measured, ${o.runs} runs per contender interleaved, median of runs; latency from a histogram with 3 significant digits`,
