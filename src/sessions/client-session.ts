@@ -46,12 +46,14 @@ export class ClientSession {
   }
 
   /**
-   * Writes one frame, unless the client already lags `maxBufferedBytes`
-   * behind: then it is closed as a slow consumer instead of growing memory.
+   * Writes one frame, unless the client already lags more than
+   * `maxBufferedBytes` behind: then it is closed as a slow consumer instead
+   * of growing memory. One frame larger than the bound still goes to a
+   * client that keeps up.
    */
   deliver (payload: string | Buffer, binary: boolean, slow: CloseCode): Delivery {
     if (this.ended) return 'gone'
-    if (this.socket.bufferedAmount + payload.length > this.limits.maxBufferedBytes) {
+    if (this.socket.bufferedAmount > this.limits.maxBufferedBytes) {
       this.close(slow)
       return 'slow'
     }
