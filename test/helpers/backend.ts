@@ -35,12 +35,15 @@ export interface BackendOptions {
   port?: number
   /** Refuse links that do not present this bearer token. */
   token?: string
+  /** False: never answer the gateway's pings, like a hung process. */
+  autoPong?: boolean
 }
 
 export async function startBackend (options: BackendOptions = {}): Promise<TestBackend> {
   const wss = new WebSocketServer({
     host: '127.0.0.1',
     port: options.port ?? 0,
+    autoPong: options.autoPong ?? true,
     verifyClient: options.token === undefined
       ? undefined
       : (info, done) => done(info.req.headers.authorization === `Bearer ${options.token}`, 401)

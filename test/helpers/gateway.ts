@@ -3,6 +3,7 @@ import { Writable } from 'node:stream'
 import type { FastifyInstance } from 'fastify'
 import { createGateway } from '../../src/index.js'
 import { AUDIENCE, ISSUER, SECRET } from './tokens.js'
+import { Inbox } from './waiter.js'
 
 export interface TestGateway {
   app: FastifyInstance
@@ -11,6 +12,8 @@ export interface TestGateway {
   url (path: string): string
   /** Every JSON log line the gateway wrote. */
   logs: string[]
+  /** Waits for the next log line whose `msg` matches. */
+  logged (msg: RegExp, timeoutMs?: number): Promise<Record<string, unknown>>
   /** GET an HTTP route; status and body. */
   get (path: string): Promise<{ status: number, body: string }>
   /** Current value of a metric (summed over matching label sets). */
@@ -42,9 +45,13 @@ export function testConfig (endpoints: EndpointSpec[], overrides: Record<string,
 
 export async function startGateway (t: Teardown, config: Record<string, unknown>): Promise<TestGateway> {
   const logs: string[] = []
+  const lines = new Inbox<Record<string, unknown>>()
   const logStream = new Writable({
     write (chunk: Buffer, _enc, done) {
-      logs.push(...chunk.toString().split('\n').filter(Boolean))
+      for (const line of chunk.toString().split('\n').filter(Boolean)) {
+        logs.push(line)
+        lines.push(JSON.parse(line))
+      }
       done()
     }
   })
@@ -61,6 +68,7 @@ export async function startGateway (t: Teardown, config: Record<string, unknown>
     port,
     url: (path) => `ws://127.0.0.1:${port}${path}`,
     logs,
+    logged: (msg, timeoutMs) => lines.next((l) => msg.test(String(l.msg)), timeoutMs, `a log line matching ${msg}`),
     get,
     async metric (name, labels = {}) {
       const { body } = await get('/metrics')
@@ -73,14 +81,5 @@ export async function startGateway (t: Teardown, config: Record<string, unknown>
       }
       return total
     }
-  }
-}
-
-/** Resolves when the gateway reports every backend link up. */
-export async function linksUp (gateway: TestGateway): Promise<void> {
-  for (;;) {
-    const { status } = await gateway.get('/readyz')
-    if (status === 200) return
-    await new Promise((resolve) => setTimeout(resolve, 10))
   }
 }

@@ -1,0 +1,139 @@
+/** When the backend is away (DESIGN.md §3): queue, hello/sync/replay, grace, 1013/503, dead peers. */
+import t from 'tap'
+import { startBackend, type TestBackend } from './helpers/backend.js'
+import { startGateway, testConfig } from './helpers/gateway.js'
+import { connect, refusal } from './helpers/client.js'
+import { tokenFor } from './helpers/tokens.js'
+
+type Teardown = { teardown (fn: () => unknown): void }
+
+async function backendOn (t: Teardown, options: Parameters<typeof startBackend>[0] = {}): Promise<TestBackend> {
+  const backend = await startBackend(options)
+  t.teardown(() => backend.close())
+  return backend
+}
+
+function endpoint (backend: TestBackend, extra: Record<string, unknown> = {}) {
+  return { name: 'game', path: '/game/:matchId', backend: { url: backend.url, minReconnectDelayMs: 20, maxReconnectDelayMs: 100, ...extra } }
+}
+
+t.test('a backend that dies and comes back gets hello, sync, then the queued events in order', async (t) => {
+  const first = await backendOn(t)
+  const gateway = await startGateway(t, testConfig([endpoint(first)], { queue: { graceMs: 30000 } }))
+  await first.next('hello')
+  const alice = await connect(gateway.url('/game/m1'), { token: tokenFor('alice', { rank: 3 }) })
+  const bob = await connect(gateway.url('/game/m1'), { token: tokenFor('bob') })
+  await first.next('open', 'alice')
+  await first.next('open', 'bob')
+
+  await first.close()
+  await gateway.logged(/backend link down/)
+  t.equal((await gateway.get('/readyz')).status, 503, 'not ready while the link is down')
+  for (let i = 0; i < 50; i++) alice.ws.send(JSON.stringify({ n: i }))
+  bob.ws.close(1000, 'gone')
+  const carol = await connect(gateway.url('/game/m2'), { token: tokenFor('carol') })
+  carol.ws.send('hi')
+  t.equal(alice.ws.readyState, alice.ws.OPEN, 'clients stay connected through the outage')
+
+  const second = await backendOn(t, { port: first.port })
+  const hello = await second.events.next()
+  t.same([hello.event, hello.endpoint, hello.protocol], ['hello', 'game', 1], 'hello first')
+  const sync = await second.events.next()
+  t.equal(sync.event, 'sync', 'then sync')
+  t.same(sync.users, [
+    { user: 'alice', claims: { ...(sync.users as Array<{ claims: object }>)[0].claims, rank: 3 }, params: { matchId: 'm1' } },
+    { user: 'bob', claims: (sync.users as Array<{ claims: object }>)[1].claims, params: { matchId: 'm1' } }
+  ], 'sync lists who was connected when the link dropped, with claims and params')
+  for (let i = 0; i < 50; i++) {
+    const event = await second.events.next()
+    t.same([event.event, event.user, event.data], ['message', 'alice', { n: i }], `queued message ${i} in order`)
+  }
+  // then what happened during the outage: ordered per client, interleaved across clients as it happened
+  const rest = [await second.events.next(), await second.events.next(), await second.events.next()]
+  t.same(rest.filter((e) => e.user === 'bob').map((e) => [e.event, e.code]), [['close', 1000]])
+  t.same(rest.filter((e) => e.user === 'carol').map((e) => [e.event, e.data]), [['open', undefined], ['message', 'hi']])
+  alice.ws.send('after')
+  t.equal((await second.next('message', 'alice')).data, 'after', 'live traffic resumes')
+  t.equal(await gateway.metric('gatehouse_link_reconnects_total'), 1)
+  t.equal((await gateway.get('/readyz')).status, 200)
+})
+
+t.test('an outage past graceMs closes clients with 1013 and refuses handshakes with 503 until the link is back', async (t) => {
+  const first = await backendOn(t)
+  const gateway = await startGateway(t, testConfig([endpoint(first)], { queue: { graceMs: 150 } }))
+  await first.next('hello')
+  const alice = await connect(gateway.url('/game/m1'), { token: tokenFor('alice') })
+  await first.next('open', 'alice')
+  await first.close()
+  alice.ws.send('lost with the outage')
+  t.same(await alice.closed, { code: 1013, reason: 'backend unavailable, try again later' })
+  const refused = await refusal(gateway.url('/game/m1'), { token: tokenFor('bob') })
+  t.equal(refused.status, 503)
+  t.equal(JSON.parse(refused.body).code, 'GW_ERR_BACKEND_UNAVAILABLE')
+  t.equal((await gateway.get('/readyz')).status, 503)
+  t.ok(await gateway.metric('gatehouse_dropped_events_total', { reason: 'backend_unavailable' }) >= 1, 'discarded events are counted')
+
+  const second = await backendOn(t, { port: first.port })
+  await second.next('hello')
+  t.same((await second.next('sync')).users, [], 'the restarted backend learns that nobody is connected')
+  await connect(gateway.url('/game/m1'), { token: tokenFor('bob') })
+  t.equal((await second.next('open', 'bob')).user, 'bob', 'handshakes are accepted again')
+  t.notOk(second.events.all.some((e) => e.user === 'alice'), 'nothing stale about alice')
+})
+
+t.test('clients may connect before the backend is first reached; their events wait for it', async (t) => {
+  const probe = await startBackend()
+  const port = probe.port
+  await probe.close()
+  const gateway = await startGateway(t, testConfig([{ name: 'game', path: '/game/:matchId', backend: `ws://127.0.0.1:${port}` }]))
+  const early = await connect(gateway.url('/game/e'), { token: tokenFor('early') })
+  early.ws.send('first')
+  t.equal((await gateway.get('/readyz')).status, 503)
+  const backend = await backendOn(t, { port })
+  t.same((await backend.events.next()).event, 'hello')
+  t.same(await backend.events.next(), { event: 'sync', users: [] })
+  t.same((await backend.events.next()).event, 'open')
+  t.same((await backend.events.next()).data, 'first')
+})
+
+t.test('a full queue closes the endpoint\'s clients with 1013 and counts what was dropped', async (t) => {
+  const first = await backendOn(t)
+  const gateway = await startGateway(t, testConfig([endpoint(first)], { queue: { maxEvents: 5, graceMs: 30000 } }))
+  await first.next('hello')
+  const alice = await connect(gateway.url('/game/m'), { token: tokenFor('alice') })
+  await first.next('open', 'alice')
+  await first.close()
+  await gateway.logged(/backend link down/)
+  for (let i = 0; i < 10; i++) alice.ws.send(String(i))
+  t.equal((await alice.closed).code, 1013)
+  t.equal(await gateway.metric('gatehouse_dropped_events_total', { reason: 'queue_full' }), 1)
+  const second = await backendOn(t, { port: first.port })
+  await second.next('hello')
+  t.same((await second.next('sync')).users, [], 'the backend starts from an empty roster')
+})
+
+t.test('the link presents backend.token; a backend that refuses it is retried, never served', async (t) => {
+  const backend = await backendOn(t, { token: 'link-secret' })
+  const gateway = await startGateway(t, testConfig([
+    { name: 'good', path: '/good', backend: { url: backend.url, token: 'link-secret' } },
+    { name: 'bad', path: '/bad', backend: { url: backend.url, token: 'wrong-secret', minReconnectDelayMs: 20, maxReconnectDelayMs: 50 } }
+  ]))
+  const hello = await backend.next('hello')
+  t.equal(hello.endpoint, 'good')
+  const { request } = await backend.links.next()
+  t.equal(request.headers.authorization, 'Bearer link-secret')
+  const failure = await gateway.logged(/backend dial failed/)
+  t.match(String(failure.err), /401/, 'the refusal is logged with its status')
+  await gateway.logged(/backend dial failed/)
+  t.notOk(gateway.logs.join('\n').includes('wrong-secret'), 'the backend token is not logged')
+  t.same(JSON.parse((await gateway.get('/readyz')).body).links, { good: 'up', bad: 'connecting' })
+})
+
+t.test('a backend that stops answering pings is dropped and redialled', async (t) => {
+  const backend = await backendOn(t, { autoPong: false })
+  const gateway = await startGateway(t, testConfig([endpoint(backend, { pingIntervalMs: 50 })]))
+  await backend.next('hello')
+  await gateway.logged(/backend link down/)
+  t.equal((await backend.next('hello')).event, 'hello', 'a new link says hello again')
+  t.ok(backend.links.all.length >= 2)
+})
