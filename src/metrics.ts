@@ -24,6 +24,6 @@ export class GatewayMetrics {
   readonly queueBytes = new Gauge({ name: 'gatehouse_queue_bytes', help: 'Bytes of events waiting for the backend link', labelNames: ['endpoint'] as const, registers: [this.registry] })
 
   constructor () {
-    collectDefaultMetrics({ register: this.registry, prefix: 'gatehouse_process_' })
+    collectDefaultMetrics({ register: this.registry, prefix: 'gatehouse_' })
   }
 }

@@ -1,0 +1,99 @@
+/** Config: schema, defaults, env substitution, and errors that name the field. The CLI exits 1 on them, without a stack trace. */
+import t from 'tap'
+import { writeFileSync, mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseConfig, loadConfigFile, ConfigError } from '../src/index.js'
+import { rsaKeys } from './helpers/tokens.js'
+import { runCli } from './helpers/cli.js'
+
+const minimal = { auth: { secret: 's' }, endpoints: [{ name: 'lobby', path: '/lobby', backend: { url: 'ws://127.0.0.1:4001' } }] }
+
+function problems (input: unknown, env: NodeJS.ProcessEnv = {}): string[] {
+  try {
+    parseConfig(input, env)
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems
+    throw err
+  }
+  return []
+}
+
+t.test('defaults fill what is not given, and the result is frozen', async (t) => {
+  const config = parseConfig(minimal, {})
+  t.equal(config.server.port, 8080)
+  t.equal(config.server.host, '127.0.0.1')
+  t.same(config.auth.algorithms, ['HS256'])
+  t.same(config.auth.tokenSources, ['header', 'subprotocol', 'query'])
+  t.equal(config.endpoints[0].duplicate, 'replace')
+  t.equal(config.limits.maxPayloadBytes, 65536)
+  t.equal(config.queue.graceMs, 30000)
+  t.ok(Object.isFrozen(config.endpoints[0].backend))
+  t.throws(() => { (config.server as { port: number }).port = 1 })
+})
+
+t.test('${NAME} comes from the environment; a missing one names the field', async (t) => {
+  const input = { ...minimal, auth: { secret: '${JWT_SECRET}' }, endpoints: [{ ...minimal.endpoints[0], backend: { url: 'ws://127.0.0.1:4001', token: 'Bearer-${TOKEN}' } }] }
+  const config = parseConfig(input, { JWT_SECRET: 'from-env', TOKEN: 'abc' })
+  t.equal(config.auth.secret, 'from-env')
+  t.equal(config.endpoints[0].backend.token, 'Bearer-abc')
+  t.same(problems(input, { TOKEN: 'abc' }), ['auth.secret: environment variable JWT_SECRET is not set'])
+})
+
+t.test('bad configs: each problem names its field and what was expected', async (t) => {
+  t.same(problems({ ...minimal, server: { port: '80' } }), ['server.port: must be integer'])
+  t.same(problems({ ...minimal, server: { port: 70000 } }), ['server.port: must be <= 65535'])
+  t.same(problems({ ...minimal, srever: {} }), ['srever: is not a known field'])
+  t.same(problems({ auth: { secret: 's' } }), ['endpoints: is required'])
+  t.same(problems({ ...minimal, endpoints: [] }), ['endpoints: must NOT have fewer than 1 items'])
+  t.same(problems({ ...minimal, endpoints: [{ name: 'x', path: 'lobby', backend: { url: 'http://a' } }] }), [
+    'endpoints[0].path: must match pattern "^/"',
+    'endpoints[0].backend.url: must match pattern "^wss?://"'
+  ])
+  t.same(problems({ ...minimal, endpoints: [{ ...minimal.endpoints[0], duplicate: 'kick' }] }), ['endpoints[0].duplicate: must be one of "replace", "reject"'])
+  t.same(problems({ ...minimal, endpoints: [{ ...minimal.endpoints[0], limits: { burst: 0 } }] }), ['endpoints[0].limits.burst: must be >= 1'])
+  t.same(problems({ ...minimal, auth: { secret: 's', algorithms: ['none'] } }), [
+    'auth.algorithms[0]: must be one of "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"'
+  ])
+  t.same(problems({ ...minimal, auth: { secret: 's', algorithms: ['HS256', 'RS256'] } }).slice(0, 1), ['auth.algorithms: must be all HS* or all asymmetric, not both (HS256, RS256)'])
+  t.same(problems({ ...minimal, auth: { algorithms: ['RS256'] } }), ['auth.publicKey: is required for RS256'])
+  t.same(problems({ ...minimal, auth: {} }), ['auth.secret: is required for HS256'])
+  t.same(problems({ ...minimal, endpoints: [minimal.endpoints[0], { ...minimal.endpoints[0], path: '/lobby' }] }), [
+    'endpoints[1].name: "lobby" is already used by endpoints[0]',
+    'endpoints[1].path: "/lobby" clashes with endpoints[0].path'
+  ])
+  t.same(problems({ ...minimal, endpoints: [{ ...minimal.endpoints[0], path: '/metrics' }] }), ['endpoints[0].path: "/metrics" is reserved for the gateway\'s own HTTP routes'])
+  t.same(problems(42), ['(root): must be object'])
+})
+
+t.test('publicKey may be PEM text or a file path, resolved beside the config file', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-config-'))
+  const { publicKey } = rsaKeys()
+  writeFileSync(join(dir, 'auth.pem'), publicKey)
+  const auth = { publicKey: 'auth.pem', algorithms: ['RS256'] }
+  writeFileSync(join(dir, 'gateway.config.json'), JSON.stringify({ ...minimal, auth }))
+  t.equal(loadConfigFile(join(dir, 'gateway.config.json')).auth.publicKey, publicKey)
+  t.equal(parseConfig({ ...minimal, auth: { ...auth, publicKey } }).auth.publicKey, publicKey)
+  t.match(problems({ ...minimal, auth: { ...auth, publicKey: 'missing.pem' } })[0], /^auth\.publicKey: not PEM text, and cannot read it as a file \(.*missing\.pem: ENOENT\)$/)
+})
+
+t.test('a file that is not JSON, or not there, is a config error too', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-config-'))
+  writeFileSync(join(dir, 'bad.json'), '{ "server": ')
+  t.throws(() => loadConfigFile(join(dir, 'bad.json')), { code: 'GW_ERR_CONFIG', message: /bad\.json: not valid JSON/ })
+  t.throws(() => loadConfigFile(join(dir, 'absent.json')), { code: 'GW_ERR_CONFIG', message: /absent\.json: cannot read: ENOENT/ })
+})
+
+t.test('the CLI prints every problem by field and exits 1, with no stack trace', async (t) => {
+  const run = runCli({ server: { port: 'eighty' }, auth: { secret: '${NOT_SET_ANYWHERE}' }, endpoints: [] }, {})
+  t.equal(await run.exited, 1)
+  t.match(run.stderr(), /^gatehouse: .*gateway\.config\.json: invalid configuration:\n {2}auth\.secret: environment variable NOT_SET_ANYWHERE is not set\n$/)
+  const second = runCli({ server: { port: 'eighty' }, auth: { secret: 'x' }, endpoints: [] })
+  t.equal(await second.exited, 1)
+  t.match(second.stderr(), /server\.port: must be integer/)
+  t.match(second.stderr(), /endpoints: must NOT have fewer than 1 items/)
+  t.notMatch(second.stderr(), /\bat .*\.js:\d+/, 'no stack trace')
+  const garbage = runCli('not json')
+  t.equal(await garbage.exited, 1)
+  t.match(garbage.stderr(), /not valid JSON/)
+})
