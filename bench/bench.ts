@@ -38,6 +38,8 @@ export interface Conditions {
   openFiles: string
   /** The gateway's source: commit, and whether src/, routes/ or protocol/ had uncommitted changes. */
   gatehouse: string
+  /** The gatehouse-b contender's build, when there is one. */
+  gatehouseB?: string
   loadAverageBefore: number[]
   loadAverageAfter: number[]
   durationSec: number
@@ -105,7 +107,7 @@ export async function runBench (options: BenchOptions, say: (line: string) => vo
       contenders = contenders.filter((c) => c !== 'nginx')
     }
   }
-  const startOptions = { nginxBinary, nginxWorkers: options.nginxWorkers, cpuProfDir: options.cpuProfDir }
+  const startOptions = { nginxBinary, nginxWorkers: options.nginxWorkers, cpuProfDir: options.cpuProfDir, gatehouseB: options.gatehouseB }
   const figures: BenchResult['figures'] = {}
   for (const name of contenders) figures[name] = { roundTrip: {}, idle: {} }
   const problems: string[] = []
@@ -141,6 +143,7 @@ export async function runBench (options: BenchOptions, say: (line: string) => vo
       nginx: nginxBinary ? nginxVersion(nginxBinary) : undefined,
       openFiles: openFileLimit(),
       gatehouse: sourceRevision(),
+      gatehouseB: options.gatehouseB,
       loadAverageBefore: loadBefore,
       loadAverageAfter: os.loadavg(),
       durationSec: Math.round((Date.now() - started) / 1000)
@@ -242,7 +245,7 @@ async function idle (options: BenchOptions, pool: LoadPool, contenders: Contende
             backendRssBytes: rssBytes(c.backendPid),
             backendSockets: tcpConnections(c.backendPid)
           }
-          say(`(c) idle, run ${run + 1}/${options.idleRuns}, ${name}, ${count} clients: ${(sample.hopBytesPerConn / 1024).toFixed(2)} KiB per connection (RSS ${(hop / 2 ** 20).toFixed(1)} MiB); backend RSS ${(sample.backendRssBytes / 2 ** 20).toFixed(1)} MiB, ${sample.backendSockets} sockets`)
+          say(`(c) idle, run ${run + 1}/${options.idleRuns}, ${name}, ${count} clients: ${(sample.hopBytesPerConn / 1024).toFixed(2)} KiB per connection (RSS ${(hop / 2 ** 20).toFixed(1)} MiB); backend RSS ${(sample.backendRssBytes / 2 ** 20).toFixed(1)} MiB, ${sample.backendSockets} TCP connections`)
           const key = `${name}:${count}`
           samples.set(key, [...(samples.get(key) ?? []), sample])
         }

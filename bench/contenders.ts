@@ -11,7 +11,13 @@ import { startNginx, type NginxProxy } from './nginx.js'
 import { BENCH_AUDIENCE, BENCH_ISSUER, BENCH_SECRET } from './tokens.js'
 
 export const CONTENDERS = ['direct', 'nginx', 'gatehouse'] as const
-export type ContenderName = typeof CONTENDERS[number]
+/**
+ * `gatehouse-b`: a second build of the gateway (BENCH_GATEHOUSE_B), measured
+ * in the same run, so a change to src/ can be judged against the current one
+ * under the same noise.
+ */
+export const ALL_CONTENDERS = [...CONTENDERS, 'gatehouse-b'] as const
+export type ContenderName = typeof ALL_CONTENDERS[number]
 
 export const PATH = '/bench'
 
@@ -36,6 +42,8 @@ export interface StartOptions {
   nginxWorkers: string
   /** Directory for the gateway's --cpu-prof output, when profiling. */
   cpuProfDir?: string
+  /** The `gatehouse-b` build: its dist/src/index.js. */
+  gatehouseB?: string
 }
 
 const NODE_FLAGS = ['--expose-gc']
@@ -90,13 +98,15 @@ export async function startContender (name: ContenderName, options: StartOptions
       }
     }
   }
+  if (name === 'gatehouse-b' && !options.gatehouseB) throw new Error('gatehouse-b needs BENCH_GATEHOUSE_B')
   const backend = await forkChild<{ port: number }>('echo backend', ECHO_BACKEND, { execArgv: NODE_FLAGS })
   const flags = options.cpuProfDir ? [...NODE_FLAGS, '--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`] : NODE_FLAGS
   let gateway: Child | undefined
   try {
-    const started = await forkChild<{ port: number }>('gateway', GATEWAY, {
+    const config = JSON.stringify(gatewayConfig(`ws://127.0.0.1:${backend.ready.port}`))
+    const started = await forkChild<{ port: number }>(name, GATEWAY, {
       execArgv: flags,
-      args: [JSON.stringify(gatewayConfig(`ws://127.0.0.1:${backend.ready.port}`))]
+      args: name === 'gatehouse-b' ? [config, options.gatehouseB as string] : [config]
     })
     const child = gateway = started.child
     await child.call('ready')

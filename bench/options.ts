@@ -1,5 +1,5 @@
 /** What one bench run does, from defaults, the smoke preset and BENCH_* environment knobs. */
-import { CONTENDERS, type ContenderName } from './contenders.js'
+import { ALL_CONTENDERS, CONTENDERS, type ContenderName } from './contenders.js'
 
 export const WORKLOADS = ['throughput', 'handshake', 'idle'] as const
 export type Workload = typeof WORKLOADS[number]
@@ -30,13 +30,15 @@ export interface BenchOptions {
   nginxWorkers: string
   /** When set, the gateway runs with --cpu-prof and writes its profile here. */
   cpuProfDir?: string
+  /** Another build's dist/src/index.js, measured as the `gatehouse-b` contender. */
+  gatehouseB?: string
   smoke: boolean
 }
 
 export const KNOBS = `BENCH_RUNS (5), BENCH_IDLE_RUNS (3), BENCH_CLIENTS (100,1000), BENCH_IDLE (1000,15000),
 BENCH_DURATION_MS (3000), BENCH_WARMUP_MS (1000), BENCH_HANDSHAKE_MS (3000), BENCH_HANDSHAKE_CONCURRENCY (64),
 BENCH_WORKERS (auto), BENCH_CONTENDERS (direct,nginx,gatehouse), BENCH_WORKLOADS (throughput,handshake,idle),
-BENCH_NGINX_WORKERS (auto), BENCH_NO_INSTALL=1, NGINX=/path/to/nginx, BENCH_CPU_PROF=DIR, BENCH_OUT=DIR, BENCH_SMOKE=1`
+BENCH_NGINX_WORKERS (auto), BENCH_GATEHOUSE_B=/other/checkout/dist/src/index.js, BENCH_NO_INSTALL=1, NGINX=/path/to/nginx, BENCH_CPU_PROF=DIR, BENCH_OUT=DIR, BENCH_SMOKE=1`
 
 export function defaultOptions (): BenchOptions {
   return {
@@ -102,7 +104,7 @@ export function optionsFromEnv (env: NodeJS.ProcessEnv = process.env): BenchOpti
   const base = env.BENCH_SMOKE === '1' ? smokeOptions() : defaultOptions()
   const o: BenchOptions = {
     ...base,
-    contenders: oneOf('BENCH_CONTENDERS', list(env.BENCH_CONTENDERS), CONTENDERS) ?? base.contenders,
+    contenders: oneOf('BENCH_CONTENDERS', list(env.BENCH_CONTENDERS), ALL_CONTENDERS) ?? (env.BENCH_GATEHOUSE_B ? [...base.contenders, 'gatehouse-b'] : base.contenders),
     workloads: oneOf('BENCH_WORKLOADS', list(env.BENCH_WORKLOADS), WORKLOADS) ?? base.workloads,
     clientCounts: counts('BENCH_CLIENTS', env.BENCH_CLIENTS) ?? base.clientCounts,
     runs: positive('BENCH_RUNS', env.BENCH_RUNS) ?? base.runs,
@@ -114,8 +116,10 @@ export function optionsFromEnv (env: NodeJS.ProcessEnv = process.env): BenchOpti
     idleCounts: counts('BENCH_IDLE', env.BENCH_IDLE) ?? base.idleCounts,
     nginx: env.BENCH_NO_INSTALL === '1' ? 'optional' : base.nginx,
     nginxWorkers: env.BENCH_NGINX_WORKERS ?? base.nginxWorkers,
-    cpuProfDir: env.BENCH_CPU_PROF || undefined
+    cpuProfDir: env.BENCH_CPU_PROF || undefined,
+    gatehouseB: env.BENCH_GATEHOUSE_B || undefined
   }
+  if (o.contenders.includes('gatehouse-b') && !o.gatehouseB) throw new Error('the gatehouse-b contender needs BENCH_GATEHOUSE_B=/path/to/dist/src/index.js')
   const largest = Math.max(...o.idleCounts, ...o.clientCounts)
   // ~8,000 sockets per load-generator process keeps each well under the 20,000 open-file limit
   o.workers = positive('BENCH_WORKERS', env.BENCH_WORKERS) ?? Math.max(base.workers, Math.ceil(largest / 8000))

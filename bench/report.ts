@@ -52,11 +52,12 @@ export function tableRows (result: BenchResult): string[][] {
     const f = result.figures[name] as ContenderFigures
     rows.push([name, ...cols.map((c) => cell(c.value(f), c.format))])
   }
-  const gh = result.figures.gatehouse
-  for (const other of ['direct', 'nginx'] as ContenderName[]) {
+  const pairs: Array<[ContenderName, ContenderName]> = [['gatehouse', 'direct'], ['gatehouse', 'nginx'], ['gatehouse-b', 'direct'], ['gatehouse-b', 'nginx'], ['gatehouse-b', 'gatehouse']]
+  for (const [mine, other] of pairs) {
+    const gh = result.figures[mine]
     const f = result.figures[other]
     if (!gh || !f) continue
-    rows.push([`gatehouse ÷ ${other}`, ...cols.map((c) => {
+    rows.push([`${mine} ÷ ${other}`, ...cols.map((c) => {
       const a = c.value(gh)
       const b = c.value(f)
       return a === undefined || b === undefined || !Number.isFinite(a / b) ? 'n/a' : `${(a / b).toFixed(2)}×`
@@ -79,10 +80,10 @@ export interface TargetCheck {
   met: boolean
 }
 
-/** Issue 5's targets, each from figures of the same run. */
-export function evaluateTargets (result: BenchResult): TargetCheck[] {
+/** Issue 5's targets for a gateway build (`gatehouse` or `gatehouse-b`), each from figures of the same run. */
+export function evaluateTargets (result: BenchResult, gateway: ContenderName = 'gatehouse'): TargetCheck[] {
   const { figures, options } = result
-  const gh = figures.gatehouse
+  const gh = figures[gateway]
   const out: TargetCheck[] = []
   if (!gh) return out
   const ratio = (a: number | undefined, b: number | undefined): number => (a === undefined || b === undefined ? NaN : a / b)
@@ -127,7 +128,9 @@ export function evaluateTargets (result: BenchResult): TargetCheck[] {
 }
 
 export function renderTargets (result: BenchResult): string {
-  return evaluateTargets(result).map((t) => `- ${t.met ? 'MET    ' : 'NOT MET'} ${t.target}: ${t.measured}`).join('\n')
+  const list = (gateway: ContenderName): string => evaluateTargets(result, gateway).map((t) => `- ${t.met ? 'MET    ' : 'NOT MET'} ${t.target}: ${t.measured}`).join('\n')
+  if (!result.figures['gatehouse-b']) return list('gatehouse')
+  return `gatehouse:\n${list('gatehouse')}\n\ngatehouse-b (${result.options.gatehouseB ?? ''}):\n${list('gatehouse-b')}`
 }
 
 export function renderConditions (result: BenchResult): string {
@@ -137,7 +140,7 @@ export function renderConditions (result: BenchResult): string {
   return [
     `- date: ${c.date}; bench took ${c.durationSec} s${o.smoke ? ' (smoke run: tiny load, figures mean nothing)' : ''}`,
     `- machine: ${c.nproc} CPUs (${c.cpu}), ${c.memoryGiB} GiB RAM, ${c.kernel}, open files per process ${c.openFiles}; shared with other work (load average ${la(c.loadAverageBefore)} before, ${la(c.loadAverageAfter)} after)`,
-    `- software: gatehouse ${c.gatehouse}; Node ${c.node}, ws ${c.ws}${c.nginx ? `, ${c.nginx} (worker_processes ${o.nginxWorkers})` : ''}`,
+    `- software: gatehouse ${c.gatehouse}${c.gatehouseB ? `; gatehouse-b ${c.gatehouseB}` : ''}; Node ${c.node}, ws ${c.ws}${c.nginx ? `, ${c.nginx} (worker_processes ${o.nginxWorkers})` : ''}`,
     '- everything on loopback on the same machine: load generator, contenders and backends share the CPUs',
     `- load generator: ${o.workers} processes; clients send a ${o.payloadBytes}-byte JSON text and wait for its echo before sending again (one message in flight per client, closed loop, so every contender gets the same offered load); each echo is checked byte for byte`,
     `- (a) round trips: ${o.clientCounts.join(' and ')} clients, ${o.warmupMs} ms warm-up then ${o.durationMs} ms measured, ${o.runs} runs per contender interleaved, median of runs; latency from a histogram with 3 significant digits`,

@@ -1,13 +1,17 @@
 /**
  * The gatehouse contender: the gateway as built (dist/src/index.js
  * createGateway), configured by the orchestrator through argv, logs off.
+ * A second argument names another build's index.js (the gatehouse-b contender).
  */
 import { Writable } from 'node:stream'
-import { createGateway } from '../../src/index.js'
+import { pathToFileURL } from 'node:url'
+import type { createGateway as CreateGateway } from '../../src/index.js'
 import { serveIpc } from '../ipc.js'
 import { serverHandlers } from './common.js'
 
 const config = JSON.parse(process.argv[2] ?? '{}') as Record<string, unknown>
+const entry = process.argv[3] ? pathToFileURL(process.argv[3]).href : '../../src/index.js'
+const { createGateway } = await import(entry) as { createGateway: typeof CreateGateway }
 const logStream = new Writable({ write (_chunk, _enc, done) { done() } })
 const app = await createGateway(config, { logStream })
 await app.listen({ host: '127.0.0.1', port: 0 })
