@@ -80,13 +80,19 @@ export function encodeFrame (encoded: readonly string[]): string {
   return encoded.length === 1 ? encoded[0] : `[${encoded.join(',')}]`
 }
 
-export function encodeHello (gateway: string, endpoint: string): string {
-  const hello: HelloEvent = { event: 'hello', gateway, endpoint, protocol: PROTOCOL_VERSION }
+export function encodeHello (gateway: string, endpoint: string, acks = false): string {
+  const hello: HelloEvent = { event: 'hello', gateway, endpoint, protocol: PROTOCOL_VERSION, ...(acks ? { acks: true } : {}) }
   return JSON.stringify(hello)
 }
 
-export function encodeSync (users: readonly SyncUser[]): string {
-  return JSON.stringify({ event: 'sync', users })
+/** With acks, `seq` says which event the roster is as of. */
+export function encodeSync (users: readonly SyncUser[], seq?: number): string {
+  return JSON.stringify(seq === undefined ? { event: 'sync', users } : { event: 'sync', users, seq })
+}
+
+/** Stamps an encoded open/message/close event with its sequence number. */
+export function withSeq (encodedEvent: string, seq: number): string {
+  return `${encodedEvent.slice(0, -1)},"seq":${seq}}`
 }
 
 export function encodeOpen (user: string, claims: Claims, params: Params): string {

@@ -12,6 +12,8 @@ const CloseCodeNumber = Type.Integer({ minimum: 1000, maximum: 4999 })
 const Reason = Type.String({ maxLength: 123 })
 
 const strict = { additionalProperties: false }
+/** Present on `open`/`message`/`close` when the endpoint has `backend.acks` (PROTOCOL.md §5a). */
+const Seq = Type.Optional(Type.Integer({ minimum: 1, description: 'grows by one per event on the endpoint, across reconnects' }))
 
 // ---- events: gateway → backend ----
 
@@ -19,21 +21,24 @@ export const HelloEvent = Type.Object({
   event: Type.Literal('hello'),
   gateway: Type.String({ description: 'node id of the gateway process' }),
   endpoint: Type.String(),
-  protocol: Type.Integer()
+  protocol: Type.Integer(),
+  acks: Type.Optional(Type.Literal(true, { description: 'events carry seq; answer with ack actions' }))
 }, strict)
 
 export const SyncUser = Type.Object({ user: User, claims: Claims, params: Params }, strict)
 
 export const SyncEvent = Type.Object({
   event: Type.Literal('sync'),
-  users: Type.Array(SyncUser)
+  users: Type.Array(SyncUser),
+  seq: Type.Optional(Type.Integer({ minimum: 0, description: 'with acks: the roster is as of this event; replayed events follow' }))
 }, strict)
 
 export const OpenEvent = Type.Object({
   event: Type.Literal('open'),
   user: User,
   claims: Claims,
-  params: Params
+  params: Params,
+  seq: Seq
 }, strict)
 
 export const MessageEvent = Type.Object({
@@ -41,7 +46,8 @@ export const MessageEvent = Type.Object({
   user: User,
   params: Params,
   data: Type.Unknown(),
-  binary: Type.Optional(Type.Literal(true))
+  binary: Type.Optional(Type.Literal(true)),
+  seq: Seq
 }, strict)
 
 export const CloseEvent = Type.Object({
@@ -49,7 +55,8 @@ export const CloseEvent = Type.Object({
   user: User,
   params: Params,
   code: CloseCodeNumber,
-  reason: Type.String()
+  reason: Type.String(),
+  seq: Seq
 }, strict)
 
 export const Event = Type.Union([HelloEvent, SyncEvent, OpenEvent, MessageEvent, CloseEvent])
@@ -84,7 +91,13 @@ export const CloseAction = Type.Object({
   reason: Type.Optional(Reason)
 }, { ...strict, ...oneTarget('user', 'users') })
 
-export const Action = Type.Union([SendAction, CloseAction])
+/** Everything up to and including `seq` is processed (cumulative). */
+export const AckAction = Type.Object({
+  action: Type.Literal('ack'),
+  seq: Type.Integer({ minimum: 0 })
+}, strict)
+
+export const Action = Type.Union([SendAction, CloseAction, AckAction])
 
 export type HelloEvent = Static<typeof HelloEvent>
 export type SyncUser = Static<typeof SyncUser>
@@ -95,6 +108,9 @@ export type CloseEvent = Static<typeof CloseEvent>
 export type Event = Static<typeof Event>
 export type SendAction = Static<typeof SendAction>
 export type CloseAction = Static<typeof CloseAction>
+export type AckAction = Static<typeof AckAction>
+/** The actions the gateway carries out on clients; `ack` stays with the link. */
+export type ClientAction = SendAction | CloseAction
 export type Action = Static<typeof Action>
 export type Claims = Static<typeof Claims>
 export type Params = Static<typeof Params>
@@ -104,5 +120,5 @@ export const EventSchemas: Record<Event['event'], TSchema> = {
   hello: HelloEvent, sync: SyncEvent, open: OpenEvent, message: MessageEvent, close: CloseEvent
 }
 export const ActionSchemas: Record<Action['action'], TSchema> = {
-  send: SendAction, close: CloseAction
+  send: SendAction, close: CloseAction, ack: AckAction
 }

@@ -50,7 +50,8 @@ export const Backend = Type.Object({
   pingIntervalMs: Ms(10000, 'ping period on the link; a missed pong drops and redials it'),
   connectTimeoutMs: Ms(4000, 'give up one dial attempt after this long'),
   minReconnectDelayMs: Ms(250, 'first redial delay; doubles per failure, with jitter'),
-  maxReconnectDelayMs: Ms(10000, 'redial delay cap')
+  maxReconnectDelayMs: Ms(10000, 'redial delay cap'),
+  acks: Type.Boolean({ default: false, description: 'acknowledged delivery: events carry seq and are kept until the backend acks them' })
 }, strict)
 
 export const Endpoint = Type.Object({
@@ -59,6 +60,7 @@ export const Endpoint = Type.Object({
   backend: Backend,
   duplicate: Enum(['replace', 'reject'], { default: 'replace', description: 'a second connection of a user: replace the old one (4409) or refuse the new one (409)' }),
   enforceExpiry: Type.Boolean({ default: false, description: 'close with 4401 when the token expires' }),
+  resumeGraceMs: Ms(5000, 'a client dropped without a close frame is held this long for the same user to come back; 0 reports the close at once'),
   limits: Type.Optional(LimitOverrides)
 }, strict)
 

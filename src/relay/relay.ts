@@ -8,7 +8,7 @@ import type { WebSocket } from 'ws'
 import type { FastifyBaseLogger } from 'fastify'
 import {
   CloseCodes, encodeBinaryMessage, encodeClose, encodeOpen, encodeTextMessage, sendPayload,
-  type Action, type CloseAction, type CloseCode, type Params, type SendAction
+  type ClientAction, type CloseAction, type CloseCode, type Params, type SendAction
 } from '../../protocol/index.js'
 import type { Identity } from '../auth/authenticator.js'
 import type { EndpointConfig, LimitsConfig } from '../config/schema.js'
@@ -82,7 +82,7 @@ export class EndpointRelay {
   }
 
   /** Actions from the backend, in the order it sent them. */
-  dispatch (actions: readonly Action[]): void {
+  dispatch (actions: readonly ClientAction[]): void {
     for (const action of actions) {
       if (action.action === 'send') this.send(action)
       else this.close(action)
