@@ -70,10 +70,10 @@ t.test('actions: valid ones pass, each bad one is named by index and field', asy
     [{ action: 'close', user: 'a', reason: 'r'.repeat(124) }, 'action.reason: must NOT have more than 123 characters'],
     [{ action: 'close', all: true }, 'action.all: is not a known field'],
     [{ action: 'send', user: 'a', data: 1, extra: 1 }, 'action.extra: is not a known field'],
-    [{ action: 'launch' }, 'action.action: must be one of send, close'],
-    [{ user: 'a' }, 'action.action: must be one of send, close'],
-    [null, 'action.action: must be one of send, close'],
-    ['send', 'action.action: must be one of send, close']
+    [{ action: 'launch' }, 'action.action: must be one of send, close, ack'],
+    [{ user: 'a' }, 'action.action: must be one of send, close, ack'],
+    [null, 'action.action: must be one of send, close, ack'],
+    ['send', 'action.action: must be one of send, close, ack']
   ]
   for (const [action, message] of bad) {
     const { items, errors } = decodeActions(JSON.stringify(action))
@@ -82,7 +82,7 @@ t.test('actions: valid ones pass, each bad one is named by index and field', asy
   }
   const batch = decodeActions(JSON.stringify([good[0], { action: 'x' }, good[4]]))
   t.equal(batch.items.length, 2, 'a bad action in a batch does not spoil the others')
-  t.same(batch.errors, [{ kind: 'invalid_message', message: 'action[1].action: must be one of send, close' }])
+  t.same(batch.errors, [{ kind: 'invalid_message', message: 'action[1].action: must be one of send, close, ack' }])
   for (const garbage of ['', '{', '{"action":', '\u0000', 'undefined']) {
     t.equal(decodeActions(garbage).errors[0].kind, 'invalid_json', `${JSON.stringify(garbage)} is not JSON`)
   }

@@ -1,4 +1,10 @@
-/** Events not yet written to a backend link, bounded by count and bytes (config `queue`). */
+/**
+ * Events a backend link has not yet committed, bounded by count and bytes
+ * (config `queue`). A cursor splits them into written and unwritten: without
+ * acks an event is committed (released) as soon as it is written; with acks,
+ * only when the backend acknowledges it. On reconnect the cursor rewinds, so
+ * everything uncommitted is written again, in order.
+ */
 import type { SyncUser } from '../../protocol/index.js'
 
 /** One encoded event, with what the link needs to keep its roster. */
@@ -10,17 +16,27 @@ export interface OutboundEvent {
   bytes: number
   /** Who opened: set on `open` events, for the next `sync`. */
   opened?: SyncUser
+  /** Set by the link when the endpoint uses acks. */
+  seq?: number
 }
 
 export class EventQueue {
   private items: OutboundEvent[] = []
+  /** Index of the first uncommitted event. */
   private head = 0
+  /** Index of the first unwritten event. */
+  private cursor = 0
   private byteCount = 0
 
   constructor (private readonly maxEvents: number, private readonly maxBytes: number) {}
 
+  /** Uncommitted events, written or not. */
   get length (): number {
     return this.items.length - this.head
+  }
+
+  get unwritten (): number {
+    return this.items.length - this.cursor
   }
 
   get bytes (): number {
@@ -35,29 +51,59 @@ export class EventQueue {
     return true
   }
 
-  /** Takes events from the front, up to `maxBytes` (at least one). */
-  take (maxBytes: number): OutboundEvent[] {
+  /** The next unwritten events, up to `maxBytes` (at least one); they count as written from now on. */
+  nextBatch (maxBytes: number): OutboundEvent[] {
     const out: OutboundEvent[] = []
     let size = 0
-    while (this.head < this.items.length && (out.length === 0 || size + this.items[this.head].bytes <= maxBytes)) {
-      const event = this.items[this.head++]
+    while (this.cursor < this.items.length && (out.length === 0 || size + this.items[this.cursor].bytes <= maxBytes)) {
+      const event = this.items[this.cursor++]
       size += event.bytes
       out.push(event)
     }
-    this.byteCount -= size
-    // compact once the consumed prefix dominates, so shift() is never O(n) per event
-    if (this.head > 1024 && this.head * 2 > this.items.length) {
-      this.items = this.items.slice(this.head)
-      this.head = 0
-    }
     return out
+  }
+
+  /** Commits every written event; returns them in order. */
+  releaseWritten (): OutboundEvent[] {
+    return this.release(this.cursor)
+  }
+
+  /** Commits written events whose seq is at most `seq`; returns them in order. */
+  releaseThrough (seq: number): OutboundEvent[] {
+    let end = this.head
+    while (end < this.cursor && (this.items[end].seq ?? 0) <= seq) end++
+    return this.release(end)
+  }
+
+  /** Seq of the last written event (0 when none is held). */
+  get lastWrittenSeq (): number {
+    return this.cursor > this.head ? this.items[this.cursor - 1].seq ?? 0 : 0
+  }
+
+  /** Makes every uncommitted event unwritten again, for a new link. */
+  rewind (): void {
+    this.cursor = this.head
   }
 
   clear (): number {
     const dropped = this.length
     this.items = []
     this.head = 0
+    this.cursor = 0
     this.byteCount = 0
     return dropped
+  }
+
+  private release (end: number): OutboundEvent[] {
+    const out = this.items.slice(this.head, end)
+    for (const event of out) this.byteCount -= event.bytes
+    this.head = end
+    // compact once the committed prefix dominates, so releasing is never O(n) per event
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head)
+      this.cursor -= this.head
+      this.head = 0
+    }
+    return out
   }
 }

@@ -3,13 +3,16 @@
  * redialled with jittered backoff by reconnecting-websocket, checked with
  * pings. Events are queued while it is down and written in batches while it
  * is up. Each (re)connect sends `hello`, then `sync` with the roster as of the
- * last event written, then every event not yet written, in order.
+ * last committed event, then every uncommitted event, in order. An event is
+ * committed when written, or with `backend.acks` when acknowledged (§3a).
  */
 import { EventEmitter } from 'node:events'
 import rwsModule, { type CloseEvent, type ErrorEvent } from 'reconnecting-websocket'
 import { WebSocket } from 'ws'
 import type { FastifyBaseLogger } from 'fastify'
-import { decodeActions, encodeFrame, encodeHello, encodeSync, type Action, type SyncUser } from '../../protocol/index.js'
+import {
+  decodeActions, encodeFrame, encodeHello, encodeSync, withSeq, type AckAction, type ClientAction, type SyncUser
+} from '../../protocol/index.js'
 import type { BackendConfig, QueueConfig } from '../config/schema.js'
 import type { GatewayMetrics } from '../metrics.js'
 import { linkSocketClass } from './link-socket.js'
@@ -19,8 +22,8 @@ import { EventQueue, type OutboundEvent } from './event-queue.js'
 export type LinkState = 'connecting' | 'up' | 'unavailable' | 'closed'
 
 export interface LinkEvents {
-  /** Valid actions from one backend frame, in order. */
-  actions: [Action[]]
+  /** Valid client actions from one backend frame, in order (acks are the link's own). */
+  actions: [ClientAction[]]
   state: [LinkState]
   /** Everything queued has been written out to the kernel. */
   drained: []
@@ -51,8 +54,12 @@ export class BackendLink extends EventEmitter<LinkEvents> {
   private rws?: ReconnectingWebSocket
   private socket?: WebSocket
   private readonly queue: EventQueue
-  /** Who the backend has been told is connected: every open/close written so far. */
+  /** Who the backend has been told is connected: every open/close committed so far. */
   private readonly roster = new Map<string, SyncUser>()
+  private readonly acks: boolean
+  /** With acks: the next event's seq, and the last one the backend acknowledged. */
+  private nextSeq = 1
+  private ackedSeq = 0
   private current: LinkState = 'connecting'
   private graceTimer?: NodeJS.Timeout
   private flushScheduled = false
@@ -63,6 +70,7 @@ export class BackendLink extends EventEmitter<LinkEvents> {
     super()
     this.queue = new EventQueue(options.queue.maxEvents, options.queue.maxBytes)
     this.labels = { endpoint: options.endpoint }
+    this.acks = options.backend.acks
   }
 
   get state (): LinkState {
@@ -109,11 +117,17 @@ export class BackendLink extends EventEmitter<LinkEvents> {
       this.options.metrics.droppedEvents.inc({ ...this.labels, reason: 'backend_unavailable' })
       return false
     }
+    if (this.acks) {
+      const seq = this.nextSeq
+      const text = withSeq(event.text, seq)
+      event = { ...event, seq, text, bytes: event.bytes + text.length - event.text.length }
+    }
     if (!this.queue.push(event)) {
       this.options.metrics.droppedEvents.inc({ ...this.labels, reason: 'queue_full' })
-      this.becomeUnavailable(`event queue full (queue.maxEvents ${this.options.queue.maxEvents}, queue.maxBytes ${this.options.queue.maxBytes})`)
+      this.becomeUnavailable(`event queue full (queue.maxEvents ${this.options.queue.maxEvents}, queue.maxBytes ${this.options.queue.maxBytes}${this.acks ? ', unacknowledged events included' : ''})`)
       return false
     }
+    if (event.seq !== undefined) this.nextSeq++
     this.observeQueue()
     if (!this.flushScheduled && this.current === 'up') {
       this.flushScheduled = true
@@ -122,7 +136,7 @@ export class BackendLink extends EventEmitter<LinkEvents> {
     return true
   }
 
-  /** Resolves once everything queued is written, the link leaves `up`, or `timeoutMs` passes; with the count of events left unwritten. */
+  /** Resolves once everything queued is committed (written, or acked), the link leaves `up`, or `timeoutMs` passes; with the count left uncommitted. */
   async drain (timeoutMs: number): Promise<number> {
     if (this.isDrained() || this.current !== 'up') return this.queue.length
     await new Promise<void>((resolve) => {
@@ -152,8 +166,9 @@ export class BackendLink extends EventEmitter<LinkEvents> {
     clearTimeout(this.graceTimer)
     this.graceTimer = undefined
     if (this.connections++ > 0) metrics.linkReconnects.inc(this.labels)
-    socket.send(encodeHello(nodeId, endpoint))
-    socket.send(encodeSync([...this.roster.values()]))
+    this.queue.rewind()
+    socket.send(encodeHello(nodeId, endpoint, this.acks))
+    socket.send(encodeSync([...this.roster.values()], this.acks ? this.ackedSeq : undefined))
     log.info({ backend: this.target, users: this.roster.size, queued: this.queue.length }, 'backend link up')
     this.setState('up')
     this.flush()
@@ -184,24 +199,46 @@ export class BackendLink extends EventEmitter<LinkEvents> {
       metrics.backendFrameErrors.inc({ ...this.labels, reason: error.kind })
       log.warn({ problem: error.message }, 'backend sent a bad frame')
     }
-    if (items.length > 0) this.emit('actions', items)
+    const forClients: ClientAction[] = []
+    for (const action of items) {
+      if (action.action === 'ack') this.onAck(action)
+      else forClients.push(action)
+    }
+    if (forClients.length > 0) this.emit('actions', forClients)
+  }
+
+  private onAck ({ seq }: AckAction): void {
+    const { metrics, log } = this.options
+    if (!this.acks) {
+      metrics.backendFrameErrors.inc({ ...this.labels, reason: 'invalid_message' })
+      log.warn('backend sent an ack, but backend.acks is off for this endpoint')
+      return
+    }
+    const written = this.queue.lastWrittenSeq
+    if (seq > written && seq > this.ackedSeq) {
+      metrics.backendFrameErrors.inc({ ...this.labels, reason: 'invalid_message' })
+      log.warn({ seq, written }, 'backend acked an event it was never sent; taking it as acking all sent')
+    }
+    for (const event of this.queue.releaseThrough(seq)) this.commit(event)
+    this.observeQueue()
+    if (this.isDrained()) this.emit('drained')
   }
 
   private flush (): void {
     this.flushScheduled = false
     const socket = this.socket
     if (this.current !== 'up' || !socket || socket.readyState !== WebSocket.OPEN) return
-    while (this.queue.length > 0 && socket.bufferedAmount < HIGH_WATER_BYTES) {
-      const batch = this.queue.take(MAX_FRAME_BYTES)
+    while (this.queue.unwritten > 0 && socket.bufferedAmount < HIGH_WATER_BYTES) {
+      const batch = this.queue.nextBatch(MAX_FRAME_BYTES)
       socket.send(encodeFrame(batch.map((e) => e.text)), this.afterWrite)
-      for (const event of batch) this.commit(event)
+      if (!this.acks) for (const event of this.queue.releaseWritten()) this.commit(event)
     }
     this.observeQueue()
   }
 
   /** Written out: keep going if the queue waited on the high-water mark, or say so if all is out. */
   private readonly afterWrite = (): void => {
-    if (this.queue.length > 0) {
+    if (this.queue.unwritten > 0) {
       if (!this.flushScheduled) {
         this.flushScheduled = true
         setImmediate(() => this.flush())
@@ -214,6 +251,7 @@ export class BackendLink extends EventEmitter<LinkEvents> {
   private commit (event: OutboundEvent): void {
     if (event.kind === 'open' && event.opened) this.roster.set(event.user, event.opened)
     else if (event.kind === 'close') this.roster.delete(event.user)
+    if (event.seq !== undefined) this.ackedSeq = event.seq
   }
 
   private isDrained (): boolean {
@@ -240,6 +278,8 @@ export class BackendLink extends EventEmitter<LinkEvents> {
     const dropped = this.queue.clear()
     this.options.metrics.droppedEvents.inc({ ...this.labels, reason: 'backend_unavailable' }, dropped)
     this.roster.clear()
+    // as if everything sent were acknowledged: nothing older than the next sync is ever replayed
+    this.ackedSeq = this.nextSeq - 1
     this.observeQueue()
     this.options.log.error({ backend: this.target, dropped }, `backend unavailable: ${why}; closing its clients (1013)`)
     const wasUp = this.current === 'up'

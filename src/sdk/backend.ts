@@ -10,21 +10,39 @@ import type { WebSocket } from 'ws'
 import { pino } from 'pino'
 import {
   CloseCodes, encodeActions, isBackendCloseCode, PROTOCOL_VERSION, truncateReason,
-  type Action, type Claims, type Event, type HelloEvent, type Params
+  type Action, type Claims, type CloseEvent, type Event, type HelloEvent, type MessageEvent, type OpenEvent, type Params, type SyncEvent
 } from '../../protocol/index.js'
+import { ACK_EVERY_EVENTS, ACK_INTERVAL_MS, Delivery } from './delivery.js'
 import { GatewayLink, type LinkListener } from './gateway-link.js'
 import { LinkServer } from './link-server.js'
 import { Roster, type RosterChange } from './roster.js'
 import { TaskQueue } from './task-queue.js'
 
+/**
+ * Where an event stands in acknowledged delivery (PROTOCOL.md §5a), passed
+ * to every handler. Without acks, and for opens and closes the SDK infers
+ * from a `sync`, `seq` is undefined and `ack` does nothing.
+ */
+export interface EventDelivery {
+  /** The event's `seq` from its gateway. */
+  seq?: number
+  /**
+   * With `acks: 'manual'`: acknowledges this event and every earlier one from
+   * the same gateway, so the gateway will not replay them. Call it once the
+   * state they changed is stored; keeping the latest `ack` and calling it
+   * after a batched write is fine. Does nothing in `'auto'` mode.
+   */
+  ack (): void
+}
+
 /** What the service implements; every handler may be async, and is then awaited before the link's next event. */
 export interface BackendHandlers {
   /** A player connected (or a `sync` revealed one we did not know of). */
-  onOpen? (user: string, claims: Claims, params: Params): void | Promise<void>
+  onOpen? (user: string, claims: Claims, params: Params, delivery: EventDelivery): void | Promise<void>
   /** A player sent a frame: `data` is its JSON value (or the text as a string); base64 text when `binary`. */
-  onMessage? (user: string, data: unknown, info: { binary: boolean, params: Params }): void | Promise<void>
+  onMessage? (user: string, data: unknown, info: { binary: boolean, params: Params } & EventDelivery): void | Promise<void>
   /** A player's connection ended; exactly once per `onOpen`. Codes the SDK infers itself: see `InferredCloses`. */
-  onClose? (user: string, code: number, reason: string, info: { params: Params }): void | Promise<void>
+  onClose? (user: string, code: number, reason: string, info: { params: Params } & EventDelivery): void | Promise<void>
 }
 
 /** The pino methods the SDK logs through; a pino or fastify logger fits. */
@@ -51,6 +69,15 @@ export interface BackendOptions {
   maxPayloadBytes?: number
   /** @default a pino logger at `info` */
   logger?: BackendLogger
+  /**
+   * How events are acknowledged when a gateway's `hello` says `acks: true`
+   * (PROTOCOL.md §5a). `'auto'`: once their handlers have returned (a throw
+   * counts as returned). `'manual'`: only through each handler's
+   * `delivery.ack()`, for a service that must store state first. Either way
+   * acks leave at most every 100 ms, or at once after 1,000 events.
+   * @default 'auto'
+   */
+  acks?: 'auto' | 'manual'
 }
 
 export interface SendOptions {
@@ -70,6 +97,8 @@ export interface BackendStats {
   handlerErrors: number
   /** Upgrade requests refused for a missing or wrong token. */
   refusedLinks: number
+  /** Replayed events this process had already taken before a link blip, skipped (PROTOCOL.md §5a). */
+  duplicatesSkipped: number
 }
 
 export interface LinkInfo {
@@ -89,13 +118,18 @@ export interface BackendEvents {
 }
 
 export class GatehouseBackend extends EventEmitter<BackendEvents> {
-  readonly stats: BackendStats = { badFrames: 0, droppedActions: 0, strayEvents: 0, handlerErrors: 0, refusedLinks: 0 }
+  readonly stats: BackendStats = { badFrames: 0, droppedActions: 0, strayEvents: 0, handlerErrors: 0, refusedLinks: 0, duplicatesSkipped: 0 }
   private handlers: BackendHandlers = {}
   private readonly roster = new Roster<GatewayLink>()
   private readonly links = new Map<GatewayLink, TaskQueue>()
   /** The current link of each gateway (node id + endpoint), so a reconnect inherits its users. */
   private readonly current = new Map<string, GatewayLink>()
   private readonly holds = new Map<GatewayLink, NodeJS.Timeout>()
+  /** Acked delivery per gateway (node id + endpoint), kept across its links; and the links that use it. */
+  private readonly deliveries = new Map<string, Delivery>()
+  private readonly ackedLinks = new Map<GatewayLink, Delivery>()
+  private readonly ackTimers = new Map<string, NodeJS.Timeout>()
+  private readonly manualAcks: boolean
   private readonly server: LinkServer
   private readonly log: BackendLogger
   private readonly linkGraceMs: number
@@ -108,6 +142,7 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
     this.log = options.logger ?? pino({ name: 'gatehouse-backend' })
     this.linkGraceMs = options.linkGraceMs ?? 30000
     this.pingIntervalMs = options.pingIntervalMs ?? 15000
+    this.manualAcks = options.acks === 'manual'
     this.server = new LinkServer({
       token: options.token,
       maxPayloadBytes: options.maxPayloadBytes ?? 16 * 1024 * 1024,
@@ -133,6 +168,8 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
     this.stopped = true
     for (const timer of this.holds.values()) clearTimeout(timer)
     this.holds.clear()
+    // what is processed is acked before the links close, so the next process is not handed it again
+    for (const key of this.deliveries.keys()) this.flushAck(key)
     for (const link of this.links.keys()) link.close(CloseCodes.GOING_AWAY.code, 'backend shutting down')
     await this.server.close()
   }
@@ -223,26 +260,80 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
   }
 
   private dispatch (link: GatewayLink, event: Event): void | Promise<void> {
+    if (event.event === 'hello') return this.hello(link, event)
+    const delivery = this.ackedLinks.get(link)
+    return delivery ? this.deliverAcked(link, delivery, event) : this.handle(link, event, UNSEQUENCED)
+  }
+
+  private handle (link: GatewayLink, event: Exclude<Event, HelloEvent>, delivery: EventDelivery): void | Promise<void> {
     switch (event.event) {
-      case 'hello':
-        return this.hello(link, event)
-      case 'sync': {
-        const done = (): void => {
-          if (link.gateway !== undefined) this.emit('synced', { gateway: link.gateway, endpoint: link.endpoint ?? '', users: event.users.length })
-        }
-        const applied = this.apply(this.roster.sync(link, event.users))
-        return applied ? applied.then(done) : done()
-      }
+      case 'sync':
+        return this.synced(link, event.users.length, this.apply(this.roster.sync(link, event.users), delivery))
       case 'open':
-        return this.apply(this.roster.open(link, event.user, event.claims, event.params))
+        return this.apply(this.roster.open(link, event.user, event.claims, event.params), delivery)
       case 'message':
         if (!this.roster.holds(link, event.user)) return this.stray(link, event)
-        return this.call('onMessage', event.user, () => this.handlers.onMessage?.(event.user, event.data, { binary: event.binary === true, params: event.params }))
+        return this.call('onMessage', event.user, () => this.handlers.onMessage?.(event.user, event.data, { binary: event.binary === true, params: event.params, ...delivery }))
       case 'close': {
         const changes = this.roster.close(link, event.user, event.code, event.reason)
-        return changes.length > 0 ? this.apply(changes) : this.stray(link, event)
+        return changes.length > 0 ? this.apply(changes, delivery) : this.stray(link, event)
       }
     }
+  }
+
+  /** Emits `synced` once the handlers a sync triggered have run. */
+  private synced (link: GatewayLink, users: number, applied: void | Promise<void>): void | Promise<void> {
+    const done = (): void => {
+      if (link.gateway !== undefined) this.emit('synced', { gateway: link.gateway, endpoint: link.endpoint ?? '', users })
+    }
+    return applied ? applied.then(done) : done()
+  }
+
+  /** An event on a link whose gateway said `acks: true` (PROTOCOL.md §5a). */
+  private deliverAcked (link: GatewayLink, delivery: Delivery, event: Exclude<Event, HelloEvent>): void | Promise<void> {
+    if (this.current.get(identity(link)) !== link) {
+      // a superseded link's leftovers: the gateway replays whatever of them was not acked on its new link
+      return this.stray(link, { event: event.event, user: 'user' in event ? event.user : '' })
+    }
+    if (event.seq === undefined) return this.badEvent(link, `${event.event} without seq on a link with acks`)
+    if (event.event === 'sync') return this.syncAcked(link, delivery, event as SyncEvent & { seq: number })
+    const seq = event.seq
+    const admission = delivery.admit(seq)
+    if (admission === 'backwards') return this.badEvent(link, `${event.event} seq ${seq} is not above the link's previous seq`)
+    if (admission === 'replayed') {
+      this.stats.duplicatesSkipped++
+      if (!this.manualAcks) delivery.completed(seq)
+      this.scheduleAck(link)
+      const roster = delivery.replayed(seq, event)
+      return roster && this.synced(link, roster.length, this.apply(this.roster.sync(link, roster)))
+    }
+    // a gap where the replay should have been: settle the held roster before going on
+    const held = delivery.release()
+    if (held) void this.apply(this.roster.sync(link, held))
+    const info: EventDelivery = { seq, ack: () => this.manualAck(link, delivery, seq) }
+    const handled = this.handle(link, event, info)
+    const done = (): void => {
+      if (!this.manualAcks) delivery.completed(seq)
+      this.scheduleAck(link)
+    }
+    return handled ? handled.then(done) : done()
+  }
+
+  private syncAcked (link: GatewayLink, current: Delivery, event: SyncEvent & { seq: number }): void | Promise<void> {
+    let delivery = current
+    if (delivery.isFromNewGateway(event.seq)) {
+      this.log.warn({ link: link.label, seq: event.seq }, 'gateway sequence restarted (a new gateway process with the same node id); forgetting what was processed')
+      delivery = new Delivery()
+      this.deliveries.set(identity(link), delivery)
+      this.ackedLinks.set(link, delivery)
+    }
+    const users = delivery.sync(event.seq, event.users)
+    // with P > S the roster waits for the replay (Delivery.replayed); `synced` is emitted then
+    if (users) return this.handle(link, { event: 'sync', users: [...users] }, UNSEQUENCED)
+  }
+
+  private badEvent (link: GatewayLink, problem: string): void {
+    this.listener.badFrame(link, problem)
   }
 
   private hello (link: GatewayLink, hello: HelloEvent): void {

@@ -9,12 +9,19 @@ export type Task = () => void | Promise<void>
 export class TaskQueue {
   private readonly pending: Task[] = []
   private running = false
+  private idle: Array<() => void> = []
 
   constructor (private readonly onError: (err: unknown) => void) {}
 
   push (...tasks: Task[]): void {
     this.pending.push(...tasks)
     if (!this.running) void this.drain()
+  }
+
+  /** Resolves once every task pushed so far has finished. */
+  async whenIdle (): Promise<void> {
+    if (!this.running) return
+    await new Promise<void>((resolve) => this.idle.push(resolve))
   }
 
   private async drain (): Promise<void> {
@@ -28,5 +35,8 @@ export class TaskQueue {
       }
     }
     this.running = false
+    const waiting = this.idle
+    this.idle = []
+    for (const resolve of waiting) resolve()
   }
 }

@@ -1,0 +1,121 @@
+/**
+ * Acknowledged delivery from one gateway (its `hello.gateway` + `endpoint`),
+ * PROTOCOL.md §5a. Pure bookkeeping, no I/O: which events run and which are
+ * replays to skip, what the link's roster is after a `sync`, and which `seq`
+ * to acknowledge. The backend does the calling and the writing.
+ */
+import type { SyncUser } from '../../protocol/index.js'
+
+/** Acks go out at least this often while events flow (PROTOCOL.md §5a)... */
+export const ACK_INTERVAL_MS = 100
+/** ...and at once when this many events are waiting for one. */
+export const ACK_EVERY_EVENTS = 1000
+
+/**
+ * `new`: run the handlers. `replayed`: this process already took it (before a
+ * link blip); skip it. `backwards`: not above the last `seq` of this same
+ * link, which no gateway sends; skip it as a bad event.
+ */
+export type Admission = 'new' | 'replayed' | 'backwards'
+
+export class Delivery {
+  /** P: the highest `seq` handed to the handlers. Marked on admission, so a replay that races a still-running handler is skipped too. */
+  private admitted = 0
+  /** The highest `seq` the SDK may acknowledge: its handlers returned (auto), or the service said so (manual). */
+  private ackable = 0
+  /** The gateway's ack mark as its syncs have shown it; within one gateway process it only grows. */
+  private confirmed = 0
+  private ackedOnce = false
+  /** On the current link: the highest `seq` received (an ack never names one the gateway has not sent on it) and the highest ack sent. */
+  private received = 0
+  private sent = 0
+  /** While the replay of S+1 … P goes by after a `sync` at S < P: the roster as of S plus those events' effects. */
+  private held?: { users: Map<string, SyncUser>, until: number }
+
+  /** A new link of this gateway said `hello`: nothing received or acked on it yet. */
+  attach (): void {
+    this.received = 0
+    this.sent = 0
+    this.held = undefined
+  }
+
+  /**
+   * Whether a `sync` at `seq` comes from another process under the same node
+   * id (a gateway restarted with a fixed `server.nodeId`): its ack mark went
+   * backwards, or it has none although this backend has acked. The second
+   * case is also what a blip before any ack arrived looks like; starting
+   * afresh then re-runs a few events, where keeping P could skip new ones.
+   */
+  isFromNewGateway (seq: number): boolean {
+    return seq < this.confirmed || (seq === 0 && this.ackedOnce)
+  }
+
+  /**
+   * A `sync` at `seq` (S). With P ≤ S the listed users are the roster now;
+   * returns them. With P > S the events S+1 … P are about to be replayed:
+   * the roster is held until they have gone by (returns undefined).
+   */
+  sync (seq: number, users: readonly SyncUser[]): readonly SyncUser[] | undefined {
+    this.confirmed = seq
+    this.received = seq
+    this.sent = seq
+    this.ackable = Math.max(this.ackable, seq)
+    if (this.admitted <= seq) {
+      // a restarted backend (P = 0), or a gateway that gave up and treated everything as acked
+      this.admitted = seq
+      this.held = undefined
+      return users
+    }
+    this.held = { users: new Map(users.map((entry) => [entry.user, entry])), until: this.admitted }
+    return undefined
+  }
+
+  admit (seq: number): Admission {
+    if (seq <= this.received) return 'backwards'
+    this.received = seq
+    if (seq <= this.admitted) return 'replayed'
+    this.admitted = seq
+    return 'new'
+  }
+
+  /**
+   * A skipped replay: its roster effect goes into the held roster. Returns
+   * that roster once the last event this process had taken (P) is by.
+   */
+  replayed (seq: number, effect: { event: string, user: string, claims?: SyncUser['claims'], params: SyncUser['params'] }): readonly SyncUser[] | undefined {
+    if (!this.held) return undefined
+    if (effect.event === 'open') this.held.users.set(effect.user, { user: effect.user, claims: effect.claims ?? {}, params: effect.params })
+    if (effect.event === 'close') this.held.users.delete(effect.user)
+    return seq >= this.held.until ? this.release() : undefined
+  }
+
+  /** The held roster, if any, now: P was passed without being replayed (a gap the gateway should not leave). */
+  release (): readonly SyncUser[] | undefined {
+    const users = this.held && [...this.held.users.values()]
+    this.held = undefined
+    return users
+  }
+
+  /** Auto mode: the handlers of `seq` returned (or were skipped because they ran before). */
+  completed (seq: number): void {
+    if (seq > this.ackable) this.ackable = seq
+  }
+
+  /** Manual mode: the service acknowledges `seq` and everything before it; never beyond what it has been handed. */
+  allow (seq: number): void {
+    this.completed(Math.min(seq, Math.max(this.admitted, this.received)))
+  }
+
+  /** How many events are processed and not yet acked on the current link. */
+  backlog (): number {
+    return Math.max(0, Math.min(this.ackable, this.received) - this.sent)
+  }
+
+  /** The `seq` to acknowledge now on the current link, marked as sent; undefined when there is nothing new. */
+  takeAck (): number | undefined {
+    if (this.backlog() === 0) return undefined
+    this.sent = Math.min(this.ackable, this.received)
+    this.ackedOnce = true
+    return this.sent
+  }
+}
