@@ -10,7 +10,7 @@ import type { WebSocket } from 'ws'
 import { pino } from 'pino'
 import {
   CloseCodes, encodeActions, isBackendCloseCode, PROTOCOL_VERSION, truncateReason,
-  type Action, type Claims, type CloseEvent, type Event, type HelloEvent, type MessageEvent, type OpenEvent, type Params, type SyncEvent
+  type Action, type Claims, type Event, type HelloEvent, type Params, type SyncEvent
 } from '../../protocol/index.js'
 import { ACK_EVERY_EVENTS, ACK_INTERVAL_MS, Delivery } from './delivery.js'
 import { GatewayLink, type LinkListener } from './gateway-link.js'
@@ -262,10 +262,10 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
   private dispatch (link: GatewayLink, event: Event): void | Promise<void> {
     if (event.event === 'hello') return this.hello(link, event)
     const delivery = this.ackedLinks.get(link)
-    return delivery ? this.deliverAcked(link, delivery, event) : this.handle(link, event, UNSEQUENCED)
+    return delivery ? this.deliverAcked(link, delivery, event) : this.route(link, event, UNSEQUENCED)
   }
 
-  private handle (link: GatewayLink, event: Exclude<Event, HelloEvent>, delivery: EventDelivery): void | Promise<void> {
+  private route (link: GatewayLink, event: Exclude<Event, HelloEvent>, delivery: EventDelivery): void | Promise<void> {
     switch (event.event) {
       case 'sync':
         return this.synced(link, event.users.length, this.apply(this.roster.sync(link, event.users), delivery))
@@ -291,32 +291,36 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
 
   /** An event on a link whose gateway said `acks: true` (PROTOCOL.md §5a). */
   private deliverAcked (link: GatewayLink, delivery: Delivery, event: Exclude<Event, HelloEvent>): void | Promise<void> {
-    if (this.current.get(identity(link)) !== link) {
+    const key = identity(link)
+    if (this.current.get(key) !== link) {
       // a superseded link's leftovers: the gateway replays whatever of them was not acked on its new link
       return this.stray(link, { event: event.event, user: 'user' in event ? event.user : '' })
     }
-    if (event.seq === undefined) return this.badEvent(link, `${event.event} without seq on a link with acks`)
+    if (event.seq === undefined) return this.listener.badFrame(link, `${event.event} without seq on a link with acks`)
     if (event.event === 'sync') return this.syncAcked(link, delivery, event as SyncEvent & { seq: number })
     const seq = event.seq
     const admission = delivery.admit(seq)
-    if (admission === 'backwards') return this.badEvent(link, `${event.event} seq ${seq} is not above the link's previous seq`)
+    if (admission === 'backwards') return this.listener.badFrame(link, `${event.event} seq ${seq} is not above the link's previous seq`)
     if (admission === 'replayed') {
       this.stats.duplicatesSkipped++
       if (!this.manualAcks) delivery.completed(seq)
-      this.scheduleAck(link)
+      this.scheduleAck(key)
       const roster = delivery.replayed(seq, event)
       return roster && this.synced(link, roster.length, this.apply(this.roster.sync(link, roster)))
     }
-    // a gap where the replay should have been: settle the held roster before going on
-    const held = delivery.release()
-    if (held) void this.apply(this.roster.sync(link, held))
-    const info: EventDelivery = { seq, ack: () => this.manualAck(link, delivery, seq) }
-    const handled = this.handle(link, event, info)
+    const info: EventDelivery = { seq, ack: () => this.manualAck(key, delivery, seq) }
     const done = (): void => {
       if (!this.manualAcks) delivery.completed(seq)
-      this.scheduleAck(link)
+      this.scheduleAck(key)
     }
-    return handled ? handled.then(done) : done()
+    const run = (): void | Promise<void> => {
+      const handled = this.route(link, event, info)
+      return handled ? handled.then(done) : done()
+    }
+    // a gap where the rest of the replay should have been: settle the held roster first
+    const held = delivery.release()
+    const settled = held && this.synced(link, held.length, this.apply(this.roster.sync(link, held)))
+    return settled ? settled.then(run) : run()
   }
 
   private syncAcked (link: GatewayLink, current: Delivery, event: SyncEvent & { seq: number }): void | Promise<void> {
@@ -329,14 +333,10 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
     }
     const users = delivery.sync(event.seq, event.users)
     // with P > S the roster waits for the replay (Delivery.replayed); `synced` is emitted then
-    if (users) return this.handle(link, { event: 'sync', users: [...users] }, UNSEQUENCED)
+    if (users) return this.route(link, { event: 'sync', users: [...users] }, UNSEQUENCED)
   }
 
-  private badEvent (link: GatewayLink, problem: string): void {
-    this.listener.badFrame(link, problem)
-  }
-
-  private hello (link: GatewayLink, hello: HelloEvent): void {
+  private hello (link: GatewayLink, hello: HelloEvent): void | Promise<void> {
     if (hello.protocol !== PROTOCOL_VERSION) {
       this.log.error({ link: link.label, protocol: hello.protocol, supported: PROTOCOL_VERSION }, 'gateway speaks another protocol version; refusing the link')
       link.close(CloseCodes.PROTOCOL_ERROR.code, `unsupported protocol version ${hello.protocol}; this backend speaks ${PROTOCOL_VERSION}`)
@@ -349,7 +349,7 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
       // users are keyed by id alone: one user on two endpoints would look like one connection moving between links
       this.log.warn({ endpoints: [...endpoints] }, 'one backend serves several gateway endpoints; give each endpoint its own backend')
     }
-    const key = `${hello.gateway}\n${hello.endpoint}`
+    const key = identity(link)
     const previous = this.current.get(key)
     this.current.set(key, link)
     if (previous && previous !== link) {
@@ -359,15 +359,58 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
       this.roster.moveLink(previous, link)
       previous.terminate()
     }
-    this.log.info({ gateway: hello.gateway, endpoint: hello.endpoint, resumed: previous !== undefined }, 'gateway link up')
+    this.log.info({ gateway: hello.gateway, endpoint: hello.endpoint, resumed: previous !== undefined, acks: hello.acks === true }, 'gateway link up')
     this.emit('link', { gateway: hello.gateway, endpoint: hello.endpoint })
+    if (hello.acks !== true) {
+      this.forgetDelivery(key)
+      return
+    }
+    const delivery = this.deliveries.get(key) ?? new Delivery()
+    this.deliveries.set(key, delivery)
+    this.ackedLinks.set(link, delivery)
+    delivery.attach()
+    // the old link's handlers finish before the replay on this one is weighed against them
+    if (previous && previous !== link) return this.links.get(previous)?.whenIdle()
+  }
+
+  /** Acknowledges up to `seq` on the gateway's current link, when `delivery` is still that gateway's. */
+  private manualAck (key: string, delivery: Delivery, seq: number): void {
+    if (!this.manualAcks || this.deliveries.get(key) !== delivery) return
+    delivery.allow(seq)
+    this.scheduleAck(key)
+  }
+
+  /** An ack within ACK_INTERVAL_MS, or at once when ACK_EVERY_EVENTS are waiting. */
+  private scheduleAck (key: string): void {
+    const backlog = this.deliveries.get(key)?.backlog() ?? 0
+    if (backlog >= ACK_EVERY_EVENTS) return this.flushAck(key)
+    if (backlog === 0 || this.ackTimers.has(key)) return
+    const timer = setTimeout(() => this.flushAck(key), ACK_INTERVAL_MS)
+    timer.unref()
+    this.ackTimers.set(key, timer)
+  }
+
+  private flushAck (key: string): void {
+    clearTimeout(this.ackTimers.get(key))
+    this.ackTimers.delete(key)
+    const link = this.current.get(key)
+    const seq = link?.isOpen === true ? this.deliveries.get(key)?.takeAck() : undefined
+    // on a link that is down, the backlog waits: the next sync says what the gateway got
+    if (link && seq !== undefined) link.write(JSON.stringify({ action: 'ack', seq } satisfies Action))
+  }
+
+  private forgetDelivery (key: string): void {
+    clearTimeout(this.ackTimers.get(key))
+    this.ackTimers.delete(key)
+    this.deliveries.delete(key)
   }
 
   private linkClosed (link: GatewayLink, code: number): void {
     this.links.delete(link)
+    this.ackedLinks.delete(link)
     this.emit('linkClosed', { gateway: link.gateway, code })
     if (this.stopped) return
-    const key = `${link.gateway}\n${link.endpoint}`
+    const key = identity(link)
     if (link.gateway === undefined || this.current.get(key) !== link) {
       // never identified itself, or already replaced by a newer link of its gateway
       void this.apply(this.roster.dropLink(link))
@@ -376,7 +419,11 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
     this.log.warn({ gateway: link.gateway, code, graceMs: this.linkGraceMs }, 'gateway link down; holding its users until it reconnects')
     const timer = setTimeout(() => {
       this.holds.delete(link)
-      if (this.current.get(key) === link) this.current.delete(key)
+      if (this.current.get(key) === link) {
+        this.current.delete(key)
+        // the gateway gives up after the same grace: its next sync is empty and replays nothing
+        this.forgetDelivery(key)
+      }
       void this.apply(this.roster.dropLink(link))
     }, this.linkGraceMs)
     timer.unref()
@@ -384,18 +431,18 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
   }
 
   /** Tells the service about roster changes, in order, waiting on async handlers. */
-  private apply (changes: readonly RosterChange<GatewayLink>[]): void | Promise<void> {
+  private apply (changes: readonly RosterChange<GatewayLink>[], delivery = UNSEQUENCED): void | Promise<void> {
     for (let i = 0; i < changes.length; i++) {
-      const result = this.announce(changes[i])
-      if (result !== undefined) return result.then(() => this.apply(changes.slice(i + 1)))
+      const result = this.announce(changes[i], delivery)
+      if (result !== undefined) return result.then(() => this.apply(changes.slice(i + 1), delivery))
     }
   }
 
-  private announce (change: RosterChange<GatewayLink>): void | Promise<void> {
+  private announce (change: RosterChange<GatewayLink>, delivery: EventDelivery): void | Promise<void> {
     const { user, claims, params, link } = change.presence
-    if (change.kind === 'open') return this.call('onOpen', user, () => this.handlers.onOpen?.(user, claims, params))
+    if (change.kind === 'open') return this.call('onOpen', user, () => this.handlers.onOpen?.(user, claims, params, delivery))
     if (change.displaced) this.write(link, { action: 'close', user, code: change.code, reason: change.reason }, 1)
-    return this.call('onClose', user, () => this.handlers.onClose?.(user, change.code, change.reason, { params }))
+    return this.call('onClose', user, () => this.handlers.onClose?.(user, change.code, change.reason, { params, ...delivery }))
   }
 
   /** Runs a handler; a throw or a rejection is logged and counted, never passed on. */
@@ -441,6 +488,14 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
     this.stats.droppedActions += count
     this.log.debug({ users, count }, `${why}; dropped`)
   }
+}
+
+/** What handlers get for an event outside acknowledged delivery. */
+const UNSEQUENCED: EventDelivery = Object.freeze({ ack: () => {} })
+
+/** A gateway's identity: its node id and endpoint. A reconnect with the same one carries its users and its delivery over. */
+function identity (link: GatewayLink): string {
+  return `${link.gateway ?? ''}\n${link.endpoint ?? ''}`
 }
 
 function target (users: readonly string[]): { user: string } | { users: string[] } {

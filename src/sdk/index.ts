@@ -15,7 +15,7 @@
 export {
   GatehouseBackend,
   type BackendEvents, type BackendHandlers, type BackendLogger, type BackendOptions,
-  type BackendStats, type LinkInfo, type SendOptions
+  type BackendStats, type EventDelivery, type LinkInfo, type SendOptions
 } from './backend.js'
 export { InferredCloses } from './roster.js'
 export type { Claims, Params } from '../../protocol/index.js'
