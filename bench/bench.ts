@@ -80,7 +80,8 @@ function nginxVersion (binary: string): string {
 function sourceRevision (): string {
   const cwd = new URL('../../', import.meta.url)
   const head = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd, encoding: 'utf8' })
-  if (head.status !== 0) return 'unknown revision'
+  // a build outside the checkout (git archive HEAD) says which commit it is
+  if (head.status !== 0) return process.env.BENCH_REVISION ? `commit ${process.env.BENCH_REVISION}` : 'unknown revision'
   const dirty = spawnSync('git', ['status', '--porcelain', '--', 'src', 'routes', 'protocol'], { cwd, encoding: 'utf8' }).stdout.trim()
   return `commit ${head.stdout.trim()}${dirty ? ' plus uncommitted changes in src/, routes/ or protocol/' : ''}`
 }
@@ -163,6 +164,8 @@ async function roundTrips (options: BenchOptions, pool: LoadPool, running: Conte
       const users = Array.from({ length: clients }, (_, i) => `rt${clients}-${c.name}-${i}`)
       await pool.connect(`rt-${c.name}`, c.url, users, { concurrency: 128, payloadBytes: options.payloadBytes })
     }
+    // one unmeasured window each first: a fresh process's first seconds run cold (JIT), which is not what is compared
+    for (const c of running) await pool.roundTrip(`rt-${c.name}`, 0, Math.min(2000, options.warmupMs + options.durationMs))
     const runs = new Map<ContenderName, RoundTripResult[]>(running.map((c) => [c.name, []]))
     for (let run = 0; run < options.runs; run++) {
       for (const c of rotate(running, run)) {

@@ -143,12 +143,31 @@ export function renderConditions (result: BenchResult): string {
     `- software: gatehouse ${c.gatehouse}${c.gatehouseB ? `; gatehouse-b ${c.gatehouseB}` : ''}; Node ${c.node}, ws ${c.ws}${c.nginx ? `, ${c.nginx} (worker_processes ${o.nginxWorkers})` : ''}`,
     '- everything on loopback on the same machine: load generator, contenders and backends share the CPUs',
     `- load generator: ${o.workers} processes; clients send a ${o.payloadBytes}-byte JSON text and wait for its echo before sending again (one message in flight per client, closed loop, so every contender gets the same offered load); each echo is checked byte for byte`,
-    `- (a) round trips: ${o.clientCounts.join(' and ')} clients, ${o.warmupMs} ms warm-up then ${o.durationMs} ms measured, ${o.runs} runs per contender interleaved, median of runs; latency from a histogram with 3 significant digits`,
+    `- (a) round trips: ${o.clientCounts.join(' and ')} clients, an unmeasured window of up to 2 s per contender first, then in each run ${o.warmupMs} ms warm-up and ${o.durationMs} ms measured, ${o.runs} runs per contender interleaved, median of runs; latency from a histogram with 3 significant digits`,
     `- (b) handshakes: ${o.handshakeConcurrency} in flight, each socket dropped once open, an unmeasured warm-up window of up to 1 s per contender, then ${o.handshakeMs} ms per run, ${o.runs} runs, median; every client presents an HS256 JWT signed before the clock starts; only gatehouse verifies it`,
     `- (c) idle: ${o.idleCounts.join(' then ')} authenticated idle clients, ${o.idleRuns} runs on fresh processes, median; RSS read from /proc after ${o.settleMs} ms and a full GC in every Node process; per-connection = (RSS now − RSS before any client) ÷ clients; nginx's RSS is master + workers`,
     '- (d) backend: RSS and established TCP connections of the process holding the game end (direct: the echo server itself; nginx: the echo server behind it; gatehouse: the echo backend behind its one link)',
     '- contenders: direct = ws echo server; nginx = reverse proxy (one upstream connection per client) → ws echo server; gatehouse = gateway (dist/src createGateway, log silent, rate limit raised out of the way) → one link → echo backend answering each message with a send to the same user'
   ].join('\n')
+}
+
+/** Every run's figure, so a reader can judge the noise behind each median. */
+export function renderRuns (result: BenchResult): string {
+  const o = result.options
+  const k = (v: number): string => `${(v / 1000).toFixed(1)}k`
+  const head = ['contender']
+  if (o.workloads.includes('throughput')) for (const n of o.clientCounts) head.push(`rt/s @${n}, each run`)
+  if (o.workloads.includes('handshake')) head.push('handshakes/s, each run')
+  if (o.workloads.includes('idle')) head.push(`KiB/idle conn @${o.idleCounts[o.idleCounts.length - 1]}, each run`)
+  const rows = result.contenders.map((name) => {
+    const f = result.figures[name] as ContenderFigures
+    const row: string[] = [name]
+    if (o.workloads.includes('throughput')) for (const n of o.clientCounts) row.push((f.roundTrip[n]?.runs ?? []).map((r) => k(r.rate)).join(' '))
+    if (o.workloads.includes('handshake')) row.push((f.handshake?.runs ?? []).map((r) => k(r.rate)).join(' '))
+    if (o.workloads.includes('idle')) row.push((f.idle[o.idleCounts[o.idleCounts.length - 1]]?.runs ?? []).map((r) => (r.hopBytesPerConn / 1024).toFixed(2)).join(' '))
+    return row
+  })
+  return [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n')
 }
 
 export function renderMarkdown (result: BenchResult, svgFile?: string): string {
@@ -171,6 +190,12 @@ RSS and established TCP connections of the process behind the hop.
 
 ${renderTargets(result)}
 ${svgFile ? `\n![throughput and p99 latency per contender](${svgFile})\n` : ''}
+## Every run
+
+In run order (contenders interleaved, the order rotating each run):
+
+${renderRuns(result)}
+
 ## Conditions
 
 ${renderConditions(result)}
