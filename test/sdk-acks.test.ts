@@ -94,7 +94,7 @@ t.test('a blip between gateway and backend: the replay is skipped and the roster
   second.send([ackedHello('gw-1'), { event: 'sync', users: [entry('alice'), entry('bob')], seq: 2 }, message('bob', 'hi', 3), close('alice', 4), message('bob', 'new', 5), open('carol', 6)])
   t.equal(await call(calls, 'message bob "new"'), 'message bob "new"')
   t.equal(await call(calls, 'open carol'), 'open carol {}')
-  await settled
+  t.match((await settled)[0], { gateway: 'gw-1', users: 1, seq: 2 }, 'synced once the replay is by: the sync as of 2, brought forward')
   t.same(calls.all, ['open alice {}', 'open bob {}', 'message bob "hi"', 'close alice 1000 bye', 'message bob "new"', 'open carol {}'],
     'every handler saw each event once; the sync as of 2 did not reopen alice, who left at 4')
   t.same(backend.users().sort(), ['bob', 'carol'])

@@ -110,7 +110,7 @@ export interface BackendEvents {
   /** A gateway said `hello`. */
   link: [LinkInfo]
   /** A gateway's `sync` has been applied (and its handlers have run). */
-  synced: [LinkInfo & { users: number }]
+  synced: [LinkInfo & { users: number, seq?: number }]
   /** A link closed; its users are held for `linkGraceMs`. */
   linkClosed: [{ gateway?: string, code: number }]
   badFrame: [{ gateway?: string, problem: string }]
@@ -268,7 +268,7 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
   private route (link: GatewayLink, event: Exclude<Event, HelloEvent>, delivery: EventDelivery): void | Promise<void> {
     switch (event.event) {
       case 'sync':
-        return this.synced(link, event.users.length, this.apply(this.roster.sync(link, event.users), delivery))
+        return this.synced(link, event.users.length, event.seq, this.apply(this.roster.sync(link, event.users), delivery))
       case 'open':
         return this.apply(this.roster.open(link, event.user, event.claims, event.params), delivery)
       case 'message':
@@ -281,10 +281,10 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
     }
   }
 
-  /** Emits `synced` once the handlers a sync triggered have run. */
-  private synced (link: GatewayLink, users: number, applied: void | Promise<void>): void | Promise<void> {
+  /** Emits `synced` once the handlers a sync triggered have run; `seq` is the sync's, with acks. */
+  private synced (link: GatewayLink, users: number, seq: number | undefined, applied: void | Promise<void>): void | Promise<void> {
     const done = (): void => {
-      if (link.gateway !== undefined) this.emit('synced', { gateway: link.gateway, endpoint: link.endpoint ?? '', users })
+      if (link.gateway !== undefined) this.emit('synced', { gateway: link.gateway, endpoint: link.endpoint ?? '', users, ...(seq === undefined ? {} : { seq }) })
     }
     return applied ? applied.then(done) : done()
   }
@@ -305,8 +305,8 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
       this.stats.duplicatesSkipped++
       if (!this.manualAcks) delivery.completed(seq)
       this.scheduleAck(key)
-      const roster = delivery.replayed(seq, event)
-      return roster && this.synced(link, roster.length, this.apply(this.roster.sync(link, roster)))
+      const held = delivery.replayed(seq, event)
+      return held && this.synced(link, held.users.length, held.seq, this.apply(this.roster.sync(link, held.users)))
     }
     const info: EventDelivery = { seq, ack: () => this.manualAck(key, delivery, seq) }
     const done = (): void => {
@@ -319,7 +319,7 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
     }
     // a gap where the rest of the replay should have been: settle the held roster first
     const held = delivery.release()
-    const settled = held && this.synced(link, held.length, this.apply(this.roster.sync(link, held)))
+    const settled = held && this.synced(link, held.users.length, held.seq, this.apply(this.roster.sync(link, held.users)))
     return settled ? settled.then(run) : run()
   }
 
@@ -333,7 +333,7 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
     }
     const users = delivery.sync(event.seq, event.users)
     // with P > S the roster waits for the replay (Delivery.replayed); `synced` is emitted then
-    if (users) return this.route(link, { event: 'sync', users: [...users] }, UNSEQUENCED)
+    if (users) return this.route(link, { event: 'sync', users: [...users], seq: event.seq }, UNSEQUENCED)
   }
 
   private hello (link: GatewayLink, hello: HelloEvent): void | Promise<void> {

@@ -18,6 +18,12 @@ export const ACK_EVERY_EVENTS = 1000
  */
 export type Admission = 'new' | 'replayed' | 'backwards'
 
+/** A sync's users (as of `seq`) brought forward through the replay. */
+export interface HeldRoster {
+  users: SyncUser[]
+  seq: number
+}
+
 export class Delivery {
   /** P: the highest `seq` handed to the handlers. Marked on admission, so a replay that races a still-running handler is skipped too. */
   private admitted = 0
@@ -30,7 +36,7 @@ export class Delivery {
   private received = 0
   private sent = 0
   /** While the replay of S+1 … P goes by after a `sync` at S < P: the roster as of S plus those events' effects. */
-  private held?: { users: Map<string, SyncUser>, until: number }
+  private held?: { users: Map<string, SyncUser>, seq: number, until: number }
 
   /** A new link of this gateway said `hello`: nothing received or acked on it yet. */
   attach (): void {
@@ -66,7 +72,7 @@ export class Delivery {
       this.held = undefined
       return users
     }
-    this.held = { users: new Map(users.map((entry) => [entry.user, entry])), until: this.admitted }
+    this.held = { users: new Map(users.map((entry) => [entry.user, entry])), seq, until: this.admitted }
     return undefined
   }
 
@@ -82,7 +88,7 @@ export class Delivery {
    * A skipped replay: its roster effect goes into the held roster. Returns
    * that roster once the last event this process had taken (P) is by.
    */
-  replayed (seq: number, effect: { event: string, user: string, claims?: SyncUser['claims'], params: SyncUser['params'] }): readonly SyncUser[] | undefined {
+  replayed (seq: number, effect: { event: string, user: string, claims?: SyncUser['claims'], params: SyncUser['params'] }): HeldRoster | undefined {
     if (!this.held) return undefined
     if (effect.event === 'open') this.held.users.set(effect.user, { user: effect.user, claims: effect.claims ?? {}, params: effect.params })
     if (effect.event === 'close') this.held.users.delete(effect.user)
@@ -90,10 +96,10 @@ export class Delivery {
   }
 
   /** The held roster, if any, now: P was passed without being replayed (a gap the gateway should not leave). */
-  release (): readonly SyncUser[] | undefined {
-    const users = this.held && [...this.held.users.values()]
+  release (): HeldRoster | undefined {
+    const roster = this.held && { users: [...this.held.users.values()], seq: this.held.seq }
     this.held = undefined
-    return users
+    return roster
   }
 
   /** Auto mode: the handlers of `seq` returned (or were skipped because they ran before). */
