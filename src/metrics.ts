@@ -5,7 +5,6 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 
 export type HandshakeFailure = 'not_websocket' | 'token_missing' | 'token_invalid' | 'token_expired' | 'origin' | 'duplicate' | 'capacity' | 'draining' | 'backend_unavailable'
-export type DropReason = 'not_connected' | 'slow_consumer' | 'backend_unavailable' | 'queue_full' | 'shutdown'
 
 export class GatewayMetrics {
   readonly registry = new Registry()
@@ -13,6 +12,7 @@ export class GatewayMetrics {
   readonly connections = new Gauge({ name: 'gatehouse_connections', help: 'Open client sockets', labelNames: ['endpoint'] as const, registers: [this.registry] })
   readonly handshakeFailures = new Counter({ name: 'gatehouse_handshake_failures_total', help: 'Refused client handshakes, by reason', labelNames: ['endpoint', 'reason'] as const, registers: [this.registry] })
   readonly clientCloses = new Counter({ name: 'gatehouse_client_closes_total', help: 'Client sockets ended, by close code', labelNames: ['endpoint', 'code'] as const, registers: [this.registry] })
+  readonly resumes = new Counter({ name: 'gatehouse_resumes_total', help: 'Held sessions resumed by a reconnect within resumeGraceMs', labelNames: ['endpoint'] as const, registers: [this.registry] })
   readonly messagesIn = new Counter({ name: 'gatehouse_messages_in_total', help: 'Client frames relayed to the backend', labelNames: ['endpoint'] as const, registers: [this.registry] })
   readonly messagesOut = new Counter({ name: 'gatehouse_messages_out_total', help: 'Frames delivered to clients from send actions', labelNames: ['endpoint'] as const, registers: [this.registry] })
   readonly droppedActions = new Counter({ name: 'gatehouse_dropped_actions_total', help: 'Action deliveries that could not be made, by reason', labelNames: ['endpoint', 'reason'] as const, registers: [this.registry] })

@@ -51,8 +51,10 @@ export class EndpointRelay {
   start (): void {
     this.heartbeat = setInterval(() => {
       for (const session of this.options.registry.values()) {
+        if (session.isHeld) continue
         if (!session.alive) {
-          session.terminate(CloseCodes.HEARTBEAT_TIMEOUT)
+          this.lost(session, CloseCodes.HEARTBEAT_TIMEOUT)
+          session.socket.terminate()
           continue
         }
         session.alive = false
@@ -62,9 +64,21 @@ export class EndpointRelay {
     this.heartbeat.unref()
   }
 
-  /** A client finished its handshake: register it (duplicate policy), then tell the backend. */
+  /**
+   * A client finished its handshake: resume its held session, or register a
+   * new one (duplicate policy) and tell the backend.
+   */
   accept (socket: WebSocket, identity: Identity, params: Params): void {
     const { registry, limits, sink, metrics, endpoint } = this.options
+    const held = registry.get(identity.user)
+    if (held?.isHeld) {
+      if (sameParams(held.params, params)) {
+        this.resume(held, socket, identity)
+        return
+      }
+      // back, but somewhere else (another match): the held session is over
+      held.end(CloseCodes.ABNORMAL.code, CloseCodes.ABNORMAL.reason)
+    }
     const session = new ClientSession(socket, identity, params, limits, this.onSessionEnd)
     const admission = registry.admit(session)
     if (!admission.admitted) {
@@ -74,7 +88,7 @@ export class EndpointRelay {
       return
     }
     admission.displaced?.close(CloseCodes.REPLACED)
-    this.listen(session)
+    this.listen(session, socket)
     const text = encodeOpen(session.user, session.claims, params)
     sink.send({ kind: 'open', user: session.user, text, bytes: Buffer.byteLength(text), opened: { user: session.user, claims: session.claims, params } })
     metrics.connections.inc(this.labels)
@@ -121,12 +135,45 @@ export class EndpointRelay {
     })
   }
 
-  private listen (session: ClientSession): void {
-    const { socket } = session
-    socket.on('message', (data: Buffer, isBinary: boolean) => this.onFrame(session, data, isBinary))
+  /** The backend sees nothing: same session, new socket, kept frames first. */
+  private resume (session: ClientSession, socket: WebSocket, identity: Identity): void {
+    const { metrics, endpoint } = this.options
+    this.listen(session, socket)
+    const flushed = session.resume(socket, CloseCodes.SLOW_CONSUMER, CloseCodes.ABNORMAL)
+    metrics.resumes.inc(this.labels)
+    metrics.messagesOut.inc(this.labels, flushed)
+    clearTimeout(this.expiries.get(session))
+    if (endpoint.enforceExpiry && identity.exp !== undefined) this.expireAt(session, identity.exp)
+  }
+
+  /** The socket died without a close frame: hold the session for `resumeGraceMs`, or end it now. */
+  private lost (session: ClientSession, why: CloseCode): void {
+    const graceMs = this.options.endpoint.resumeGraceMs
+    if (session.isHeld) return
+    if (graceMs > 0 && !session.isEnded) {
+      session.hold(graceMs, () => session.end(why.code, why.reason))
+      this.options.log.info({ user: session.user, graceMs, why: why.reason }, 'client connection lost; holding its session for a resume')
+    } else {
+      session.end(why.code, why.reason)
+    }
+  }
+
+  /** Events of a socket that has since been replaced by a resume are ignored. */
+  private listen (session: ClientSession, socket: WebSocket): void {
+    const current = (): boolean => session.socket === socket
+    socket.on('message', (data: Buffer, isBinary: boolean) => {
+      if (current()) this.onFrame(session, data, isBinary)
+    })
     socket.on('pong', () => { session.alive = true })
-    socket.on('close', (code: number, reason: Buffer) => session.end(code, reason.toString()))
-    socket.on('error', (err: NodeJS.ErrnoException) => session.end(...closeCodeForError(err)))
+    socket.on('close', (code: number, reason: Buffer) => {
+      if (!current()) return
+      if (code === CloseCodes.ABNORMAL.code) this.lost(session, CloseCodes.ABNORMAL)
+      else session.end(code, reason.toString())
+    })
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      // protocol errors end the session; a reset connection is an abnormal close, reported by 'close'
+      if (current() && err.code?.startsWith('WS_ERR_')) session.end(...closeCodeForError(err))
+    })
   }
 
   private onFrame (session: ClientSession, data: Buffer, isBinary: boolean): void {
@@ -149,6 +196,7 @@ export class EndpointRelay {
   private readonly onSessionEnd = (session: ClientSession, code: number, reason: string): void => {
     const { registry, sink, metrics } = this.options
     registry.remove(session)
+    if (session.keptFrames > 0) metrics.droppedActions.inc({ ...this.labels, reason: 'resume_expired' }, session.keptFrames)
     clearTimeout(this.expiries.get(session))
     this.expiries.delete(session)
     const text = encodeClose(session.user, session.params, code, reason)
@@ -171,12 +219,14 @@ export class EndpointRelay {
         log.debug({ user }, 'send action for a user who is not connected; dropped')
         continue
       }
-      const delivery = session.deliver(frame, binary, CloseCodes.SLOW_CONSUMER)
+      const delivery = session.deliver(frame, binary, CloseCodes.SLOW_CONSUMER, CloseCodes.ABNORMAL)
       if (delivery === 'sent') {
         metrics.messagesOut.inc(this.labels)
-      } else {
+      } else if (delivery === 'slow') {
         metrics.droppedActions.inc({ ...this.labels, reason: 'slow_consumer' })
         log.info({ user }, 'client too slow to read; closed (1013)')
+      } else if (delivery === 'gone') {
+        metrics.droppedActions.inc({ ...this.labels, reason: 'resume_expired' })
       }
     }
   }
@@ -202,14 +252,16 @@ export class EndpointRelay {
   }
 }
 
-/** What a socket error means for the `close` event: ws has already closed the socket with the matching code. */
+/** What a ws protocol error means for the `close` event: ws has already closed the socket with the matching code. */
 function closeCodeForError (err: NodeJS.ErrnoException): [number, string] {
   switch (err.code) {
     case 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH': return [CloseCodes.MESSAGE_TOO_BIG.code, CloseCodes.MESSAGE_TOO_BIG.reason]
     case 'WS_ERR_INVALID_UTF8': return [CloseCodes.INVALID_PAYLOAD.code, CloseCodes.INVALID_PAYLOAD.reason]
-    default:
-      return err.code?.startsWith('WS_ERR_')
-        ? [CloseCodes.PROTOCOL_ERROR.code, CloseCodes.PROTOCOL_ERROR.reason]
-        : [CloseCodes.ABNORMAL.code, CloseCodes.ABNORMAL.reason]
+    default: return [CloseCodes.PROTOCOL_ERROR.code, CloseCodes.PROTOCOL_ERROR.reason]
   }
+}
+
+function sameParams (a: Params, b: Params): boolean {
+  const keys = Object.keys(a)
+  return keys.length === Object.keys(b).length && keys.every((k) => a[k] === b[k])
 }

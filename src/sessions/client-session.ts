@@ -1,13 +1,15 @@
 /**
  * One player's connection to one endpoint: its identity, its socket, and the
- * guarantee that its end is reported exactly once whatever ends it.
+ * guarantee that its end is reported exactly once whatever ends it. A session
+ * whose socket died may be held for a while (DESIGN.md §3b): frames for it
+ * are kept, and a new socket of the same user resumes it.
  */
 import type { WebSocket } from 'ws'
 import { messagePrefix, truncateReason, type CloseCode, type Params } from '../../protocol/index.js'
 import type { Identity } from '../auth/authenticator.js'
 import { TokenBucket } from './token-bucket.js'
 
-export type Delivery = 'sent' | 'slow' | 'gone'
+export type Delivery = 'sent' | 'kept' | 'slow' | 'gone'
 
 export interface SessionLimits {
   messagesPerSecond: number
@@ -18,6 +20,11 @@ export interface SessionLimits {
 /** Told once when a session ends: by the client, by the gateway, or by its backend. */
 export type EndListener = (session: ClientSession, code: number, reason: string) => void
 
+interface Kept {
+  payload: string | Buffer
+  binary: boolean
+}
+
 export class ClientSession {
   readonly user: string
   readonly claims: Record<string, unknown>
@@ -26,58 +33,101 @@ export class ClientSession {
   readonly bucket: TokenBucket
   /** Cleared at each heartbeat; set again by the client's pong. */
   alive = true
-  private ended = false
+  private state: 'open' | 'held' | 'ended' = 'open'
+  private current: WebSocket
+  private kept: Kept[] = []
+  private keptBytes = 0
+  private holdTimer?: NodeJS.Timeout
 
   constructor (
-    readonly socket: WebSocket,
+    socket: WebSocket,
     identity: Identity,
     readonly params: Params,
     private readonly limits: SessionLimits,
     private readonly onEnd: EndListener
   ) {
+    this.current = socket
     this.user = identity.user
     this.claims = identity.claims
     this.prefix = messagePrefix(identity.user, params)
     this.bucket = new TokenBucket(limits.messagesPerSecond, limits.burst)
   }
 
+  get socket (): WebSocket {
+    return this.current
+  }
+
   get isEnded (): boolean {
-    return this.ended
+    return this.state === 'ended'
+  }
+
+  get isHeld (): boolean {
+    return this.state === 'held'
+  }
+
+  /** Frames kept for a held session; when it ends unresumed, they are the undelivered ones. */
+  get keptFrames (): number {
+    return this.kept.length
   }
 
   /**
    * Writes one frame, unless the client already lags more than
    * `maxBufferedBytes` behind: then it is closed as a slow consumer instead
    * of growing memory. One frame larger than the bound still goes to a
-   * client that keeps up.
+   * client that keeps up. A held session keeps frames up to the same bound.
    */
-  deliver (payload: string | Buffer, binary: boolean, slow: CloseCode): Delivery {
-    if (this.ended) return 'gone'
-    if (this.socket.bufferedAmount > this.limits.maxBufferedBytes) {
+  deliver (payload: string | Buffer, binary: boolean, slow: CloseCode, lost: CloseCode): Delivery {
+    if (this.state === 'ended') return 'gone'
+    if (this.state === 'held') {
+      if (this.keptBytes + payload.length > this.limits.maxBufferedBytes) {
+        this.end(lost.code, lost.reason)
+        return 'gone'
+      }
+      this.kept.push({ payload, binary })
+      this.keptBytes += payload.length
+      return 'kept'
+    }
+    if (this.current.bufferedAmount > this.limits.maxBufferedBytes) {
       this.close(slow)
       return 'slow'
     }
-    this.socket.send(payload, { binary })
+    this.current.send(payload, { binary })
     return 'sent'
+  }
+
+  /** Keeps the session after its socket died; `expire` runs if nobody resumes it within `graceMs`. */
+  hold (graceMs: number, expire: () => void): void {
+    if (this.state !== 'open') return
+    this.state = 'held'
+    this.holdTimer = setTimeout(expire, graceMs)
+    this.holdTimer.unref()
+  }
+
+  /** A new socket of the same user takes over; kept frames go out first. Returns how many. */
+  resume (socket: WebSocket, slow: CloseCode, lost: CloseCode): number {
+    clearTimeout(this.holdTimer)
+    this.state = 'open'
+    this.current = socket
+    this.alive = true
+    const kept = this.kept
+    this.kept = []
+    this.keptBytes = 0
+    for (const frame of kept) this.deliver(frame.payload, frame.binary, slow, lost)
+    return kept.length
   }
 
   /** Reports the end with the gateway's code, then sends the close frame. */
   close ({ code, reason }: { code: number, reason: string }): void {
     const why = truncateReason(reason)
     this.end(code, why)
-    this.socket.close(code, why)
-  }
-
-  /** Drops the socket without a close frame (dead peer); reported as `code`. */
-  terminate ({ code, reason }: { code: number, reason: string }): void {
-    this.end(code, reason)
-    this.socket.terminate()
+    this.current.close(code, why)
   }
 
   /** Reports the end once; later calls (the socket's own close event, say) are no-ops. */
   end (code: number, reason: string): void {
-    if (this.ended) return
-    this.ended = true
+    if (this.state === 'ended') return
+    clearTimeout(this.holdTimer)
+    this.state = 'ended'
     this.onEnd(this, code, reason)
   }
 }

@@ -23,9 +23,10 @@ export class SessionRegistry {
     return this.sessions.get(user)
   }
 
-  /** Would a new connection of `user` be refused? Asked before the upgrade, to answer 409. */
+  /** Would a new connection of `user` be refused? Asked before the upgrade, to answer 409. A held session is the user's to resume, never a duplicate. */
   refuses (user: string): boolean {
-    return this.policy === 'reject' && this.sessions.has(user)
+    const current = this.sessions.get(user)
+    return this.policy === 'reject' && current !== undefined && !current.isHeld
   }
 
   /**

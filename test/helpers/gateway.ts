@@ -35,6 +35,8 @@ export function testConfig (endpoints: EndpointSpec[], overrides: Record<string,
     server: { host: '127.0.0.1', port: 0, shutdownTimeoutMs: 3000 },
     auth: { secret: SECRET, algorithms: ['HS256'], issuer: ISSUER, audience: AUDIENCE },
     endpoints: endpoints.map(({ backend, ...rest }) => ({
+      // tests of dropped clients want their close at once; resume tests opt in
+      resumeGraceMs: 0,
       ...rest,
       backend: typeof backend === 'string' ? { url: backend, minReconnectDelayMs: 20, maxReconnectDelayMs: 200 } : backend
     })),

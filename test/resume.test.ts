@@ -1,0 +1,97 @@
+/** Reconnect grace (DESIGN.md §3b): a player whose network blips keeps their session, and the backend never notices. */
+import t from 'tap'
+import { once } from 'node:events'
+import { startBackend } from './helpers/backend.js'
+import { startGateway, testConfig } from './helpers/gateway.js'
+import { connect, refusal } from './helpers/client.js'
+import { tokenFor } from './helpers/tokens.js'
+
+async function setup (t: { teardown (fn: () => unknown): void }, endpoint: Record<string, unknown> = {}, limits: Record<string, unknown> = {}) {
+  const backend = await startBackend()
+  t.teardown(() => backend.close())
+  const gateway = await startGateway(t, testConfig([
+    { name: 'game', path: '/game/:matchId', backend: backend.url, resumeGraceMs: 10000, ...endpoint }
+  ], { limits }))
+  await backend.next('hello')
+  await backend.next('sync')
+  return { backend, gateway }
+}
+
+t.test('a dropped player who comes back in time gets the kept frames first; the backend sees nothing', async (t) => {
+  const { backend, gateway } = await setup(t)
+  const first = await connect(gateway.url('/game/m1'), { token: tokenFor('alice') })
+  await backend.next('open', 'alice')
+  first.ws.terminate() // no close frame: a network blip
+  await gateway.logged(/holding its session/)
+  backend.send({ action: 'send', user: 'alice', data: 'kept 1' })
+  backend.send({ action: 'send', user: 'alice', data: 'kept 2' })
+  const back = await connect(gateway.url('/game/m1'), { token: tokenFor('alice') })
+  t.equal(await back.next(), 'kept 1', 'kept frames first, in order')
+  t.equal(await back.next(), 'kept 2')
+  back.ws.send('I am back')
+  const event = await backend.events.next()
+  t.same([event.event, event.user, event.data], ['message', 'alice', 'I am back'], 'the next thing the backend sees is her message: no close, no open')
+  backend.send({ action: 'send', user: 'alice', data: 'live' })
+  t.equal(await back.next(), 'live')
+  t.equal(await gateway.metric('gatehouse_resumes_total'), 1)
+  back.ws.close(1000)
+  t.same(await backend.next('close', 'alice').then((e) => e.code), 1000, 'one close, when she really leaves')
+  t.equal(backend.events.all.filter((e) => e.event === 'open').length, 1)
+})
+
+t.test('a grace that runs out reports the close (1006) and counts what was kept', async (t) => {
+  const { backend, gateway } = await setup(t, { resumeGraceMs: 100 })
+  const client = await connect(gateway.url('/game/m1'), { token: tokenFor('bob') })
+  await backend.next('open', 'bob')
+  client.ws.terminate()
+  await gateway.logged(/holding its session/)
+  backend.send({ action: 'send', user: 'bob', data: 'never delivered' })
+  const close = await backend.next('close', 'bob')
+  t.same([close.code, close.reason], [1006, 'connection lost'])
+  t.equal(await gateway.metric('gatehouse_dropped_actions_total', { reason: 'resume_expired' }), 1, 'the kept frame is counted as undelivered')
+  await connect(gateway.url('/game/m1'), { token: tokenFor('bob') })
+  t.equal((await backend.next('open', 'bob')).user, 'bob', 'coming back later is a new session')
+})
+
+t.test('a normal close, or a close action, ends the session at once', async (t) => {
+  const { backend, gateway } = await setup(t)
+  const carol = await connect(gateway.url('/game/m1'), { token: tokenFor('carol') })
+  await backend.next('open', 'carol')
+  carol.ws.close(1001)
+  t.equal((await backend.next('close', 'carol')).code, 1001)
+  const dave = await connect(gateway.url('/game/m1'), { token: tokenFor('dave') })
+  await backend.next('open', 'dave')
+  dave.ws.terminate()
+  await gateway.logged(/holding its session/)
+  backend.send({ action: 'close', user: 'dave', code: 4000, reason: 'kicked while away' })
+  t.same(await backend.next('close', 'dave').then((e) => [e.code, e.reason]), [4000, 'kicked while away'], 'the backend may end a held session')
+})
+
+t.test('a held session is resumed under reject too; a different match is a new session', async (t) => {
+  const { backend, gateway } = await setup(t, { duplicate: 'reject' })
+  const first = await connect(gateway.url('/game/m1'), { token: tokenFor('erin') })
+  await backend.next('open', 'erin')
+  first.ws.terminate()
+  await gateway.logged(/holding its session/)
+  const again = await connect(gateway.url('/game/m1'), { token: tokenFor('erin') })
+  t.equal((await refusal(gateway.url('/game/m1'), { token: tokenFor('erin') })).status, 409, 'once resumed, a second socket is a duplicate again')
+  again.ws.terminate()
+  await gateway.logged(/holding its session/)
+  await connect(gateway.url('/game/m2'), { token: tokenFor('erin') })
+  const close = await backend.next('close', 'erin')
+  const open = await backend.next('open', 'erin')
+  t.same([close.params, close.code], [{ matchId: 'm1' }, 1006], 'the held m1 session ends')
+  t.same(open.params, { matchId: 'm2' }, 'and m2 opens')
+})
+
+t.test('a heartbeat timeout holds the session too', async (t) => {
+  const { backend, gateway } = await setup(t, { resumeGraceMs: 150 }, { heartbeatIntervalMs: 50 })
+  const mute = await connect(gateway.url('/game/m1'), { token: tokenFor('frank'), ws: { autoPong: false } })
+  await backend.next('open', 'frank')
+  await mute.closed
+  const close = await backend.next('close', 'frank')
+  t.same([close.code, close.reason], [1006, 'heartbeat timeout'], 'reported after the grace, with the reason')
+  const live = await connect(gateway.url('/game/m1'), { token: tokenFor('grace') })
+  await once(live.ws, 'ping')
+  t.equal(live.ws.readyState, live.ws.OPEN)
+})
