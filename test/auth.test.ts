@@ -1,6 +1,6 @@
 /** The handshake: every bad token is a 401 before any socket opens; the three token sources. */
 import t from 'tap'
-import { startBackend } from './helpers/backend.js'
+import { backendFor } from './helpers/backend.js'
 import { startGateway, testConfig, type EndpointSpec } from './helpers/gateway.js'
 import { connect, refusal } from './helpers/client.js'
 import { AUDIENCE, ISSUER, SECRET, rsaKeys, signWith, tokenFor, unsignedToken } from './helpers/tokens.js'
@@ -8,8 +8,7 @@ import { AUDIENCE, ISSUER, SECRET, rsaKeys, signWith, tokenFor, unsignedToken } 
 const now = (): number => Math.floor(Date.now() / 1000)
 
 async function setup (t: { teardown (fn: () => unknown): void }, overrides: Record<string, unknown> = {}, endpoint: Partial<EndpointSpec> = {}) {
-  const backend = await startBackend()
-  t.teardown(() => backend.close())
+  const backend = await backendFor(t)
   const gateway = await startGateway(t, testConfig([{ name: 'lobby', path: '/lobby', backend: backend.url, ...endpoint }], overrides))
   await backend.next('hello')
   return { backend, gateway }

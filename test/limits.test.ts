@@ -1,16 +1,14 @@
 /** Finite limits: payload (1009), rate (1008), connections (503), slow consumers (1013), heartbeats (1006), expiry (4401). */
 import t from 'tap'
 import { once } from 'node:events'
-import { startBackend } from './helpers/backend.js'
+import { backendFor } from './helpers/backend.js'
 import { startGateway, testConfig } from './helpers/gateway.js'
 import { connect, refusal } from './helpers/client.js'
 import { tokenFor } from './helpers/tokens.js'
 
 async function setup (t: { teardown (fn: () => unknown): void }, limits: Record<string, unknown>, gameLimits?: Record<string, unknown>, extra: Record<string, unknown> = {}) {
-  const backend = await startBackend()
-  const game = await startBackend()
-  t.teardown(() => backend.close())
-  t.teardown(() => game.close())
+  const backend = await backendFor(t)
+  const game = await backendFor(t)
   const gateway = await startGateway(t, testConfig([
     { name: 'lobby', path: '/lobby', backend: backend.url },
     { name: 'game', path: '/game', backend: game.url, ...(gameLimits ? { limits: gameLimits } : {}), ...extra }

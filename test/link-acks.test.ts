@@ -1,6 +1,6 @@
 /** Acknowledged delivery, gateway side (PROTOCOL.md §5a): seq, the unacknowledged buffer, replay on reconnect. */
 import t from 'tap'
-import { startBackend, type TestBackend } from './helpers/backend.js'
+import { backendFor, type TestBackend } from './helpers/backend.js'
 import { startGateway, testConfig } from './helpers/gateway.js'
 import { connect } from './helpers/client.js'
 import { tokenFor } from './helpers/tokens.js'
@@ -8,8 +8,7 @@ import { tokenFor } from './helpers/tokens.js'
 type Teardown = { teardown (fn: () => unknown): void }
 
 async function setup (t: Teardown, queue: Record<string, unknown> = {}, acks = true) {
-  const backend = await startBackend()
-  t.teardown(() => backend.close())
+  const backend = await backendFor(t)
   const gateway = await startGateway(t, testConfig([
     { name: 'game', path: '/game/:matchId', backend: { url: backend.url, acks, minReconnectDelayMs: 10, maxReconnectDelayMs: 50 } }
   ], { queue }))

@@ -1,14 +1,13 @@
 /** Operating the gateway: health, readiness, metrics, and a SIGTERM drain of the real process under traffic. */
 import t from 'tap'
-import { startBackend } from './helpers/backend.js'
+import { backendFor, startBackend } from './helpers/backend.js'
 import { startGateway, testConfig } from './helpers/gateway.js'
 import { connect, refusal } from './helpers/client.js'
 import { AUDIENCE, ISSUER, tokenFor } from './helpers/tokens.js'
 import { runCli } from './helpers/cli.js'
 
 t.test('healthz, readyz and metrics', async (t) => {
-  const backend = await startBackend()
-  t.teardown(() => backend.close())
+  const backend = await backendFor(t)
   const probe = await startBackend()
   const deadPort = probe.port
   await probe.close()
@@ -36,15 +35,13 @@ t.test('healthz, readyz and metrics', async (t) => {
   t.equal(await gateway.metric('gatehouse_link_up', { endpoint: 'game' }), 0)
   t.equal(await gateway.metric('gatehouse_handshake_failures_total', { endpoint: 'lobby', reason: 'token_missing' }), 1)
 
-  const revived = await startBackend({ port: deadPort })
-  t.teardown(() => revived.close())
+  const revived = await backendFor(t, { port: deadPort })
   await revived.next('hello')
   t.equal((await gateway.get('/readyz')).status, 200, 'ready once every link is up')
 })
 
 t.test('SIGTERM during traffic: clients get 1001, their close events reach the backend, exit 0', async (t) => {
-  const backend = await startBackend()
-  t.teardown(() => backend.close())
+  const backend = await backendFor(t)
   const config = testConfig([{ name: 'lobby', path: '/lobby', backend: backend.url }], { log: { level: 'info' } })
   const run = runCli({ ...config, auth: { secret: '${JWT_SECRET}', issuer: ISSUER, audience: AUDIENCE } }, { JWT_SECRET: 'test-secret-that-is-long-enough-for-hs256' })
   t.teardown(() => { run.child.kill('SIGKILL') })

@@ -1,24 +1,16 @@
 /** When the backend is away (DESIGN.md §3): queue, hello/sync/replay, grace, 1013/503, dead peers. */
 import t from 'tap'
-import { startBackend, type TestBackend } from './helpers/backend.js'
+import { backendFor, startBackend, type TestBackend } from './helpers/backend.js'
 import { startGateway, testConfig } from './helpers/gateway.js'
 import { connect, refusal } from './helpers/client.js'
 import { tokenFor } from './helpers/tokens.js'
-
-type Teardown = { teardown (fn: () => unknown): void }
-
-async function backendOn (t: Teardown, options: Parameters<typeof startBackend>[0] = {}): Promise<TestBackend> {
-  const backend = await startBackend(options)
-  t.teardown(() => backend.close())
-  return backend
-}
 
 function endpoint (backend: TestBackend, extra: Record<string, unknown> = {}) {
   return { name: 'game', path: '/game/:matchId', backend: { url: backend.url, minReconnectDelayMs: 20, maxReconnectDelayMs: 100, ...extra } }
 }
 
 t.test('a backend that dies and comes back gets hello, sync, then the queued events in order', async (t) => {
-  const first = await backendOn(t)
+  const first = await backendFor(t)
   const gateway = await startGateway(t, testConfig([endpoint(first)], { queue: { graceMs: 30000 } }))
   await first.next('hello')
   const alice = await connect(gateway.url('/game/m1'), { token: tokenFor('alice', { rank: 3 }) })
@@ -35,7 +27,7 @@ t.test('a backend that dies and comes back gets hello, sync, then the queued eve
   carol.ws.send('hi')
   t.equal(alice.ws.readyState, alice.ws.OPEN, 'clients stay connected through the outage')
 
-  const second = await backendOn(t, { port: first.port })
+  const second = await backendFor(t, { port: first.port })
   const hello = await second.events.next()
   t.same([hello.event, hello.endpoint, hello.protocol], ['hello', 'game', 1], 'hello first')
   const sync = await second.events.next()
@@ -59,7 +51,7 @@ t.test('a backend that dies and comes back gets hello, sync, then the queued eve
 })
 
 t.test('an outage past graceMs closes clients with 1013 and refuses handshakes with 503 until the link is back', async (t) => {
-  const first = await backendOn(t)
+  const first = await backendFor(t)
   const gateway = await startGateway(t, testConfig([endpoint(first)], { queue: { graceMs: 150 } }))
   await first.next('hello')
   const alice = await connect(gateway.url('/game/m1'), { token: tokenFor('alice') })
@@ -73,7 +65,7 @@ t.test('an outage past graceMs closes clients with 1013 and refuses handshakes w
   t.equal((await gateway.get('/readyz')).status, 503)
   t.ok(await gateway.metric('gatehouse_dropped_events_total', { reason: 'backend_unavailable' }) >= 1, 'discarded events are counted')
 
-  const second = await backendOn(t, { port: first.port })
+  const second = await backendFor(t, { port: first.port })
   await second.next('hello')
   t.same((await second.next('sync')).users, [], 'the restarted backend learns that nobody is connected')
   await connect(gateway.url('/game/m1'), { token: tokenFor('bob') })
@@ -89,7 +81,7 @@ t.test('clients may connect before the backend is first reached; their events wa
   const early = await connect(gateway.url('/game/e'), { token: tokenFor('early') })
   early.ws.send('first')
   t.equal((await gateway.get('/readyz')).status, 503)
-  const backend = await backendOn(t, { port })
+  const backend = await backendFor(t, { port })
   t.same((await backend.events.next()).event, 'hello')
   t.same(await backend.events.next(), { event: 'sync', users: [] })
   t.same((await backend.events.next()).event, 'open')
@@ -97,7 +89,7 @@ t.test('clients may connect before the backend is first reached; their events wa
 })
 
 t.test('a full queue closes the endpoint\'s clients with 1013 and counts what was dropped', async (t) => {
-  const first = await backendOn(t)
+  const first = await backendFor(t)
   const gateway = await startGateway(t, testConfig([endpoint(first)], { queue: { maxEvents: 5, graceMs: 30000 } }))
   await first.next('hello')
   const alice = await connect(gateway.url('/game/m'), { token: tokenFor('alice') })
@@ -107,13 +99,13 @@ t.test('a full queue closes the endpoint\'s clients with 1013 and counts what wa
   for (let i = 0; i < 10; i++) alice.ws.send(String(i))
   t.equal((await alice.closed).code, 1013)
   t.equal(await gateway.metric('gatehouse_dropped_events_total', { reason: 'queue_full' }), 1)
-  const second = await backendOn(t, { port: first.port })
+  const second = await backendFor(t, { port: first.port })
   await second.next('hello')
   t.same((await second.next('sync')).users, [], 'the backend starts from an empty roster')
 })
 
 t.test('the link presents backend.token; a backend that refuses it is retried, never served', async (t) => {
-  const backend = await backendOn(t, { token: 'link-secret' })
+  const backend = await backendFor(t, { token: 'link-secret' })
   const gateway = await startGateway(t, testConfig([
     { name: 'good', path: '/good', backend: { url: backend.url, token: 'link-secret' } },
     { name: 'bad', path: '/bad', backend: { url: backend.url, token: 'wrong-secret', minReconnectDelayMs: 20, maxReconnectDelayMs: 50 } }
@@ -130,7 +122,7 @@ t.test('the link presents backend.token; a backend that refuses it is retried, n
 })
 
 t.test('a backend that stops answering pings is dropped and redialled', async (t) => {
-  const backend = await backendOn(t, { autoPong: false })
+  const backend = await backendFor(t, { autoPong: false })
   const gateway = await startGateway(t, testConfig([endpoint(backend, { pingIntervalMs: 50 })]))
   await backend.next('hello')
   await gateway.logged(/backend link down/)

@@ -1,16 +1,14 @@
 /** Client frames → `message` events, backend actions → client frames and closes. */
 import t from 'tap'
-import { startBackend } from './helpers/backend.js'
+import { backendFor } from './helpers/backend.js'
 import { startGateway, testConfig } from './helpers/gateway.js'
 import { connect } from './helpers/client.js'
 import { tokenFor } from './helpers/tokens.js'
 
 /** A lobby endpoint and a game endpoint (with a path parameter), each with its own backend. */
 async function setup (t: { teardown (fn: () => unknown): void }) {
-  const backend = await startBackend()
-  const game = await startBackend()
-  t.teardown(() => backend.close())
-  t.teardown(() => game.close())
+  const backend = await backendFor(t)
+  const game = await backendFor(t)
   const gateway = await startGateway(t, testConfig([
     { name: 'lobby', path: '/lobby', backend: backend.url },
     { name: 'game', path: '/game/:matchId', backend: game.url }
@@ -21,8 +19,7 @@ async function setup (t: { teardown (fn: () => unknown): void }) {
 }
 
 t.test('hello names the gateway, the endpoint and the protocol version; sync follows', async (t) => {
-  const backend = await startBackend()
-  t.teardown(() => backend.close())
+  const backend = await backendFor(t)
   const gateway = await startGateway(t, testConfig([{ name: 'lobby', path: '/lobby', backend: backend.url }], { server: { host: '127.0.0.1', port: 0, nodeId: 'node-a' } }))
   const hello = await backend.next('hello')
   t.same(hello, { event: 'hello', gateway: 'node-a', endpoint: 'lobby', protocol: 1 })

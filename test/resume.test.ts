@@ -1,14 +1,13 @@
 /** Reconnect grace (DESIGN.md §3b): a player whose network blips keeps their session, and the backend never notices. */
 import t from 'tap'
 import { once } from 'node:events'
-import { startBackend } from './helpers/backend.js'
+import { backendFor } from './helpers/backend.js'
 import { startGateway, testConfig } from './helpers/gateway.js'
 import { connect, refusal } from './helpers/client.js'
 import { tokenFor } from './helpers/tokens.js'
 
 async function setup (t: { teardown (fn: () => unknown): void }, endpoint: Record<string, unknown> = {}, limits: Record<string, unknown> = {}) {
-  const backend = await startBackend()
-  t.teardown(() => backend.close())
+  const backend = await backendFor(t)
   const gateway = await startGateway(t, testConfig([
     { name: 'game', path: '/game/:matchId', backend: backend.url, resumeGraceMs: 10000, ...endpoint }
   ], { limits }))

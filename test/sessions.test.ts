@@ -1,13 +1,12 @@
 /** One connection per (endpoint, user): the replace and reject policies and their ordering. */
 import t from 'tap'
-import { startBackend } from './helpers/backend.js'
+import { backendFor } from './helpers/backend.js'
 import { startGateway, testConfig } from './helpers/gateway.js'
 import { connect, refusal } from './helpers/client.js'
 import { tokenFor } from './helpers/tokens.js'
 
 async function setup (t: { teardown (fn: () => unknown): void }, duplicate?: 'replace' | 'reject') {
-  const backend = await startBackend()
-  t.teardown(() => backend.close())
+  const backend = await backendFor(t)
   const gateway = await startGateway(t, testConfig([{ name: 'game', path: '/game/:matchId', backend: backend.url, ...(duplicate ? { duplicate } : {}) }]))
   await backend.next('hello')
   return { backend, gateway }
@@ -67,10 +66,8 @@ t.test('reject: a second connection gets 409 and the first is untouched', async 
 })
 
 t.test('the same user on different endpoints is two clients', async (t) => {
-  const lobby = await startBackend()
-  const game = await startBackend()
-  t.teardown(() => lobby.close())
-  t.teardown(() => game.close())
+  const lobby = await backendFor(t)
+  const game = await backendFor(t)
   const gateway = await startGateway(t, testConfig([
     { name: 'lobby', path: '/lobby', backend: lobby.url },
     { name: 'game', path: '/game', backend: game.url }

@@ -86,3 +86,10 @@ export async function startBackend (options: BackendOptions = {}): Promise<TestB
     }
   }
 }
+
+/** A backend closed when the test ends. */
+export async function backendFor (t: { teardown (fn: () => unknown): void }, options: BackendOptions = {}): Promise<TestBackend> {
+  const backend = await startBackend(options)
+  t.teardown(() => backend.close())
+  return backend
+}

@@ -1,0 +1,98 @@
+/**
+ * Chaos in CI (issue 6): players stream numbered messages through a real
+ * gateway with `backend.acks` while the backend is SIGKILLed and restarted,
+ * and while its link is severed. Afterwards nothing is lost or reordered, and
+ * duplicates are only of events that were never acknowledged. No timing is
+ * asserted; the pauses between blows are the chaos, not waits for results.
+ */
+import { EventEmitter } from 'node:events'
+import t from 'tap'
+import { GatehouseBackend } from '../src/sdk/index.js'
+import { startGateway, testConfig } from './helpers/gateway.js'
+import { allArrived, BackendProcesses, CutProxy, freePort, pause, Streamers, tally, until, type Incarnation } from './helpers/chaos.js'
+import { BACKEND_TOKEN, captureLogger } from './sdk-fixtures.js'
+
+const PLAYERS = Array.from({ length: 6 }, (_, i) => `player${i}`)
+const KILLS = 7
+const CUTS = 10
+
+function chaosGateway (t: Parameters<typeof startGateway>[0], backendUrl: string) {
+  return startGateway(t, testConfig([{
+    name: 'chaos',
+    path: '/chaos',
+    backend: { url: backendUrl, token: BACKEND_TOKEN, acks: true, minReconnectDelayMs: 20, maxReconnectDelayMs: 100 }
+  }], {
+    limits: { messagesPerSecond: 100000, burst: 100000 },
+    log: { level: 'info' }
+  }))
+}
+
+t.test(`backend SIGKILLed and restarted ${KILLS} times under streaming players`, async (t) => {
+  const port = await freePort()
+  const backends = new BackendProcesses(port, BACKEND_TOKEN)
+  t.teardown(() => backends.kill())
+  await backends.start()
+  const gateway = await chaosGateway(t, `ws://127.0.0.1:${port}`)
+  await gateway.logged(/backend link up/)
+  const players = await Streamers.start(gateway.url('/chaos'), PLAYERS)
+  t.teardown(() => players.close())
+
+  for (let kill = 0; kill < KILLS; kill++) {
+    await pause(1000, 2000)
+    await backends.kill()
+    await backends.start()
+  }
+  players.stop()
+  await until(backends, () => allArrived(players.sent, backends.incarnations), 30000, 'every message to reach a backend')
+
+  const figures = tally(players.sent, backends.incarnations)
+  t.comment(`kills ${KILLS}: ${JSON.stringify(figures)}`)
+  t.ok(figures.sent > 0)
+  t.equal(figures.lost, 0, 'no message lost')
+  t.equal(figures.reordered, 0, 'none reordered within an incarnation')
+  t.equal(figures.duplicatesOfAcked, 0, 'no acknowledged message delivered again')
+  t.equal(figures.seqMismatches, 0, 'a replay keeps its original seq')
+  const last = backends.incarnations.at(-1) as Incarnation
+  t.same([...new Set(last.opens)].sort(), [...PLAYERS].sort(), 'the last incarnation knows every player')
+  t.same(last.closes, [], 'and closed none')
+})
+
+t.test(`gateway↔backend link severed ${CUTS} times under streaming players`, async (t) => {
+  const changed = new EventEmitter<{ line: [] }>()
+  const seen: Incarnation = { messages: [], opens: [], closes: [] }
+  const backend = new GatehouseBackend({ token: BACKEND_TOKEN, logger: captureLogger(), linkGraceMs: 60000 }, {
+    onOpen: (user) => { seen.opens.push(user) },
+    onClose: (user, code) => { seen.closes.push(`${user} ${code}`) },
+    onMessage: (user, data, { seq }) => {
+      seen.messages.push([user, (data as { n: number }).n, seq ?? 0, 0])
+      changed.emit('line')
+    }
+  })
+  const { port } = await backend.listen()
+  t.teardown(() => backend.stop())
+  const proxy = new CutProxy(port)
+  const proxyPort = await proxy.listen()
+  t.teardown(() => proxy.close())
+  const gateway = await chaosGateway(t, `ws://127.0.0.1:${proxyPort}`)
+  await gateway.logged(/backend link up/)
+  const players = await Streamers.start(gateway.url('/chaos'), PLAYERS)
+  t.teardown(() => players.close())
+  await until(changed, () => proxy.acksSeen > 0, 10000, 'the first ack through the proxy')
+
+  for (let cut = 0; cut < CUTS; cut++) {
+    await pause(200, 600)
+    proxy.cut()
+  }
+  players.stop()
+  await until(changed, () => allArrived(players.sent, [seen]), 30000, 'every message to reach the backend')
+
+  const figures = tally(players.sent, [seen])
+  t.comment(`cuts ${proxy.cuts}: ${JSON.stringify(figures)}, replays skipped ${backend.stats.duplicatesSkipped}`)
+  t.ok(figures.sent > 0)
+  t.equal(figures.lost, 0, 'no message lost')
+  t.equal(figures.reordered, 0, 'none reordered')
+  t.equal(figures.duplicates, 0, 'a backend that kept running handles nothing twice')
+  t.same(seen.opens.sort(), [...PLAYERS].sort(), 'each player opened once')
+  t.same(seen.closes, [], 'and nobody was closed by a blip')
+  t.equal(backend.stats.badFrames, 0)
+})

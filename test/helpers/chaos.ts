@@ -1,0 +1,245 @@
+/**
+ * Chaos harness shared by test/chaos.test.ts and bench/chaos.ts: players
+ * streaming numbered messages, a backend process to SIGKILL and restart, a
+ * TCP proxy to sever the gateway↔backend link, and the tally that says
+ * whether every message arrived, in order, duplicated only where allowed.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { EventEmitter, once } from 'node:events'
+import { createServer, connect as dial, type Server, type Socket } from 'node:net'
+import { fileURLToPath } from 'node:url'
+import { connect, type TestClient } from './client.js'
+import { tokenFor } from './tokens.js'
+
+/** A port that was free a moment ago, for a process that must come back on the same one. */
+export async function freePort (): Promise<number> {
+  const server = createServer()
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address() as { port: number }
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
+
+/** What one backend process was handed, in arrival order. */
+export interface Incarnation {
+  /** [user, n, seq, the seq of the sync of the link it came on]. */
+  messages: Array<[string, number, number, number]>
+  opens: string[]
+  closes: string[]
+}
+
+/** The chaos backend (chaos-backend.ts) as a child process, one Incarnation per spawn. */
+export class BackendProcesses extends EventEmitter<{ line: [] }> {
+  readonly incarnations: Incarnation[] = []
+  private child?: ChildProcess
+  private readonly script = fileURLToPath(new URL('./chaos-backend.js', import.meta.url))
+
+  constructor (private readonly port: number, private readonly token: string) {
+    super()
+  }
+
+  /** Spawns the next incarnation; resolves once it listens. */
+  async start (): Promise<void> {
+    const child = spawn(process.execPath, [this.script], {
+      env: { ...process.env, CHAOS_PORT: String(this.port), CHAOS_TOKEN: this.token },
+      stdio: ['ignore', 'pipe', 'inherit']
+    })
+    this.child = child
+    const seen: Incarnation = { messages: [], opens: [], closes: [] }
+    this.incarnations.push(seen)
+    let syncSeq = 0
+    let rest = ''
+    const ready = new Promise<void>((resolve, reject) => {
+      child.once('exit', (code) => reject(new Error(`chaos backend exited (${code}) before it was ready`)))
+      child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+        const lines = (rest + chunk).split('\n')
+        rest = lines.pop() ?? ''
+        for (const line of lines) {
+          const [kind, a, b, c] = line.split(' ')
+          if (kind === 'm') seen.messages.push([a, Number(b), Number(c), syncSeq])
+          else if (kind === 'sync') syncSeq = Number(a)
+          else if (kind === 'open') seen.opens.push(a)
+          else if (kind === 'close') seen.closes.push(`${a} ${b}`)
+          else if (kind === 'ready') resolve()
+        }
+        this.emit('line')
+      })
+    })
+    await ready
+  }
+
+  /** SIGKILL, then wait until the process is gone and its port free. */
+  async kill (): Promise<void> {
+    const child = this.child
+    if (!child || child.exitCode !== null || child.signalCode !== null) return
+    const exited = once(child, 'exit')
+    child.kill('SIGKILL')
+    await exited
+  }
+}
+
+/** A TCP proxy in front of the backend, so the link can be cut without either end choosing to. */
+export class CutProxy {
+  readonly server: Server
+  private readonly sockets = new Set<Socket>()
+  /** Acks seen going back to the gateway (a cut before the first would cost nothing to skip). */
+  acksSeen = 0
+  cuts = 0
+
+  constructor (backendPort: number) {
+    this.server = createServer((downstream) => {
+      const upstream = dial(backendPort, '127.0.0.1')
+      for (const socket of [downstream, upstream]) {
+        this.sockets.add(socket)
+        socket.on('error', () => {})
+        socket.on('close', () => {
+          this.sockets.delete(socket)
+          downstream.destroy()
+          upstream.destroy()
+        })
+      }
+      upstream.on('data', (chunk: Buffer) => {
+        if (chunk.includes('"action":"ack"')) this.acksSeen++
+      })
+      downstream.pipe(upstream)
+      upstream.pipe(downstream)
+    })
+  }
+
+  async listen (): Promise<number> {
+    this.server.listen(0, '127.0.0.1')
+    await once(this.server, 'listening')
+    return (this.server.address() as { port: number }).port
+  }
+
+  /** Severs every connection through the proxy, mid-stream, without a close frame. */
+  cut (): void {
+    this.cuts++
+    for (const socket of this.sockets) socket.destroy()
+  }
+
+  async close (): Promise<void> {
+    this.cut()
+    await new Promise((resolve) => this.server.close(resolve))
+  }
+}
+
+/** Players each sending `{"n": 1}`, `{"n": 2}`, ... as fast as a steady tick allows. */
+export class Streamers {
+  readonly sent = new Map<string, number>()
+  private readonly clients: TestClient[] = []
+  private timer?: NodeJS.Timeout
+
+  static async start (url: string, users: readonly string[], perTick = 4, tickMs = 5): Promise<Streamers> {
+    const streamers = new Streamers()
+    for (const user of users) {
+      streamers.clients.push(await connect(url, { token: tokenFor(user) }))
+      streamers.sent.set(user, 0)
+    }
+    streamers.timer = setInterval(() => streamers.tick(users, perTick), tickMs)
+    return streamers
+  }
+
+  private tick (users: readonly string[], perTick: number): void {
+    this.clients.forEach((client, i) => {
+      // a client the gateway cannot keep up with waits instead of buffering without end
+      if (client.ws.readyState !== client.ws.OPEN || client.ws.bufferedAmount > 64 * 1024) return
+      const user = users[i]
+      let n = this.sent.get(user) ?? 0
+      for (let k = 0; k < perTick; k++) client.ws.send(`{"n":${++n}}`)
+      this.sent.set(user, n)
+    })
+  }
+
+  /** Stops sending; the counts in `sent` are final. */
+  stop (): void {
+    clearInterval(this.timer)
+  }
+
+  get total (): number {
+    let sum = 0
+    for (const n of this.sent.values()) sum += n
+    return sum
+  }
+
+  async close (): Promise<void> {
+    this.stop()
+    for (const client of this.clients) client.ws.close()
+    await Promise.all(this.clients.map(async (client) => await client.closed))
+  }
+}
+
+export interface Tally {
+  sent: number
+  received: number
+  lost: number
+  /** Within one incarnation, a message not above the one before it from the same player. */
+  reordered: number
+  /** Receipts beyond the first of the same message, across incarnations. */
+  duplicates: number
+  /** Duplicates whose seq the gateway had counted as acknowledged (at or below the sync of their link): must be 0. */
+  duplicatesOfAcked: number
+  /** Duplicates that came with a different seq than the first receipt: must be 0. */
+  seqMismatches: number
+}
+
+/** Counts what `incarnations` were handed against what the players `sent`. */
+export function tally (sent: ReadonlyMap<string, number>, incarnations: readonly Incarnation[]): Tally {
+  const firstSeq = new Map<string, number>()
+  const result: Tally = { sent: 0, received: 0, lost: 0, reordered: 0, duplicates: 0, duplicatesOfAcked: 0, seqMismatches: 0 }
+  for (const n of sent.values()) result.sent += n
+  for (const incarnation of incarnations) {
+    const last = new Map<string, number>()
+    for (const [user, n, seq, syncSeq] of incarnation.messages) {
+      result.received++
+      if (n <= (last.get(user) ?? 0)) result.reordered++
+      last.set(user, n)
+      const key = `${user} ${n}`
+      const first = firstSeq.get(key)
+      if (first === undefined) {
+        firstSeq.set(key, seq)
+        continue
+      }
+      result.duplicates++
+      if (seq !== first) result.seqMismatches++
+      if (seq <= syncSeq) result.duplicatesOfAcked++
+    }
+  }
+  for (const [user, count] of sent) {
+    for (let n = 1; n <= count; n++) if (!firstSeq.has(`${user} ${n}`)) result.lost++
+  }
+  return result
+}
+
+/** Whether every message sent so far has reached some incarnation (cheaper than a full tally, for waiting on). */
+export function allArrived (sent: ReadonlyMap<string, number>, incarnations: readonly Incarnation[]): boolean {
+  const highest = new Map<string, number>()
+  for (const incarnation of incarnations) {
+    for (const [user, n] of incarnation.messages) if (n > (highest.get(user) ?? 0)) highest.set(user, n)
+  }
+  return [...sent].every(([user, count]) => (highest.get(user) ?? 0) >= count)
+}
+
+/** Resolves once `done()` holds, checked whenever `emitter` says something changed; rejects after `timeoutMs`. */
+export async function until (emitter: EventEmitter<{ line: [] }>, done: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  if (done()) return
+  await new Promise<void>((resolve, reject) => {
+    const check = (): void => {
+      if (!done()) return
+      clearTimeout(timer)
+      emitter.off('line', check)
+      resolve()
+    }
+    const timer = setTimeout(() => {
+      emitter.off('line', check)
+      reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`))
+    }, timeoutMs)
+    emitter.on('line', check)
+  })
+}
+
+/** A pause of 1-3 s (or within the given bounds) between blows. */
+export async function pause (minMs: number, maxMs: number): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, minMs + Math.random() * (maxMs - minMs)))
+}
