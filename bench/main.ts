@@ -16,6 +16,9 @@ import { renderSvg } from './svg.js'
 /** bench/ in the source tree (this file runs from dist/bench/). */
 const SOURCE_DIR = fileURLToPath(new URL('../../bench/', import.meta.url))
 
+// interrupted: exit normally, so 'exit' handlers stop nginx; Node children exit when their IPC channel closes
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130))
+
 const options = optionsFromEnv()
 const say = (line: string): void => { process.stderr.write(`bench: ${line}\n`) }
 say(`contenders ${options.contenders.join(', ')}; workloads ${options.workloads.join(', ')}${options.smoke ? ' (smoke)' : ''}`)

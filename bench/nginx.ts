@@ -120,6 +120,15 @@ http {
 `
 }
 
+/** nginx masters still running: stopped (with their temp dirs) if the bench exits early. */
+const running = new Map<ChildProcess, string>()
+process.on('exit', () => {
+  for (const [proc, dir] of running) {
+    proc.kill('SIGTERM')
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
 export async function startNginx (binary: string, upstreamPort: number, workers: string): Promise<NginxProxy> {
   const dir = mkdtempSync(join(tmpdir(), 'gatehouse-bench-nginx-'))
   const port = await freePort()
@@ -130,7 +139,11 @@ export async function startNginx (binary: string, upstreamPort: number, workers:
   proc.stderr?.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
   let exited = false
   const exit = new Promise<void>((resolve) => proc.once('exit', () => { exited = true; resolve() }))
-  const cleanup = (): void => rmSync(dir, { recursive: true, force: true })
+  running.set(proc, dir)
+  const cleanup = (): void => {
+    running.delete(proc)
+    rmSync(dir, { recursive: true, force: true })
+  }
   for (let i = 0; i < 200 && !(await accepts(port)); i++) {
     if (exited) {
       cleanup()
