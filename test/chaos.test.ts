@@ -44,7 +44,6 @@ t.test(`backend SIGKILLed and restarted ${KILLS} times under streaming players`,
   }
   players.stop()
   await until(backends, () => allArrived(players.sent, backends.incarnations), 30000, 'every message to reach a backend')
-
   const figures = tally(players.sent, backends.incarnations)
   t.comment(`kills ${KILLS}: ${JSON.stringify(figures)}`)
   t.ok(figures.sent > 0)
