@@ -1,7 +1,7 @@
 /**
  * Chaos in CI (issue 6): players stream numbered messages through a real
  * gateway with `backend.acks` while the backend is SIGKILLed and restarted,
- * and while its link is severed. Afterwards nothing is lost or reordered, and
+ * while its link is severed, and while players drop and resume. Afterwards nothing is lost or reordered, and
  * duplicates are only of events that were never acknowledged. No timing is
  * asserted; the pauses between blows are the chaos, not waits for results.
  */
@@ -15,11 +15,13 @@ import { BACKEND_TOKEN, captureLogger } from './sdk-fixtures.js'
 const PLAYERS = Array.from({ length: 6 }, (_, i) => `player${i}`)
 const KILLS = 7
 const CUTS = 10
+const BLIPS = 12
 
-function chaosGateway (t: Parameters<typeof startGateway>[0], backendUrl: string) {
+function chaosGateway (t: Parameters<typeof startGateway>[0], backendUrl: string, endpoint: Record<string, unknown> = {}) {
   return startGateway(t, testConfig([{
     name: 'chaos',
     path: '/chaos',
+    ...endpoint,
     backend: { url: backendUrl, token: BACKEND_TOKEN, acks: true, minReconnectDelayMs: 20, maxReconnectDelayMs: 100 }
   }], {
     limits: { messagesPerSecond: 100000, burst: 100000 },
@@ -94,4 +96,43 @@ t.test(`gateway↔backend link severed ${CUTS} times under streaming players`, a
   t.same(seen.opens.sort(), [...PLAYERS].sort(), 'each player opened once')
   t.same(seen.closes, [], 'and nobody was closed by a blip')
   t.equal(backend.stats.badFrames, 0)
+})
+
+t.test(`players dropping ${BLIPS} times and resuming within resumeGraceMs: the backend notices nothing`, async (t) => {
+  const changed = new EventEmitter<{ line: [] }>()
+  const seen: Incarnation = { messages: [], opens: [], closes: [] }
+  const backend = new GatehouseBackend({ token: BACKEND_TOKEN, logger: captureLogger() }, {
+    onOpen: (user) => { seen.opens.push(user) },
+    onClose: (user, code) => { seen.closes.push(`${user} ${code}`) },
+    onMessage: (user, data, { seq }) => {
+      seen.messages.push([user, (data as { n: number }).n, seq ?? 0, 0])
+      changed.emit('line')
+    }
+  })
+  const { url } = await backend.listen()
+  t.teardown(() => backend.stop())
+  const gateway = await chaosGateway(t, url, { resumeGraceMs: 10000 })
+  await gateway.logged(/backend link up/)
+  const players = await Streamers.start(gateway.url('/chaos'), PLAYERS)
+  t.teardown(() => players.close())
+
+  for (let blip = 0; blip < BLIPS; blip++) {
+    await pause(100, 300)
+    const user = PLAYERS[blip % PLAYERS.length]
+    await players.blip(user, {
+      delivered: async () => await until(changed, () => seen.messages.filter((m) => m[0] === user).length >= (players.sent.get(user) ?? 0), 10000, `${user}'s messages before the drop`),
+      held: async () => { await gateway.logged(/holding its session for a resume/) }
+    })
+  }
+  players.stop()
+  await until(changed, () => allArrived(players.sent, [seen]), 30000, 'every message to reach the backend')
+
+  const figures = tally(players.sent, [seen])
+  t.comment(`blips ${BLIPS}: ${JSON.stringify(figures)}, resumes ${await gateway.metric('gatehouse_resumes_total')}`)
+  t.equal(figures.lost, 0, 'no message lost')
+  t.equal(figures.reordered, 0, 'none reordered')
+  t.equal(figures.duplicates, 0, 'none twice')
+  t.equal(await gateway.metric('gatehouse_resumes_total'), BLIPS, 'every drop was resumed')
+  t.same(seen.opens.sort(), [...PLAYERS].sort(), 'the backend saw each player open once')
+  t.same(seen.closes, [], 'and no close')
 })

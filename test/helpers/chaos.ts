@@ -129,23 +129,41 @@ export class CutProxy {
 export class Streamers {
   readonly sent = new Map<string, number>()
   private readonly clients: TestClient[] = []
+  private readonly paused = new Set<string>()
   private timer?: NodeJS.Timeout
 
+  private constructor (private readonly url: string, private readonly users: readonly string[]) {}
+
   static async start (url: string, users: readonly string[], perTick = 4, tickMs = 5): Promise<Streamers> {
-    const streamers = new Streamers()
+    const streamers = new Streamers(url, users)
     for (const user of users) {
       streamers.clients.push(await connect(url, { token: tokenFor(user) }))
       streamers.sent.set(user, 0)
     }
-    streamers.timer = setInterval(() => streamers.tick(users, perTick), tickMs)
+    streamers.timer = setInterval(() => streamers.tick(perTick), tickMs)
     return streamers
   }
 
-  private tick (users: readonly string[], perTick: number): void {
+  /**
+   * A player's network blip: stop sending, wait for `delivered` (so no frame
+   * dies in the player's own socket), drop the socket without a close frame,
+   * wait for `held` (the gateway noticed), reconnect as the same user, go on.
+   */
+  async blip (user: string, steps: { delivered (): Promise<void>, held (): Promise<void> }): Promise<void> {
+    const at = this.users.indexOf(user)
+    this.paused.add(user)
+    await steps.delivered()
+    this.clients[at].ws.terminate()
+    await steps.held()
+    this.clients[at] = await connect(this.url, { token: tokenFor(user) })
+    this.paused.delete(user)
+  }
+
+  private tick (perTick: number): void {
     this.clients.forEach((client, i) => {
+      const user = this.users[i]
       // a client the gateway cannot keep up with waits instead of buffering without end
-      if (client.ws.readyState !== client.ws.OPEN || client.ws.bufferedAmount > 64 * 1024) return
-      const user = users[i]
+      if (this.paused.has(user) || client.ws.readyState !== client.ws.OPEN || client.ws.bufferedAmount > 64 * 1024) return
       let n = this.sent.get(user) ?? 0
       for (let k = 0; k < perTick; k++) client.ws.send(`{"n":${++n}}`)
       this.sent.set(user, n)
