@@ -80,7 +80,7 @@ export const SendAction = Type.Object({
   ...oneTarget('user', 'users', 'all'),
   // binary data travels as base64 text
   if: { required: ['binary'], properties: { binary: { const: true } } },
-  then: { properties: { data: { type: 'string', contentEncoding: 'base64' } } }
+  then: { properties: { data: { type: 'string', pattern: '^[A-Za-z0-9+/]*={0,2}$' } } }
 })
 
 export const CloseAction = Type.Object({

@@ -1,5 +1,5 @@
 /**
- * Gatehouse's error catalog (docs/errors.md). Start-up misuse throws these;
+ * Gatehouse's error catalog (the handshake table in protocol/PROTOCOL.md §6). Start-up misuse throws these;
  * handshake refusals reply with them (fastify sends `statusCode`, `code`,
  * `message`). Nothing on the per-message path throws.
  */

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto'
 import Fastify, { type FastifyInstance } from 'fastify'
 import websocket from '@fastify/websocket'
 import type { DestinationStream } from 'pino'
-import { parseConfig, endpointLimits } from './config/load.js'
+import { parseConfig, endpointLimits, isValidated } from './config/load.js'
 import type { GatewayConfig } from './config/schema.js'
 import { registerAuthenticator } from './auth/authenticator.js'
 import { selectSubprotocol } from './auth/token-sources.js'
@@ -20,6 +20,7 @@ import { loggerOptions } from './logger.js'
 import { CloseCodes } from '../protocol/index.js'
 import { endpointRoutes, type EndpointRoute } from '../routes/endpoints.js'
 import { healthRoutes } from '../routes/health.js'
+import { handleNotFound } from '../routes/not-found.js'
 
 export interface GatewayOptions {
   /** Where JSON log lines go (default: stdout). */
@@ -29,12 +30,13 @@ export interface GatewayOptions {
 }
 
 /**
- * Builds a gateway from a config object (validated here, as the CLI does).
+ * Builds a gateway from a config object: one from `parseConfig` or
+ * `loadConfigFile` as it is, anything else validated here first.
  * Backend links dial when the instance is ready (`listen()` or `ready()`);
  * `close()` drains: clients get 1001, their `close` events reach the backends.
  */
 export async function createGateway (input: unknown, options: GatewayOptions = {}): Promise<FastifyInstance> {
-  const config: Readonly<GatewayConfig> = parseConfig(input, options.env)
+  const config: Readonly<GatewayConfig> = isValidated(input) ? input : parseConfig(input, options.env)
   const app = Fastify({ logger: loggerOptions(config.log.level, options.logStream) })
   const metrics = new GatewayMetrics()
   const nodeId = config.server.nodeId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`
@@ -47,7 +49,7 @@ export async function createGateway (input: unknown, options: GatewayOptions = {
     const limits = endpointLimits(config, endpoint)
     const registry = new SessionRegistry(endpoint.duplicate)
     const link = new BackendLink({ endpoint: endpoint.name, nodeId, backend: endpoint.backend, queue: config.queue, metrics, log })
-    const relay = new EndpointRelay({ endpoint, limits, registry, sink: link, metrics, log })
+    const relay = new EndpointRelay({ endpoint, limits, registry, sink: link, metrics, log, clockToleranceSec: config.auth.clockToleranceSec })
     link.on('actions', (actions) => relay.dispatch(actions))
     link.on('state', (state) => {
       if (state === 'unavailable') relay.closeAll(CloseCodes.BACKEND_UNAVAILABLE)
@@ -89,6 +91,7 @@ export async function createGateway (input: unknown, options: GatewayOptions = {
       maxConnections: config.limits.maxConnections
     }
   })
+  handleNotFound(app)
   await app.register(healthRoutes, {
     registry: metrics.registry,
     links: () => Object.fromEntries(endpoints.map((e) => [e.route.config.name, e.link.state]))

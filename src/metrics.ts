@@ -1,5 +1,5 @@
 /**
- * Every Prometheus metric Gatehouse exports (docs/metrics.md). One registry
+ * Every Prometheus metric Gatehouse exports (docs/operations.md). One registry
  * per gateway instance, so several gateways in one process do not collide.
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'

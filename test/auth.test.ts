@@ -111,12 +111,17 @@ t.test('tokens never reach a log line', async (t) => {
   await connect(gateway.url('/lobby'), { token: tokenFor('sub', { marker: 'never-log-me' }), via: 'subprotocol' })
   await refusal(gateway.url('/lobby?access_token=' + encodeURIComponent(secretToken + 'x')))
   await refusal(gateway.url('/lobby'), { token: 'bad.token.here' })
+  const lost = await refusal(gateway.url('/lobbyy?access_token=' + secretToken))
+  t.equal(lost.status, 404)
+  t.notOk(lost.body.includes(secretToken), 'a 404 does not echo the token back either')
+  await connect(gateway.url('/lobby?%61ccess_token=' + tokenFor('encoded', { marker: 'never-log-me' })))
   const all = gateway.logs.join('\n')
   t.ok(all.includes('access_token=[REDACTED]'), 'the query token is redacted in the request line')
   t.notOk(all.includes(secretToken.split('.')[2]), 'no token signature in the logs')
   t.notOk(all.includes(secretToken.split('.')[1]), 'no token payload in the logs')
   t.notOk(all.includes(SECRET), 'no secret in the logs')
   t.notOk(all.includes('bad.token.here'), 'not even a bad token')
+  t.notOk(/"url":"[^"]*ey[A-Za-z0-9_-]{20}/.test(all), 'no JWT-looking text in any logged URL, an encoded key or an unknown path included')
 })
 
 function tamper (token: string): string {

@@ -64,6 +64,10 @@ t.test('bad configs: each problem names its field and what was expected', async 
   ])
   t.same(problems({ ...minimal, endpoints: [{ ...minimal.endpoints[0], path: '/metrics' }] }), ['endpoints[0].path: "/metrics" is reserved for the gateway\'s own HTTP routes'])
   t.same(problems(42), ['(root): must be object'])
+  t.same(problems({ ...minimal, endpoints: [{ ...minimal.endpoints[0], backend: { url: 'ws://127.0.0.1:4001/#x' } }] }), ['endpoints[0].backend.url: must not have a #fragment'])
+  t.same(problems({ ...minimal, endpoints: [{ ...minimal.endpoints[0], backend: { url: 'ws://', connectTimeoutMs: 0 } }] }), [
+    'endpoints[0].backend.connectTimeoutMs: must be >= 100'
+  ])
 })
 
 t.test('publicKey may be PEM text or a file path, resolved beside the config file', async (t) => {

@@ -4,7 +4,7 @@ import { once } from 'node:events'
 import { backendFor } from './helpers/backend.js'
 import { startGateway, testConfig } from './helpers/gateway.js'
 import { connect, refusal } from './helpers/client.js'
-import { tokenFor } from './helpers/tokens.js'
+import { AUDIENCE, ISSUER, SECRET, tokenFor } from './helpers/tokens.js'
 
 async function setup (t: { teardown (fn: () => unknown): void }, limits: Record<string, unknown>, gameLimits?: Record<string, unknown>, extra: Record<string, unknown> = {}) {
   const backend = await backendFor(t)
@@ -101,4 +101,16 @@ t.test('enforceExpiry: the socket closes with 4401 when the token expires', asyn
   t.same(await client.closed, { code: 4401, reason: 'token expired' })
   t.equal((await game.next('close', 'cinderella')).code, 4401)
   t.ok(Date.now() >= exp * 1000 - 50, 'not before the expiry')
+})
+
+t.test('enforceExpiry honours the clock tolerance', async (t) => {
+  const backend = await backendFor(t)
+  const gateway = await startGateway(t, testConfig([{ name: 'game', path: '/game', backend: backend.url, enforceExpiry: true }], {
+    auth: { secret: SECRET, issuer: ISSUER, audience: AUDIENCE, clockToleranceSec: 1 }
+  }))
+  const exp = Math.floor(Date.now() / 1000)
+  const client = await connect(gateway.url('/game'), { token: tokenFor('late', { exp }) })
+  await backend.next('open', 'late')
+  t.equal((await client.closed).code, 4401)
+  t.ok(Date.now() >= (exp + 1) * 1000 - 50, 'not before exp + clockToleranceSec')
 })

@@ -129,3 +129,22 @@ t.test('a backend that stops answering pings is dropped and redialled', async (t
   t.equal((await backend.next('hello')).event, 'hello', 'a new link says hello again')
   t.ok(backend.links.all.length >= 2)
 })
+
+t.test('a sync larger than the write high-water mark does not stall the queued events behind it', async (t) => {
+  const first = await backendFor(t)
+  const gateway = await startGateway(t, testConfig([endpoint(first)]))
+  await first.next('hello')
+  // far more than loopback socket buffers take at once, so the sync really waits in the gateway
+  const padding = 'p'.repeat(9000)
+  const clients = []
+  for (let i = 0; i < 1000; i++) clients.push(await connect(gateway.url('/game/big'), { token: tokenFor(`u${i}`, { padding }) }))
+  for (let i = 0; i < 1000; i++) await first.next('open')
+  await first.close()
+  await gateway.logged(/backend link down/)
+  clients[0].ws.send('queued behind a big sync')
+  const second = await backendFor(t, { port: first.port })
+  const sync = await second.next('sync')
+  t.equal((sync.users as unknown[]).length, 1000)
+  t.ok(JSON.stringify(sync).length > 8 << 20, 'the sync is over 8 MiB')
+  t.equal((await second.next('message', 'u0')).data, 'queued behind a big sync', 'the queued event follows without any new traffic')
+})

@@ -64,6 +64,7 @@ t.test('actions: valid ones pass, each bad one is named by index and field', asy
     [{ action: 'send', user: 'a' }, 'action.data: is required'],
     [{ action: 'send', user: '', data: 1 }, 'action.user: must NOT have fewer than 1 characters'],
     [{ action: 'send', user: 'a', data: 1, binary: true }, 'action.data: must be string'],
+    [{ action: 'send', user: 'a', data: '!!not base64!!', binary: true }, 'action.data: must match pattern "^[A-Za-z0-9+/]*={0,2}$"'],
     [{ action: 'send', all: false, data: 1 }, 'action.all: must be equal to constant'],
     [{ action: 'close', user: 'a', code: 1001 }, 'action.code: must be 1000 or 4000-4999'],
     [{ action: 'close', user: 'a', code: 5000 }, 'action.code: must be 1000 or 4000-4999'],

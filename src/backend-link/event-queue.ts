@@ -98,8 +98,13 @@ export class EventQueue {
     const out = this.items.slice(this.head, end)
     for (const event of out) this.byteCount -= event.bytes
     this.head = end
-    // compact once the committed prefix dominates, so releasing is never O(n) per event
-    if (this.head > 1024 && this.head * 2 > this.items.length) {
+    if (this.head === this.items.length) {
+      // all committed: drop the references now, not at the next compaction
+      this.items = []
+      this.head = 0
+      this.cursor = 0
+    } else if (this.head > 1024 && this.head * 2 > this.items.length) {
+      // compact once the committed prefix dominates, so releasing is never O(n) per event
       this.items = this.items.slice(this.head)
       this.cursor -= this.head
       this.head = 0

@@ -168,7 +168,8 @@ export class BackendLink extends EventEmitter<LinkEvents> {
     if (this.connections++ > 0) metrics.linkReconnects.inc(this.labels)
     this.queue.rewind()
     socket.send(encodeHello(nodeId, endpoint, this.acks))
-    socket.send(encodeSync([...this.roster.values()], this.acks ? this.ackedSeq : undefined))
+    // a large sync may leave the socket above the high-water mark: its write callback resumes the flush
+    socket.send(encodeSync([...this.roster.values()], this.acks ? this.ackedSeq : undefined), this.afterWrite)
     log.info({ backend: this.target, users: this.roster.size, queued: this.queue.length }, 'backend link up')
     this.setState('up')
     this.flush()

@@ -21,6 +21,13 @@ const validate = ajv.compile<GatewayConfig>(GatewayConfig)
 
 const RESERVED_PATHS = new Set(['/healthz', '/readyz', '/metrics'])
 
+/** Configs this module produced, so they are never substituted or validated twice. */
+const validated = new WeakSet<object>()
+
+export function isValidated (config: unknown): config is Readonly<GatewayConfig> {
+  return typeof config === 'object' && config !== null && validated.has(config)
+}
+
 /** Validates a config object (as parsed from JSON) and returns it frozen, with defaults filled. */
 export function parseConfig (input: unknown, env: NodeJS.ProcessEnv = process.env, baseDir = process.cwd()): Readonly<GatewayConfig> {
   const problems: string[] = []
@@ -33,6 +40,7 @@ export function parseConfig (input: unknown, env: NodeJS.ProcessEnv = process.en
   checkAuth(valid, baseDir, problems)
   checkEndpoints(valid.endpoints, problems)
   if (problems.length > 0) throw new ConfigError(problems)
+  validated.add(valid)
   return deepFreeze(valid)
 }
 
@@ -117,6 +125,14 @@ function checkEndpoints (endpoints: EndpointConfig[], problems: string[]): void 
     if (RESERVED_PATHS.has(endpoint.path)) problems.push(`endpoints[${i}].path: "${endpoint.path}" is reserved for the gateway's own HTTP routes`)
     names.set(endpoint.name, i)
     paths.set(routeShape, i)
+    // `ws` refuses some URLs the pattern lets through; say so now, not at the first dial
+    let url: URL | undefined
+    try {
+      url = new URL(endpoint.backend.url)
+    } catch {
+      problems.push(`endpoints[${i}].backend.url: is not a valid URL`)
+    }
+    if (url?.hash) problems.push(`endpoints[${i}].backend.url: must not have a #fragment`)
     const { minReconnectDelayMs, maxReconnectDelayMs } = endpoint.backend
     if (minReconnectDelayMs > maxReconnectDelayMs) {
       problems.push(`endpoints[${i}].backend.minReconnectDelayMs: must be <= maxReconnectDelayMs (${maxReconnectDelayMs})`)

@@ -48,8 +48,8 @@ export const Backend = Type.Object({
   url: Type.String({ pattern: '^wss?://', description: 'ws:// or wss:// URL the gateway dials' }),
   token: Type.Optional(Type.String({ minLength: 1, description: 'sent as Authorization: Bearer to the backend' })),
   pingIntervalMs: Ms(10000, 'ping period on the link; a missed pong drops and redials it'),
-  connectTimeoutMs: Ms(4000, 'give up one dial attempt after this long'),
-  minReconnectDelayMs: Ms(250, 'first redial delay; doubles per failure, with jitter'),
+  connectTimeoutMs: Type.Integer({ minimum: 100, default: 4000, description: 'give up one dial attempt after this long' }),
+  minReconnectDelayMs: Type.Integer({ minimum: 1, default: 250, description: 'first redial delay; doubles per failure, with jitter' }),
   maxReconnectDelayMs: Ms(10000, 'redial delay cap'),
   acks: Type.Boolean({ default: false, description: 'acknowledged delivery: events carry seq and are kept until the backend acks them' })
 }, strict)

@@ -29,10 +29,14 @@ export interface RelayOptions {
   sink: EventSink
   metrics: GatewayMetrics
   log: FastifyBaseLogger
+  /** `auth.clockToleranceSec`: a token is expired only this long after `exp`. */
+  clockToleranceSec: number
 }
 
 /** Longest delay setTimeout accepts (about 24.8 days). */
 const MAX_TIMER_MS = 2 ** 31 - 1
+
+const GATEWAY_CODES = new Set<number>(Object.values(CloseCodes).map((c) => c.code))
 
 export class EndpointRelay {
   private heartbeat?: NodeJS.Timeout
@@ -90,8 +94,10 @@ export class EndpointRelay {
     admission.displaced?.close(CloseCodes.REPLACED)
     this.listen(session, socket)
     const text = encodeOpen(session.user, session.claims, params)
-    sink.send({ kind: 'open', user: session.user, text, bytes: Buffer.byteLength(text), opened: { user: session.user, claims: session.claims, params } })
     metrics.connections.inc(this.labels)
+    sink.send({ kind: 'open', user: session.user, text, bytes: Buffer.byteLength(text), opened: { user: session.user, claims: session.claims, params } })
+    // the open itself may have filled the queue, which closes every client, this one included
+    if (session.isEnded) return
     if (endpoint.enforceExpiry && identity.exp !== undefined) this.expireAt(session, identity.exp)
   }
 
@@ -202,7 +208,8 @@ export class EndpointRelay {
     const text = encodeClose(session.user, session.params, code, reason)
     sink.send({ kind: 'close', user: session.user, text, bytes: Buffer.byteLength(text) })
     metrics.connections.dec(this.labels)
-    metrics.clientCloses.inc({ ...this.labels, code: String(code) })
+    // application codes (3000-4999) are the client's to choose: one label for all, so series stay bounded
+    metrics.clientCloses.inc({ ...this.labels, code: code >= 3000 && !GATEWAY_CODES.has(code) ? 'application' : String(code) })
   }
 
   private send (action: SendAction): void {
@@ -244,9 +251,14 @@ export class EndpointRelay {
     }
   }
 
+  /** Closes with 4401 once `exp` (plus the configured clock tolerance) has passed; far-off expiries re-arm. */
   private expireAt (session: ClientSession, exp: number): void {
-    const delay = Math.min(Math.max(0, exp * 1000 - Date.now()), MAX_TIMER_MS)
-    const timer = setTimeout(() => session.close(CloseCodes.TOKEN_EXPIRED), delay)
+    const deadline = (exp + this.options.clockToleranceSec) * 1000
+    const delay = Math.max(0, deadline - Date.now())
+    const timer = setTimeout(() => {
+      if (Date.now() >= deadline) session.close(CloseCodes.TOKEN_EXPIRED)
+      else this.expireAt(session, exp)
+    }, Math.min(delay, MAX_TIMER_MS))
     timer.unref()
     this.expiries.set(session, timer)
   }

@@ -79,12 +79,13 @@ export class ClientSession {
   deliver (payload: string | Buffer, binary: boolean, slow: CloseCode, lost: CloseCode): Delivery {
     if (this.state === 'ended') return 'gone'
     if (this.state === 'held') {
-      if (this.keptBytes + payload.length > this.limits.maxBufferedBytes) {
+      const size = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length
+      if (this.keptBytes + size > this.limits.maxBufferedBytes) {
         this.end(lost.code, lost.reason)
         return 'gone'
       }
       this.kept.push({ payload, binary })
-      this.keptBytes += payload.length
+      this.keptBytes += size
       return 'kept'
     }
     if (this.current.bufferedAmount > this.limits.maxBufferedBytes) {
