@@ -8,6 +8,7 @@
 import { fileURLToPath } from 'node:url'
 import { forkChild, type Child } from './ipc.js'
 import { startNginx, type NginxProxy } from './nginx.js'
+import { LINK_PATH, PATH } from './endpoints.js'
 import { BENCH_AUDIENCE, BENCH_ISSUER, BENCH_SECRET } from './tokens.js'
 
 export const CONTENDERS = ['direct', 'nginx', 'gatehouse'] as const
@@ -19,7 +20,7 @@ export const CONTENDERS = ['direct', 'nginx', 'gatehouse'] as const
 export const ALL_CONTENDERS = [...CONTENDERS, 'gatehouse-b'] as const
 export type ContenderName = typeof ALL_CONTENDERS[number]
 
-export const PATH = '/bench'
+export { PATH } from './endpoints.js'
 
 const ECHO_SERVER = fileURLToPath(new URL('./servers/echo-server.js', import.meta.url))
 const ECHO_BACKEND = fileURLToPath(new URL('./servers/echo-backend.js', import.meta.url))
@@ -103,7 +104,7 @@ export async function startContender (name: ContenderName, options: StartOptions
   const flags = options.cpuProfDir ? [...NODE_FLAGS, '--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`] : NODE_FLAGS
   let gateway: Child | undefined
   try {
-    const config = JSON.stringify(gatewayConfig(`ws://127.0.0.1:${backend.ready.port}`))
+    const config = JSON.stringify(gatewayConfig(`ws://127.0.0.1:${backend.ready.port}${LINK_PATH}`))
     const started = await forkChild<{ port: number }>(name, GATEWAY, {
       execArgv: flags,
       args: name === 'gatehouse-b' ? [config, options.gatehouseB as string] : [config]

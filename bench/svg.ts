@@ -16,6 +16,7 @@ function niceScale (max: number): { top: number, step: number } {
 }
 
 function fmt (v: number): string {
+  if (v === 0) return '0'
   if (v >= 10000) return `${(v / 1000).toFixed(0)}k`
   if (v >= 1000) return `${(v / 1000).toFixed(1)}k`
   if (v >= 10) return v.toFixed(0)

@@ -4,10 +4,18 @@
  */
 import { once } from 'node:events'
 import { WebSocketServer } from 'ws'
+import { PATH } from '../endpoints.js'
 import { serveIpc } from '../ipc.js'
 import { serverHandlers } from './common.js'
 
-const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false, maxPayload: 65536, backlog: 4096 })
+const wss = new WebSocketServer({
+  host: '127.0.0.1',
+  port: 0,
+  perMessageDeflate: false,
+  maxPayload: 65536,
+  backlog: 4096,
+  verifyClient: (info: { req: { url?: string } }) => info.req.url?.startsWith(PATH) === true
+})
 await once(wss, 'listening')
 wss.on('connection', (socket) => {
   socket.on('error', () => {})
