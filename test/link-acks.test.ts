@@ -9,9 +9,10 @@ type Teardown = { teardown (fn: () => unknown): void }
 
 async function setup (t: Teardown, queue: Record<string, unknown> = {}, acks = true) {
   const backend = await backendFor(t)
+  // this backend never acks what it is sent last, so each teardown's drain waits out its bound: keep it short
   const gateway = await startGateway(t, testConfig([
     { name: 'game', path: '/game/:matchId', backend: { url: backend.url, acks, minReconnectDelayMs: 10, maxReconnectDelayMs: 50 } }
-  ], { queue }))
+  ], { queue, server: { host: '127.0.0.1', port: 0, shutdownTimeoutMs: 300 } }))
   const hello = await backend.next('hello')
   return { backend, gateway, hello }
 }
