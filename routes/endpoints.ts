@@ -3,7 +3,10 @@
  * before @fastify/websocket upgrades, so a refused client gets a plain HTTP
  * status (401/403/409/503) and never holds a WebSocket.
  */
+import type { ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { WebSocket } from 'ws'
 import type { FastifyError } from '@fastify/error'
 import type {} from '@fastify/websocket'
 import type { Params } from '../protocol/index.js'
@@ -80,7 +83,9 @@ export async function endpointRoutes (app: FastifyInstance, { endpoints, authent
         request.identity = admit(request, endpoint, authenticator, gate)
       },
       handler: (socket, request) => {
+        const inherited = socket.listeners('error')
         endpoint.relay.accept(socket, request.identity as Identity, request.params as Params)
+        release(socket, request, inherited)
       }
     })
   }
@@ -104,4 +109,18 @@ function admit (request: FastifyRequest, endpoint: EndpointRoute, authenticator:
   if (!endpoint.available()) throw new GW_ERR_BACKEND_UNAVAILABLE()
   if (endpoint.registry.refuses(identity.user)) throw new GW_ERR_DUPLICATE()
   return identity
+}
+
+/**
+ * Lets go of what @fastify/websocket keeps for the life of every socket: the
+ * stand-in ServerResponse it assigned to the TCP socket (and through it the
+ * IncomingMessage, its headers and token), and an 'error' listener closing
+ * over the fastify request and reply. Together ~3 KiB per idle client
+ * (issue 5, bench/results.md). Only the inherited listeners go: the relay
+ * has attached its own by now.
+ */
+function release (socket: WebSocket, request: FastifyRequest, inherited: ReturnType<WebSocket['listeners']>): void {
+  const tcp = request.raw.socket as Socket & { _httpMessage?: ServerResponse | null }
+  tcp._httpMessage?.detachSocket(tcp)
+  for (const listener of inherited) socket.off('error', listener as (err: Error) => void)
 }

@@ -47,6 +47,11 @@ type ReconnectingWebSocket = InstanceType<typeof ReconnectingWebSocket>
 const HIGH_WATER_BYTES = 1 << 20
 /** Largest batch frame built from queued events. */
 const MAX_FRAME_BYTES = 256 * 1024
+/**
+ * `open`/`close` events alone wait until this long after the previous flush,
+ * so a burst of handshakes shares frames instead of costing one write each.
+ */
+const CONTROL_FLUSH_GAP_MS = 1
 /** Largest frame a backend may send. */
 const MAX_BACKEND_FRAME_BYTES = 64 * 1024 * 1024
 
@@ -63,6 +68,8 @@ export class BackendLink extends EventEmitter<LinkEvents> {
   private current: LinkState = 'connecting'
   private graceTimer?: NodeJS.Timeout
   private flushScheduled = false
+  private flushTimer?: NodeJS.Timeout
+  private lastFlush = 0
   private connections = 0
   private readonly labels: { endpoint: string }
 
@@ -128,12 +135,29 @@ export class BackendLink extends EventEmitter<LinkEvents> {
       return false
     }
     if (event.seq !== undefined) this.nextSeq++
-    this.observeQueue()
-    if (!this.flushScheduled && this.current === 'up') {
+    if (this.current === 'up') this.scheduleFlush(event.kind === 'message')
+    // while up, flush() updates the queue gauges once per batch
+    else this.observeQueue()
+    return true
+  }
+
+  /**
+   * A `message` goes out on the next turn of the event loop; `open`/`close`
+   * alone wait until CONTROL_FLUSH_GAP_MS after the previous flush. Order is
+   * untouched: the queue is FIFO and every flush takes from its head.
+   */
+  private scheduleFlush (urgent: boolean): void {
+    if (this.flushScheduled) return
+    const wait = urgent ? 0 : this.lastFlush + CONTROL_FLUSH_GAP_MS - performance.now()
+    if (wait <= 0) {
       this.flushScheduled = true
       setImmediate(() => this.flush())
+    } else if (!this.flushTimer) {
+      this.flushTimer = setTimeout(() => {
+        this.flushTimer = undefined
+        this.flush()
+      }, wait)
     }
-    return true
   }
 
   /** Resolves once everything queued is committed (written, or acked), the link leaves `up`, or `timeoutMs` passes; with the count left uncommitted. */
@@ -155,6 +179,7 @@ export class BackendLink extends EventEmitter<LinkEvents> {
 
   close (): void {
     clearTimeout(this.graceTimer)
+    clearTimeout(this.flushTimer)
     this.setState('closed')
     this.rws?.close(1001, 'gateway shutting down')
   }
@@ -227,6 +252,7 @@ export class BackendLink extends EventEmitter<LinkEvents> {
 
   private flush (): void {
     this.flushScheduled = false
+    this.lastFlush = performance.now()
     const socket = this.socket
     if (this.current !== 'up' || !socket || socket.readyState !== WebSocket.OPEN) return
     while (this.queue.unwritten > 0 && socket.bufferedAmount < HIGH_WATER_BYTES) {

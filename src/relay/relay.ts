@@ -42,6 +42,9 @@ export class EndpointRelay {
   private heartbeat?: NodeJS.Timeout
   private readonly expiries = new Map<ClientSession, NodeJS.Timeout>()
   private readonly labels: { endpoint: string }
+  /** Per-message counts, published to prom-client once per tick (its inc() hashes the labels on every call). */
+  private messagesIn = 0
+  private messagesOut = 0
 
   constructor (private readonly options: RelayOptions) {
     this.labels = { endpoint: options.endpoint.name }
@@ -88,6 +91,7 @@ export class EndpointRelay {
     if (!admission.admitted) {
       // lost a race with a concurrent handshake of the same user; the backend never saw this one
       metrics.handshakeFailures.inc({ ...this.labels, reason: 'duplicate' })
+      socket.on('error', (err) => this.options.log.debug({ err: err.message }, 'refused duplicate socket error'))
       socket.close(CloseCodes.DUPLICATE_REJECTED.code, CloseCodes.DUPLICATE_REJECTED.reason)
       return
     }
@@ -106,6 +110,10 @@ export class EndpointRelay {
     for (const action of actions) {
       if (action.action === 'send') this.send(action)
       else this.close(action)
+    }
+    if (this.messagesOut > 0) {
+      this.options.metrics.messagesOut.inc(this.labels, this.messagesOut)
+      this.messagesOut = 0
     }
   }
 
@@ -184,7 +192,7 @@ export class EndpointRelay {
 
   private onFrame (session: ClientSession, data: Buffer, isBinary: boolean): void {
     if (session.isEnded) return
-    const { limits, sink, metrics } = this.options
+    const { limits, sink } = this.options
     // ws enforces the largest limit of all endpoints; this endpoint's may be smaller
     if (data.length > limits.maxPayloadBytes) {
       session.close(CloseCodes.MESSAGE_TOO_BIG)
@@ -196,7 +204,12 @@ export class EndpointRelay {
     }
     const text = isBinary ? encodeBinaryMessage(session.prefix, data) : encodeTextMessage(session.prefix, data.toString())
     sink.send({ kind: 'message', user: session.user, text, bytes: Buffer.byteLength(text) })
-    metrics.messagesIn.inc(this.labels)
+    if (this.messagesIn++ === 0) setImmediate(this.publishMessagesIn)
+  }
+
+  private readonly publishMessagesIn = (): void => {
+    this.options.metrics.messagesIn.inc(this.labels, this.messagesIn)
+    this.messagesIn = 0
   }
 
   private readonly onSessionEnd = (session: ClientSession, code: number, reason: string): void => {
@@ -228,7 +241,7 @@ export class EndpointRelay {
       }
       const delivery = session.deliver(frame, binary, CloseCodes.SLOW_CONSUMER, CloseCodes.ABNORMAL)
       if (delivery === 'sent') {
-        metrics.messagesOut.inc(this.labels)
+        this.messagesOut++
       } else if (delivery === 'slow') {
         metrics.droppedActions.inc({ ...this.labels, reason: 'slow_consumer' })
         log.info({ user }, 'client too slow to read; closed (1013)')
