@@ -3,8 +3,7 @@
  * configured; the first configured source that holds a token wins.
  */
 import type { IncomingHttpHeaders } from 'node:http'
-
-export type TokenSource = 'header' | 'subprotocol' | 'query'
+import type { TokenSource } from '../config/schema.js'
 
 /** Browsers cannot set headers on a WebSocket, so they offer `['bearer', jwt]` as subprotocols. */
 export const BEARER_SUBPROTOCOL = 'bearer'

@@ -96,3 +96,4 @@ export type BackendConfig = Static<typeof Backend>
 export type LimitsConfig = Static<typeof Limits>
 export type QueueConfig = Static<typeof Queue>
 export type AuthConfig = Static<typeof Auth>
+export type TokenSource = Static<typeof TokenSource>
