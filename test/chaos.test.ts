@@ -17,6 +17,23 @@ const KILLS = 7
 const CUTS = 10
 const BLIPS = 12
 
+/** An in-process SDK backend that records every open, close and numbered message it handles. */
+async function recordingBackend (t: Parameters<typeof startGateway>[0], options: { linkGraceMs?: number } = {}) {
+  const changed = new EventEmitter<{ line: [] }>()
+  const seen: Incarnation = { messages: [], opens: [], closes: [] }
+  const backend = new GatehouseBackend({ token: BACKEND_TOKEN, logger: captureLogger(), ...options }, {
+    onOpen: (user) => { seen.opens.push(user) },
+    onClose: (user, code) => { seen.closes.push(`${user} ${code}`) },
+    onMessage: (user, data, { seq }) => {
+      seen.messages.push([user, (data as { n: number }).n, seq ?? 0, 0])
+      changed.emit('line')
+    }
+  })
+  const { port, url } = await backend.listen()
+  t.teardown(() => backend.stop())
+  return { backend, seen, changed, port, url }
+}
+
 function chaosGateway (t: Parameters<typeof startGateway>[0], backendUrl: string, endpoint: Record<string, unknown> = {}) {
   return startGateway(t, testConfig([{
     name: 'chaos',
@@ -59,18 +76,7 @@ t.test(`backend SIGKILLed and restarted ${KILLS} times under streaming players`,
 })
 
 t.test(`gateway↔backend link severed ${CUTS} times under streaming players`, async (t) => {
-  const changed = new EventEmitter<{ line: [] }>()
-  const seen: Incarnation = { messages: [], opens: [], closes: [] }
-  const backend = new GatehouseBackend({ token: BACKEND_TOKEN, logger: captureLogger(), linkGraceMs: 60000 }, {
-    onOpen: (user) => { seen.opens.push(user) },
-    onClose: (user, code) => { seen.closes.push(`${user} ${code}`) },
-    onMessage: (user, data, { seq }) => {
-      seen.messages.push([user, (data as { n: number }).n, seq ?? 0, 0])
-      changed.emit('line')
-    }
-  })
-  const { port } = await backend.listen()
-  t.teardown(() => backend.stop())
+  const { backend, seen, changed, port } = await recordingBackend(t, { linkGraceMs: 60000 })
   const proxy = new CutProxy(port)
   const proxyPort = await proxy.listen()
   t.teardown(() => proxy.close())
@@ -99,18 +105,7 @@ t.test(`gateway↔backend link severed ${CUTS} times under streaming players`, a
 })
 
 t.test(`players dropping ${BLIPS} times and resuming within resumeGraceMs: the backend notices nothing`, async (t) => {
-  const changed = new EventEmitter<{ line: [] }>()
-  const seen: Incarnation = { messages: [], opens: [], closes: [] }
-  const backend = new GatehouseBackend({ token: BACKEND_TOKEN, logger: captureLogger() }, {
-    onOpen: (user) => { seen.opens.push(user) },
-    onClose: (user, code) => { seen.closes.push(`${user} ${code}`) },
-    onMessage: (user, data, { seq }) => {
-      seen.messages.push([user, (data as { n: number }).n, seq ?? 0, 0])
-      changed.emit('line')
-    }
-  })
-  const { url } = await backend.listen()
-  t.teardown(() => backend.stop())
+  const { seen, changed, url } = await recordingBackend(t)
   const gateway = await chaosGateway(t, url, { resumeGraceMs: 10000 })
   await gateway.logged(/backend link up/)
   const players = await Streamers.start(gateway.url('/chaos'), PLAYERS)
