@@ -23,6 +23,8 @@ export const CloseCodes = {
   BACKEND_UNAVAILABLE: { code: 1013, reason: 'backend unavailable, try again later', retry: true },
   SLOW_CONSUMER: { code: 1013, reason: 'client too slow to read, try again later', retry: true },
   HEARTBEAT_TIMEOUT: { code: 1006, reason: 'heartbeat timeout', retry: true },
+  /** Not sent on the wire: reported by a surviving node for a user of a gateway node that died. */
+  NODE_LOST: { code: 1006, reason: 'gateway node lost', retry: true },
   TOKEN_EXPIRED: { code: 4401, reason: 'token expired', retry: true },
   REPLACED: { code: 4409, reason: 'replaced by a newer connection', retry: false }
 } as const satisfies Record<string, CloseCode>

@@ -80,8 +80,8 @@ export function encodeFrame (encoded: readonly string[]): string {
   return encoded.length === 1 ? encoded[0] : `[${encoded.join(',')}]`
 }
 
-export function encodeHello (gateway: string, endpoint: string, acks = false): string {
-  const hello: HelloEvent = { event: 'hello', gateway, endpoint, protocol: PROTOCOL_VERSION, ...(acks ? { acks: true } : {}) }
+export function encodeHello (gateway: string, endpoint: string, acks = false, cluster?: string): string {
+  const hello: HelloEvent = { event: 'hello', gateway, endpoint, protocol: PROTOCOL_VERSION, ...(acks ? { acks: true } : {}), ...(cluster === undefined ? {} : { cluster }) }
   return JSON.stringify(hello)
 }
 

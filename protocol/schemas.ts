@@ -22,7 +22,8 @@ export const HelloEvent = Type.Object({
   gateway: Type.String({ description: 'node id of the gateway process' }),
   endpoint: Type.String(),
   protocol: Type.Integer(),
-  acks: Type.Optional(Type.Literal(true, { description: 'events carry seq; answer with ack actions' }))
+  acks: Type.Optional(Type.Literal(true, { description: 'events carry seq; answer with ack actions' })),
+  cluster: Type.Optional(Type.String({ minLength: 1, description: 'gateways naming the same cluster are one gateway: any of their links reaches every user, and `all` reaches the whole cluster' }))
 }, strict)
 
 export const SyncUser = Type.Object({ user: User, claims: Claims, params: Params }, strict)

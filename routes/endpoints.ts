@@ -13,7 +13,7 @@ import type { Params } from '../protocol/index.js'
 import type { Authenticator, Identity } from '../src/auth/authenticator.js'
 import type { EndpointConfig, LimitsConfig } from '../src/config/schema.js'
 import type { GatewayMetrics, HandshakeFailure } from '../src/metrics.js'
-import type { EndpointRelay } from '../src/relay/relay.js'
+import type { EndpointRelay, Ticket } from '../src/relay/relay.js'
 import type { SessionRegistry } from '../src/sessions/registry.js'
 import {
   GW_ERR_AT_CAPACITY, GW_ERR_BACKEND_UNAVAILABLE, GW_ERR_DRAINING, GW_ERR_DUPLICATE, GW_ERR_ORIGIN_FORBIDDEN,
@@ -22,7 +22,7 @@ import {
 
 declare module 'fastify' {
   interface FastifyRequest {
-    identity: Identity | null
+    admitted: Admitted | null
   }
 }
 
@@ -34,6 +34,18 @@ export interface EndpointRoute {
   relay: EndpointRelay
   /** False once the backend has been away past `queue.graceMs`. */
   available (): boolean
+  /** Registers the handshake with the cluster; throws the error whose status the client gets. */
+  claim (identity: Identity, params: Params): Promise<Ticket>
+  /** Gives back a claim whose upgrade never happened. */
+  release (ticket: Ticket): void
+}
+
+/** A handshake past every check, waiting for its upgrade. */
+interface Admitted {
+  identity: Identity
+  ticket: Ticket
+  /** Stops watching for the TCP socket closing before the upgrade. */
+  upgraded (): void
 }
 
 /** Gateway-wide admission state. */
@@ -59,11 +71,12 @@ const FAILURE_REASONS: Record<string, HandshakeFailure> = {
   GW_ERR_DUPLICATE: 'duplicate',
   GW_ERR_AT_CAPACITY: 'capacity',
   GW_ERR_DRAINING: 'draining',
-  GW_ERR_BACKEND_UNAVAILABLE: 'backend_unavailable'
+  GW_ERR_BACKEND_UNAVAILABLE: 'backend_unavailable',
+  GW_ERR_CLUSTER_UNAVAILABLE: 'cluster_unavailable'
 }
 
 export async function endpointRoutes (app: FastifyInstance, { endpoints, authenticator, gate, metrics }: EndpointRoutesOptions): Promise<void> {
-  app.decorateRequest('identity', null)
+  app.decorateRequest('admitted', null)
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const reason = FAILURE_REASONS[error.code]
@@ -80,11 +93,19 @@ export async function endpointRoutes (app: FastifyInstance, { endpoints, authent
       websocket: true,
       config: { endpoint: endpoint.config.name },
       preValidation: async (request) => {
-        request.identity = admit(request, endpoint, authenticator, gate)
+        const identity = admit(request, endpoint, authenticator, gate)
+        const ticket = await endpoint.claim(identity, request.params as Params)
+        // the client may leave before the upgrade: then the claim is given back
+        const tcp = request.raw.socket
+        const abandon = (): void => endpoint.release(ticket)
+        tcp.once('close', abandon)
+        request.admitted = { identity, ticket, upgraded: () => tcp.off('close', abandon) }
       },
       handler: (socket, request) => {
+        const { identity, ticket, upgraded } = request.admitted as Admitted
+        upgraded()
         const inherited = socket.listeners('error')
-        endpoint.relay.accept(socket, request.identity as Identity, request.params as Params)
+        endpoint.relay.accept(socket, identity, ticket)
         release(socket, request, inherited)
       }
     })

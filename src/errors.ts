@@ -16,4 +16,5 @@ export const GW_ERR_ORIGIN_FORBIDDEN = createError('GW_ERR_ORIGIN_FORBIDDEN', 'o
 export const GW_ERR_DUPLICATE = createError('GW_ERR_DUPLICATE', 'this user is already connected to this endpoint', 409)
 export const GW_ERR_AT_CAPACITY = createError('GW_ERR_AT_CAPACITY', 'gateway at capacity, try again later', 503)
 export const GW_ERR_DRAINING = createError('GW_ERR_DRAINING', 'gateway shutting down, try again later', 503)
+export const GW_ERR_CLUSTER_UNAVAILABLE = createError('GW_ERR_CLUSTER_UNAVAILABLE', 'cannot check that this connection is unique while the cluster store is unreachable, try again later', 503)
 export const GW_ERR_BACKEND_UNAVAILABLE = createError('GW_ERR_BACKEND_UNAVAILABLE', 'backend unavailable, try again later', 503)

@@ -1,6 +1,6 @@
 /**
- * The composition root: config → auth → per endpoint (registry, link, relay)
- * → routes, wired here and nowhere else. The parts know nothing of each
+ * The composition root: config → auth → cluster broker → per endpoint
+ * (registry, link, relay) → routes, wired here and nowhere else. The parts know nothing of each
  * other; they meet through the small interfaces each one declares.
  */
 import { hostname } from 'node:os'
@@ -16,6 +16,10 @@ import { BackendLink } from './backend-link/link.js'
 import { EndpointRelay } from './relay/relay.js'
 import { SessionRegistry } from './sessions/registry.js'
 import { GatewayMetrics } from './metrics.js'
+import type { Broker, LocalNode } from './cluster/broker.js'
+import { MemoryBroker } from './cluster/memory-broker.js'
+import { RedisBroker } from './cluster/redis-broker.js'
+import { Admissions } from './cluster/admission.js'
 import { loggerOptions } from './logger.js'
 import { CloseCodes } from '../protocol/index.js'
 import { endpointRoutes, type EndpointRoute } from '../routes/endpoints.js'
@@ -27,6 +31,8 @@ export interface GatewayOptions {
   logStream?: DestinationStream
   /** For `${NAME}` substitution when `config` is not yet validated (default: process.env). */
   env?: NodeJS.ProcessEnv
+  /** This process in the cluster and in `hello` (default: `server.nodeId`, else generated). */
+  nodeId?: string
 }
 
 /**
@@ -39,24 +45,52 @@ export async function createGateway (input: unknown, options: GatewayOptions = {
   const config: Readonly<GatewayConfig> = isValidated(input) ? input : parseConfig(input, options.env)
   const app = Fastify({ logger: loggerOptions(config.log.level, options.logStream) })
   const metrics = new GatewayMetrics()
-  const nodeId = config.server.nodeId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`
+  const nodeId = options.nodeId ?? config.server.nodeId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`
   let draining = false
 
   const authenticator = await registerAuthenticator(app, config.auth)
+  const { cluster } = config
+  const broker: Broker = cluster.redis === undefined
+    ? new MemoryBroker(metrics)
+    : new RedisBroker({ ...cluster, url: cluster.redis, nodeId, metrics, log: app.log.child({ component: 'cluster' }) })
+  const admissions = new Admissions(broker, nodeId, cluster.whenRedisDown)
 
   const endpoints = config.endpoints.map((endpoint) => {
     const log = app.log.child({ endpoint: endpoint.name })
     const limits = endpointLimits(config, endpoint)
     const registry = new SessionRegistry(endpoint.duplicate)
-    const link = new BackendLink({ endpoint: endpoint.name, nodeId, backend: endpoint.backend, queue: config.queue, metrics, log })
-    const relay = new EndpointRelay({ endpoint, limits, registry, sink: link, metrics, log, clockToleranceSec: config.auth.clockToleranceSec })
+    const link = new BackendLink({ endpoint: endpoint.name, nodeId, cluster: broker.cluster, backend: endpoint.backend, queue: config.queue, metrics, log })
+    const relay = new EndpointRelay({ endpoint, limits, registry, sink: link, cluster: broker, metrics, log, clockToleranceSec: config.auth.clockToleranceSec })
     link.on('actions', (actions) => relay.dispatch(actions))
     link.on('state', (state) => {
       if (state === 'unavailable') relay.closeAll(CloseCodes.BACKEND_UNAVAILABLE)
     })
-    const route: EndpointRoute = { config: endpoint, limits, registry, relay, available: () => link.state !== 'unavailable' }
+    const route: EndpointRoute = {
+      config: endpoint,
+      limits,
+      registry,
+      relay,
+      available: () => link.state !== 'unavailable',
+      claim: async (identity, params) => await admissions.claim(endpoint, identity, params),
+      release: (ticket) => admissions.release(ticket)
+    }
     return { route, link, relay }
   })
+  const relays = new Map(endpoints.map((e) => [e.route.config.name, e.relay]))
+  const relayFor = (endpoint: string): EndpointRelay | undefined => {
+    const relay = relays.get(endpoint)
+    if (!relay) app.log.warn({ endpoint }, 'another node spoke of an endpoint this node does not serve; nodes of one cluster need the same endpoints')
+    return relay
+  }
+  const node: LocalNode = {
+    evict: async (endpoint, user, id, why) => await relayFor(endpoint)?.evict(user, id, why),
+    reportLost: async (endpoint, user, params) => await relayFor(endpoint)?.reportLost(user, params),
+    reopen: (endpoint, user, id) => relayFor(endpoint)?.reopen(user, id),
+    deliver: (endpoint, actions) => relayFor(endpoint)?.dispatch(actions, true),
+    * connections () {
+      for (const { relay } of endpoints) yield * relay.registered()
+    }
+  }
 
   await app.register(websocket, {
     options: {
@@ -94,11 +128,13 @@ export async function createGateway (input: unknown, options: GatewayOptions = {
   handleNotFound(app)
   await app.register(healthRoutes, {
     registry: metrics.registry,
-    links: () => Object.fromEntries(endpoints.map((e) => [e.route.config.name, e.link.state]))
+    links: () => Object.fromEntries(endpoints.map((e) => [e.route.config.name, e.link.state])),
+    broker: () => broker.state
   })
 
   app.addHook('onReady', async () => {
-    app.log.info({ nodeId, endpoints: endpoints.map((e) => `${e.route.config.path} -> ${e.link.target}`) }, 'gateway starting')
+    app.log.info({ nodeId, cluster: broker.cluster, endpoints: endpoints.map((e) => `${e.route.config.path} -> ${e.link.target}`) }, 'gateway starting')
+    broker.start(node)
     for (const { link, relay } of endpoints) {
       link.start()
       relay.start()
@@ -106,6 +142,7 @@ export async function createGateway (input: unknown, options: GatewayOptions = {
   })
   app.addHook('onClose', async () => {
     for (const { link } of endpoints) link.close()
+    await broker.close()
   })
   return app
 }

@@ -4,7 +4,7 @@
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 
-export type HandshakeFailure = 'not_websocket' | 'token_missing' | 'token_invalid' | 'token_expired' | 'origin' | 'duplicate' | 'capacity' | 'draining' | 'backend_unavailable'
+export type HandshakeFailure = 'not_websocket' | 'token_missing' | 'token_invalid' | 'token_expired' | 'origin' | 'duplicate' | 'capacity' | 'draining' | 'backend_unavailable' | 'cluster_unavailable'
 
 export class GatewayMetrics {
   readonly registry = new Registry()
@@ -22,6 +22,12 @@ export class GatewayMetrics {
   readonly linkReconnects = new Counter({ name: 'gatehouse_link_reconnects_total', help: 'Backend link (re)connections after the first', labelNames: ['endpoint'] as const, registers: [this.registry] })
   readonly queueEvents = new Gauge({ name: 'gatehouse_queue_events', help: 'Events waiting for the backend link', labelNames: ['endpoint'] as const, registers: [this.registry] })
   readonly queueBytes = new Gauge({ name: 'gatehouse_queue_bytes', help: 'Bytes of events waiting for the backend link', labelNames: ['endpoint'] as const, registers: [this.registry] })
+
+  readonly brokerUp = new Gauge({ name: 'gatehouse_broker_up', help: '1 while the cluster broker (Redis) is reachable; always 1 for a node alone', registers: [this.registry] })
+  readonly brokerErrors = new Counter({ name: 'gatehouse_broker_errors_total', help: 'Broker (Redis) operations that failed, by operation', labelNames: ['op'] as const, registers: [this.registry] })
+  readonly clusterClaims = new Counter({ name: 'gatehouse_cluster_claims_total', help: 'Handshakes registered with the cluster, by what the claim found', labelNames: ['endpoint', 'outcome'] as const, registers: [this.registry] })
+  readonly clusterForwards = new Counter({ name: 'gatehouse_cluster_forwards_total', help: 'Actions carried between nodes, by direction', labelNames: ['endpoint', 'direction'] as const, registers: [this.registry] })
+  readonly clusterLostUsers = new Counter({ name: 'gatehouse_cluster_lost_users_total', help: 'Users of dead nodes reported closed (1006) by this node', labelNames: ['endpoint'] as const, registers: [this.registry] })
 
   constructor () {
     collectDefaultMetrics({ register: this.registry, prefix: 'gatehouse_' })

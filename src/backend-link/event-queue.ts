@@ -18,6 +18,8 @@ export interface OutboundEvent {
   opened?: SyncUser
   /** Set by the link when the endpoint uses acks. */
   seq?: number
+  /** Called once the event is committed, or dropped with the whole queue. */
+  settled?: () => void
 }
 
 export class EventQueue {
@@ -85,8 +87,9 @@ export class EventQueue {
     this.cursor = this.head
   }
 
-  clear (): number {
-    const dropped = this.length
+  /** Drops every uncommitted event; returns them. */
+  clear (): OutboundEvent[] {
+    const dropped = this.items.slice(this.head)
     this.items = []
     this.head = 0
     this.cursor = 0

@@ -32,6 +32,8 @@ export interface LinkEvents {
 export interface LinkOptions {
   endpoint: string
   nodeId: string
+  /** The cluster this node belongs to, for `hello`; absent for a node alone. */
+  cluster?: string
   backend: Readonly<BackendConfig>
   queue: Readonly<QueueConfig>
   metrics: GatewayMetrics
@@ -192,7 +194,7 @@ export class BackendLink extends EventEmitter<LinkEvents> {
     this.graceTimer = undefined
     if (this.connections++ > 0) metrics.linkReconnects.inc(this.labels)
     this.queue.rewind()
-    socket.send(encodeHello(nodeId, endpoint, this.acks))
+    socket.send(encodeHello(nodeId, endpoint, this.acks, this.options.cluster))
     // a large sync may leave the socket above the high-water mark: its write callback resumes the flush
     socket.send(encodeSync([...this.roster.values()], this.acks ? this.ackedSeq : undefined), this.afterWrite)
     log.info({ backend: this.target, users: this.roster.size, queued: this.queue.length }, 'backend link up')
@@ -279,6 +281,7 @@ export class BackendLink extends EventEmitter<LinkEvents> {
     if (event.kind === 'open' && event.opened) this.roster.set(event.user, event.opened)
     else if (event.kind === 'close') this.roster.delete(event.user)
     if (event.seq !== undefined) this.ackedSeq = event.seq
+    event.settled?.()
   }
 
   private isDrained (): boolean {
@@ -303,12 +306,13 @@ export class BackendLink extends EventEmitter<LinkEvents> {
     clearTimeout(this.graceTimer)
     this.graceTimer = undefined
     const dropped = this.queue.clear()
-    this.options.metrics.droppedEvents.inc({ ...this.labels, reason: 'backend_unavailable' }, dropped)
+    for (const event of dropped) event.settled?.()
+    this.options.metrics.droppedEvents.inc({ ...this.labels, reason: 'backend_unavailable' }, dropped.length)
     this.roster.clear()
     // as if everything sent were acknowledged: nothing older than the next sync is ever replayed
     this.ackedSeq = this.nextSeq - 1
     this.observeQueue()
-    this.options.log.error({ backend: this.target, dropped }, `backend unavailable: ${why}; closing its clients (1013)`)
+    this.options.log.error({ backend: this.target, dropped: dropped.length }, `backend unavailable: ${why}; closing its clients (1013)`)
     const wasUp = this.current === 'up'
     this.setState('unavailable')
     if (wasUp) this.rws?.reconnect(1013, 'gateway reset the link')

@@ -39,6 +39,8 @@ export function parseConfig (input: unknown, env: NodeJS.ProcessEnv = process.en
   const valid = config as GatewayConfig
   checkAuth(valid, baseDir, problems)
   checkEndpoints(valid.endpoints, problems)
+  const workers = workersProblem(valid.server.workers, valid)
+  if (workers) problems.push(`server.workers: ${workers}`)
   if (problems.length > 0) throw new ConfigError(problems)
   validated.add(valid)
   return deepFreeze(valid)
@@ -64,6 +66,13 @@ export function loadConfigFile (path: string, env: NodeJS.ProcessEnv = process.e
 /** The limits one endpoint runs with: the global ones, overridden field by field. */
 export function endpointLimits (config: Readonly<GatewayConfig>, endpoint: Readonly<EndpointConfig>): LimitsConfig {
   return { ...config.limits, ...endpoint.limits }
+}
+
+/** Why `workers` processes cannot run this config, if they cannot. */
+export function workersProblem (workers: number, config: Pick<GatewayConfig, 'cluster'>): string | undefined {
+  if (workers > 1 && config.cluster.redis === undefined) {
+    return `is ${workers}, but more than one worker needs cluster.redis: workers are separate processes, and they know of each other's clients only through Redis`
+  }
 }
 
 const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g

@@ -74,7 +74,16 @@ export const Server = Type.Object({
   host: Type.String({ default: '127.0.0.1' }),
   port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080 }),
   nodeId: Type.Optional(Type.String({ minLength: 1, description: 'this process in hello and logs; generated when absent' })),
-  shutdownTimeoutMs: Ms(10000, 'longest a SIGTERM drain may take')
+  shutdownTimeoutMs: Ms(10000, 'longest a SIGTERM drain may take'),
+  workers: Type.Integer({ minimum: 1, default: 1, description: 'worker processes sharing the port (node:cluster), each a node of the cluster; more than 1 needs cluster.redis' })
+}, { ...strict, default: {} })
+
+export const Cluster = Type.Object({
+  redis: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'redis:// URL; gateways sharing it (and cluster.name) act as one gateway' })),
+  name: Type.String({ pattern: '^[A-Za-z0-9_.-]+$', default: 'gatehouse', description: 'the Redis key prefix, and `cluster` in hello' }),
+  presenceTtlMs: Type.Integer({ minimum: 1000, default: 15000, description: "a node's lease; the users of a node that dies are reported closed within about this long" }),
+  handoffTimeoutMs: Type.Integer({ minimum: 1, default: 2000, description: 'longest a replace waits for the node that holds the old connection to close it' }),
+  whenRedisDown: Enum(['accept', 'reject'], { default: 'accept', description: 'handshakes whose uniqueness cannot be checked while Redis is away: accept them, or refuse them with 503' })
 }, { ...strict, default: {} })
 
 export const Log = Type.Object({
@@ -87,6 +96,7 @@ export const GatewayConfig = Type.Object({
   endpoints: Type.Array(Endpoint, { minItems: 1 }),
   limits: Limits,
   queue: Queue,
+  cluster: Cluster,
   log: Log
 }, strict)
 
@@ -96,4 +106,5 @@ export type BackendConfig = Static<typeof Backend>
 export type LimitsConfig = Static<typeof Limits>
 export type QueueConfig = Static<typeof Queue>
 export type AuthConfig = Static<typeof Auth>
+export type ClusterConfig = Static<typeof Cluster>
 export type TokenSource = Static<typeof TokenSource>

@@ -14,6 +14,8 @@ import type { Identity } from '../auth/authenticator.js'
 import type { EndpointConfig, LimitsConfig } from '../config/schema.js'
 import type { GatewayMetrics } from '../metrics.js'
 import type { OutboundEvent } from '../backend-link/event-queue.js'
+import type { Connection, Eviction } from '../cluster/broker.js'
+import { forUsers } from '../cluster/targets.js'
 import { ClientSession } from '../sessions/client-session.js'
 import type { SessionRegistry } from '../sessions/registry.js'
 
@@ -22,11 +24,26 @@ export interface EventSink {
   send (event: OutboundEvent): boolean
 }
 
+/** The rest of the cluster, as one endpoint's relay needs it. */
+export interface ClusterPort {
+  /** Actions for users not held here (and `all`), for the nodes that hold them. */
+  forward (endpoint: string, actions: ClientAction[]): void
+  /** The connection has ended here. */
+  release (connection: Connection): void
+}
+
+/** An admitted handshake: its connection, and the close of a lost node's connection to report first. */
+export interface Ticket {
+  connection: Connection
+  lost?: { params: Params }
+}
+
 export interface RelayOptions {
   endpoint: Readonly<EndpointConfig>
   limits: Readonly<LimitsConfig>
   registry: SessionRegistry
   sink: EventSink
+  cluster: ClusterPort
   metrics: GatewayMetrics
   log: FastifyBaseLogger
   /** `auth.clockToleranceSec`: a token is expired only this long after `exp`. */
@@ -41,6 +58,8 @@ const GATEWAY_CODES = new Set<number>(Object.values(CloseCodes).map((c) => c.cod
 export class EndpointRelay {
   private heartbeat?: NodeJS.Timeout
   private readonly expiries = new Map<ClientSession, NodeJS.Timeout>()
+  /** Evictions waiting for their session's `close` event to be committed. */
+  private readonly evictions = new Map<ClientSession, () => void>()
   private readonly labels: { endpoint: string }
   /** Per-message counts, published to prom-client once per tick (its inc() hashes the labels on every call). */
   private messagesIn = 0
@@ -75,20 +94,23 @@ export class EndpointRelay {
    * A client finished its handshake: resume its held session, or register a
    * new one (duplicate policy) and tell the backend.
    */
-  accept (socket: WebSocket, identity: Identity, params: Params): void {
-    const { registry, limits, sink, metrics, endpoint } = this.options
+  accept (socket: WebSocket, identity: Identity, { connection, lost }: Ticket): void {
+    const { registry, limits, metrics, endpoint, cluster } = this.options
+    const { params } = connection
+    if (lost) this.reportLost(identity.user, lost.params)
     const held = registry.get(identity.user)
     if (held?.isHeld) {
       if (sameParams(held.params, params)) {
-        this.resume(held, socket, identity)
+        this.resume(held, socket, identity, connection)
         return
       }
       // back, but somewhere else (another match): the held session is over
       held.end(CloseCodes.ABNORMAL.code, CloseCodes.ABNORMAL.reason)
     }
-    const session = new ClientSession(socket, identity, params, limits, this.onSessionEnd)
+    const session = new ClientSession(socket, identity, connection, limits, this.onSessionEnd)
     const admission = registry.admit(session)
     if (!admission.admitted) {
+      cluster.release(connection)
       // lost a race with a concurrent handshake of the same user; the backend never saw this one
       metrics.handshakeFailures.inc({ ...this.labels, reason: 'duplicate' })
       socket.on('error', (err) => this.options.log.debug({ err: err.message }, 'refused duplicate socket error'))
@@ -97,24 +119,68 @@ export class EndpointRelay {
     }
     admission.displaced?.close(CloseCodes.REPLACED)
     this.listen(session, socket)
-    const text = encodeOpen(session.user, session.claims, params)
     metrics.connections.inc(this.labels)
-    sink.send({ kind: 'open', user: session.user, text, bytes: Buffer.byteLength(text), opened: { user: session.user, claims: session.claims, params } })
+    this.announce(session)
     // the open itself may have filled the queue, which closes every client, this one included
     if (session.isEnded) return
     if (endpoint.enforceExpiry && identity.exp !== undefined) this.expireAt(session, identity.exp)
   }
 
-  /** Actions from the backend, in the order it sent them. */
-  dispatch (actions: readonly ClientAction[]): void {
+  /**
+   * Actions from the backend, in the order it sent them. Users not held
+   * here, and `all`, go on to the rest of the cluster; actions another node
+   * `forwarded` are for this node's clients only.
+   */
+  dispatch (actions: readonly ClientAction[], forwarded = false): void {
+    const { metrics, cluster, endpoint, log } = this.options
+    const onward: ClientAction[] = []
     for (const action of actions) {
-      if (action.action === 'send') this.send(action)
-      else this.close(action)
+      const missing = action.action === 'send' ? this.send(action) : this.close(action)
+      if (missing.length > 0) {
+        log.debug({ users: missing.length, action: action.action, forwarded }, 'action for users not connected here')
+        if (forwarded) metrics.droppedActions.inc({ ...this.labels, reason: 'not_connected' }, missing.length)
+        else onward.push(forUsers(action, missing))
+      } else if (!forwarded && action.action === 'send' && action.all === true) {
+        onward.push(action)
+      }
     }
+    if (onward.length > 0) cluster.forward(endpoint.name, onward)
     if (this.messagesOut > 0) {
-      this.options.metrics.messagesOut.inc(this.labels, this.messagesOut)
+      metrics.messagesOut.inc(this.labels, this.messagesOut)
       this.messagesOut = 0
     }
+  }
+
+  /** Every connection held here, held sessions included. */
+  * registered (): Iterable<Connection> {
+    for (const session of this.options.registry.values()) yield session.connection
+  }
+
+  /**
+   * Closes connection `id` of `user` for a newer (or, under `reject`, older)
+   * one on another node; resolves once its `close` is committed to the link.
+   */
+  async evict (user: string, id: string, why: Eviction): Promise<void> {
+    const session = this.options.registry.get(user)
+    if (!session || session.connection.id !== id) return
+    const committed = new Promise<void>((resolve) => this.evictions.set(session, resolve))
+    session.close(why === 'replaced' ? CloseCodes.REPLACED : CloseCodes.DUPLICATE_REJECTED)
+    await committed
+  }
+
+  /** Reports a user of a dead node closed (1006) on this node's link; resolves once committed. */
+  async reportLost (user: string, params: Params): Promise<void> {
+    const { code, reason } = CloseCodes.NODE_LOST
+    const text = encodeClose(user, params, code, reason)
+    await new Promise<void>((resolve) => {
+      if (!this.options.sink.send({ kind: 'close', user, text, bytes: Buffer.byteLength(text), settled: resolve })) resolve()
+    })
+  }
+
+  /** Reports `open` again for a connection the cluster reported closed while this node was cut off. */
+  reopen (user: string, id: string): void {
+    const session = this.options.registry.get(user)
+    if (session?.connection.id === id && !session.isEnded) this.announce(session)
   }
 
   /** Closes every client of the endpoint with `code`. */
@@ -149,9 +215,16 @@ export class EndpointRelay {
     })
   }
 
+  private announce (session: ClientSession): void {
+    const { user, claims, params } = session
+    const text = encodeOpen(user, claims, params)
+    this.options.sink.send({ kind: 'open', user, text, bytes: Buffer.byteLength(text), opened: { user, claims, params } })
+  }
+
   /** The backend sees nothing: same session, new socket, kept frames first. */
-  private resume (session: ClientSession, socket: WebSocket, identity: Identity): void {
+  private resume (session: ClientSession, socket: WebSocket, identity: Identity, connection: Connection): void {
     const { metrics, endpoint } = this.options
+    session.connection = connection
     this.listen(session, socket)
     const flushed = session.resume(socket, CloseCodes.SLOW_CONSUMER, CloseCodes.ABNORMAL)
     metrics.resumes.inc(this.labels)
@@ -213,30 +286,33 @@ export class EndpointRelay {
   }
 
   private readonly onSessionEnd = (session: ClientSession, code: number, reason: string): void => {
-    const { registry, sink, metrics } = this.options
-    registry.remove(session)
+    const { registry, sink, metrics, cluster } = this.options
+    if (registry.remove(session)) cluster.release(session.connection)
     if (session.keptFrames > 0) metrics.droppedActions.inc({ ...this.labels, reason: 'resume_expired' }, session.keptFrames)
     clearTimeout(this.expiries.get(session))
     this.expiries.delete(session)
     const text = encodeClose(session.user, session.params, code, reason)
-    sink.send({ kind: 'close', user: session.user, text, bytes: Buffer.byteLength(text) })
+    const settled = this.evictions.get(session)
+    this.evictions.delete(session)
+    if (!sink.send({ kind: 'close', user: session.user, text, bytes: Buffer.byteLength(text), settled })) settled?.()
     metrics.connections.dec(this.labels)
     // application codes (3000-4999) are the client's to choose: one label for all, so series stay bounded
     metrics.clientCloses.inc({ ...this.labels, code: code >= 3000 && !GATEWAY_CODES.has(code) ? 'application' : String(code) })
   }
 
-  private send (action: SendAction): void {
+  /** Delivers to the users held here; returns the ones that are not. */
+  private send (action: SendAction): string[] {
     const { registry, metrics, log } = this.options
     const users = action.all ? [...registry.values()].map((s) => s.user) : action.users ?? [action.user as string]
     const payload = sendPayload(action.data, action.binary)
     // encode once, write many: ws would otherwise re-encode a string per socket
     const frame = users.length > 1 && typeof payload === 'string' ? Buffer.from(payload) : payload
     const binary = action.binary === true
+    const missing: string[] = []
     for (const user of users) {
       const session = registry.get(user)
       if (!session) {
-        metrics.droppedActions.inc({ ...this.labels, reason: 'not_connected' })
-        log.debug({ user }, 'send action for a user who is not connected; dropped')
+        missing.push(user)
         continue
       }
       const delivery = session.deliver(frame, binary, CloseCodes.SLOW_CONSUMER, CloseCodes.ABNORMAL)
@@ -249,19 +325,18 @@ export class EndpointRelay {
         metrics.droppedActions.inc({ ...this.labels, reason: 'resume_expired' })
       }
     }
+    return missing
   }
 
-  private close (action: CloseAction): void {
-    const { registry, metrics, log } = this.options
+  /** Closes the users held here; returns the ones that are not. */
+  private close (action: CloseAction): string[] {
+    const missing: string[] = []
     for (const user of action.users ?? [action.user as string]) {
-      const session = registry.get(user)
-      if (!session) {
-        metrics.droppedActions.inc({ ...this.labels, reason: 'not_connected' })
-        log.debug({ user }, 'close action for a user who is not connected; dropped')
-        continue
-      }
-      session.close({ code: action.code ?? CloseCodes.NORMAL.code, reason: action.reason ?? '' })
+      const session = this.options.registry.get(user)
+      if (session) session.close({ code: action.code ?? CloseCodes.NORMAL.code, reason: action.reason ?? '' })
+      else missing.push(user)
     }
+    return missing
   }
 
   /** Closes with 4401 once `exp` (plus the configured clock tolerance) has passed; far-off expiries re-arm. */

@@ -7,6 +7,7 @@
 import type { WebSocket } from 'ws'
 import { messagePrefix, truncateReason, type CloseCode, type Params } from '../../protocol/index.js'
 import type { Identity } from '../auth/authenticator.js'
+import type { Connection } from '../cluster/broker.js'
 import { TokenBucket } from './token-bucket.js'
 
 export type Delivery = 'sent' | 'kept' | 'slow' | 'gone'
@@ -33,6 +34,8 @@ export class ClientSession {
   readonly bucket: TokenBucket
   /** Cleared at each heartbeat; set again by the client's pong. */
   alive = true
+  /** The cluster's record of this connection; a resume brings a new one. */
+  connection: Connection
   private state: 'open' | 'held' | 'ended' = 'open'
   private current: WebSocket
   private kept: Kept[] = []
@@ -42,15 +45,20 @@ export class ClientSession {
   constructor (
     socket: WebSocket,
     identity: Identity,
-    readonly params: Params,
+    connection: Connection,
     private readonly limits: SessionLimits,
     private readonly onEnd: EndListener
   ) {
     this.current = socket
+    this.connection = connection
     this.user = identity.user
     this.claims = identity.claims
-    this.prefix = messagePrefix(identity.user, params)
+    this.prefix = messagePrefix(identity.user, connection.params)
     this.bucket = new TokenBucket(limits.messagesPerSecond, limits.burst)
+  }
+
+  get params (): Params {
+    return this.connection.params
   }
 
   get socket (): WebSocket {

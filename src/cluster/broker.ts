@@ -1,0 +1,81 @@
+/**
+ * What makes several gateway processes one gateway (docs/scaling.md): who
+ * holds each (endpoint, user), the duplicate policy across nodes, and actions
+ * carried to the node that holds their user. The in-memory broker is one
+ * node alone; the Redis broker shares all of it between nodes.
+ */
+import type { EventEmitter } from 'node:events'
+import type { ClientAction, Params } from '../../protocol/index.js'
+import type { DuplicatePolicy } from '../sessions/registry.js'
+
+/** One client connection as the cluster knows it. */
+export interface Connection {
+  endpoint: string
+  user: string
+  /** Unique across the cluster and time: `<nodeId>#<n>`. */
+  id: string
+  params: Params
+  /** When the handshake was admitted (ms since the epoch): under `replace` the newest connection wins a conflict. */
+  since: number
+  /** The endpoint's duplicate policy, which also settles conflicts found after a broker outage. */
+  policy: DuplicatePolicy
+}
+
+/**
+ * What a claim found before it registered the connection.
+ * - `free`: nobody else held the user (or this node did: its registry decides).
+ * - `refused`: `reject` policy, and a live node holds the user.
+ * - `handedOff`: another node held the user and has closed that connection,
+ *   its `close` committed to its backend link (or it did not answer within
+ *   `cluster.handoffTimeoutMs`: then `lost` is set, to report it here).
+ * - `lost`: the node that held the user is dead; its `close` (1006) is this
+ *   node's to report, before the new `open`.
+ * - `unchecked`: the broker is away; `cluster.whenRedisDown` decides.
+ */
+export type Claim =
+  | { outcome: 'free' | 'refused' | 'unchecked' }
+  | { outcome: 'handedOff' | 'lost', lost?: { params: Params } }
+
+export type BrokerState = 'up' | 'down'
+
+export interface BrokerEvents {
+  state: [BrokerState]
+}
+
+/** Why a node is asked to close one of its connections. */
+export type Eviction = 'replaced' | 'rejected'
+
+/** What the broker asks of this node's endpoints. */
+export interface LocalNode {
+  /**
+   * Closes connection `id` of `user` (4409 when replaced, 1008 when a reject
+   * conflict found it the newer) and resolves once its `close` is committed
+   * to the backend link, or at once when it is no longer here.
+   */
+  evict (endpoint: string, user: string, id: string, why: Eviction): Promise<void>
+  /** Reports on this node's link that a user of a lost node is gone (close 1006); resolves once committed. */
+  reportLost (endpoint: string, user: string, params: Params): Promise<void>
+  /** Reports `open` again for a connection the cluster had reported closed while this node was cut off. */
+  reopen (endpoint: string, user: string, id: string): void
+  /** Carries out actions another node forwarded, for clients of this node only. */
+  deliver (endpoint: string, actions: ClientAction[]): void
+  /** Every connection held here, to register again after the broker was away. */
+  connections (): Iterable<Connection>
+}
+
+export interface Broker extends EventEmitter<BrokerEvents> {
+  readonly state: BrokerState
+  /** The cluster's name, in `hello`, when nodes share one; absent for a node alone. */
+  readonly cluster?: string
+  start (node: LocalNode): void
+  /** Registers `connection` as the holder of its (endpoint, user), under its policy across nodes. */
+  claim (connection: Connection): Promise<Claim>
+  /** Forgets `connection`, if it is still the one registered. */
+  release (connection: Connection): void
+  /**
+   * Actions for users this node does not hold, or `all`: carried to the
+   * nodes concerned, in order. Users held nowhere are counted as dropped.
+   */
+  forward (endpoint: string, actions: ClientAction[]): void
+  close (): Promise<void>
+}

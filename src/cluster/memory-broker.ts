@@ -1,0 +1,32 @@
+/**
+ * A node alone (no `cluster.redis`): every client is held here, so a claim
+ * is always free and an action for a user not held here has nowhere to go.
+ */
+import { EventEmitter } from 'node:events'
+import type { ClientAction } from '../../protocol/index.js'
+import type { GatewayMetrics } from '../metrics.js'
+import type { Broker, BrokerEvents, Claim } from './broker.js'
+import { targetCount } from './targets.js'
+
+export class MemoryBroker extends EventEmitter<BrokerEvents> implements Broker {
+  readonly state = 'up'
+
+  constructor (private readonly metrics: GatewayMetrics) {
+    super()
+  }
+
+  start (): void {}
+
+  async claim (): Promise<Claim> {
+    return { outcome: 'free' }
+  }
+
+  release (): void {}
+
+  forward (endpoint: string, actions: ClientAction[]): void {
+    const missed = actions.reduce((sum, action) => sum + targetCount(action), 0)
+    if (missed > 0) this.metrics.droppedActions.inc({ endpoint, reason: 'not_connected' }, missed)
+  }
+
+  async close (): Promise<void> {}
+}
