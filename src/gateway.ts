@@ -134,7 +134,8 @@ export async function createGateway (input: unknown, options: GatewayOptions = {
 
   app.addHook('onReady', async () => {
     app.log.info({ nodeId, cluster: broker.cluster, endpoints: endpoints.map((e) => `${e.route.config.path} -> ${e.link.target}`) }, 'gateway starting')
-    broker.start(node)
+    // a third of a lease: long enough to join a reachable Redis, short enough to start degraded without one
+    await broker.start(node, Math.floor(cluster.presenceTtlMs / 3))
     for (const { link, relay } of endpoints) {
       link.start()
       relay.start()

@@ -32,7 +32,10 @@ export class Admissions {
     }
     const claim = await this.broker.claim(connection)
     if (claim.outcome === 'refused') throw new GW_ERR_DUPLICATE()
-    if (claim.outcome === 'unchecked' && this.whenRedisDown === 'reject') throw new GW_ERR_CLUSTER_UNAVAILABLE()
+    if (claim.outcome === 'unchecked') {
+      if (this.whenRedisDown === 'reject') throw new GW_ERR_CLUSTER_UNAVAILABLE()
+      return { connection, unchecked: true }
+    }
     return 'lost' in claim && claim.lost ? { connection, lost: claim.lost } : { connection }
   }
 

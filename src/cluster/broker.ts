@@ -67,9 +67,12 @@ export interface Broker extends EventEmitter<BrokerEvents> {
   readonly state: BrokerState
   /** The cluster's name, in `hello`, when nodes share one; absent for a node alone. */
   readonly cluster?: string
-  start (node: LocalNode): void
+  /** Joins the cluster; resolves once joined, or after `waitMs` (then it joins when it can, and serves meanwhile). */
+  start (node: LocalNode, waitMs: number): Promise<void>
   /** Registers `connection` as the holder of its (endpoint, user), under its policy across nodes. */
   claim (connection: Connection): Promise<Claim>
+  /** Registers a connection admitted while the claim was `unchecked`, if the broker is back by now. */
+  register (connection: Connection): void
   /** Forgets `connection`, if it is still the one registered. */
   release (connection: Connection): void
   /**

@@ -15,11 +15,13 @@ export class MemoryBroker extends EventEmitter<BrokerEvents> implements Broker {
     super()
   }
 
-  start (): void {}
+  async start (): Promise<void> {}
 
   async claim (): Promise<Claim> {
     return { outcome: 'free' }
   }
+
+  register (): void {}
 
   release (): void {}
 

@@ -12,9 +12,14 @@
  * While Redis is away every node keeps its clients and links; claims come
  * back `unchecked`, forwards are dropped and counted; when it returns, each
  * node registers its connections again and conflicts are settled by policy.
+ *
+ * Pub/sub is at most once: a message Redis took but never passed on (it
+ * died, or the receiver was not subscribed) is gone. So each sender stamps
+ * its messages with the running count of deliveries it has published on that
+ * channel, and a receiver that sees the count jump counts the gap as dropped.
  */
 import { EventEmitter } from 'node:events'
-import { createHash } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 import type { ClientAction, Params } from '../../protocol/index.js'
@@ -36,7 +41,8 @@ export interface RedisBrokerOptions {
 
 /** A message on a node's channel, or on the `all` channel. */
 type ClusterMessage =
-  | { t: 'actions', e: string, a: ClientAction[], from: string }
+  /** `n`: deliveries published by `from` on this channel so far, this one included; `ep`: the sender process. */
+  | { t: 'actions', e: string, a: ClientAction[], from: string, n: number, ep: string }
   | { t: 'evict', e: string, u: string, c: string, why: Eviction, from: string, id: string }
   | { t: 'evicted', id: string }
 
@@ -64,6 +70,10 @@ export class RedisBroker extends EventEmitter<BrokerEvents> implements Broker {
   private readonly reaping = new Map<string, Promise<void>>()
   private pending: Forward[] = []
   private pumping = false
+  /** Deliveries published per channel, and the last count seen per sender and channel (gap detection). */
+  private readonly published = new Map<string, number>()
+  private readonly heard = new Map<string, { ep: string, n: number }>()
+  private readonly epoch = randomBytes(6).toString('hex')
 
   constructor (private readonly options: RedisBrokerOptions) {
     super()
@@ -92,7 +102,7 @@ export class RedisBroker extends EventEmitter<BrokerEvents> implements Broker {
     return `${url.protocol}//${url.host}${url.pathname}`
   }
 
-  start (node: LocalNode): void {
+  async start (node: LocalNode, waitMs: number): Promise<void> {
     this.node = node
     for (const redis of [this.cmd, this.sub]) {
       redis.on('ready', () => { void this.join() })
@@ -100,10 +110,26 @@ export class RedisBroker extends EventEmitter<BrokerEvents> implements Broker {
       redis.on('error', (err: Error) => this.options.log.debug({ err: err.message, redis: this.target }, 'redis connection error'))
       redis.connect().catch(() => { /* retried by ioredis; 'error' has logged it */ })
     }
-    this.sub.on('message', (_channel: string, text: string) => this.onMessage(text))
+    this.sub.on('message', (channel: string, text: string) => this.onMessage(channel, text))
     const period = Math.floor(this.options.presenceTtlMs / 3)
     this.timer = setInterval(() => { void this.tick() }, period)
     this.timer.unref()
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.off('state', joined)
+        this.options.log.warn({ redis: this.target, waitedMs: waitMs }, 'not joined the cluster yet; serving meanwhile (degraded)')
+        resolve()
+      }, waitMs)
+      const joined = (): void => {
+        clearTimeout(timer)
+        resolve()
+      }
+      this.once('state', joined)
+    })
+  }
+
+  register (connection: Connection): void {
+    if (this.current === 'up') this.reassert(connection, false).catch((err: Error) => this.failed('register', err))
   }
 
   async claim (connection: Connection): Promise<Claim> {
@@ -185,7 +211,19 @@ export class RedisBroker extends EventEmitter<BrokerEvents> implements Broker {
     return await answered
   }
 
-  private onMessage (text: string): void {
+  /** Counts deliveries the sender published on `channel` that never arrived here. */
+  private checkGap (channel: string, message: Extract<ClusterMessage, { t: 'actions' }>): void {
+    const key = `${message.from}\n${channel}`
+    const last = this.heard.get(key)
+    this.heard.set(key, { ep: message.ep, n: message.n })
+    if (last?.ep !== message.ep) return // a sender we had not heard from, or restarted
+    const missed = message.n - weight(message.a) - last.n
+    if (missed <= 0) return
+    this.options.metrics.droppedActions.inc({ endpoint: message.e, reason: 'broker_unavailable' }, missed)
+    this.options.log.warn({ from: message.from, missed }, 'forwarded actions lost in redis (pub/sub is at most once)')
+  }
+
+  private onMessage (channel: string, text: string): void {
     let message: ClusterMessage
     try {
       message = JSON.parse(text) as ClusterMessage
@@ -197,6 +235,7 @@ export class RedisBroker extends EventEmitter<BrokerEvents> implements Broker {
     switch (message.t) {
       case 'actions':
         if (message.from === this.options.nodeId) return // our own `all`, already delivered here
+        this.checkGap(channel, message)
         this.options.metrics.clusterForwards.inc({ endpoint: message.e, direction: 'in' }, message.a.length)
         node.deliver(message.e, message.a)
         return
@@ -237,21 +276,21 @@ export class RedisBroker extends EventEmitter<BrokerEvents> implements Broker {
         return presence && presence.n !== nodeId && !presence.c.startsWith('reap:') ? [[f, presence.n]] : []
       }))
     } catch (err) {
-      for (const { endpoint, actions } of batch) dropped(endpoint, 'broker_unavailable', actions.reduce((n, a) => n + Math.max(1, targetCount(a)), 0))
+      for (const { endpoint, actions } of batch) dropped(endpoint, 'broker_unavailable', weight(actions))
       log.warn({ err: (err as Error).message }, 'actions for users on other nodes dropped: redis is unreachable')
       return
     }
     // per (node, endpoint): the actions to publish, flushed before every `all` so order holds
     let outbox = new Map<string, Forward & { node: string }>()
     const flush = (): void => {
-      for (const { node, endpoint, actions } of outbox.values()) this.sendActions(this.nodeChannel(node), endpoint, actions)
+      for (const { node, endpoint, actions } of outbox.values()) this.sendActions(this.nodeChannel(node), endpoint, actions, true)
       outbox = new Map()
     }
     for (const { endpoint, actions } of batch) {
       for (const action of actions) {
         if (action.action === 'send' && action.all === true) {
           flush()
-          this.sendActions(this.key('all'), endpoint, [action])
+          this.sendActions(this.key('all'), endpoint, [action], false)
           continue
         }
         const byNode = new Map<string, string[]>()
@@ -261,7 +300,8 @@ export class RedisBroker extends EventEmitter<BrokerEvents> implements Broker {
           if (node === undefined) nowhere++
           else byNode.set(node, [...byNode.get(node) ?? [], user])
         }
-        dropped(endpoint, 'not_connected', nowhere)
+        // just after a (re)join the others may not have registered their users again yet: a miss is the outage's
+        dropped(endpoint, Date.now() - this.upSince < this.options.presenceTtlMs ? 'broker_unavailable' : 'not_connected', nowhere)
         for (const [node, users] of byNode) {
           const key = `${node}\n${endpoint}`
           const entry = outbox.get(key) ?? { node, endpoint, actions: [] }
@@ -273,17 +313,27 @@ export class RedisBroker extends EventEmitter<BrokerEvents> implements Broker {
     flush()
   }
 
-  private sendActions (channel: string, endpoint: string, actions: ClientAction[]): void {
-    this.options.metrics.clusterForwards.inc({ endpoint, direction: 'out' }, actions.length)
-    this.publish(channel, { t: 'actions', e: endpoint, a: actions, from: this.options.nodeId }, 'forward', () => {
-      this.options.metrics.droppedActions.inc({ endpoint, reason: 'broker_unavailable' }, actions.reduce((n, a) => n + Math.max(1, targetCount(a)), 0))
+  /**
+   * Publishes actions. A loss past this point is counted by the receiver,
+   * from the gap in `n` it sees next; here it is only logged.
+   */
+  private sendActions (channel: string, endpoint: string, actions: ClientAction[], toNode: boolean): void {
+    const { metrics, log, nodeId } = this.options
+    metrics.clusterForwards.inc({ endpoint, direction: 'out' }, actions.length)
+    const n = (this.published.get(channel) ?? 0) + weight(actions)
+    this.published.set(channel, n)
+    this.publish(channel, { t: 'actions', e: endpoint, a: actions, from: nodeId, n, ep: this.epoch }, 'forward', (receivers) => {
+      if (receivers === undefined || (toNode && receivers === 0)) {
+        log.warn({ endpoint, actions: actions.length, channel, why: receivers === undefined ? 'publish failed' : 'no node is subscribed' }, 'forwarded actions may be lost; their receiver counts them when it next hears from this node')
+      }
     })
   }
 
-  private publish (channel: string, message: ClusterMessage, op: string, onError?: () => void): void {
-    this.cmd.publish(channel, JSON.stringify(message)).catch((err: Error) => {
+  /** `done` gets the number of subscribers reached, or undefined when the publish failed. */
+  private publish (channel: string, message: ClusterMessage, op: string, done?: (receivers?: number) => void): void {
+    this.cmd.publish(channel, JSON.stringify(message)).then((receivers) => done?.(receivers), (err: Error) => {
       this.failed(op, err)
-      onError?.()
+      done?.()
     })
   }
 
@@ -325,18 +375,8 @@ export class RedisBroker extends EventEmitter<BrokerEvents> implements Broker {
     const held = new Set<string>()
     const work: Array<Promise<void>> = []
     for (const connection of node.connections()) {
-      const field = fieldOf(connection)
-      held.add(field)
-      work.push(this.script(REASSERT, [this.presenceKey(field), this.heldKey(nodeId)], [
-        field, presenceOf(connection, nodeId), heldOf(connection), connection.policy, this.prefix, nodeId, connection.id, String(connection.since)
-      ]).then((reply) => {
-        const [result, otherText, entryText] = reply as [string, string, string]
-        const why: Eviction = connection.policy === 'replace' ? 'replaced' : 'rejected'
-        if (result === 'lost') return node.evict(connection.endpoint, connection.user, connection.id, why)
-        if (result === 'won') void this.handoff(JSON.parse(otherText) as Presence, connection.endpoint, connection.user, why)
-        if (entryText !== '') void node.reportLost(connection.endpoint, connection.user, (JSON.parse(entryText) as Held).p)
-        if (reaped && connection.since < this.downSince) node.reopen(connection.endpoint, connection.user, connection.id)
-      }))
+      held.add(fieldOf(connection))
+      work.push(this.reassert(connection, reaped && connection.since < this.downSince))
     }
     // entries of connections that ended while Redis was away
     const recorded = await this.cmd.hgetall(this.heldKey(nodeId))
@@ -347,6 +387,25 @@ export class RedisBroker extends EventEmitter<BrokerEvents> implements Broker {
     }
     await Promise.all(work)
     if (reaped) this.options.log.warn('this node was reaped while cut off from redis; its users were announced again')
+  }
+
+  /**
+   * Registers a connection this node holds, settling a conflict with
+   * another live node by policy; `reopen`: the cluster reported it closed
+   * while this node was cut off, so it is announced again.
+   */
+  private async reassert (connection: Connection, reopen: boolean): Promise<void> {
+    const node = this.node as LocalNode
+    const { nodeId } = this.options
+    const field = fieldOf(connection)
+    const [result, otherText, entryText] = await this.script(REASSERT, [this.presenceKey(field), this.heldKey(nodeId)], [
+      field, presenceOf(connection, nodeId), heldOf(connection), connection.policy, this.prefix, nodeId, connection.id, String(connection.since)
+    ]) as [string, string, string]
+    const why: Eviction = connection.policy === 'replace' ? 'replaced' : 'rejected'
+    if (result === 'lost') return await node.evict(connection.endpoint, connection.user, connection.id, why)
+    if (result === 'won') void this.handoff(JSON.parse(otherText) as Presence, connection.endpoint, connection.user, why)
+    if (entryText !== '') void node.reportLost(connection.endpoint, connection.user, (JSON.parse(entryText) as Held).p)
+    if (reopen) node.reopen(connection.endpoint, connection.user, connection.id)
   }
 
   private async tick (): Promise<void> {
@@ -441,6 +500,11 @@ export class RedisBroker extends EventEmitter<BrokerEvents> implements Broker {
   private nodeChannel (node: string): string {
     return this.key(`node:${node}`)
   }
+}
+
+/** Deliveries a list of actions stands for: its named users, and 1 for each `all`. */
+function weight (actions: readonly ClientAction[]): number {
+  return actions.reduce((n, a) => n + Math.max(1, targetCount(a)), 0)
 }
 
 const shas = new Map<string, string>()

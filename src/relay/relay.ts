@@ -28,6 +28,8 @@ export interface EventSink {
 export interface ClusterPort {
   /** Actions for users not held here (and `all`), for the nodes that hold them. */
   forward (endpoint: string, actions: ClientAction[]): void
+  /** A connection admitted while its claim could not be checked. */
+  register (connection: Connection): void
   /** The connection has ended here. */
   release (connection: Connection): void
 }
@@ -36,6 +38,8 @@ export interface ClusterPort {
 export interface Ticket {
   connection: Connection
   lost?: { params: Params }
+  /** Admitted while the cluster could not be asked: registered once it can. */
+  unchecked?: true
 }
 
 export interface RelayOptions {
@@ -94,7 +98,7 @@ export class EndpointRelay {
    * A client finished its handshake: resume its held session, or register a
    * new one (duplicate policy) and tell the backend.
    */
-  accept (socket: WebSocket, identity: Identity, { connection, lost }: Ticket): void {
+  accept (socket: WebSocket, identity: Identity, { connection, lost, unchecked }: Ticket): void {
     const { registry, limits, metrics, endpoint, cluster } = this.options
     const { params } = connection
     if (lost) this.reportLost(identity.user, lost.params)
@@ -118,6 +122,7 @@ export class EndpointRelay {
       return
     }
     admission.displaced?.close(CloseCodes.REPLACED)
+    if (unchecked) cluster.register(connection)
     this.listen(session, socket)
     metrics.connections.inc(this.labels)
     this.announce(session)

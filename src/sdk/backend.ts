@@ -120,7 +120,10 @@ export interface BackendEvents {
 export class GatehouseBackend extends EventEmitter<BackendEvents> {
   readonly stats: BackendStats = { badFrames: 0, droppedActions: 0, strayEvents: 0, handlerErrors: 0, refusedLinks: 0, duplicatesSkipped: 0 }
   private handlers: BackendHandlers = {}
-  private readonly roster = new Roster<GatewayLink>()
+  private readonly roster = new Roster<GatewayLink>({
+    sameCluster: (a, b) => a.cluster !== undefined && a.cluster === b.cluster,
+    isOpen: (link) => link.isOpen
+  })
   private readonly links = new Map<GatewayLink, TaskQueue>()
   /** The current link of each gateway (node id + endpoint), so a reconnect inherits its users. */
   private readonly current = new Map<string, GatewayLink>()
@@ -202,14 +205,22 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
     return sent
   }
 
-  /** Sends `data` to every client of the endpoint, on every gateway. */
+  /** Sends `data` to every client of the endpoint: once down each gateway, and once per cluster of gateways. */
   broadcast (data: unknown, options: SendOptions = {}): void {
     const body = payload(data, options)
     if (!body) {
       this.drop(1, [], 'binary broadcast whose data is neither bytes nor a base64 string')
       return
     }
-    for (const link of this.links.keys()) this.write(link, { action: 'send', all: true, ...body }, 1)
+    const reached = new Set<string>()
+    for (const link of this.links.keys()) {
+      if (link.cluster !== undefined && link.isOpen) {
+        // a cluster carries `all` to every node itself
+        if (reached.has(link.cluster)) continue
+        reached.add(link.cluster)
+      }
+      this.write(link, { action: 'send', all: true, ...body }, 1)
+    }
   }
 
   /**
@@ -344,6 +355,7 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
     }
     link.gateway = hello.gateway
     link.endpoint = hello.endpoint
+    link.cluster = hello.cluster
     const endpoints = new Set([...this.links.keys()].map((l) => l.endpoint).filter((e) => e !== undefined))
     if (endpoints.size > 1) {
       // users are keyed by id alone: one user on two endpoints would look like one connection moving between links

@@ -20,9 +20,10 @@ let nextLinkId = 1
 export class GatewayLink {
   /** For logs, until `hello` names the gateway. */
   readonly id = nextLinkId++
-  /** The gateway's node id and endpoint, from its `hello`. */
+  /** The gateway's node id, endpoint and cluster, from its `hello`. */
   gateway?: string
   endpoint?: string
+  cluster?: string
   private outbox: string[] = []
   private alive = true
   private readonly heartbeat?: NodeJS.Timeout

@@ -33,8 +33,19 @@ export type RosterChange<L> =
   /** `displaced`: the user is still connected on `presence.link`, whose gateway must be told to close them. */
   | { kind: 'close', presence: Presence<L>, code: number, reason: string, displaced: boolean }
 
+/** How links relate, for a roster that holds links of clustered gateways. */
+export interface LinkRelations<L> {
+  /** Links of one gateway cluster (hello `cluster`): they settle duplicates among themselves. */
+  sameCluster (a: L, b: L): boolean
+  isOpen (link: L): boolean
+}
+
+const UNRELATED: LinkRelations<unknown> = { sameCluster: () => false, isOpen: () => true }
+
 export class Roster<L> {
   private readonly byUser = new Map<string, Presence<L>>()
+
+  constructor (private readonly relations: LinkRelations<L> = UNRELATED) {}
 
   get size (): number {
     return this.byUser.size
@@ -53,13 +64,18 @@ export class Roster<L> {
     return this.byUser.get(user)?.link === link
   }
 
-  /** A user opened through `link`; whoever held the name before is closed first. */
+  /**
+   * A user opened through `link`; whoever held the name before is closed
+   * first. A connection on another gateway is closed there too, unless that
+   * gateway is of the same cluster, which settles duplicates itself.
+   */
   open (link: L, user: string, claims: Claims, params: Params): RosterChange<L>[] {
     const changes: RosterChange<L>[] = []
     const previous = this.byUser.get(user)
     if (previous) {
       const why = previous.link === link ? InferredCloses.REPLACED : InferredCloses.MOVED
-      changes.push({ kind: 'close', presence: previous, code: why.code, reason: why.reason, displaced: previous.link !== link })
+      const displaced = previous.link !== link && !this.relations.sameCluster(previous.link, link)
+      changes.push({ kind: 'close', presence: previous, code: why.code, reason: why.reason, displaced })
     }
     const presence = { user, claims, params, link }
     this.byUser.set(user, presence)
@@ -67,10 +83,16 @@ export class Roster<L> {
     return changes
   }
 
-  /** A `close` event; ignored (empty) when `link` no longer holds the user. */
+  /**
+   * A `close` event; ignored (empty) when `link` does not hold the user,
+   * unless the link that does is down and of the same cluster: a surviving
+   * node reporting the users of a dead one.
+   */
   close (link: L, user: string, code: number, reason: string): RosterChange<L>[] {
     const presence = this.byUser.get(user)
-    if (!presence || presence.link !== link) return []
+    if (!presence) return []
+    const holder = presence.link
+    if (holder !== link && !(this.relations.sameCluster(holder, link) && !this.relations.isOpen(holder))) return []
     this.byUser.delete(user)
     return [{ kind: 'close', presence, code, reason, displaced: false }]
   }

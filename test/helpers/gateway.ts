@@ -73,15 +73,19 @@ export async function startGateway (t: Teardown, config: Record<string, unknown>
     logged: (msg, timeoutMs) => lines.next((l) => msg.test(String(l.msg)), timeoutMs, `a log line matching ${msg}`),
     get,
     async metric (name, labels = {}) {
-      const { body } = await get('/metrics')
-      let total = 0
-      for (const line of body.split('\n')) {
-        const match = /^([a-z_]+)(\{[^}]*\})? (\S+)$/.exec(line)
-        if (!match || match[1] !== name) continue
-        const set = match[2] ?? ''
-        if (Object.entries(labels).every(([k, v]) => set.includes(`${k}="${v}"`))) total += Number(match[3])
-      }
-      return total
+      return metricValue((await get('/metrics')).body, name, labels)
     }
   }
+}
+
+/** A metric's value in Prometheus text, summed over the label sets that match `labels`. */
+export function metricValue (body: string, name: string, labels: Record<string, string> = {}): number {
+  let total = 0
+  for (const line of body.split('\n')) {
+    const match = /^([a-z_]+)(\{[^}]*\})? (\S+)$/.exec(line)
+    if (!match || match[1] !== name) continue
+    const set = match[2] ?? ''
+    if (Object.entries(labels).every(([k, v]) => set.includes(`${k}="${v}"`))) total += Number(match[3])
+  }
+  return total
 }
