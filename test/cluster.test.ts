@@ -4,11 +4,14 @@
  * `ws` server that sees every node's link.
  */
 import t from 'tap'
+import { Redis } from 'ioredis'
+import { backendFor } from './helpers/backend.js'
+import { runCli } from './helpers/cli.js'
 import { connect, refusal, type TestClient } from './helpers/client.js'
 import { clusterBackendFor, eventually, startNode, TEST_CLUSTER, type GatewayNode } from './helpers/cluster.js'
-import { redisFor } from './helpers/redis.js'
-import { tokenFor } from './helpers/tokens.js'
-import { Redis } from 'ioredis'
+import { startGateway, testConfig } from './helpers/gateway.js'
+import { freePort, redisFor } from './helpers/redis.js'
+import { SECRET, tokenFor } from './helpers/tokens.js'
 
 const endpoints = (backend: string) => [
   { name: 'lobby', path: '/lobby', backend },
@@ -196,3 +199,53 @@ t.test('Redis restarted under traffic: clients stay connected, nothing is delive
   t.equal((await clients[0].closed).code, 4409, 'u0 on node A replaced from node B after the restart')
   again.ws.close(1000)
 })
+
+t.test('gatehouse --workers 3: three nodes on one port; refused without Redis', async (t) => {
+  const redis = await redisFor(t)
+  const backend = await clusterBackendFor(t)
+  const node = await startNode(t, 'w', redis.url, [{ name: 'lobby', path: '/lobby', backend: backend.url }], {}, ['--workers', '3'])
+  const hellos = await Promise.all([0, 1, 2].map(async () => await backend.hellos.next()))
+  t.same(hellos.map((h) => h.gateway).sort(), ['w-1', 'w-2', 'w-3'], 'each worker is a node, named from server.nodeId')
+  const users = ['p1', 'p2', 'p3', 'p4', 'p5', 'p6']
+  const clients = await Promise.all(users.map(async (user) => await connect(node.url('/lobby'), { token: tokenFor(user) })))
+  const opens = await Promise.all(users.map(async (user) => await backend.events.next((e) => e.event === 'open' && e.user === user)))
+  t.equal(new Set(opens.map((o) => o.via)).size, 3, 'connections to the one port spread over the three workers')
+  backend.sendVia('w-1', 'lobby', { action: 'send', users, data: 'via w-1' })
+  for (const client of clients) t.equal(await client.next(), 'via w-1', 'an action through one worker reaches users on all of them')
+
+  node.run.child.kill('SIGTERM')
+  for (const client of clients) t.equal((await client.closed).code, 1001, 'SIGTERM drains every worker (1001)')
+  t.equal(await node.run.exited, 0, 'and the primary exits 0')
+
+  const refused = runCli(testConfig([{ name: 'lobby', path: '/lobby', backend: backend.url }]), {}, ['--workers', '2'])
+  t.equal(await refused.exited, 1, '--workers 2 without cluster.redis exits 1')
+  t.match(refused.stderr(), /--workers is 2, but more than one worker needs cluster\.redis/, 'and says why')
+})
+
+t.test('Redis unreachable from the start: the node serves degraded; whenRedisDown decides new handshakes', async (t) => {
+  const backend = await backendFor(t)
+  const dead = `redis://127.0.0.1:${await freePort()}`
+  const cluster = { ...TEST_CLUSTER, redis: dead }
+  const accepting = await startGateway(t, testConfig([{ name: 'lobby', path: '/lobby', backend: backend.url }], { cluster }))
+  await backend.next('hello')
+  const ready = await accepting.get('/readyz')
+  t.same([ready.status, JSON.parse(ready.body).status, JSON.parse(ready.body).broker], [200, 'degraded', 'down'])
+  t.equal(await accepting.metric('gatehouse_broker_up'), 0)
+  const client = await connect(accepting.url('/lobby'), { token: tokenFor('ivy') })
+  await backend.next('open', 'ivy')
+  t.equal(await accepting.metric('gatehouse_cluster_claims_total', { outcome: 'unchecked' }), 1, 'admitted unchecked (default policy: accept), and counted')
+  backend.send({ action: 'send', user: 'nobody-here', data: 'x' })
+  t.equal(await eventually(async () => await accepting.metric('gatehouse_dropped_actions_total', { reason: 'broker_unavailable' }), (n) => n === 1), 1,
+    'an action for a user not held here cannot be forwarded: dropped and counted')
+  client.ws.close(1000)
+
+  const backend2 = await backendFor(t)
+  const rejecting = await startGateway(t, testConfig([{ name: 'lobby', path: '/lobby', backend: backend2.url }], { cluster: { ...cluster, whenRedisDown: 'reject' } }))
+  await backend2.next('hello')
+  const refused = await refusal(rejecting.url('/lobby'), { token: tokenFor('jay') })
+  t.equal(refused.status, 503, 'whenRedisDown: reject refuses with 503')
+  t.match(JSON.parse(refused.body), { code: 'GW_ERR_CLUSTER_UNAVAILABLE' })
+  t.equal((await refusal(rejecting.url('/lobby'), { token: 'forged.token.here' })).status, 401, 'a bad token is still a 401, before any cluster check')
+  t.notOk(accepting.logs.some((line) => line.includes(SECRET)), 'no secret in any log line')
+})
+

@@ -101,3 +101,12 @@ t.test('the CLI prints every problem by field and exits 1, with no stack trace',
   t.equal(await garbage.exited, 1)
   t.match(garbage.stderr(), /not valid JSON/)
 })
+
+t.test('cluster and workers: every problem named by field', async (t) => {
+  t.same(problems({ ...minimal, cluster: { redis: 'http://127.0.0.1:6379' } }), ['cluster.redis: must match pattern "^rediss?://"'])
+  t.same(problems({ ...minimal, cluster: { redis: 'redis://x', whenRedisDown: 'maybe' } }), ['cluster.whenRedisDown: must be one of "accept", "reject"'])
+  t.same(problems({ ...minimal, cluster: { redis: 'redis://x', presenceTtlMs: 10 } }), ['cluster.presenceTtlMs: must be >= 1000'])
+  t.same(problems({ ...minimal, server: { workers: 4 } }), ["server.workers: is 4, but more than one worker needs cluster.redis: workers are separate processes, and they know of each other's clients only through Redis"])
+  t.equal(parseConfig({ ...minimal, server: { workers: 4 }, cluster: { redis: 'redis://127.0.0.1:6379' } }, {}).server.workers, 4)
+  t.same(parseConfig(minimal, {}).cluster, { name: 'gatehouse', presenceTtlMs: 15000, handoffTimeoutMs: 2000, whenRedisDown: 'accept' }, 'no Redis by default: a node alone')
+})

@@ -70,6 +70,8 @@ export class RedisBroker extends EventEmitter<BrokerEvents> implements Broker {
   private readonly reaping = new Map<string, Promise<void>>()
   private pending: Forward[] = []
   private pumping = false
+  /** Forwards dropped during this outage were logged once; the metric counts each. */
+  private lossLogged = false
   /** Deliveries published per channel, and the last count seen per sender and channel (gap detection). */
   private readonly published = new Map<string, number>()
   private readonly heard = new Map<string, { ep: string, n: number }>()
@@ -277,7 +279,8 @@ export class RedisBroker extends EventEmitter<BrokerEvents> implements Broker {
       }))
     } catch (err) {
       for (const { endpoint, actions } of batch) dropped(endpoint, 'broker_unavailable', weight(actions))
-      log.warn({ err: (err as Error).message }, 'actions for users on other nodes dropped: redis is unreachable')
+      if (!this.lossLogged) log.warn({ err: (err as Error).message }, 'actions for users on other nodes are dropped while redis is unreachable (counted in gatehouse_dropped_actions_total)')
+      this.lossLogged = true
       return
     }
     // per (node, endpoint): the actions to publish, flushed before every `all` so order holds
@@ -460,6 +463,7 @@ export class RedisBroker extends EventEmitter<BrokerEvents> implements Broker {
       // a hand-off in flight will not be answered; its claim proceeds at its timeout
       if (!this.closed) this.options.log.warn({ redis: this.target }, 'redis unreachable: serving the clients held here; cross-node duplicates and forwards are paused')
     } else {
+      this.lossLogged = false
       this.options.log.info({ redis: this.target, node: this.options.nodeId }, 'joined the cluster')
     }
     this.emit('state', state)
