@@ -5,6 +5,8 @@
  */
 import t from 'tap'
 import { Redis } from 'ioredis'
+import { GatehouseBackend } from '../src/sdk/index.js'
+import { BACKEND_TOKEN, call, captureLogger, recorder } from './sdk-fixtures.js'
 import { backendFor } from './helpers/backend.js'
 import { runCli } from './helpers/cli.js'
 import { connect, refusal, type TestClient } from './helpers/client.js'
@@ -249,3 +251,38 @@ t.test('Redis unreachable from the start: the node serves degraded; whenRedisDow
   t.notOk(accepting.logs.some((line) => line.includes(SECRET)), 'no secret in any log line')
 })
 
+
+t.test('the SDK with a cluster: broadcast once per cluster, moves without stray closes, a dead node reported by a survivor', async (t) => {
+  const redis = await redisFor(t)
+  const { handlers, calls } = recorder()
+  // a long link grace: a close of the dead node's users can only come from a survivor's report
+  const backend = new GatehouseBackend({ token: BACKEND_TOKEN, logger: captureLogger(), linkGraceMs: 60000 }, handlers)
+  const { url } = await backend.listen()
+  t.teardown(() => backend.stop())
+  const spec = [{ name: 'lobby', path: '/lobby', backend: { url, token: BACKEND_TOKEN, minReconnectDelayMs: 20, maxReconnectDelayMs: 200 } }]
+  const [a, b] = await Promise.all(['sdk-a', 'sdk-b'].map(async (id) => await startNode(t, id, redis.url, spec)))
+
+  const kim = await connect(a.url('/lobby'), { token: tokenFor('kim') })
+  const lee = await connect(b.url('/lobby'), { token: tokenFor('lee') })
+  await call(calls, 'open kim')
+  await call(calls, 'open lee')
+  backend.broadcast('hi all')
+  backend.send(['kim', 'lee'], 'next')
+  for (const client of [kim, lee]) t.same([await client.next(), await client.next()], ['hi all', 'next'], 'one broadcast reaches each client once')
+
+  // kim moves to node B: the SDK sees close then open, and sends no close action of its own
+  const kim2 = await connect(b.url('/lobby'), { token: tokenFor('kim') })
+  t.equal((await kim.closed).code, 4409)
+  t.equal(await call(calls, 'close kim'), 'close kim 4409 replaced by a newer connection')
+  t.equal(await call(calls, 'open kim'), 'open kim {}')
+  backend.send('kim', 'still you')
+  t.equal(await kim2.next(), 'still you', 'the new connection is untouched')
+
+  const mo = await connect(a.url('/lobby'), { token: tokenFor('mo') })
+  await call(calls, 'open mo')
+  a.run.child.kill('SIGKILL')
+  t.equal(await call(calls, 'close mo'), 'close mo 1006 gateway node lost', "node B's report of the dead node's user is taken")
+  t.equal(mo.ws.readyState === mo.ws.CLOSED || (await mo.closed).code === 1006, true, 'the player lost its socket with the node')
+  t.same(backend.users().sort(), ['kim', 'lee'])
+  t.equal(backend.stats.badFrames, 0)
+})

@@ -205,21 +205,24 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
     return sent
   }
 
-  /** Sends `data` to every client of the endpoint: once down each gateway, and once per cluster of gateways. */
+  /**
+   * Sends `data` to every client of the endpoint: `all` down each gateway
+   * alone. A cluster would carry one `all` to every node, but from one link
+   * it could overtake what other links already carry; so there each user's
+   * own link names its users, and the broadcast keeps its place among their
+   * other actions.
+   */
   broadcast (data: unknown, options: SendOptions = {}): void {
     const body = payload(data, options)
     if (!body) {
       this.drop(1, [], 'binary broadcast whose data is neither bytes nor a base64 string')
       return
     }
-    const reached = new Set<string>()
     for (const link of this.links.keys()) {
-      if (link.cluster !== undefined && link.isOpen) {
-        // a cluster carries `all` to every node itself
-        if (reached.has(link.cluster)) continue
-        reached.add(link.cluster)
-      }
-      this.write(link, { action: 'send', all: true, ...body }, 1)
+      if (link.cluster === undefined) this.write(link, { action: 'send', all: true, ...body }, 1)
+    }
+    for (const [link, users] of this.roster.group(this.roster.users()).byLink) {
+      if (link.cluster !== undefined) this.write(link, { action: 'send', ...target(users), ...body }, users.length)
     }
   }
 
