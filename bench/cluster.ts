@@ -1,0 +1,651 @@
+/**
+ * `npm run bench:cluster`: issue 4's scale figure. N gateway processes
+ * (`node dist/src/cli.js --config FILE`, one per node) share presence over a
+ * Redis started here, hold tens of thousands of authenticated idle clients
+ * (spread over several client processes, as one may hold at most ~20,000
+ * open files), and relay a broadcast (`send` with `all: true`, sent down ONE
+ * node's link) to every one of them. The same broadcast on ONE node alone
+ * (no Redis) is measured first in the same run as the baseline.
+ *
+ * Writes bench/cluster-results.md and bench/cluster-results.json (or into
+ * CLUSTER_OUT). Knobs: see KNOBS below.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import net from 'node:net'
+import os from 'node:os'
+import { join, relative } from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { createRequire } from 'node:module'
+import { fileURLToPath } from 'node:url'
+import { Redis } from 'ioredis'
+import { gatewayConfig } from './contenders.js'
+import { LINK_PATH, PATH } from './endpoints.js'
+import { forkChild, type Child } from './ipc.js'
+import type { Target } from './load/broadcast-worker.js'
+import { rssBytes } from './procfs.js'
+import { median } from './stats.js'
+
+const KNOBS = `CLUSTER_CLIENTS (45000), CLUSTER_NODES (3), CLUSTER_SINGLE_CLIENTS (15000), CLUSTER_BROADCASTS (5),
+CLUSTER_WORKERS (auto: one client process per ~12,000 sockets, at least 2), CLUSTER_CONCURRENCY (256 handshakes in flight, all client processes),
+CLUSTER_TIMEOUT_MS (30000 per broadcast), CLUSTER_OUT (bench/), CLUSTER_SMOKE=1 (tiny run into a temp dir), REDIS_SERVER (/usr/bin/redis-server)`
+
+const SOURCE_DIR = fileURLToPath(new URL('../../bench/', import.meta.url))
+const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url))
+const BACKEND = fileURLToPath(new URL('./servers/broadcast-backend.js', import.meta.url))
+const WORKER = fileURLToPath(new URL('./load/broadcast-worker.js', import.meta.url))
+const REPO = fileURLToPath(new URL('../../', import.meta.url))
+
+interface Options {
+  clients: number
+  nodes: number
+  singleClients: number
+  broadcasts: number
+  workers: number
+  concurrency: number
+  timeoutMs: number
+  out: string
+  smoke: boolean
+  redisServer: string
+}
+
+function intKnob (env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name]
+  if (raw === undefined || raw === '') return fallback
+  const value = Number(raw)
+  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive integer, not "${raw}"`)
+  return value
+}
+
+function optionsFromEnv (env: NodeJS.ProcessEnv = process.env): Options {
+  const smoke = env.CLUSTER_SMOKE === '1'
+  const clients = intKnob(env, 'CLUSTER_CLIENTS', smoke ? 600 : 45000)
+  const singleClients = intKnob(env, 'CLUSTER_SINGLE_CLIENTS', smoke ? 200 : 15000)
+  const nodes = intKnob(env, 'CLUSTER_NODES', 3)
+  return {
+    clients,
+    nodes,
+    singleClients,
+    broadcasts: intKnob(env, 'CLUSTER_BROADCASTS', smoke ? 2 : 5),
+    workers: intKnob(env, 'CLUSTER_WORKERS', Math.max(2, Math.ceil(Math.max(clients, singleClients) / 12000))),
+    concurrency: intKnob(env, 'CLUSTER_CONCURRENCY', 256),
+    timeoutMs: intKnob(env, 'CLUSTER_TIMEOUT_MS', 30000),
+    out: env.CLUSTER_OUT ?? (smoke ? mkdtempSync(join(os.tmpdir(), 'gatehouse-cluster-smoke-')) : SOURCE_DIR),
+    smoke,
+    redisServer: env.REDIS_SERVER ?? '/usr/bin/redis-server'
+  }
+}
+
+// ---------------------------------------------------------------- processes
+
+/** Every process this bench started: killed on any exit, so a failure leaves nothing behind. */
+const started = new Set<ChildProcess>()
+/** Processes that could not be started (a missing binary), by the error that said so. */
+const spawnErrors = new WeakMap<ChildProcess, Error>()
+function track (proc: ChildProcess): ChildProcess {
+  started.add(proc)
+  proc.once('exit', () => started.delete(proc))
+  proc.on('error', (err) => {
+    spawnErrors.set(proc, err)
+    started.delete(proc)
+  })
+  return proc
+}
+process.on('exit', () => {
+  for (const proc of started) {
+    try { proc.kill('SIGKILL') } catch {}
+  }
+})
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130))
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
+const say = (line: string): void => { process.stderr.write(`bench:cluster: ${line}\n`) }
+
+/** Polls `check` until it returns a value other than undefined; throws `what` after `timeoutMs`. */
+async function waitFor<T> (what: string, timeoutMs: number, check: () => Promise<T | undefined> | T | undefined, everyMs = 50): Promise<T> {
+  const until = Date.now() + timeoutMs
+  for (;;) {
+    const value = await check()
+    if (value !== undefined) return value
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await sleep(everyMs)
+  }
+}
+
+/** A free TCP port on 127.0.0.1 below the ephemeral range, so no client socket can take it before the server binds. */
+async function freePort (): Promise<number> {
+  for (let i = 0; i < 200; i++) {
+    const port = 20000 + Math.floor(Math.random() * 12000)
+    const server = net.createServer()
+    const ok = await new Promise<boolean>((resolve) => {
+      server.once('error', () => resolve(false))
+      server.listen(port, '127.0.0.1', () => resolve(true))
+    })
+    if (ok) {
+      await new Promise((resolve) => server.close(resolve))
+      return port
+    }
+  }
+  throw new Error('no free port found in 20000-32000')
+}
+
+async function stopProcess (proc: ChildProcess, timeoutMs = 15000): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null || spawnErrors.has(proc)) return
+  const gone = once(proc, 'exit')
+  proc.kill('SIGTERM')
+  const timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs)
+  await gone
+  clearTimeout(timer)
+}
+
+function tail (file: string, lines = 20): string {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n')
+  } catch {
+    return ''
+  }
+}
+
+interface RedisServer { proc: ChildProcess, port: number, client: Redis, url: string, log: string }
+
+async function startRedis (binary: string, dir: string): Promise<RedisServer> {
+  const port = await freePort()
+  const log = join(dir, 'redis.log')
+  const fd = openSync(log, 'a')
+  const proc = track(spawn(binary, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxclients', '10000'], { stdio: ['ignore', fd, fd] }))
+  closeSync(fd)
+  const client = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: null, retryStrategy: () => 50 })
+  client.on('error', () => {})
+  try {
+    await waitFor('redis-server to answer PING', 10000, async () => {
+      const spawnError = spawnErrors.get(proc)
+      if (spawnError) throw new Error(`cannot start ${binary} (set REDIS_SERVER): ${spawnError.message}`)
+      if (proc.exitCode !== null) throw new Error(`redis-server exited (${proc.exitCode}):\n${tail(log)}`)
+      try {
+        if (client.status === 'wait') await client.connect()
+        return (await Promise.race([client.ping(), sleep(500).then(() => undefined)])) === 'PONG' ? true : undefined
+      } catch {
+        return undefined
+      }
+    })
+  } catch (err) {
+    client.disconnect()
+    throw err
+  }
+  return { proc, port, client, url: `redis://127.0.0.1:${port}`, log }
+}
+
+/** used_memory and the RSS Redis reports of itself, from INFO memory. */
+async function redisMemory (redis: RedisServer): Promise<{ usedMemoryBytes: number, keys: number }> {
+  const info = await redis.client.info('memory')
+  const used = /^used_memory:(\d+)/m.exec(info)
+  return { usedMemoryBytes: used ? Number(used[1]) : NaN, keys: await redis.client.dbsize() }
+}
+
+// ---------------------------------------------------------------- gateway nodes
+
+interface GatewayNode { id: string, port: number, url: string, proc: ChildProcess, log: string }
+
+function nodeConfig (id: string, port: number, backendPort: number, redisUrl: string | undefined): Record<string, unknown> {
+  const base = gatewayConfig(`ws://127.0.0.1:${backendPort}${LINK_PATH}`) as { limits: Record<string, unknown> } & Record<string, unknown>
+  return {
+    ...base,
+    server: { host: '127.0.0.1', port, nodeId: id, shutdownTimeoutMs: 5000 },
+    // idle clients: no heartbeat pings during the run; room for every client on one node
+    limits: { ...base.limits, maxConnections: 100000, heartbeatIntervalMs: 3600000 },
+    log: { level: 'warn' },
+    ...(redisUrl ? { cluster: { redis: redisUrl, name: 'bench' } } : {})
+  }
+}
+
+async function startNode (id: string, dir: string, backendPort: number, redisUrl: string | undefined): Promise<GatewayNode> {
+  const port = await freePort()
+  const file = join(dir, `${id}.json`)
+  writeFileSync(file, JSON.stringify(nodeConfig(id, port, backendPort, redisUrl), null, 2))
+  const log = join(dir, `${id}.log`)
+  const fd = openSync(log, 'a')
+  const proc = track(spawn(process.execPath, [CLI, '--config', file], { stdio: ['ignore', fd, fd] }))
+  closeSync(fd)
+  const node = { id, port, url: `ws://127.0.0.1:${port}${PATH}`, proc, log }
+  // ready: its backend link is up and, in a cluster, Redis joined (a node without Redis says "degraded")
+  await waitFor(`gateway node ${id} to be ready`, 20000, async () => {
+    if (proc.exitCode !== null) throw new Error(`gateway node ${id} exited (${proc.exitCode}):\n${tail(log)}`)
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/readyz`, { signal: AbortSignal.timeout(2000) })
+      const body = await res.json() as { status?: string }
+      return res.status === 200 && body.status === 'ready' ? true : undefined
+    } catch {
+      return undefined
+    }
+  }, 100)
+  return node
+}
+
+/** Selected counters and gauges of a node's /metrics, summed over labels other than the ones kept. */
+const METRICS = ['gatehouse_connections', 'gatehouse_messages_out_total', 'gatehouse_dropped_actions_total', 'gatehouse_handshake_failures_total',
+  'gatehouse_client_closes_total', 'gatehouse_broker_errors_total', 'gatehouse_cluster_claims_total', 'gatehouse_cluster_forwards_total', 'gatehouse_link_reconnects_total']
+
+async function nodeMetrics (node: GatewayNode): Promise<Record<string, number>> {
+  const res = await fetch(`http://127.0.0.1:${node.port}/metrics`, { signal: AbortSignal.timeout(10000) })
+  const text = await res.text()
+  const out: Record<string, number> = {}
+  for (const line of text.split('\n')) {
+    const match = /^([a-z_]+)(\{[^}]*\})? (\S+)$/.exec(line)
+    if (!match || !METRICS.includes(match[1])) continue
+    // keep the labels that say why (reason, outcome, direction, code, op), not the endpoint
+    const labels = [...(match[2] ?? '').matchAll(/(\w+)="([^"]*)"/g)].filter(([, k]) => k !== 'endpoint').map(([, k, v]) => `${k}=${v}`)
+    const key = labels.length > 0 ? `${match[1]}{${labels.join(',')}}` : match[1]
+    out[key] = (out[key] ?? 0) + Number(match[3])
+  }
+  return out
+}
+
+// ---------------------------------------------------------------- one phase
+
+/** Problems seen in either phase, for the report. */
+const phaseProblems: string[] = []
+
+interface LinkStats { node: string, opens: number, closes: number, synced: number, hellos: number, frames: number, badFrames: number, up: boolean }
+
+interface BroadcastRun {
+  id: number
+  /** The node whose backend link carried the one `send` to `all`. */
+  via: string
+  expected: number
+  received: number
+  /** From the backend writing the action to the last (first) client receiving it. */
+  completionMs: number
+  firstMs: number
+  /** Per receiving node, in node order: until its last client got it. */
+  byNodeMs: number[]
+}
+
+interface NodeFigures {
+  id: string
+  port: number
+  pid: number
+  /** gatehouse_connections on /metrics once every client was registered. */
+  connections: number
+  /** Backend `open` events received on this node's link. */
+  opens: number
+  rssBeforeBytes: number
+  rssHeldBytes: number
+  rssAfterBytes: number
+  metricsHeld: Record<string, number>
+  metricsAfter: Record<string, number>
+  logLines: number
+}
+
+interface PhaseResult {
+  name: 'single' | 'cluster'
+  nodes: NodeFigures[]
+  clients: number
+  opened: number
+  failed: number
+  errors: string[]
+  /** Handshakes completed per second while connecting (all clients ÷ the slowest client process's connect time). */
+  connectMs: number
+  handshakeRate: number
+  /** From the last handshake to the backend having counted every `open`. */
+  registeredLagMs: number
+  redis?: { rssBeforeBytes: number, rssHeldBytes: number, rssAfterBytes: number, usedMemoryHeldBytes: number, keysHeld: number, keysAfterDisconnect?: number }
+  /** The unmeasured first broadcast. */
+  warmupBroadcast?: BroadcastRun
+  broadcasts: BroadcastRun[]
+  completionMedianMs: number
+  completionMaxMs: number
+  /** Median completion time ÷ clients, in microseconds per client. */
+  perClientUs: number
+  clientCloses: Record<string, number>
+  /** Once the clients dropped their sockets: until every link reported a `close` for every `open`. */
+  closesReportedMs?: number
+  /** How each node ended on SIGTERM. */
+  exits?: string[]
+  duplicates: number
+  outOfOrder: number
+  strays: number
+}
+
+/** Splits `total` as evenly as possible into `n` parts. */
+const shares = (total: number, n: number): number[] => Array.from({ length: n }, (_, i) => Math.floor(total / n) + (i < total % n ? 1 : 0))
+
+interface Rig { options: Options, dir: string, backend: Child, backendPort: number, workers: Child[] }
+
+async function runPhase (rig: Rig, name: 'single' | 'cluster', phaseIndex: number, nodeCount: number, clients: number, redis: RedisServer | undefined): Promise<PhaseResult> {
+  const { options, backend, workers } = rig
+  const problems: string[] = []
+  say(`${name}: starting ${nodeCount} gateway node${nodeCount > 1 ? 's' : ''}${redis ? ` sharing ${redis.url}` : ' (no Redis)'}`)
+  const nodes = await Promise.all(Array.from({ length: nodeCount }, async (_, i) => await startNode(`${name}-${i + 1}`, rig.dir, rig.backendPort, redis?.url)))
+  try {
+    const ids = new Set(nodes.map((n) => n.id))
+    const linkStats = async (): Promise<LinkStats[]> => (await backend.call<LinkStats[]>('stats')).filter((l) => ids.has(l.node))
+    await waitFor(`${name}: every node's backend link`, 10000, async () => (await linkStats()).filter((l) => l.up).length === nodeCount ? true : undefined)
+    await sleep(1000)
+    const rssBefore = nodes.map((n) => rssBytes(n.proc.pid as number))
+    const redisRssBefore = redis ? rssBytes(redis.proc.pid as number) : 0
+
+    // every client process: its share of the users, round-robin over the nodes, one source address per (process, node)
+    const group = name
+    const perWorker = shares(clients, workers.length)
+    const perLane = Math.max(1, Math.ceil(options.concurrency / workers.length))
+    say(`${name}: connecting ${clients} clients from ${workers.length} client processes (${perWorker.join(', ')}), ${perLane * workers.length} handshakes in flight`)
+    let offset = 0
+    const calls = workers.map((w, wi) => {
+      const users = Array.from({ length: perWorker[wi] }, (_, i) => `${name}-user-${offset + i}`)
+      offset += perWorker[wi]
+      const targets: Target[] = nodes.map((n, ni) => ({ url: n.url, localAddress: `127.${phaseIndex + 1}.${wi + 1}.${ni + 1}` }))
+      return w.call<{ opened: number, failed: number, errors: string[], elapsedMs: number, perTarget: number[] }>('connect', { group, targets, users, concurrency: perLane })
+    })
+    const progress = setInterval(() => {
+      void linkStats().then((links) => say(`${name}: ${links.reduce((s, l) => s + l.opens - l.closes, 0)} clients registered at the backend`), () => {})
+    }, 5000)
+    let parts
+    try {
+      parts = await Promise.all(calls)
+    } finally {
+      clearInterval(progress)
+    }
+    const connectedAt = performance.now()
+    const opened = parts.reduce((s, p) => s + p.opened, 0)
+    const failed = parts.reduce((s, p) => s + p.failed, 0)
+    const errors = parts.flatMap((p) => p.errors)
+    const connectMs = Math.max(...parts.map((p) => p.elapsedMs))
+    say(`${name}: ${opened} of ${clients} clients open in ${(connectMs / 1000).toFixed(1)} s (${Math.round(opened / (connectMs / 1000))} handshakes/s)${failed > 0 ? `; ${failed} failed: ${errors.join('; ')}` : ''}`)
+
+    // the backend has heard `open` for every one of them
+    const registered = await waitFor(`${name}: the backend to count ${opened} opens`, 60000, async () => {
+      const links = await linkStats()
+      return links.reduce((s, l) => s + l.opens - l.closes, 0) >= opened ? links : undefined
+    }).catch(async (err: Error) => {
+      problems.push(err.message)
+      return await linkStats()
+    })
+    const registeredLagMs = performance.now() - connectedAt
+    await sleep(2000)
+    const metricsHeld = await Promise.all(nodes.map(nodeMetrics))
+    const rssHeld = nodes.map((n) => rssBytes(n.proc.pid as number))
+    const redisRssHeld = redis ? rssBytes(redis.proc.pid as number) : 0
+    const redisHeld = redis ? await redisMemory(redis) : undefined
+    say(`${name}: per node ${nodes.map((n, i) => `${n.id} ${metricsHeld[i].gatehouse_connections} conns, ${(rssHeld[i] / 2 ** 20).toFixed(0)} MiB`).join('; ')}${redis ? `; redis ${(redisRssHeld / 2 ** 20).toFixed(1)} MiB` : ''}`)
+
+    // the broadcasts: one `send` to `all` down one node's link (rotating), every client must get it;
+    // the first (b = -1) is an unmeasured warm-up, so a cold JIT is not what the first figure measures
+    const broadcasts: BroadcastRun[] = []
+    let warmup: BroadcastRun | undefined
+    for (let b = -1; b < options.broadcasts; b++) {
+      const id = (phaseIndex + 1) * 1000 + b + 1
+      const via = nodes[(b + nodes.length) % nodes.length]
+      const waits = workers.map((w) => w.call<{ sockets: number, received: number, firstAt: number, lastAt: number, lastAtByTarget: Array<number | null> }>('waitBroadcast', { group, id, timeoutMs: options.timeoutMs }))
+      const { sentAt } = await backend.call<{ sentAt: number }>('broadcast', { node: via.id, id })
+      const got = await Promise.all(waits)
+      const received = got.reduce((s, g) => s + g.received, 0)
+      const expected = got.reduce((s, g) => s + g.sockets, 0)
+      const lastAt = Math.max(...got.map((g) => g.lastAt).filter(Number.isFinite))
+      const firstAt = Math.min(...got.map((g) => g.firstAt).filter(Number.isFinite))
+      // NaN crosses IPC as null
+      const byNodeMs = nodes.map((_, ni) => Math.max(...got.map((g) => g.lastAtByTarget[ni] ?? NaN).filter(Number.isFinite)) - sentAt)
+      const run = { id, via: via.id, expected, received, completionMs: lastAt - sentAt, firstMs: firstAt - sentAt, byNodeMs }
+      if (b >= 0) broadcasts.push(run)
+      else warmup = run
+      say(`${name}: broadcast ${b < 0 ? '(warm-up)' : `${b + 1}/${options.broadcasts}`} via ${via.id}: ${received}/${expected} clients, first after ${run.firstMs.toFixed(1)} ms, all after ${run.completionMs.toFixed(1)} ms`)
+      if (received < expected) problems.push(`${name}: broadcast ${id} via ${via.id} reached ${received} of ${expected} clients within ${options.timeoutMs} ms`)
+      await sleep(500)
+    }
+    await sleep(1000)
+    const metricsAfter = await Promise.all(nodes.map(nodeMetrics))
+    const rssAfter = nodes.map((n) => rssBytes(n.proc.pid as number))
+    const redisRssAfter = redis ? rssBytes(redis.proc.pid as number) : 0
+    const statuses = await Promise.all(workers.map((w) => w.call<{ closes: Record<string, number>, duplicates: number, outOfOrder: number, strays: number }>('status', { group })))
+    const clientCloses: Record<string, number> = {}
+    for (const s of statuses) for (const [code, n] of Object.entries(s.closes)) clientCloses[code] = (clientCloses[code] ?? 0) + n
+
+    const completions = broadcasts.filter((r) => r.received === r.expected).map((r) => r.completionMs)
+    const completionMedianMs = median(completions)
+    const result: PhaseResult = {
+      name,
+      nodes: nodes.map((n, i) => ({
+        id: n.id,
+        port: n.port,
+        pid: n.proc.pid as number,
+        connections: metricsHeld[i].gatehouse_connections ?? NaN,
+        opens: registered.find((l) => l.node === n.id)?.opens ?? 0,
+        rssBeforeBytes: rssBefore[i],
+        rssHeldBytes: rssHeld[i],
+        rssAfterBytes: rssAfter[i],
+        metricsHeld: metricsHeld[i],
+        metricsAfter: metricsAfter[i],
+        logLines: tail(n.log, 1e9).split('\n').filter(Boolean).length
+      })),
+      clients,
+      opened,
+      failed,
+      errors,
+      connectMs,
+      handshakeRate: opened / (connectMs / 1000),
+      registeredLagMs,
+      ...(redis && redisHeld
+        ? { redis: { rssBeforeBytes: redisRssBefore, rssHeldBytes: redisRssHeld, rssAfterBytes: redisRssAfter, usedMemoryHeldBytes: redisHeld.usedMemoryBytes, keysHeld: redisHeld.keys } }
+        : {}),
+      warmupBroadcast: warmup,
+      broadcasts,
+      completionMedianMs,
+      completionMaxMs: completions.length > 0 ? Math.max(...completions) : NaN,
+      perClientUs: completionMedianMs / opened * 1000,
+      clientCloses,
+      duplicates: statuses.reduce((s, x) => s + x.duplicates, 0),
+      outOfOrder: statuses.reduce((s, x) => s + x.outOfOrder, 0),
+      strays: statuses.reduce((s, x) => s + x.strays, 0)
+    }
+    for (const node of result.nodes) {
+      if (node.logLines > 0) problems.push(`${name}: gateway node ${node.id} logged ${node.logLines} line(s) at warn or above; last: ${tail(nodes.find((n) => n.id === node.id)?.log ?? '', 3).slice(0, 600)}`)
+      const dropped = Object.entries(node.metricsAfter).filter(([k, v]) => (k.startsWith('gatehouse_dropped_actions_total') || k.startsWith('gatehouse_broker_errors_total')) && v > 0)
+      if (dropped.length > 0) problems.push(`${name}: node ${node.id}: ${dropped.map(([k, v]) => `${k} ${v}`).join(', ')}`)
+    }
+    if (Object.keys(clientCloses).length > 0) problems.push(`${name}: client sockets closed while held, by code: ${JSON.stringify(clientCloses)}`)
+    if (result.duplicates > 0 || result.outOfOrder > 0 || result.strays > 0) problems.push(`${name}: clients got ${result.duplicates} duplicate broadcasts, ${result.outOfOrder} out of order, ${result.strays} other frames`)
+
+    // the way out: clients drop their sockets (no close frame), every node must report each `close` (after
+    // the endpoint's resumeGraceMs) and, in a cluster, release its presence entries in Redis
+    say(`${name}: disconnecting`)
+    const dropped = performance.now()
+    await Promise.all(workers.map((w) => w.call('disconnect', { group })))
+    await waitFor(`${name}: a close for every open`, 30000, async () => {
+      const links = await linkStats()
+      return links.every((l) => l.closes >= l.opens) ? true : undefined
+    }, 200).then(() => { result.closesReportedMs = performance.now() - dropped }, async (err: Error) => {
+      problems.push(`${err.message}: ${(await linkStats()).map((l) => `${l.node} ${l.closes} closes of ${l.opens} opens`).join(', ')}`)
+    })
+    if (redis && result.redis) {
+      await sleep(500)
+      result.redis.keysAfterDisconnect = (await redisMemory(redis)).keys
+      // each node keeps a lease and a few bookkeeping keys; presence entries must be gone
+      if (result.redis.keysAfterDisconnect > 10 * nodeCount) problems.push(`${name}: ${result.redis.keysAfterDisconnect} keys left in Redis after every client left`)
+    }
+    result.exits = await Promise.all(nodes.map(async (n) => {
+      const t0 = performance.now()
+      await stopProcess(n.proc)
+      const how = `${n.id}: ${n.proc.signalCode === 'SIGKILL' ? 'killed after 15 s' : `exit ${n.proc.exitCode ?? n.proc.signalCode}`} ${((performance.now() - t0) / 1000).toFixed(1)} s after SIGTERM`
+      if (n.proc.exitCode !== 0) problems.push(`${name}: node ${how}`)
+      return how
+    }))
+    for (const [i, node] of result.nodes.entries()) {
+      const lines = tail(nodes[i].log, 1e9).split('\n').filter(Boolean).length
+      if (lines > node.logLines) problems.push(`${name}: gateway node ${node.id} logged ${lines - node.logLines} line(s) at warn or above after the clients left; last: ${tail(nodes[i].log, 3).slice(0, 600)}`)
+      node.logLines = lines
+    }
+    phaseProblems.push(...problems)
+    return result
+  } finally {
+    await Promise.all(nodes.map((n) => stopProcess(n.proc)))
+  }
+}
+
+// ---------------------------------------------------------------- report
+
+const mib = (bytes: number): string => (bytes / 2 ** 20).toFixed(0)
+const n0 = (v: number): string => Number.isFinite(v) ? Math.round(v).toLocaleString('en-US') : 'n/a'
+const ms1 = (v: number): string => Number.isFinite(v) ? v.toFixed(1) : 'n/a'
+
+interface ClusterBenchResult {
+  options: Options
+  conditions: Record<string, unknown>
+  single: PhaseResult
+  cluster: PhaseResult
+  /** Median completion time per client, cluster ÷ single node. */
+  perClientRatio: number
+  /** Issue 4: ≥ 45,000 authenticated idle clients on 3 processes, every one reached by the broadcast. */
+  target: { clients: number, met: boolean, why: string }
+  problems: string[]
+}
+
+function renderMarkdown (r: ClusterBenchResult): string {
+  const s = r.single
+  const c = r.cluster
+  const perNode = (p: PhaseResult, f: (n: NodeFigures) => string): string => p.nodes.map(f).join(' / ')
+  const all = (p: PhaseResult): string => p.broadcasts.every((b) => b.received === b.expected) ? `yes (${p.broadcasts.length} of ${p.broadcasts.length})` : `no: ${p.broadcasts.map((b) => `${b.received}/${b.expected}`).join(', ')}`
+  const rows: string[][] = [
+    ['', `single node (baseline, no Redis)`, `cluster (${c.nodes.length} nodes + Redis)`],
+    ['clients opened (of asked)', `${n0(s.opened)} (of ${n0(s.clients)})`, `${n0(c.opened)} (of ${n0(c.clients)})`],
+    ['connections per node (/metrics `gatehouse_connections`)', perNode(s, (n) => n0(n.connections)), perNode(c, (n) => n0(n.connections))],
+    ['`open` events at the backend, per node link', perNode(s, (n) => n0(n.opens)), perNode(c, (n) => n0(n.opens))],
+    ['RSS per node, no clients (MiB)', perNode(s, (n) => mib(n.rssBeforeBytes)), perNode(c, (n) => mib(n.rssBeforeBytes))],
+    ['RSS per node, clients held (MiB)', perNode(s, (n) => mib(n.rssHeldBytes)), perNode(c, (n) => mib(n.rssHeldBytes))],
+    ['RSS per node, after the broadcasts (MiB)', perNode(s, (n) => mib(n.rssAfterBytes)), perNode(c, (n) => mib(n.rssAfterBytes))],
+    ['RSS growth per client (KiB, held − no clients)', perNode(s, (n) => ((n.rssHeldBytes - n.rssBeforeBytes) / 1024 / n.connections).toFixed(1)), perNode(c, (n) => ((n.rssHeldBytes - n.rssBeforeBytes) / 1024 / n.connections).toFixed(1))],
+    ['Redis RSS: empty / clients held / after (MiB)', '–', c.redis ? `${(c.redis.rssBeforeBytes / 2 ** 20).toFixed(1)} / ${(c.redis.rssHeldBytes / 2 ** 20).toFixed(1)} / ${(c.redis.rssAfterBytes / 2 ** 20).toFixed(1)} (used_memory ${(c.redis.usedMemoryHeldBytes / 2 ** 20).toFixed(1)}, ${n0(c.redis.keysHeld)} keys)` : 'n/a'],
+    ['handshakes/s while connecting', n0(s.handshakeRate), n0(c.handshakeRate)],
+    ['time to connect every client (s)', (s.connectMs / 1000).toFixed(1), (c.connectMs / 1000).toFixed(1)],
+    ['broadcast completion, median / max (ms)', `${ms1(s.completionMedianMs)} / ${ms1(s.completionMaxMs)}`, `${ms1(c.completionMedianMs)} / ${ms1(c.completionMaxMs)}`],
+    ['broadcast completion, each run (ms; sending node)', s.broadcasts.map((b) => ms1(b.completionMs)).join(', '), c.broadcasts.map((b) => `${ms1(b.completionMs)} (${b.via})`).join(', ')],
+    ['all clients of the sending node / of the other nodes (via Redis) reached, median (ms)', ms1(median(s.broadcasts.map((b) => b.byNodeMs[0]))) + ' / –',
+      `${ms1(median(c.broadcasts.map((b) => b.byNodeMs[c.nodes.findIndex((n) => n.id === b.via)])))} / ${ms1(median(c.broadcasts.map((b) => Math.max(...b.byNodeMs.filter((_, i) => c.nodes[i].id !== b.via)))))}`],
+    ['first client reached, median (ms)', ms1(median(s.broadcasts.map((b) => b.firstMs))), ms1(median(c.broadcasts.map((b) => b.firstMs)))],
+    ['completion per client, median (µs)', s.perClientUs.toFixed(2), c.perClientUs.toFixed(2)],
+    ['every client got every broadcast', all(s), all(c)],
+    ['a `close` for every client at the backend after they left (s)', ms1((s.closesReportedMs ?? NaN) / 1000), ms1((c.closesReportedMs ?? NaN) / 1000)],
+    ['Redis keys once every client left', '–', n0(c.redis?.keysAfterDisconnect ?? NaN)]
+  ]
+  const table = [
+    `| ${rows[0].join(' | ')} |`,
+    `|${rows[0].map(() => '---').join('|')}|`,
+    ...rows.slice(1).map((row) => `| ${row.join(' | ')} |`)
+  ].join('\n')
+  const k = r.conditions
+  const o = r.options
+  return `# Gatehouse cluster bench (issue 4)
+
+Produced by \`npm run bench:cluster\` (bench/cluster.ts) on ${k.date as string}; the run took ${k.durationSec as number} s.${o.smoke ? ' **Smoke run: tiny load, the figures mean nothing.**' : ''}
+
+**Target** (issue 4): ${o.nodes} gateway processes on this machine hold ≥ ${n0(r.target.clients)} authenticated idle clients and relay a broadcast to all of them: **${r.target.met ? 'met' : 'not met'}** (${r.target.why}).
+
+**Broadcast completion per client, cluster ÷ single node: ${r.perClientRatio.toFixed(2)}** (median completion ÷ clients: ${c.perClientUs.toFixed(2)} µs over ${n0(c.opened)} clients on ${c.nodes.length} nodes vs ${s.perClientUs.toFixed(2)} µs over ${n0(s.opened)} clients on one node; below 1 means the cluster spreads the fan-out better than one process does).
+
+${table}
+
+What was measured: on ${k.nproc as number} CPUs (${k.cpu as string}), ${k.memoryGiB as number} GiB RAM, ${k.kernel as string}, Node ${k.node as string}, ws ${k.ws as string}, ${k.redis as string}, gatehouse ${k.gatehouse as string}, open files per process ${k.openFiles as string}; everything on loopback on this one machine, sharing its CPUs (load average ${(k.loadAverageBefore as number[]).map((v) => v.toFixed(2)).join(' ')} before, ${(k.loadAverageAfter as number[]).map((v) => v.toFixed(2)).join(' ')} after). Each gateway node is its own process started with the CLI (\`node dist/src/cli.js --config FILE\`, its own \`server.nodeId\` and port, log level warn, rate limit and \`maxConnections\` raised out of the way, heartbeat pings off for the run); the cluster's nodes share a \`redis-server\` started for the run (\`--save '' --appendonly no\`, \`cluster.name\` bench). All nodes dial one backend process (a plain \`ws\` server) that counts \`open\` events per node link; the clients come from ${o.workers} client processes (a process may hold at most ~20,000 open files), each holding its share of the sockets round-robin over the nodes, each socket with its own HS256 JWT (a distinct user), with ${o.concurrency} handshakes in flight in all, every (client process, node) pair bound to its own 127.x.y.z source address so ephemeral ports never run short. Handshakes/s = clients ÷ the slowest client process's connect time (tokens signed before the clock starts). Once the backend had counted every \`open\`, and 2 s later, connections were read from each node's /metrics and RSS from /proc/PID/status (VmRSS; no GC forced: the CLI processes have no control channel). Then one unmeasured warm-up broadcast and ${o.broadcasts} measured ones, 0.5 s apart, each ONE \`{"action":"send","all":true,"data":{...}}\` written by the backend down one node's link (rotating over the nodes; that node delivers locally and publishes to the others over Redis pub/sub); completion = the last client's receipt − the backend's send time (wall clock in µs, same machine), counted only when every client got it; median and max over the runs. The baseline is the same on ONE node alone (no Redis) with ${n0(o.singleClients)} clients, measured first in the same run; the ratio compares completion time per client, since the clients and the CPUs doing the fan-out differ. Finally the clients drop their sockets without a close frame: every node must report a \`close\` for each (after the endpoint's default 5 s \`resumeGraceMs\`), release its presence entries in Redis, and exit 0 on SIGTERM.
+${r.problems.length > 0 ? `\nProblems seen:\n\n${r.problems.map((p) => `- ${p.replace(/\n/g, ' ')}`).join('\n')}\n` : '\nNo problems seen: no failed handshakes, no client socket closed, no duplicate or lost broadcast, nothing logged at warn or above, no dropped actions or broker errors on /metrics, every `close` reported, Redis presence emptied, every node exited 0 on SIGTERM.\n'}
+Raw figures (every node's selected /metrics, every broadcast): cluster-results.json.
+`
+}
+
+function packageVersion (name: string): string {
+  try {
+    return (createRequire(import.meta.url)(`${name}/package.json`) as { version: string }).version
+  } catch {
+    return 'unknown'
+  }
+}
+
+function sourceRevision (): string {
+  const head = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO, encoding: 'utf8' })
+  if (head.status !== 0) return 'unknown revision'
+  const dirty = spawnSync('git', ['status', '--porcelain', '--', 'src', 'routes', 'protocol'], { cwd: REPO, encoding: 'utf8' }).stdout.trim()
+  return `commit ${head.stdout.trim()}${dirty ? ' plus uncommitted changes in src/, routes/ or protocol/' : ''}`
+}
+
+// ---------------------------------------------------------------- main
+
+async function main (): Promise<void> {
+  const options = optionsFromEnv()
+  const startedAt = Date.now()
+  const loadBefore = os.loadavg()
+  say(`${options.nodes} nodes × ${options.clients} clients; baseline 1 node × ${options.singleClients}; ${options.broadcasts} broadcasts each; ${options.workers} client processes${options.smoke ? ' (smoke)' : ''}`)
+  say(`knobs: ${KNOBS.replace(/\n/g, ' ')}`)
+  const biggestShare = Math.ceil(Math.max(options.clients, options.singleClients) / options.workers)
+  if (Math.ceil(options.clients / options.nodes) > 19000) say(`warning: ${Math.ceil(options.clients / options.nodes)} clients per node is past what a gateway process may hold under a 20,000 open-files limit`)
+  if (biggestShare > 18000) throw new Error(`${biggestShare} sockets per client process is too close to the 20,000 open files a process may hold: raise CLUSTER_WORKERS`)
+  const dir = mkdtempSync(join(os.tmpdir(), 'gatehouse-cluster-bench-'))
+  let keepDir = false
+  const children: Child[] = []
+  let redis: RedisServer | undefined
+  try {
+    const { child: backend, ready } = await forkChild<{ port: number }>('broadcast backend', BACKEND)
+    children.push(backend)
+    track(backend.process)
+    const workers = await Promise.all(Array.from({ length: options.workers }, async (_, i) => {
+      const { child } = await forkChild(`client process ${i + 1}`, WORKER, { quiet: false })
+      track(child.process)
+      children.push(child)
+      return child
+    }))
+    const rig: Rig = { options, dir, backend, backendPort: ready.port, workers }
+
+    const single = await runPhase(rig, 'single', 0, 1, options.singleClients, undefined)
+    say('cluster: starting redis-server')
+    redis = await startRedis(options.redisServer, dir)
+    const cluster = await runPhase(rig, 'cluster', 1, options.nodes, options.clients, redis)
+
+    const reachedAll = cluster.broadcasts.length > 0 && cluster.broadcasts.every((b) => b.received === b.expected && b.expected >= options.clients)
+    const target = options.smoke ? 45000 : options.clients
+    const met = options.nodes === 3 && cluster.opened >= 45000 && cluster.nodes.reduce((s, n) => s + n.connections, 0) >= 45000 && reachedAll
+    const result: ClusterBenchResult = {
+      options: { ...options, out: relative(REPO, options.out) || '.' },
+      conditions: {
+        date: new Date(startedAt).toISOString(),
+        host: os.hostname(),
+        nproc: os.availableParallelism(),
+        cpu: os.cpus()[0]?.model ?? 'unknown',
+        memoryGiB: Math.round(os.totalmem() / 2 ** 30 * 10) / 10,
+        node: process.version,
+        kernel: `${os.type()} ${os.release()}`,
+        ws: packageVersion('ws'),
+        ioredis: packageVersion('ioredis'),
+        redis: (spawnSync(options.redisServer, ['--version'], { encoding: 'utf8' }).stdout.match(/v=(\S+)/)?.[0] ?? 'unknown').replace('v=', 'redis-server '),
+        openFiles: spawnSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).stdout.trim() || 'unknown',
+        gatehouse: sourceRevision(),
+        loadAverageBefore: loadBefore,
+        loadAverageAfter: os.loadavg(),
+        durationSec: Math.round((Date.now() - startedAt) / 1000)
+      },
+      single,
+      cluster,
+      perClientRatio: cluster.perClientUs / single.perClientUs,
+      target: {
+        clients: target,
+        met,
+        why: `${n0(cluster.opened)} clients open on ${cluster.nodes.length} nodes (${cluster.nodes.map((n) => n0(n.connections)).join(' / ')} on /metrics), ` +
+          (reachedAll ? `every one reached by all ${cluster.broadcasts.length} broadcasts` : 'not every client reached by every broadcast')
+      },
+      problems: phaseProblems
+    }
+    mkdirSync(options.out, { recursive: true })
+    writeFileSync(join(options.out, 'cluster-results.json'), `${JSON.stringify(result, null, 2)}\n`)
+    writeFileSync(join(options.out, 'cluster-results.md'), renderMarkdown(result))
+    process.stdout.write(`${renderMarkdown(result)}\nwrote ${join(options.out, 'cluster-results.md')} and cluster-results.json\n`)
+    if (!met && !options.smoke) process.exitCode = 1
+  } catch (err) {
+    keepDir = true
+    say(`failed: ${(err as Error).stack ?? String(err)}`)
+    say(`gateway and redis logs kept in ${dir}`)
+    process.exitCode = 1
+  } finally {
+    redis?.client.disconnect()
+    if (redis) await stopProcess(redis.proc, 5000)
+    await Promise.all(children.map((c) => c.stop()))
+    if (!keepDir) rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+await main()
+process.exit()
