@@ -5,8 +5,8 @@
  * from a shared machine falls on all of them alike.
  */
 import { spawnSync } from 'node:child_process'
-import { createRequire } from 'node:module'
 import os from 'node:os'
+import { machineConditions, type MachineConditions } from './conditions.js'
 import { type Contender, type ContenderName, startContender } from './contenders.js'
 import { ensureNginx } from './nginx.js'
 import type { BenchOptions } from './options.js'
@@ -25,19 +25,8 @@ export interface ContenderFigures {
   idle: Record<number, IdleFigure>
 }
 
-export interface Conditions {
-  date: string
-  host: string
-  nproc: number
-  cpu: string
-  memoryGiB: number
-  node: string
-  kernel: string
-  ws: string
+export interface Conditions extends MachineConditions {
   nginx?: string
-  openFiles: string
-  /** The gateway's source: commit, and whether src/, routes/ or protocol/ had uncommitted changes. */
-  gatehouse: string
   /** The gatehouse-b contender's build, when there is one. */
   gatehouseB?: string
   loadAverageBefore: number[]
@@ -64,31 +53,9 @@ function rotate<T> (items: readonly T[], i: number): T[] {
   return [...items.slice(k), ...items.slice(0, k)]
 }
 
-function packageVersion (name: string): string {
-  try {
-    return (createRequire(import.meta.url)(`${name}/package.json`) as { version: string }).version
-  } catch {
-    return 'unknown'
-  }
-}
-
 function nginxVersion (binary: string): string {
   const out = spawnSync(binary, ['-v'], { encoding: 'utf8' })
   return (out.stderr || out.stdout).trim().replace(/^nginx version: /, '')
-}
-
-function sourceRevision (): string {
-  const cwd = new URL('../../', import.meta.url)
-  const head = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd, encoding: 'utf8' })
-  // a build outside the checkout (git archive HEAD) says which commit it is
-  if (head.status !== 0) return process.env.BENCH_REVISION ? `commit ${process.env.BENCH_REVISION}` : 'unknown revision'
-  const dirty = spawnSync('git', ['status', '--porcelain', '--', 'src', 'routes', 'protocol'], { cwd, encoding: 'utf8' }).stdout.trim()
-  return `commit ${head.stdout.trim()}${dirty ? ' plus uncommitted changes in src/, routes/ or protocol/' : ''}`
-}
-
-function openFileLimit (): string {
-  const out = spawnSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' })
-  return out.stdout.trim() || 'unknown'
 }
 
 export async function runBench (options: BenchOptions, say: (line: string) => void = () => {}): Promise<BenchResult> {
@@ -133,17 +100,8 @@ export async function runBench (options: BenchOptions, say: (line: string) => vo
   return {
     options,
     conditions: {
-      date: new Date(started).toISOString(),
-      host: os.hostname(),
-      nproc: os.availableParallelism(),
-      cpu: os.cpus()[0]?.model ?? 'unknown',
-      memoryGiB: Math.round(os.totalmem() / 2 ** 30 * 10) / 10,
-      node: process.version,
-      kernel: `${os.type()} ${os.release()}`,
-      ws: packageVersion('ws'),
+      ...machineConditions(started),
       nginx: nginxBinary ? nginxVersion(nginxBinary) : undefined,
-      openFiles: openFileLimit(),
-      gatehouse: sourceRevision(),
       gatehouseB: options.gatehouseB,
       loadAverageBefore: loadBefore,
       loadAverageAfter: os.loadavg(),

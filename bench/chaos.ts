@@ -9,7 +9,8 @@
  */
 import { parseArgs } from 'node:util'
 import { startGateway, testConfig } from '../test/helpers/gateway.js'
-import { allArrived, BackendProcesses, freePort, pause, Streamers, tally, until } from '../test/helpers/chaos.js'
+import { allArrived, BackendProcesses, pause, Streamers, tally, until } from '../test/helpers/chaos.js'
+import { freePort } from '../test/helpers/ports.js'
 
 const { values } = parseArgs({ options: { seconds: { type: 'string', default: '60' }, players: { type: 'string', default: '8' } } })
 const seconds = Number(values.seconds)

@@ -15,9 +15,9 @@ import { once } from 'node:events'
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
+import { machineConditions, packageVersion } from './conditions.js'
 import { join, relative } from 'node:path'
 import { performance } from 'node:perf_hooks'
-import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import { gatewayConfig } from './contenders.js'
@@ -549,21 +549,6 @@ Raw figures (every node's selected /metrics, every broadcast): cluster-results.j
 `
 }
 
-function packageVersion (name: string): string {
-  try {
-    return (createRequire(import.meta.url)(`${name}/package.json`) as { version: string }).version
-  } catch {
-    return 'unknown'
-  }
-}
-
-function sourceRevision (): string {
-  const head = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO, encoding: 'utf8' })
-  if (head.status !== 0) return 'unknown revision'
-  const dirty = spawnSync('git', ['status', '--porcelain', '--', 'src', 'routes', 'protocol'], { cwd: REPO, encoding: 'utf8' }).stdout.trim()
-  return `commit ${head.stdout.trim()}${dirty ? ' plus uncommitted changes in src/, routes/ or protocol/' : ''}`
-}
-
 // ---------------------------------------------------------------- main
 
 async function main (): Promise<void> {
@@ -602,18 +587,9 @@ async function main (): Promise<void> {
     const result: ClusterBenchResult = {
       options: { ...options, out: relative(REPO, options.out) || '.' },
       conditions: {
-        date: new Date(startedAt).toISOString(),
-        host: os.hostname(),
-        nproc: os.availableParallelism(),
-        cpu: os.cpus()[0]?.model ?? 'unknown',
-        memoryGiB: Math.round(os.totalmem() / 2 ** 30 * 10) / 10,
-        node: process.version,
-        kernel: `${os.type()} ${os.release()}`,
-        ws: packageVersion('ws'),
+        ...machineConditions(startedAt),
         ioredis: packageVersion('ioredis'),
         redis: (spawnSync(options.redisServer, ['--version'], { encoding: 'utf8' }).stdout.match(/v=(\S+)/)?.[0] ?? 'unknown').replace('v=', 'redis-server '),
-        openFiles: spawnSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).stdout.trim() || 'unknown',
-        gatehouse: sourceRevision(),
         loadAverageBefore: loadBefore,
         loadAverageAfter: os.loadavg(),
         durationSec: Math.round((Date.now() - startedAt) / 1000)

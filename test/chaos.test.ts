@@ -9,7 +9,8 @@ import { EventEmitter } from 'node:events'
 import t from 'tap'
 import { GatehouseBackend } from '../src/sdk/index.js'
 import { startGateway, testConfig } from './helpers/gateway.js'
-import { allArrived, BackendProcesses, CutProxy, freePort, pause, Streamers, tally, until, type Incarnation } from './helpers/chaos.js'
+import { freePort } from './helpers/ports.js'
+import { allArrived, BackendProcesses, CutProxy, pause, Streamers, tally, until, type Incarnation } from './helpers/chaos.js'
 import { BACKEND_TOKEN, captureLogger } from './sdk-fixtures.js'
 
 const PLAYERS = Array.from({ length: 6 }, (_, i) => `player${i}`)

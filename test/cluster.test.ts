@@ -12,7 +12,8 @@ import { runCli } from './helpers/cli.js'
 import { connect, refusal, type TestClient } from './helpers/client.js'
 import { clusterBackendFor, eventually, startNode, TEST_CLUSTER, type GatewayNode } from './helpers/cluster.js'
 import { startGateway, testConfig } from './helpers/gateway.js'
-import { freePort, redisFor } from './helpers/redis.js'
+import { freePort } from './helpers/ports.js'
+import { redisFor } from './helpers/redis.js'
 import { SECRET, tokenFor } from './helpers/tokens.js'
 
 const endpoints = (backend: string) => [

@@ -12,6 +12,7 @@
 import { performance } from 'node:perf_hooks'
 import { WebSocket } from 'ws'
 import { serveIpc } from '../ipc.js'
+import { openSocket } from './open-socket.js'
 import { signToken } from '../tokens.js'
 
 export interface Target { url: string, localAddress?: string }
@@ -35,28 +36,7 @@ const groups = new Map<string, Group>()
 const wallNow = (): number => performance.timeOrigin + performance.now()
 
 function open (target: Target, token: string): Promise<WebSocket> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(target.url, {
-      headers: { authorization: `Bearer ${token}` },
-      perMessageDeflate: false,
-      handshakeTimeout: 30000,
-      ...(target.localAddress ? { localAddress: target.localAddress } : {})
-    })
-    const fail = (err: Error): void => {
-      ws.removeAllListeners()
-      ws.on('error', () => {})
-      ws.terminate()
-      reject(err)
-    }
-    ws.once('open', () => {
-      ws.removeAllListeners('error')
-      ws.removeAllListeners('unexpected-response')
-      ws.on('error', () => {})
-      resolve(ws)
-    })
-    ws.once('error', fail)
-    ws.once('unexpected-response', (_req, res) => fail(new Error(`HTTP ${res.statusCode}`)))
-  })
+  return openSocket(target.url, token, { handshakeTimeout: 30000, ...(target.localAddress ? { localAddress: target.localAddress } : {}) })
 }
 
 /** Counts a broadcast's arrival on one socket (connected to targets[target]), once per broadcast id. */

@@ -6,6 +6,7 @@
 import { performance } from 'node:perf_hooks'
 import { WebSocket } from 'ws'
 import { serveIpc } from '../ipc.js'
+import { openSocket } from './open-socket.js'
 import { Histogram } from '../stats.js'
 import { signToken } from '../tokens.js'
 
@@ -17,26 +18,6 @@ interface Group {
 }
 
 const groups = new Map<string, Group>()
-
-function open (url: string, token: string): Promise<WebSocket> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { headers: { authorization: `Bearer ${token}` }, perMessageDeflate: false })
-    const fail = (err: Error): void => {
-      ws.removeAllListeners()
-      ws.on('error', () => {})
-      ws.terminate()
-      reject(err)
-    }
-    ws.once('open', () => {
-      ws.removeAllListeners('error')
-      ws.removeAllListeners('unexpected-response')
-      ws.on('error', () => {})
-      resolve(ws)
-    })
-    ws.once('error', fail)
-    ws.once('unexpected-response', (_req, res) => fail(new Error(`HTTP ${res.statusCode}`)))
-  })
-}
 
 /** A compact JSON text of exactly `size` bytes that round-trips through JSON.parse/stringify unchanged. */
 function payload (id: string, size: number): string {
@@ -59,7 +40,7 @@ async function connect ({ group, url, users, concurrency, payloadBytes }: Connec
     while (next < users.length) {
       const i = next++
       try {
-        const ws = await open(url, tokens[i])
+        const ws = await openSocket(url, tokens[i])
         ws.on('close', () => { if (entry.sockets.includes(ws)) entry.unexpectedCloses++ })
         entry.sockets.push(ws)
         entry.payloads.push(payload(users[i], payloadBytes))
@@ -169,7 +150,7 @@ async function handshake ({ url, users, concurrency, durationMs }: HandshakeArgs
       const token = tokens[next++]
       const t0 = performance.now()
       try {
-        const ws = await open(url, token)
+        const ws = await openSocket(url, token)
         completed++
         histogram.record((performance.now() - t0) * 1000)
         ws.terminate()

@@ -176,10 +176,7 @@ export class EndpointRelay {
   /** Reports a user of a dead node closed (1006) on this node's link; resolves once committed. */
   async reportLost (user: string, params: Params): Promise<void> {
     const { code, reason } = CloseCodes.NODE_LOST
-    const text = encodeClose(user, params, code, reason)
-    await new Promise<void>((resolve) => {
-      if (!this.options.sink.send({ kind: 'close', user, text, bytes: Buffer.byteLength(text), settled: resolve })) resolve()
-    })
+    await new Promise<void>((resolve) => this.reportClose(user, params, code, reason, resolve))
   }
 
   /** Reports `open` again for a connection the cluster reported closed while this node was cut off. */
@@ -218,6 +215,12 @@ export class EndpointRelay {
         })
       }
     })
+  }
+
+  /** Queues a `close` event; `settled` runs once it is committed, or at once when it was dropped. */
+  private reportClose (user: string, params: Params, code: number, reason: string, settled?: () => void): void {
+    const text = encodeClose(user, params, code, reason)
+    if (!this.options.sink.send({ kind: 'close', user, text, bytes: Buffer.byteLength(text), settled })) settled?.()
   }
 
   private announce (session: ClientSession): void {
@@ -291,15 +294,14 @@ export class EndpointRelay {
   }
 
   private readonly onSessionEnd = (session: ClientSession, code: number, reason: string): void => {
-    const { registry, sink, metrics, cluster } = this.options
+    const { registry, metrics, cluster } = this.options
     if (registry.remove(session)) cluster.release(session.connection)
     if (session.keptFrames > 0) metrics.droppedActions.inc({ ...this.labels, reason: 'resume_expired' }, session.keptFrames)
     clearTimeout(this.expiries.get(session))
     this.expiries.delete(session)
-    const text = encodeClose(session.user, session.params, code, reason)
     const settled = this.evictions.get(session)
     this.evictions.delete(session)
-    if (!sink.send({ kind: 'close', user: session.user, text, bytes: Buffer.byteLength(text), settled })) settled?.()
+    this.reportClose(session.user, session.params, code, reason, settled)
     metrics.connections.dec(this.labels)
     // application codes (3000-4999) are the client's to choose: one label for all, so series stay bounded
     metrics.clientCloses.inc({ ...this.labels, code: code >= 3000 && !GATEWAY_CODES.has(code) ? 'application' : String(code) })

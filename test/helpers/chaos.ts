@@ -11,16 +11,6 @@ import { fileURLToPath } from 'node:url'
 import { connect, type TestClient } from './client.js'
 import { tokenFor } from './tokens.js'
 
-/** A port that was free a moment ago, for a process that must come back on the same one. */
-export async function freePort (): Promise<number> {
-  const server = createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as { port: number }
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
-
 /** What one backend process was handed, in arrival order. */
 export interface Incarnation {
   /** [user, n, seq, the seq of the sync of the link it came on]. */

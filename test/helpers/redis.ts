@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { createServer } from 'node:net'
+import { freePort } from './ports.js'
 
 export interface TestRedis {
   url: string
@@ -14,15 +14,6 @@ export interface TestRedis {
   stop (): Promise<void>
   /** Starts it again on the same port. */
   start (): Promise<void>
-}
-
-export async function freePort (): Promise<number> {
-  const server = createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as { port: number }
-  await new Promise((resolve) => server.close(resolve))
-  return port
 }
 
 export async function redisFor (t: { teardown (fn: () => unknown): void }): Promise<TestRedis> {
