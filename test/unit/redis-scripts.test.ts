@@ -61,6 +61,10 @@ t.test('CLAIM against a dead node takes its entry, so the claimer reports the cl
   await record(k, 'lobby:alice', onA)
   t.same(await claim(k, 'lobby:alice', onB, 'reject'), [presenceJson(onA), 0, heldJson(onA), 1], 'a has no lease: claimed even under reject, with a\'s entry')
   t.equal(await redis.hexists(k.held('a'), 'lobby:alice'), 0, 'the entry left a\'s held hash: no reaper reports it again')
+  await redis.set(k.presence('lobby:bob'), presenceJson(onA))
+  await redis.hset(k.held('a'), 'lobby:bob', heldJson({ ...onA, id: 'a#other' }))
+  t.same(await claim(k, 'lobby:bob', onB, 'reject'), [presenceJson(onA), 0, '', 1], 'a dead node\'s entry for another connection is not taken')
+  t.equal(await redis.hexists(k.held('a'), 'lobby:bob'), 1, 'and stays where it was')
 })
 
 t.test('CLAIM on my own node never checks a lease nor takes an entry', async (t) => {

@@ -59,10 +59,20 @@ t.test('a gateway restarted under the same node id is recognised by its ack mark
   t.notOk(delivery.isFromNewGateway(5), 'the same mark: the same process')
 })
 
+t.test('a sync with no ack mark is a new process only once this backend has acked', async (t) => {
+  const delivery = admitted(3)
+  t.notOk(delivery.isFromNewGateway(0), 'nothing acked yet: a blip before any ack, not a new process')
+  delivery.completed(3)
+  delivery.takeAck()
+  t.ok(delivery.isFromNewGateway(0), 'after an ack, a sync at 0 comes from a new process')
+})
+
 t.test('bad input: a manual ack beyond what was handed over acknowledges only what was handed over', async (t) => {
   const delivery = admitted(3)
   delivery.allow(1_000_000)
   t.equal(delivery.takeAck(), 3, 'capped at the highest seq received')
+  delivery.admit(4)
+  t.equal(delivery.takeAck(), undefined, 'and it does not cover seq 4, handed over after it')
 })
 
 t.test('bad input: nothing is acked on a new link before its sync, and a replay with no held roster changes nothing', async (t) => {

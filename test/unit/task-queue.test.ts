@@ -33,10 +33,23 @@ t.test('a task waits for the async one before it, whenever it was pushed', async
   t.same(ran, ['open', 'message'], 'open before message')
 })
 
-t.test('whenIdle resolves at once when nothing runs', async (t) => {
+/** 'idle' if `queue.whenIdle()` resolves before the next turn of the event loop, else 'waiting'. */
+async function idleNow (queue: TaskQueue): Promise<string> {
+  return await Promise.race([
+    queue.whenIdle().then(() => 'idle'),
+    new Promise<string>((resolve) => setImmediate(() => resolve('waiting')))
+  ])
+}
+
+t.test('whenIdle resolves at once when nothing runs, and waits while a task does', async (t) => {
   const queue = new TaskQueue(() => {})
+  t.equal(await idleNow(queue), 'idle', 'a fresh queue is idle')
+  const db = gate()
+  queue.push(async () => await db.promise)
+  t.equal(await idleNow(queue), 'waiting', 'a queue with a task awaiting is not idle')
+  db.open()
   await queue.whenIdle()
-  t.pass('an idle queue is idle')
+  t.equal(await idleNow(queue), 'idle', 'idle again once the task finished')
 })
 
 t.test('bad input: a task that throws or rejects is reported, and later tasks still run', async (t) => {
