@@ -34,7 +34,7 @@ t.test('message envelopes: JSON frames spliced as values, anything else as a str
 
 t.test('gateway events are valid by the schemas', async (t) => {
   const frame = encodeFrame([
-    encodeHello('node-1', 'lobby'),
+    encodeHello('node-1', 'lobby', 'session-1'),
     encodeSync([{ user: 'a', claims: { sub: 'a' }, params: {} }]),
     encodeOpen('a', { sub: 'a' }, {}),
     encodeClose('a', {}, 1006, 'connection lost')
