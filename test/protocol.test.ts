@@ -68,7 +68,7 @@ t.test('actions: valid ones pass, each bad one is named by index and field', asy
     [{ action: 'send', all: false, data: 1 }, 'action.all: must be equal to constant'],
     [{ action: 'close', user: 'a', code: 1001 }, 'action.code: must be 1000 or 4000-4999'],
     [{ action: 'close', user: 'a', code: 5000 }, 'action.code: must be 1000 or 4000-4999'],
-    [{ action: 'close', user: 'a', reason: 'r'.repeat(124) }, 'action.reason: must NOT have more than 123 characters'],
+    [{ action: 'close', user: 'a', reason: 'r'.repeat(124) }, 'action.reason: must be at most 123 bytes of UTF-8'],
     [{ action: 'close', all: true }, 'action.all: is not a known field'],
     [{ action: 'send', user: 'a', data: 1, extra: 1 }, 'action.extra: is not a known field'],
     [{ action: 'launch' }, 'action.action: must be one of send, close, ack'],
