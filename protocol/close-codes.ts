@@ -1,7 +1,9 @@
 /**
- * Close codes the gateway sends to players (DESIGN.md §1). Relay code names
+ * Close codes the gateway sends to players (PROTOCOL.md §7). Relay code names
  * these constants; it never writes a bare number. `retry` tells a client
- * whether reconnecting can help.
+ * whether reconnecting can help. Only codes the gateway really uses belong
+ * here: a fault in handling one frame is isolated and counted, never a
+ * reason to close a player, so there is no 1011.
  */
 export interface CloseCode {
   readonly code: number
@@ -19,7 +21,6 @@ export const CloseCodes = {
   RATE_LIMITED: { code: 1008, reason: 'rate limit exceeded', retry: true },
   DUPLICATE_REJECTED: { code: 1008, reason: 'already connected (duplicate policy: reject)', retry: false },
   MESSAGE_TOO_BIG: { code: 1009, reason: 'message too big', retry: false },
-  INTERNAL_ERROR: { code: 1011, reason: 'internal error', retry: true },
   BACKEND_UNAVAILABLE: { code: 1013, reason: 'backend unavailable, try again later', retry: true },
   SLOW_CONSUMER: { code: 1013, reason: 'client too slow to read, try again later', retry: true },
   HEARTBEAT_TIMEOUT: { code: 1006, reason: 'heartbeat timeout', retry: true },

@@ -2,7 +2,7 @@
  * Pure frame codec for both ends of a backend link: no sockets, no I/O.
  * A frame is UTF-8 JSON holding one message object or an array of them.
  */
-import { Ajv, type ValidateFunction } from 'ajv'
+import { _, Ajv, str, type KeywordCxt, type ValidateFunction } from 'ajv'
 import {
   ActionSchemas, EventSchemas,
   type Action, type Claims, type Event, type HelloEvent, type Params, type SyncUser
@@ -22,6 +22,16 @@ export interface Decoded<T> {
 }
 
 const ajv = new Ajv({ verbose: true, allErrors: true, strict: false })
+// `maxLength` counts characters, but a close reason's limit is in bytes (schemas.ts)
+ajv.addKeyword({
+  keyword: 'maxUtf8Bytes',
+  type: 'string',
+  schemaType: 'number',
+  code (cxt: KeywordCxt) {
+    cxt.fail(_`Buffer.byteLength(${cxt.data}, "utf8") > ${cxt.schema}`)
+  },
+  error: { message: ({ schemaCode }) => str`must be at most ${schemaCode} bytes of UTF-8` }
+})
 
 function compileAll<K extends string> (schemas: Record<K, object>): Record<K, ValidateFunction> {
   const out = {} as Record<K, ValidateFunction>
@@ -80,8 +90,9 @@ export function encodeFrame (encoded: readonly string[]): string {
   return encoded.length === 1 ? encoded[0] : `[${encoded.join(',')}]`
 }
 
-export function encodeHello (gateway: string, endpoint: string, acks = false, cluster?: string): string {
-  const hello: HelloEvent = { event: 'hello', gateway, endpoint, protocol: PROTOCOL_VERSION, ...(acks ? { acks: true } : {}), ...(cluster === undefined ? {} : { cluster }) }
+/** `session` names the link's sequence of `seq`s (PROTOCOL.md §5a): one per gateway process and endpoint. */
+export function encodeHello (gateway: string, endpoint: string, session: string, acks = false, cluster?: string): string {
+  const hello: HelloEvent = { event: 'hello', gateway, endpoint, session, protocol: PROTOCOL_VERSION, ...(acks ? { acks: true } : {}), ...(cluster === undefined ? {} : { cluster }) }
   return JSON.stringify(hello)
 }
 

@@ -4,12 +4,16 @@
  * in codec.ts) and the TypeScript type (`Static`).
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox'
+import { MAX_REASON_BYTES } from './close-codes.js'
 
 const User = Type.String({ minLength: 1, description: 'user id, from the configured JWT claim' })
 const Claims = Type.Record(Type.String(), Type.Unknown(), { description: 'verified JWT payload' })
 const Params = Type.Record(Type.String(), Type.String(), { description: 'values of the endpoint path parameters' })
 const CloseCodeNumber = Type.Integer({ minimum: 1000, maximum: 4999 })
-const Reason = Type.String({ maxLength: 123 })
+/** RFC 6455 counts a close reason in UTF-8 bytes; `maxUtf8Bytes` is the codec's own keyword for that. */
+const Reason = Type.String({ maxUtf8Bytes: MAX_REASON_BYTES })
+/** An empty list names nobody: refused like any other action that would do nothing, so the mistake is seen. */
+const Users = Type.Array(User, { minItems: 1 })
 
 const strict = { additionalProperties: false }
 /** Present on `open`/`message`/`close` when the endpoint has `backend.acks` (PROTOCOL.md §5a). */
@@ -21,6 +25,7 @@ export const HelloEvent = Type.Object({
   event: Type.Literal('hello'),
   gateway: Type.String({ description: 'node id of the gateway process' }),
   endpoint: Type.String(),
+  session: Type.String({ minLength: 1, description: 'random per gateway process: `seq` starts at 1 again only with a new session' }),
   protocol: Type.Integer(),
   acks: Type.Optional(Type.Literal(true, { description: 'events carry seq; answer with ack actions' })),
   cluster: Type.Optional(Type.String({ minLength: 1, description: 'gateways naming the same cluster are one gateway: any of their links reaches every user, and `all` reaches the whole cluster' }))
@@ -72,7 +77,7 @@ const oneTarget = (...targets: string[]): Record<string, unknown> => ({
 export const SendAction = Type.Object({
   action: Type.Literal('send'),
   user: Type.Optional(User),
-  users: Type.Optional(Type.Array(User)),
+  users: Type.Optional(Users),
   all: Type.Optional(Type.Literal(true)),
   data: Type.Unknown(),
   binary: Type.Optional(Type.Boolean())
@@ -87,7 +92,7 @@ export const SendAction = Type.Object({
 export const CloseAction = Type.Object({
   action: Type.Literal('close'),
   user: Type.Optional(User),
-  users: Type.Optional(Type.Array(User)),
+  users: Type.Optional(Users),
   code: Type.Optional(Type.Union([Type.Literal(1000), Type.Integer({ minimum: 4000, maximum: 4999 })])),
   reason: Type.Optional(Reason)
 }, { ...strict, ...oneTarget('user', 'users') })

@@ -1,5 +1,5 @@
 /**
- * Logger options: pino JSON lines in which no token appears (DESIGN.md §5).
+ * Logger options: pino JSON lines in which no token appears (docs/operations.md, Logs).
  * The request serializer logs no headers, and rewrites `?access_token=` in
  * the URL; routes/not-found.ts does the same for unknown paths.
  */

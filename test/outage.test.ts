@@ -1,4 +1,4 @@
-/** When the backend is away (DESIGN.md §3): queue, hello/sync/replay, grace, 1013/503, dead peers. */
+/** When the backend is away (PROTOCOL.md §5): queue, hello/sync/replay, grace, 1013/503, dead peers. */
 import t from 'tap'
 import { backendFor, startBackend, type TestBackend } from './helpers/backend.js'
 import { startGateway, testConfig } from './helpers/gateway.js'

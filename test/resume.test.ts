@@ -1,4 +1,4 @@
-/** Reconnect grace (DESIGN.md §3b): a player whose network blips keeps their session, and the backend never notices. */
+/** Reconnect grace (PROTOCOL.md §5b): a player whose network blips keeps their session, and the backend never notices. */
 import t from 'tap'
 import { once } from 'node:events'
 import { backendFor } from './helpers/backend.js'

@@ -16,7 +16,7 @@ async function startBackend (t: Test, options: BackendOptions = {}) {
   return { backend, url, calls, logger }
 }
 
-const ackedHello = (gateway: string): Record<string, unknown> => ({ ...hello(gateway), acks: true })
+const ackedHello = (gateway: string, session?: string): Record<string, unknown> => ({ ...hello(gateway, 'lobby', 1, session), acks: true })
 const claims = { sub: 'x' }
 const open = (user: string, seq: number) => ({ event: 'open', user, claims, params: {}, seq })
 const message = (user: string, data: unknown, seq: number) => ({ event: 'message', user, params: {}, data, seq })
@@ -142,7 +142,7 @@ t.test('a restarted backend rebuilds from sync plus the replay', async (t) => {
   t.equal(await ackFor(second, 3), 5)
 })
 
-t.test('a gateway restarted under the same node id starts a new sequence', async (t) => {
+t.test('a gateway restarted under the same node id starts a new sequence with a new session', async (t) => {
   const { backend, url, calls, logger } = await startBackend(t)
   const first = await fakeGateway(url, { token: BACKEND_TOKEN })
   first.send([ackedHello('gw-1'), { event: 'sync', users: [], seq: 0 }, open('alice', 1), message('alice', 'old', 2)])
@@ -152,11 +152,11 @@ t.test('a gateway restarted under the same node id starts a new sequence', async
   await dropped
 
   const second = await fakeGateway(url, { token: BACKEND_TOKEN })
-  second.send([ackedHello('gw-1'), { event: 'sync', users: [], seq: 0 }, open('bob', 1), message('bob', 'new', 2)])
+  second.send([ackedHello('gw-1', 'session-2'), { event: 'sync', users: [], seq: 0 }, open('bob', 1), message('bob', 'new', 2)])
   t.equal(await call(calls, 'close alice'), 'close alice 1006 absent from gateway sync')
   t.equal(await call(calls, 'open bob'), 'open bob {}', 'seq 1 of the new process is not mistaken for a replay')
   t.equal(await call(calls, 'message bob'), 'message bob "new"')
-  await logger.lines.next((l) => l.includes('gateway sequence restarted'))
+  await logger.lines.next((l) => l.includes('new gateway session'))
   t.equal(backend.stats.duplicatesSkipped, 0)
 })
 

@@ -37,8 +37,9 @@ export async function fakeGateway (url: string, options: { token?: string, autoP
   return { ws, actions, closed, send: (frame) => ws.send(typeof frame === 'string' ? frame : JSON.stringify(frame)) }
 }
 
-export function hello (gateway: string, endpoint = 'lobby', protocol = 1): Record<string, unknown> {
-  return { event: 'hello', gateway, endpoint, protocol }
+/** A gateway process's `hello`; another `session` stands for another process under the same node id. */
+export function hello (gateway: string, endpoint = 'lobby', protocol = 1, session = 'session-1'): Record<string, unknown> {
+  return { event: 'hello', gateway, endpoint, session, protocol }
 }
 
 export interface CapturedLogger extends BackendLogger {

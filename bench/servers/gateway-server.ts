@@ -20,7 +20,7 @@ const port = (app.server.address() as { port: number }).port
 serveIpc({
   ...serverHandlers(async () => { await app.close() }),
   ready: async () => {
-    // readiness is every backend link up (DESIGN.md §5)
+    // readiness is every backend link up (docs/operations.md)
     for (let i = 0; i < 1000; i++) {
       const res = await app.inject({ method: 'GET', url: '/readyz' })
       if (res.statusCode === 200) return { ready: true }

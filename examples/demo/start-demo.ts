@@ -48,8 +48,9 @@ export async function startDemo (options: DemoOptions = {}): Promise<RunningDemo
 
   const lobbyEndpoint = endpointNamed(config, 'lobby')
   const gameEndpoint = endpointNamed(config, 'game')
-  const lobby = await startLobby({ ...listenAt(lobbyEndpoint, options), token: lobbyEndpoint.backend.token, logger: log.child({ service: 'lobby' }), linkGraceMs: config.queue.graceMs })
-  const game = await startGame({ ...listenAt(gameEndpoint, options), token: gameEndpoint.backend.token, logger: log.child({ service: 'game' }), linkGraceMs: config.queue.graceMs, graceMs: options.gameGraceMs })
+  // a config without backend tokens is taken at its word: its gateway presents none, so the services cannot ask for one
+  const lobby = await startLobby({ ...listenAt(lobbyEndpoint, options), ...credentials(lobbyEndpoint), logger: log.child({ service: 'lobby' }), linkGraceMs: config.queue.graceMs })
+  const game = await startGame({ ...listenAt(gameEndpoint, options), ...credentials(gameEndpoint), logger: log.child({ service: 'game' }), linkGraceMs: config.queue.graceMs, graceMs: options.gameGraceMs })
 
   // the same config, pointed at the ports the services really got
   const gatewayConfig = structuredClone(config) as GatewayConfig
@@ -78,6 +79,12 @@ function endpointNamed (config: Readonly<GatewayConfig>, name: string): Readonly
   const endpoint = config.endpoints.find((e) => e.name === name)
   if (!endpoint) throw new Error(`the demo needs an endpoint named "${name}" in the gateway config`)
   return endpoint
+}
+
+/** What a service asks of the gateway's link: the endpoint's `backend.token`, or (with none configured) nothing, said explicitly. */
+function credentials (endpoint: Readonly<EndpointConfig>): { token?: string, allowUnauthenticated: boolean } {
+  const { token } = endpoint.backend
+  return { token, allowUnauthenticated: token === undefined }
 }
 
 /** A service listens where its endpoint's `backend.url` points (or on a free port). */

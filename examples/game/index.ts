@@ -7,6 +7,8 @@ export interface GameServiceOptions {
   host?: string
   /** The bearer token the gateway presents (`backend.token` in its config). */
   token?: string
+  /** Without `token`: accept any caller (local development only; logged as a warning). */
+  allowUnauthenticated?: boolean
   logger?: BackendLogger
   /** @default 30000 */
   linkGraceMs?: number
@@ -23,7 +25,7 @@ export interface RunningGame {
 }
 
 export async function startGame (options: GameServiceOptions = {}): Promise<RunningGame> {
-  const backend = new GatehouseBackend({ token: options.token, logger: options.logger, linkGraceMs: options.linkGraceMs })
+  const backend = new GatehouseBackend({ token: options.token, allowUnauthenticated: options.allowUnauthenticated, logger: options.logger, linkGraceMs: options.linkGraceMs })
   const game = new GameService(backend, { graceMs: options.graceMs })
   backend.handle(game)
   const { port, url } = await backend.listen({ port: options.port, host: options.host })

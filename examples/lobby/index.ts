@@ -7,6 +7,8 @@ export interface ServiceOptions {
   host?: string
   /** The bearer token the gateway presents (`backend.token` in its config). */
   token?: string
+  /** Without `token`: accept any caller (local development only; logged as a warning). */
+  allowUnauthenticated?: boolean
   logger?: BackendLogger
   /** @default 30000 */
   linkGraceMs?: number
@@ -21,7 +23,7 @@ export interface RunningLobby {
 }
 
 export async function startLobby (options: ServiceOptions = {}): Promise<RunningLobby> {
-  const backend = new GatehouseBackend({ token: options.token, logger: options.logger, linkGraceMs: options.linkGraceMs })
+  const backend = new GatehouseBackend({ token: options.token, allowUnauthenticated: options.allowUnauthenticated, logger: options.logger, linkGraceMs: options.linkGraceMs })
   const lobby = new Lobby(backend)
   backend.handle(lobby)
   const { port, url } = await backend.listen({ port: options.port, host: options.host })

@@ -1,11 +1,12 @@
 /**
- * One persistent link to one backend (DESIGN.md §2-§3): dialled at start,
+ * One persistent link to one backend (PROTOCOL.md §1, §5): dialled at start,
  * redialled with jittered backoff by reconnecting-websocket, checked with
  * pings. Events are queued while it is down and written in batches while it
  * is up. Each (re)connect sends `hello`, then `sync` with the roster as of the
  * last committed event, then every uncommitted event, in order. An event is
- * committed when written, or with `backend.acks` when acknowledged (§3a).
+ * committed when written, or with `backend.acks` when acknowledged (§5a).
  */
+import { randomUUID } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import rwsModule, { type CloseEvent, type ErrorEvent } from 'reconnecting-websocket'
 import { WebSocket } from 'ws'
@@ -67,6 +68,8 @@ export class BackendLink extends EventEmitter<LinkEvents> {
   /** With acks: the next event's seq, and the last one the backend acknowledged. */
   private nextSeq = 1
   private ackedSeq = 0
+  /** `hello.session`: lives exactly as long as `nextSeq`, so a backend can tell a new sequence from a replay. */
+  private readonly session = randomUUID()
   private current: LinkState = 'connecting'
   private graceTimer?: NodeJS.Timeout
   private flushScheduled = false
@@ -194,7 +197,7 @@ export class BackendLink extends EventEmitter<LinkEvents> {
     this.graceTimer = undefined
     if (this.connections++ > 0) metrics.linkReconnects.inc(this.labels)
     this.queue.rewind()
-    socket.send(encodeHello(nodeId, endpoint, this.acks, this.options.cluster))
+    socket.send(encodeHello(nodeId, endpoint, this.session, this.acks, this.options.cluster))
     // a large sync may leave the socket above the high-water mark: its write callback resumes the flush
     socket.send(encodeSync([...this.roster.values()], this.acks ? this.ackedSeq : undefined), this.afterWrite)
     log.info({ backend: this.target, users: this.roster.size, queued: this.queue.length }, 'backend link up')

@@ -1,7 +1,7 @@
 /**
  * One endpoint's relay: a client's socket events become backend events, and
  * backend actions become frames and closes on clients' sockets. It keeps the
- * per-client ordering of DESIGN.md §2: `open`, the `message`s in order, then
+ * per-client ordering of PROTOCOL.md §3: `open`, the `message`s in order, then
  * exactly one `close`; a replaced client's `close` precedes its successor's `open`.
  */
 import type { WebSocket } from 'ws'

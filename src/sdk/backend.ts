@@ -1,8 +1,8 @@
 /**
- * `GatehouseBackend`: the server a Gatehouse gateway dials into (DESIGN.md
- * §2-§3). It accepts any number of gateway links, turns their events into
- * `onOpen` / `onMessage` / `onClose` calls, and sends each action down the
- * link that holds the user it names.
+ * `GatehouseBackend`: the server a Gatehouse gateway dials into
+ * (protocol/PROTOCOL.md). It accepts any number of gateway links, turns
+ * their events into `onOpen` / `onMessage` / `onClose` calls, and sends each
+ * action down the link that holds the user it names.
  */
 import { EventEmitter } from 'node:events'
 import type { IncomingMessage } from 'node:http'
@@ -54,8 +54,14 @@ export interface BackendLogger {
 }
 
 export interface BackendOptions {
-  /** The token gateways must present as `Authorization: Bearer`; without it any peer may connect (development only). */
+  /** The token gateways must present as `Authorization: Bearer` (`backend.token` in the gateway's config). `listen()` refuses to start without one unless `allowUnauthenticated` is set. */
   token?: string
+  /**
+   * Without a `token`: accept links from any peer, who can then claim to be
+   * any user. For local development only; `listen()` logs a warning.
+   * @default false
+   */
+  allowUnauthenticated?: boolean
   /**
    * How long the users of a dropped link are kept, waiting for the same
    * gateway to reconnect and `sync`, before they are closed (1006). Match the
@@ -128,7 +134,7 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
   /** The current link of each gateway (node id + endpoint), so a reconnect inherits its users. */
   private readonly current = new Map<string, GatewayLink>()
   private readonly holds = new Map<GatewayLink, NodeJS.Timeout>()
-  /** Acked delivery per gateway (node id + endpoint), kept across its links; and the links that use it. */
+  /** Acked delivery per gateway (node id + endpoint), kept across the links of one session; and the links that use it. */
   private readonly deliveries = new Map<string, Delivery>()
   private readonly ackedLinks = new Map<GatewayLink, Delivery>()
   private readonly ackTimers = new Map<string, NodeJS.Timeout>()
@@ -137,6 +143,8 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
   private readonly log: BackendLogger
   private readonly linkGraceMs: number
   private readonly pingIntervalMs: number
+  private readonly token?: string
+  private readonly allowUnauthenticated: boolean
   private stopped = false
 
   constructor (options: BackendOptions = {}, handlers: BackendHandlers = {}) {
@@ -146,8 +154,11 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
     this.linkGraceMs = options.linkGraceMs ?? 30000
     this.pingIntervalMs = options.pingIntervalMs ?? 15000
     this.manualAcks = options.acks === 'manual'
+    // an empty token (an unset variable expanded to '') would refuse everyone while looking configured
+    this.token = options.token === '' ? undefined : options.token
+    this.allowUnauthenticated = options.allowUnauthenticated === true
     this.server = new LinkServer({
-      token: options.token,
+      token: this.token,
       maxPayloadBytes: options.maxPayloadBytes ?? 16 * 1024 * 1024,
       onLink: (socket) => this.accept(socket),
       onRefused: (request) => this.refused(request)
@@ -160,8 +171,16 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
     return this
   }
 
-  /** Starts accepting gateway links; resolves with the bound port (useful with port 0). */
+  /**
+   * Starts accepting gateway links; resolves with the bound port (useful with
+   * port 0). Rejects without a `token`, unless `allowUnauthenticated` is set.
+   */
   async listen ({ port = 0, host = '127.0.0.1' }: { port?: number, host?: string } = {}): Promise<{ port: number, url: string }> {
+    if (this.token === undefined) {
+      // whoever reaches an open backend can send `open` for any user and act as them
+      if (!this.allowUnauthenticated) throw new Error('GatehouseBackend: no `token` set, so any peer could connect and act as any user. Pass the gateway\'s `backend.token` as `token`, or `allowUnauthenticated: true` for local development only')
+      this.log.warn({ allowUnauthenticated: true }, 'gatehouse backend accepts links without a token: any peer can act as any user (development only)')
+    }
     const bound = await this.server.listen(port, host)
     return { port: bound, url: `ws://${host.includes(':') ? `[${host}]` : host}:${bound}` }
   }
@@ -337,14 +356,7 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
     return settled ? settled.then(run) : run()
   }
 
-  private syncAcked (link: GatewayLink, current: Delivery, event: SyncEvent & { seq: number }): void | Promise<void> {
-    let delivery = current
-    if (delivery.isFromNewGateway(event.seq)) {
-      this.log.warn({ link: link.label, seq: event.seq }, 'gateway sequence restarted (a new gateway process with the same node id); forgetting what was processed')
-      delivery = new Delivery()
-      this.deliveries.set(identity(link), delivery)
-      this.ackedLinks.set(link, delivery)
-    }
+  private syncAcked (link: GatewayLink, delivery: Delivery, event: SyncEvent & { seq: number }): void | Promise<void> {
     const users = delivery.sync(event.seq, event.users)
     // with P > S the roster waits for the replay (Delivery.replayed); `synced` is emitted then
     if (users) return this.route(link, { event: 'sync', users: [...users], seq: event.seq }, UNSEQUENCED)
@@ -374,18 +386,32 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
       this.roster.moveLink(previous, link)
       previous.terminate()
     }
-    this.log.info({ gateway: hello.gateway, endpoint: hello.endpoint, resumed: previous !== undefined, acks: hello.acks === true }, 'gateway link up')
+    this.log.info({ gateway: hello.gateway, endpoint: hello.endpoint, session: hello.session, resumed: previous !== undefined, acks: hello.acks === true }, 'gateway link up')
     this.emit('link', { gateway: hello.gateway, endpoint: hello.endpoint })
     if (hello.acks !== true) {
       this.forgetDelivery(key)
       return
     }
-    const delivery = this.deliveries.get(key) ?? new Delivery()
-    this.deliveries.set(key, delivery)
+    const delivery = this.deliveryFor(key, hello)
     this.ackedLinks.set(link, delivery)
     delivery.attach()
     // the old link's handlers finish before the replay on this one is weighed against them
     if (previous && previous !== link) return this.links.get(previous)?.whenIdle()
+  }
+
+  /**
+   * The delivery of the gateway's session. Another session is another
+   * gateway process under the same node id: its seq starts again at 1, and
+   * nothing it sends is a replay of what the last one sent.
+   */
+  private deliveryFor (key: string, hello: HelloEvent): Delivery {
+    const known = this.deliveries.get(key)
+    if (known?.session === hello.session) return known
+    if (known) this.log.info({ gateway: hello.gateway, endpoint: hello.endpoint }, 'new gateway session: its sequence starts afresh')
+    this.forgetDelivery(key)
+    const delivery = new Delivery(hello.session)
+    this.deliveries.set(key, delivery)
+    return delivery
   }
 
   /** Acknowledges up to `seq` on the gateway's current link, when `delivery` is still that gateway's. */
@@ -508,7 +534,7 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
 /** What handlers get for an event outside acknowledged delivery. */
 const UNSEQUENCED: EventDelivery = Object.freeze({ ack: () => {} })
 
-/** A gateway's identity: its node id and endpoint. A reconnect with the same one carries its users and its delivery over. */
+/** A gateway's identity: its node id and endpoint. A reconnect with the same one carries its users over, and its delivery within one session. */
 function identity (link: GatewayLink): string {
   return `${link.gateway ?? ''}\n${link.endpoint ?? ''}`
 }

@@ -1,6 +1,6 @@
 /**
  * The check a backend makes on each gateway link's upgrade request
- * (DESIGN.md §2): `Authorization: Bearer <token>`, compared in constant time.
+ * (PROTOCOL.md §1): `Authorization: Bearer <token>`, compared in constant time.
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
 

@@ -1,8 +1,9 @@
 /**
- * Acknowledged delivery from one gateway (its `hello.gateway` + `endpoint`),
- * PROTOCOL.md §5a. Pure bookkeeping, no I/O: which events run and which are
- * replays to skip, what the link's roster is after a `sync`, and which `seq`
- * to acknowledge. The backend does the calling and the writing.
+ * Acknowledged delivery from one gateway process (its `hello.gateway` +
+ * `endpoint` + `session`), PROTOCOL.md §5a. Pure bookkeeping, no I/O: which
+ * events run and which are replays to skip, what the link's roster is after
+ * a `sync`, and which `seq` to acknowledge. The backend does the calling and
+ * the writing.
  */
 import type { SyncUser } from '../../protocol/index.js'
 
@@ -29,14 +30,14 @@ export class Delivery {
   private admitted = 0
   /** The highest `seq` the SDK may acknowledge: its handlers returned (auto), or the service said so (manual). */
   private ackable = 0
-  /** The gateway's ack mark as its syncs have shown it; within one gateway process it only grows. */
-  private confirmed = 0
-  private ackedOnce = false
   /** On the current link: the highest `seq` received (an ack never names one the gateway has not sent on it) and the highest ack sent. */
   private received = 0
   private sent = 0
   /** While the replay of S+1 … P goes by after a `sync` at S < P: the roster as of S plus those events' effects. */
   private held?: { users: Map<string, SyncUser>, seq: number, until: number }
+
+  /** `hello.session` of the gateway process whose `seq`s these are; another session starts a new Delivery. */
+  constructor (readonly session: string) {}
 
   /** A new link of this gateway said `hello`: nothing received or acked on it yet. */
   attach (): void {
@@ -46,23 +47,11 @@ export class Delivery {
   }
 
   /**
-   * Whether a `sync` at `seq` comes from another process under the same node
-   * id (a gateway restarted with a fixed `server.nodeId`): its ack mark went
-   * backwards, or it has none although this backend has acked. The second
-   * case is also what a blip before any ack arrived looks like; starting
-   * afresh then re-runs a few events, where keeping P could skip new ones.
-   */
-  isFromNewGateway (seq: number): boolean {
-    return seq < this.confirmed || (seq === 0 && this.ackedOnce)
-  }
-
-  /**
    * A `sync` at `seq` (S). With P ≤ S the listed users are the roster now;
    * returns them. With P > S the events S+1 … P are about to be replayed:
    * the roster is held until they have gone by (returns undefined).
    */
   sync (seq: number, users: readonly SyncUser[]): readonly SyncUser[] | undefined {
-    this.confirmed = seq
     this.received = seq
     this.sent = seq
     this.ackable = Math.max(this.ackable, seq)
@@ -121,7 +110,6 @@ export class Delivery {
   takeAck (): number | undefined {
     if (this.backlog() === 0) return undefined
     this.sent = Math.min(this.ackable, this.received)
-    this.ackedOnce = true
     return this.sent
   }
 }

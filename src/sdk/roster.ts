@@ -98,7 +98,7 @@ export class Roster<L> {
   }
 
   /**
-   * A `sync` from `link` (DESIGN.md §3): users of the link it no longer lists
+   * A `sync` from `link` (PROTOCOL.md §5): users of the link it no longer lists
    * are closed, listed users we do not know are opened, and a listed user
    * whose claims or params changed is closed and opened again.
    */

@@ -1,7 +1,7 @@
 /**
  * One player's connection to one endpoint: its identity, its socket, and the
  * guarantee that its end is reported exactly once whatever ends it. A session
- * whose socket died may be held for a while (DESIGN.md §3b): frames for it
+ * whose socket died may be held for a while (PROTOCOL.md §5b): frames for it
  * are kept, and a new socket of the same user resumes it.
  */
 import type { WebSocket } from 'ws'

@@ -1,6 +1,6 @@
 /**
  * The (endpoint, user) → session map of one endpoint, and its duplicate policy
- * (DESIGN.md §1): `replace` displaces the old session, `reject` refuses the new.
+ * (PROTOCOL.md §6): `replace` displaces the old session, `reject` refuses the new.
  */
 import type { ClientSession } from './client-session.js'
 
