@@ -6,7 +6,7 @@ const alice = { user: 'alice', claims: {}, params: {} }
 
 /** A delivery on its first link, synced at 0, that has admitted 1..n. */
 function admitted (n: number): Delivery {
-  const delivery = new Delivery()
+  const delivery = new Delivery('s1')
   delivery.attach()
   delivery.sync(0, [])
   for (let seq = 1; seq <= n; seq++) delivery.admit(seq)
@@ -14,7 +14,7 @@ function admitted (n: number): Delivery {
 }
 
 t.test('a first sync gives the roster at once; events above it are new, each once', async (t) => {
-  const delivery = new Delivery()
+  const delivery = new Delivery('s1')
   delivery.attach()
   t.same(delivery.sync(0, [alice]), [alice], 'nothing taken yet: the listed users are the roster now')
   t.equal(delivery.admit(1), 'new', 'seq 1 is new')
@@ -38,7 +38,6 @@ t.test('after a blip: a sync below what was taken holds the roster until the rep
   delivery.completed(1)
   delivery.takeAck()
   delivery.attach()
-  t.notOk(delivery.isFromNewGateway(1), 'a sync at the acked 1 is the same gateway process')
   t.equal(delivery.sync(1, [alice]), undefined, 'events 2-3 will be replayed: the roster is held')
   t.equal(delivery.admit(2), 'replayed', 'seq 2 was taken before the blip: replayed')
   t.equal(delivery.replayed(2, { event: 'open', user: 'bob', params: { room: '1' } }), undefined, 'the held roster waits for seq 3')
@@ -46,25 +45,6 @@ t.test('after a blip: a sync below what was taken holds the roster until the rep
   const roster = delivery.replayed(3, { event: 'close', user: 'alice', params: {} })
   t.same(roster, { users: [{ user: 'bob', claims: {}, params: { room: '1' } }], seq: 1 }, 'with seq 3 by, the roster is the sync plus the replay\'s effects')
   t.equal(delivery.admit(4), 'new', 'seq 4 is new')
-})
-
-t.test('a gateway restarted under the same node id is recognised by its ack mark', async (t) => {
-  const delivery = admitted(5)
-  delivery.completed(5)
-  delivery.takeAck()
-  delivery.attach()
-  delivery.sync(5, [])
-  t.ok(delivery.isFromNewGateway(2), 'an ack mark that went backwards: a new process')
-  t.ok(delivery.isFromNewGateway(0), 'no ack mark although this backend has acked: a new process')
-  t.notOk(delivery.isFromNewGateway(5), 'the same mark: the same process')
-})
-
-t.test('a sync with no ack mark is a new process only once this backend has acked', async (t) => {
-  const delivery = admitted(3)
-  t.notOk(delivery.isFromNewGateway(0), 'nothing acked yet: a blip before any ack, not a new process')
-  delivery.completed(3)
-  delivery.takeAck()
-  t.ok(delivery.isFromNewGateway(0), 'after an ack, a sync at 0 comes from a new process')
 })
 
 t.test('bad input: a manual ack beyond what was handed over acknowledges only what was handed over', async (t) => {
