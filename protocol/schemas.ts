@@ -15,7 +15,9 @@ const Reason = Type.String({ maxUtf8Bytes: MAX_REASON_BYTES })
 /** An empty list names nobody: refused like any other action that would do nothing, so the mistake is seen. */
 const Users = Type.Array(User, { minItems: 1 })
 
+/** Actions are strict so a backend's typo is caught; events are open, so a backend ignores fields added later (PROTOCOL.md §9). */
 const strict = { additionalProperties: false }
+const open = {}
 /** Present on `open`/`message`/`close` when the endpoint has `backend.acks` (PROTOCOL.md §5a). */
 const Seq = Type.Optional(Type.Integer({ minimum: 1, description: 'grows by one per event on the endpoint, across reconnects' }))
 
@@ -29,15 +31,15 @@ export const HelloEvent = Type.Object({
   protocol: Type.Integer(),
   acks: Type.Optional(Type.Literal(true, { description: 'events carry seq; answer with ack actions' })),
   cluster: Type.Optional(Type.String({ minLength: 1, description: 'gateways naming the same cluster are one gateway: any of their links reaches every user, and `all` reaches the whole cluster' }))
-}, strict)
+}, open)
 
-export const SyncUser = Type.Object({ user: User, claims: Claims, params: Params }, strict)
+export const SyncUser = Type.Object({ user: User, claims: Claims, params: Params }, open)
 
 export const SyncEvent = Type.Object({
   event: Type.Literal('sync'),
   users: Type.Array(SyncUser),
   seq: Type.Optional(Type.Integer({ minimum: 0, description: 'with acks: the roster is as of this event; replayed events follow' }))
-}, strict)
+}, open)
 
 export const OpenEvent = Type.Object({
   event: Type.Literal('open'),
@@ -45,7 +47,7 @@ export const OpenEvent = Type.Object({
   claims: Claims,
   params: Params,
   seq: Seq
-}, strict)
+}, open)
 
 export const MessageEvent = Type.Object({
   event: Type.Literal('message'),
@@ -54,7 +56,7 @@ export const MessageEvent = Type.Object({
   data: Type.Unknown(),
   binary: Type.Optional(Type.Literal(true)),
   seq: Seq
-}, strict)
+}, open)
 
 export const CloseEvent = Type.Object({
   event: Type.Literal('close'),
@@ -63,7 +65,7 @@ export const CloseEvent = Type.Object({
   code: CloseCodeNumber,
   reason: Type.String(),
   seq: Seq
-}, strict)
+}, open)
 
 export const Event = Type.Union([HelloEvent, SyncEvent, OpenEvent, MessageEvent, CloseEvent])
 

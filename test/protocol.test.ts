@@ -46,6 +46,15 @@ t.test('gateway events are valid by the schemas', async (t) => {
   t.equal(encodeFrame(['{"a":1}']), '{"a":1}', 'one event is sent bare, not as a batch')
 })
 
+t.test('events with fields added in a later version still decode; actions with unknown fields do not (PROTOCOL.md §9)', async (t) => {
+  const later = decodeEvents('[{"event":"hello","gateway":"g","endpoint":"lobby","session":"s","protocol":1,"member":"m1"},{"event":"open","user":"a","claims":{},"params":{},"region":"eu"}]')
+  t.same(later.errors, [], 'a backend ignores event fields it does not know')
+  t.same(later.items.map((e) => e.event), ['hello', 'open'], 'both events are kept')
+  const typo = decodeActions('{"action":"send","usr":"a","user":"a","data":1}')
+  t.equal(typo.items.length, 0, 'an action with an unknown field is refused')
+  t.match(typo.errors[0]?.message, /usr/, 'and the error names the field')
+})
+
 t.test('actions: valid ones pass, each bad one is named by index and field', async (t) => {
   const good = [
     { action: 'send', user: 'a', data: { x: 1 } },
