@@ -6,6 +6,8 @@ import { connect } from './helpers/client.js'
 import { AUDIENCE, ISSUER, SECRET, tokenFor } from './helpers/tokens.js'
 import { runCli } from './helpers/cli.js'
 import { ConfigError, parseConfig } from '../src/config/load.js'
+import { GatehouseBackend } from '../src/sdk/index.js'
+import { BACKEND_TOKEN, call, captureLogger, fakeGateway, hello, recorder } from './sdk-fixtures.js'
 
 function endpoint (backend: TestBackend, extra: Record<string, unknown> = {}) {
   return { name: 'game', path: '/game/:matchId', backend: { url: backend.url, minReconnectDelayMs: 20, maxReconnectDelayMs: 100, ...extra } }
@@ -181,4 +183,22 @@ t.test('item 13: backend frames are bounded by backend.maxFrameBytes (16 MiB by 
   t.equal(await gateway.metric('gatehouse_backend_frame_errors_total', { reason: 'invalid_message' }), 2001, 'every bad action is counted')
   backend.send({ action: 'send', user: 'alice', data: 'still up' })
   t.equal(await alice.next(), 'still up', 'the link stays up after bad frames')
+})
+
+t.test('item 13: the SDK cuts a large batch of actions into frames well under backend.maxFrameBytes', async (t) => {
+  const { handlers, calls } = recorder()
+  const sdk = new GatehouseBackend({ token: BACKEND_TOKEN, logger: captureLogger() }, handlers)
+  const { url } = await sdk.listen()
+  t.teardown(() => sdk.stop())
+  const gateway = await fakeGateway(url, { token: BACKEND_TOKEN })
+  gateway.send([hello('node-a'), { event: 'sync', users: [] }, { event: 'open', user: 'alice', claims: {}, params: {} }])
+  await call(calls, 'open alice')
+  const sizes: number[] = []
+  gateway.ws.on('message', (data: Buffer) => sizes.push(data.length))
+  const chunk = 'x'.repeat(100000)
+  // one tick: 40 actions of 100 KB, one 4 MB frame if batched whole
+  for (let i = 0; i < 40; i++) sdk.send('alice', `${i}:${chunk}`)
+  for (let i = 0; i < 40; i++) t.equal(String((await gateway.actions.next((a) => a.action === 'send')).data).split(':')[0], String(i), `action ${i} arrives, in order`)
+  t.ok(sizes.length > 1, `cut into ${sizes.length} frames`)
+  t.ok(sizes.every((n) => n <= 3 << 20), `each at most 3 MiB (${sizes.join(', ')} bytes)`)
 })
