@@ -65,6 +65,7 @@ export async function createGateway (input: unknown, options: GatewayOptions = {
     link.on('state', (state) => {
       if (state === 'unavailable') relay.closeAll(CloseCodes.BACKEND_UNAVAILABLE)
     })
+    link.on('overShare', (user) => registry.get(user)?.close(CloseCodes.QUEUE_SHARE_EXCEEDED))
     const route: EndpointRoute = {
       config: endpoint,
       limits,

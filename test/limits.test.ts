@@ -71,8 +71,8 @@ t.test('a client that stops reading is closed with 1013 once it lags maxBuffered
   await backend.next('open', 'fast')
   slow.ws.pause()
   const chunk = 'z'.repeat(32 * 1024)
-  // far more than loopback socket buffers hold, so the gateway's own buffer must grow
-  backend.send(Array.from({ length: 800 }, () => ({ action: 'send', user: 'slow', data: chunk })))
+  // far more than loopback socket buffers hold, so the gateway's own buffer must grow (two frames: each under backend.maxFrameBytes)
+  for (let i = 0; i < 2; i++) backend.send(Array.from({ length: 400 }, () => ({ action: 'send', user: 'slow', data: chunk })))
   const close = await backend.next('close', 'slow')
   t.same([close.code, close.reason], [1013, 'client too slow to read, try again later'])
   t.ok(await gateway.metric('gatehouse_dropped_actions_total', { reason: 'slow_consumer' }) > 0, 'what could not be delivered is counted')

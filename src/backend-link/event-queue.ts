@@ -4,6 +4,12 @@
  * acks an event is committed (released) as soon as it is written; with acks,
  * only when the backend acknowledges it. On reconnect the cursor rewinds, so
  * everything uncommitted is written again, in order.
+ *
+ * Each user's uncommitted bytes are also counted, against `maxClientBytes`,
+ * so that one client cannot take the whole queue (protocol/PROTOCOL.md §5).
+ * A `close` is never refused: there is at most one per connection, and
+ * refusing it would lose the one event a backend must not miss (a shutdown
+ * closes every client at once, more of them than `maxEvents` perhaps).
  */
 import type { SyncUser } from '../../protocol/index.js'
 
@@ -12,7 +18,7 @@ export interface OutboundEvent {
   kind: 'open' | 'message' | 'close'
   user: string
   text: string
-  /** UTF-8 size of `text`. */
+  /** UTF-8 size of `text` as encoded (a control character a client sent counts as its 6-byte JSON escape). */
   bytes: number
   /** Who opened: set on `open` events, for the next `sync`. */
   opened?: SyncUser
@@ -22,6 +28,9 @@ export interface OutboundEvent {
   settled?: () => void
 }
 
+/** What `push` did: queued, or refused because the queue (`full`) or the user's share of it (`over_share`) would pass its bound. */
+export type PushResult = 'queued' | 'full' | 'over_share'
+
 export class EventQueue {
   private items: OutboundEvent[] = []
   /** Index of the first uncommitted event. */
@@ -29,8 +38,10 @@ export class EventQueue {
   /** Index of the first unwritten event. */
   private cursor = 0
   private byteCount = 0
+  /** Uncommitted bytes per user. */
+  private readonly userBytes = new Map<string, number>()
 
-  constructor (private readonly maxEvents: number, private readonly maxBytes: number) {}
+  constructor (private readonly maxEvents: number, private readonly maxBytes: number, private readonly maxClientBytes: number) {}
 
   /** Uncommitted events, written or not. */
   get length (): number {
@@ -45,12 +56,21 @@ export class EventQueue {
     return this.byteCount
   }
 
-  /** False, and nothing queued, when the event would pass a bound. */
-  push (event: OutboundEvent): boolean {
-    if (this.length + 1 > this.maxEvents || this.byteCount + event.bytes > this.maxBytes) return false
+  /** Uncommitted bytes of one user's events. */
+  bytesOf (user: string): number {
+    return this.userBytes.get(user) ?? 0
+  }
+
+  /** Queues the event unless it would pass a bound; a refused event leaves the queue as it was. */
+  push (event: OutboundEvent): PushResult {
+    const held = this.bytesOf(event.user)
+    // the share first: a flooder that would also fill the queue is refused alone
+    if (event.kind === 'message' && held + event.bytes > this.maxClientBytes) return 'over_share'
+    if (event.kind !== 'close' && (this.length + 1 > this.maxEvents || this.byteCount + event.bytes > this.maxBytes)) return 'full'
     this.items.push(event)
     this.byteCount += event.bytes
-    return true
+    this.userBytes.set(event.user, held + event.bytes)
+    return 'queued'
   }
 
   /** The next unwritten events, up to `maxBytes` (at least one); they count as written from now on. */
@@ -94,12 +114,18 @@ export class EventQueue {
     this.head = 0
     this.cursor = 0
     this.byteCount = 0
+    this.userBytes.clear()
     return dropped
   }
 
   private release (end: number): OutboundEvent[] {
     const out = this.items.slice(this.head, end)
-    for (const event of out) this.byteCount -= event.bytes
+    for (const event of out) {
+      this.byteCount -= event.bytes
+      const left = this.bytesOf(event.user) - event.bytes
+      if (left > 0) this.userBytes.set(event.user, left)
+      else this.userBytes.delete(event.user)
+    }
     this.head = end
     if (this.head === this.items.length) {
       // all committed: drop the references now, not at the next compaction

@@ -1,6 +1,7 @@
 /**
- * One persistent link to one backend (PROTOCOL.md §1, §5): dialled at start,
- * redialled with jittered backoff by reconnecting-websocket, checked with
+ * One persistent link to one backend (protocol/PROTOCOL.md §1, §5): dialled
+ * at start, redialled by reconnecting-websocket with this link's own
+ * jittered backoff (reset whenever the link comes up), checked with
  * pings. Events are queued while it is down and written in batches while it
  * is up. Each (re)connect sends `hello`, then `sync` with the roster as of the
  * last committed event, then every uncommitted event, in order. An event is
@@ -28,6 +29,8 @@ export interface LinkEvents {
   state: [LinkState]
   /** Everything queued has been written out to the kernel. */
   drained: []
+  /** A client's message passed its share of the queue (`queue.maxClientBytes`) and was dropped: close that client. */
+  overShare: [user: string]
 }
 
 export interface LinkOptions {
@@ -55,8 +58,12 @@ const MAX_FRAME_BYTES = 256 * 1024
  * so a burst of handshakes shares frames instead of costing one write each.
  */
 const CONTROL_FLUSH_GAP_MS = 1
-/** Largest frame a backend may send. */
-const MAX_BACKEND_FRAME_BYTES = 64 * 1024 * 1024
+/** While dials keep failing for one reason, warn at most this often. */
+const DIAL_WARN_INTERVAL_MS = 30000
+/** Problems listed in the log line of one bad backend frame; the rest are only counted. */
+const MAX_LOGGED_PROBLEMS = 10
+/** Longest problem text logged (one action's list of invalid fields can be megabytes). */
+const MAX_PROBLEM_CHARS = 300
 
 export class BackendLink extends EventEmitter<LinkEvents> {
   private rws?: ReconnectingWebSocket
@@ -76,11 +83,17 @@ export class BackendLink extends EventEmitter<LinkEvents> {
   private flushTimer?: NodeJS.Timeout
   private lastFlush = 0
   private connections = 0
+  /** Redials since the link was last up: the exponent of the backoff. */
+  private redials = 0
+  /** Whether the current socket ever opened: its errors are then the link's, not a failed dial. */
+  private opened = false
+  private dialFailures = 0
+  private lastDialWarning?: { reason: string, at: number }
   private readonly labels: { endpoint: string }
 
   constructor (private readonly options: LinkOptions) {
     super()
-    this.queue = new EventQueue(options.queue.maxEvents, options.queue.maxBytes)
+    this.queue = new EventQueue(options.queue.maxEvents, options.queue.maxBytes, options.queue.maxClientBytes)
     this.labels = { endpoint: options.endpoint }
     this.acks = options.backend.acks
   }
@@ -96,22 +109,26 @@ export class BackendLink extends EventEmitter<LinkEvents> {
   }
 
   start (): void {
-    const { backend, log } = this.options
-    const jitter = (ms: number): number => ms * (0.5 + Math.random() * 0.5)
+    const { backend } = this.options
+    const nextDelay = (): number => this.nextRedialDelay()
     this.rws = new ReconnectingWebSocket(backend.url, undefined, {
       WebSocket: linkSocketClass({
         token: backend.token,
         pingIntervalMs: backend.pingIntervalMs,
-        maxPayload: MAX_BACKEND_FRAME_BYTES,
-        onSocket: (socket) => { this.socket = socket },
-        onError: (err) => log.debug({ err: err.message }, 'backend link socket error')
+        maxPayload: backend.maxFrameBytes,
+        onSocket: (socket) => {
+          this.socket = socket
+          this.opened = false
+        },
+        onError: (err) => this.onSocketError(err)
       }),
       connectionTimeout: backend.connectTimeoutMs,
-      reconnectionDelayGrowFactor: 2,
       maxEnqueuedMessages: 0,
-      // read on every redial, so each delay gets its own jitter
-      get minReconnectionDelay () { return jitter(backend.minReconnectDelayMs) },
-      get maxReconnectionDelay () { return jitter(backend.maxReconnectDelayMs) }
+      // reconnecting-websocket would grow the delay until a link stayed up for its `minUptime` (5 s);
+      // the link keeps its own count instead, reset on every open: factor 1, and the delay is ours
+      reconnectionDelayGrowFactor: 1,
+      maxReconnectionDelay: backend.maxReconnectDelayMs,
+      get minReconnectionDelay () { return nextDelay() }
     })
     this.rws.addEventListener('open', () => this.onOpen())
     this.rws.addEventListener('close', (event) => this.onClose(event))
@@ -134,7 +151,15 @@ export class BackendLink extends EventEmitter<LinkEvents> {
       const text = withSeq(event.text, seq)
       event = { ...event, seq, text, bytes: event.bytes + text.length - event.text.length }
     }
-    if (!this.queue.push(event)) {
+    const result = this.queue.push(event)
+    if (result === 'over_share') {
+      const { metrics, log, queue } = this.options
+      metrics.droppedEvents.inc({ ...this.labels, reason: 'client_share' })
+      log.warn({ user: event.user, queuedBytes: this.queue.bytesOf(event.user), maxClientBytes: queue.maxClientBytes }, 'a client passed its share of the event queue (queue.maxClientBytes); closing it (1008)')
+      this.emit('overShare', event.user)
+      return false
+    }
+    if (result === 'full') {
       this.options.metrics.droppedEvents.inc({ ...this.labels, reason: 'queue_full' })
       this.becomeUnavailable(`event queue full (queue.maxEvents ${this.options.queue.maxEvents}, queue.maxBytes ${this.options.queue.maxBytes}${this.acks ? ', unacknowledged events included' : ''})`)
       return false
@@ -195,6 +220,10 @@ export class BackendLink extends EventEmitter<LinkEvents> {
     if (this.current === 'closed' || !socket) return
     clearTimeout(this.graceTimer)
     this.graceTimer = undefined
+    this.opened = true
+    this.redials = 0
+    this.dialFailures = 0
+    this.lastDialWarning = undefined
     if (this.connections++ > 0) metrics.linkReconnects.inc(this.labels)
     this.queue.rewind()
     socket.send(encodeHello(nodeId, endpoint, this.session, this.acks, this.options.cluster))
@@ -214,8 +243,49 @@ export class BackendLink extends EventEmitter<LinkEvents> {
     if (this.current === 'connecting') this.startGrace()
   }
 
+  /**
+   * The delay before the next dial: `minReconnectDelayMs` doubled per dial
+   * since the link was last up, capped at `maxReconnectDelayMs`, jittered
+   * to 50-100 % so that many gateways do not redial in step.
+   */
+  private nextRedialDelay (): number {
+    const { backend, log } = this.options
+    // read on every dial; reconnecting-websocket waits only when its own count is above 0 (not the first dial, nor after reconnect())
+    if (this.rws === undefined || this.rws.retryCount === 0) return 0
+    const base = Math.min(backend.minReconnectDelayMs * 2 ** this.redials, backend.maxReconnectDelayMs)
+    this.redials++
+    const delayMs = Math.round(base * (0.5 + Math.random() * 0.5))
+    log.debug({ backend: this.target, attempt: this.redials, delayMs }, 'backend link redial scheduled')
+    return delayMs
+  }
+
+  /**
+   * A dial that failed: every one at debug; a warning when the link first
+   * fails, when the reason changes, and at most every DIAL_WARN_INTERVAL_MS
+   * while it keeps failing for the same reason.
+   */
   private onDialError (event: ErrorEvent): void {
-    this.options.log.debug({ backend: this.target, err: event.message }, 'backend dial failed')
+    if (this.opened || this.current === 'closed') return
+    const { log, backend } = this.options
+    const reason = event.message === 'TIMEOUT' ? `no answer within backend.connectTimeoutMs (${backend.connectTimeoutMs} ms)` : event.message
+    log.debug({ backend: this.target, err: reason }, 'backend dial failed')
+    this.dialFailures++
+    const now = performance.now()
+    const last = this.lastDialWarning
+    if (last !== undefined && last.reason === reason && now - last.at < DIAL_WARN_INTERVAL_MS) return
+    log.warn({ backend: this.target, reason, failedDials: this.dialFailures, state: this.current }, 'backend link cannot connect; redialling')
+    this.lastDialWarning = { reason, at: now }
+    this.dialFailures = 0
+  }
+
+  /** Errors of an open link: a frame ws refused (too big, not UTF-8, bad opcode) drops the link; counted. */
+  private onSocketError (err: NodeJS.ErrnoException): void {
+    const { log, metrics, backend } = this.options
+    if (!this.opened) return
+    const reason = err.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' ? 'frame_too_big' : 'protocol_error'
+    metrics.backendFrameErrors.inc({ ...this.labels, reason })
+    const limit = reason === 'frame_too_big' ? ` (backend.maxFrameBytes ${backend.maxFrameBytes})` : ''
+    log.warn({ backend: this.target, err: err.message, code: err.code }, `backend broke the WebSocket protocol${limit}; dropping the link`)
   }
 
   private onMessage (data: unknown): void {
@@ -226,9 +296,13 @@ export class BackendLink extends EventEmitter<LinkEvents> {
       return
     }
     const { items, errors } = decodeActions(data)
-    for (const error of errors) {
-      metrics.backendFrameErrors.inc({ ...this.labels, reason: error.kind })
-      log.warn({ problem: error.message }, 'backend sent a bad frame')
+    if (errors.length > 0) {
+      // one log line and one count per kind, however many actions were bad
+      const kinds = new Map<string, number>()
+      for (const error of errors) kinds.set(error.kind, (kinds.get(error.kind) ?? 0) + 1)
+      for (const [reason, n] of kinds) metrics.backendFrameErrors.inc({ ...this.labels, reason }, n)
+      const problems = errors.slice(0, MAX_LOGGED_PROBLEMS).map((e) => e.message.length > MAX_PROBLEM_CHARS ? `${e.message.slice(0, MAX_PROBLEM_CHARS)}…` : e.message)
+      log.warn({ problems, more: errors.length - problems.length }, 'backend sent a bad frame')
     }
     const forClients: ClientAction[] = []
     for (const action of items) {

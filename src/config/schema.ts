@@ -51,7 +51,8 @@ export const Backend = Type.Object({
   connectTimeoutMs: Type.Integer({ minimum: 100, default: 4000, description: 'give up one dial attempt after this long' }),
   minReconnectDelayMs: Type.Integer({ minimum: 1, default: 250, description: 'first redial delay; doubles per failure, with jitter' }),
   maxReconnectDelayMs: Ms(10000, 'redial delay cap'),
-  acks: Type.Boolean({ default: false, description: 'acknowledged delivery: events carry seq and are kept until the backend acks them' })
+  acks: Type.Boolean({ default: false, description: 'acknowledged delivery: events carry seq and are kept until the backend acks them' }),
+  maxFrameBytes: Type.Integer({ minimum: 1024, default: 16777216, description: 'largest frame accepted from the backend; a bigger one drops and redials the link' })
 }, strict)
 
 export const Endpoint = Type.Object({
@@ -65,8 +66,9 @@ export const Endpoint = Type.Object({
 }, strict)
 
 export const Queue = Type.Object({
-  maxEvents: Type.Integer({ minimum: 1, default: 100000 }),
-  maxBytes: Type.Integer({ minimum: 1024, default: 67108864 }),
+  maxEvents: Type.Integer({ minimum: 1, default: 100000, description: 'events held per endpoint; a close is always taken' }),
+  maxBytes: Type.Integer({ minimum: 1024, default: 67108864, description: 'bytes held per endpoint, as encoded' }),
+  maxClientBytes: Type.Integer({ minimum: 1024, default: 1048576, description: "one client's share of maxBytes; a client whose messages would pass it is closed with 1008" }),
   graceMs: Ms(30000, 'how long clients are held while their backend is away')
 }, { ...strict, default: {} })
 

@@ -2,10 +2,17 @@
  * One gateway's link into this backend: a `ws` socket that carries events in
  * and actions out. It decodes frames (single or batch) with the protocol
  * codec, reports bad ones without closing, batches the actions written in one
- * tick into one frame, and pings the gateway so a dead one is noticed.
+ * tick into as few frames as fit under MAX_BATCH_CHARS, and pings the gateway
+ * so a dead one is noticed.
  */
 import { WebSocket } from 'ws'
 import { decodeEvents, encodeFrame, truncateReason, type Event } from '../../protocol/index.js'
+
+/**
+ * Batches are cut at this many characters (at most 3 MiB of UTF-8), far
+ * below the gateway's `backend.maxFrameBytes` (16 MiB by default).
+ */
+const MAX_BATCH_CHARS = 1 << 20
 
 export interface LinkListener {
   /** Valid events of one frame, in order. */
@@ -68,11 +75,22 @@ export class GatewayLink {
     this.socket.terminate()
   }
 
+  /** Writes what is queued, cut into frames of at most MAX_BATCH_CHARS (one larger action goes alone). */
   private readonly flush = (): void => {
-    if (this.outbox.length === 0) return
-    const frame = encodeFrame(this.outbox)
+    const outbox = this.outbox
     this.outbox = []
-    if (this.isOpen) this.socket.send(frame)
+    if (outbox.length === 0 || !this.isOpen) return
+    let start = 0
+    let size = 0
+    for (let i = 0; i < outbox.length; i++) {
+      if (i > start && size + outbox[i].length > MAX_BATCH_CHARS) {
+        this.socket.send(encodeFrame(outbox.slice(start, i)))
+        start = i
+        size = 0
+      }
+      size += outbox[i].length
+    }
+    this.socket.send(encodeFrame(outbox.slice(start)))
   }
 
   private onFrame (data: Buffer, isBinary: boolean): void {

@@ -10,7 +10,7 @@ const seqs = (events: OutboundEvent[]): number[] => events.map((e) => e.seq ?? -
 const range = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i)
 
 function filled (count: number, maxEvents = 10_000): EventQueue {
-  const queue = new EventQueue(maxEvents, 1_000_000)
+  const queue = new EventQueue(maxEvents, 1_000_000, 1_000_000)
   for (let seq = 1; seq <= count; seq++) queue.push(event(seq))
   return queue
 }
@@ -26,17 +26,17 @@ t.test('events come out in the order they went in, in batches bounded by bytes',
 })
 
 t.test('bounds: a push past maxEvents or maxBytes is refused and queues nothing', async (t) => {
-  const byCount = new EventQueue(2, 1000)
-  t.ok(byCount.push(event(1)) && byCount.push(event(2)), 'two fit a queue of two')
-  t.notOk(byCount.push(event(3)), 'a third is refused')
+  const byCount = new EventQueue(2, 1000, 1000)
+  t.ok(byCount.push(event(1)) === 'queued' && byCount.push(event(2)) === 'queued', 'two fit a queue of two')
+  t.equal(byCount.push(event(3)), 'full', 'a third is refused')
   t.equal(byCount.length, 2, 'the refused event is not queued')
-  const byBytes = new EventQueue(100, 25)
-  t.ok(byBytes.push(event(1)) && byBytes.push(event(2)), '20 bytes fit 25')
-  t.notOk(byBytes.push(event(3)), '30 bytes would not')
+  const byBytes = new EventQueue(100, 25, 1000)
+  t.ok(byBytes.push(event(1)) === 'queued' && byBytes.push(event(2)) === 'queued', '20 bytes fit 25')
+  t.equal(byBytes.push(event(3)), 'full', '30 bytes would not')
   t.equal(byBytes.bytes, 20, 'the refused event adds no bytes')
   byBytes.nextBatch(100)
   byBytes.releaseWritten()
-  t.ok(byBytes.push(event(3)), 'committing frees room again')
+  t.equal(byBytes.push(event(3)), 'queued', 'committing frees room again')
 })
 
 t.test('releaseWritten commits what was written, nothing more', async (t) => {
@@ -94,11 +94,11 @@ t.test('compaction of a long committed prefix keeps contents, cursor and bytes',
 })
 
 t.test('repeated small releases across many compactions lose and repeat nothing', async (t) => {
-  const queue = new EventQueue(5000, 1_000_000)
+  const queue = new EventQueue(5000, 1_000_000, 1_000_000)
   const committed: number[] = []
   let next = 1
   for (let round = 0; round < 40; round++) {
-    while (queue.push(event(next))) next++
+    while (queue.push(event(next)) === 'queued') next++
     queue.nextBatch(10 * 2000)
     committed.push(...seqs(queue.releaseThrough(committed.length + 1700)))
   }
@@ -115,8 +115,26 @@ t.test('bad input: an ack beyond what was written commits only the written event
 })
 
 t.test('bad input: an event bigger than the whole byte bound is refused; a batch smaller than one event still holds one', async (t) => {
-  const queue = new EventQueue(10, 100)
-  t.notOk(queue.push(event(1, 101)), 'a 101-byte event never fits 100 bytes')
-  t.ok(queue.push(event(2, 50)), 'a 50-byte event does')
+  const queue = new EventQueue(10, 100, 1000)
+  t.equal(queue.push(event(1, 101)), 'full', 'a 101-byte event never fits 100 bytes')
+  t.equal(queue.push(event(2, 50)), 'queued', 'a 50-byte event does')
   t.same(seqs(queue.nextBatch(0)), [2], 'a zero-byte batch still carries one event, so writing always progresses')
+})
+
+t.test("one user's share: messages past maxClientBytes are refused for that user alone; closes always fit", async (t) => {
+  const queue = new EventQueue(10, 1000, 25)
+  const from = (user: string, kind: OutboundEvent['kind'] = 'message'): OutboundEvent => ({ kind, user, text: 'x'.repeat(10), bytes: 10 })
+  t.equal(queue.push(from('a')), 'queued', "a's first 10 bytes")
+  t.equal(queue.push(from('a')), 'queued', "a's 20 bytes")
+  t.equal(queue.push(from('a')), 'over_share', 'a third would pass 25 bytes: over its share')
+  t.equal(queue.push(from('b')), 'queued', 'b has a share of its own')
+  t.equal(queue.bytesOf('a'), 20, "the refused event adds nothing to a's count")
+  t.equal(queue.push(from('a', 'close')), 'queued', "a's close is queued whatever its share")
+  for (let i = 0; i < 6; i++) queue.push(from(`c${i}`))
+  t.equal(queue.length, 10, 'the queue is at maxEvents')
+  t.equal(queue.push(from('d')), 'full', 'a message past maxEvents is refused')
+  t.equal(queue.push(from('d', 'close')), 'queued', 'a close past maxEvents still fits')
+  queue.nextBatch(1000)
+  queue.releaseWritten()
+  t.equal(queue.bytesOf('a'), 0, "committing frees a's share")
 })
