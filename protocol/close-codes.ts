@@ -18,6 +18,8 @@ export const CloseCodes = {
   INVALID_PAYLOAD: { code: 1007, reason: 'invalid frame payload', retry: false },
   RATE_LIMITED: { code: 1008, reason: 'rate limit exceeded', retry: true },
   DUPLICATE_REJECTED: { code: 1008, reason: 'already connected (duplicate policy: reject)', retry: false },
+  /** Sent by `ws` (its `maxFragments`); the reason is the gateway's. */
+  TOO_MANY_FRAGMENTS: { code: 1008, reason: 'message in too many fragments', retry: false },
   MESSAGE_TOO_BIG: { code: 1009, reason: 'message too big', retry: false },
   INTERNAL_ERROR: { code: 1011, reason: 'internal error', retry: true },
   BACKEND_UNAVAILABLE: { code: 1013, reason: 'backend unavailable, try again later', retry: true },
