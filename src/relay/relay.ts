@@ -290,10 +290,12 @@ export class EndpointRelay {
       if (code === CloseCodes.ABNORMAL.code) this.lost(session, CloseCodes.ABNORMAL)
       else session.end(code, reason.toString())
     })
-    // protocol errors end the session with the code and reason the player got; a reset connection is an abnormal close, reported by 'close'
+    // protocol errors end the session with the code and reason the player got
     onProtocolError(socket, ({ code, reason }) => {
       if (current()) session.end(code, reason)
     })
+    // the only 'error' listener left (routes/endpoints.ts drops the inherited one); a reset connection is reported by 'close'
+    socket.on('error', (err) => this.options.log.debug({ user: session.user, err: err.message }, 'client socket error'))
   }
 
   private onFrame (session: ClientSession, data: Buffer, isBinary: boolean): void {
