@@ -1,4 +1,4 @@
-/** Per-client rate limit: `rate` tokens a second, at most `burst` saved up. */
+/** A token bucket: `rate` tokens a second, at most `burst` saved up. */
 export class TokenBucket {
   private tokens: number
   private last: number
