@@ -22,6 +22,8 @@ export const CloseCodes = {
   DUPLICATE_REJECTED: { code: 1008, reason: 'already connected (duplicate policy: reject)', retry: false },
   /** The client's events waiting for its backend passed `queue.maxClientBytes`. */
   QUEUE_SHARE_EXCEEDED: { code: 1008, reason: 'too much queued for the backend, slow down', retry: true },
+  /** Sent by `ws` (its `maxFragments`); the reason is the gateway's. */
+  TOO_MANY_FRAGMENTS: { code: 1008, reason: 'message in too many fragments', retry: false },
   MESSAGE_TOO_BIG: { code: 1009, reason: 'message too big', retry: false },
   BACKEND_UNAVAILABLE: { code: 1013, reason: 'backend unavailable, try again later', retry: true },
   SLOW_CONSUMER: { code: 1013, reason: 'client too slow to read, try again later', retry: true },

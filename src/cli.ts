@@ -55,7 +55,7 @@ async function serve (config: Readonly<GatewayConfig>, worker: string | undefine
   const nodeId = worker !== undefined && config.server.nodeId !== undefined ? `${config.server.nodeId}-${worker}` : undefined
   const app = await createGateway(config, { nodeId })
   try {
-    await app.listen({ host: config.server.host, port: config.server.port })
+    await app.listen()
   } catch (err) {
     fail(`cannot listen on ${config.server.host}:${config.server.port}: ${(err as Error).message}`)
   }

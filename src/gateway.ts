@@ -21,10 +21,14 @@ import { MemoryBroker } from './cluster/memory-broker.js'
 import { RedisBroker } from './cluster/redis-broker.js'
 import { Admissions } from './cluster/admission.js'
 import { loggerOptions } from './logger.js'
+import { listenOnConfiguredAddress } from './listen-address.js'
 import { CloseCodes } from '../protocol/index.js'
 import { endpointRoutes, type EndpointRoute } from '../routes/endpoints.js'
 import { healthRoutes } from '../routes/health.js'
 import { handleNotFound } from '../routes/not-found.js'
+
+/** Frames one client message may be split into; past it ws closes with 1008 (protocol/PROTOCOL.md §7). */
+const MAX_FRAGMENTS = 256
 
 export interface GatewayOptions {
   /** Where JSON log lines go (default: stdout). */
@@ -38,12 +42,14 @@ export interface GatewayOptions {
 /**
  * Builds a gateway from a config object: one from `parseConfig` or
  * `loadConfigFile` as it is, anything else validated here first.
+ * `listen()` defaults to `server.host` and `server.port`.
  * Backend links dial when the instance is ready (`listen()` or `ready()`);
  * `close()` drains: clients get 1001, their `close` events reach the backends.
  */
 export async function createGateway (input: unknown, options: GatewayOptions = {}): Promise<FastifyInstance> {
   const config: Readonly<GatewayConfig> = isValidated(input) ? input : parseConfig(input, options.env)
   const app = Fastify({ logger: loggerOptions(config.log.level, options.logStream) })
+  listenOnConfiguredAddress(app, config.server)
   const metrics = new GatewayMetrics()
   const nodeId = options.nodeId ?? config.server.nodeId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`
   let draining = false
@@ -97,6 +103,8 @@ export async function createGateway (input: unknown, options: GatewayOptions = {
     options: {
       // the largest of the endpoints' limits; each endpoint enforces its own below it
       maxPayload: Math.max(...endpoints.map((e) => e.route.limits.maxPayloadBytes)),
+      // ws buffers each fragment as its own Buffer (~130 bytes of overhead even for 1 byte of data)
+      maxFragments: MAX_FRAGMENTS,
       perMessageDeflate: false,
       handleProtocols: selectSubprotocol
     },

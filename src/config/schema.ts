@@ -12,8 +12,8 @@ function limitFields (withDefaults: boolean) {
   const d = <T>(value: T) => (withDefaults ? { default: value } : {})
   return {
     maxPayloadBytes: Type.Integer({ minimum: 1, ...d(65536), description: 'largest client frame; bigger closes with 1009' }),
-    messagesPerSecond: Type.Number({ exclusiveMinimum: 0, ...d(50), description: 'token-bucket refill rate per client; past it closes with 1008' }),
-    burst: Type.Integer({ minimum: 1, ...d(100), description: 'token-bucket size per client' }),
+    messagesPerSecond: Type.Number({ exclusiveMinimum: 0, ...d(50), description: 'token-bucket refill rate per user, kept across reconnects; past it closes with 1008' }),
+    burst: Type.Integer({ minimum: 1, ...d(100), description: 'token-bucket size per user' }),
     maxConnections: Type.Integer({ minimum: 1, ...d(100000), description: 'open client sockets; past it handshakes get 503' }),
     allowedOrigins: Type.Array(Type.String({ minLength: 1 }), { ...d([]), description: 'browser Origins allowed; empty allows any' }),
     maxBufferedBytes: Type.Integer({ minimum: 1024, ...d(1048576), description: 'unsent bytes a client may lag behind before it is closed with 1013' }),

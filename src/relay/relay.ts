@@ -17,7 +17,9 @@ import type { OutboundEvent } from '../backend-link/event-queue.js'
 import type { Connection, Eviction } from '../cluster/broker.js'
 import { forUsers } from '../cluster/targets.js'
 import { ClientSession } from '../sessions/client-session.js'
+import { onProtocolError } from '../sessions/protocol-errors.js'
 import type { SessionRegistry } from '../sessions/registry.js'
+import { RateBuckets } from '../sessions/rate-buckets.js'
 
 /** Where client events go: the endpoint's backend link. */
 export interface EventSink {
@@ -65,21 +67,27 @@ export class EndpointRelay {
   /** Evictions waiting for their session's `close` event to be committed. */
   private readonly evictions = new Map<ClientSession, () => void>()
   private readonly labels: { endpoint: string }
+  private readonly rates: RateBuckets
   /** Per-message counts, published to prom-client once per tick (its inc() hashes the labels on every call). */
   private messagesIn = 0
   private messagesOut = 0
 
   constructor (private readonly options: RelayOptions) {
     this.labels = { endpoint: options.endpoint.name }
+    this.rates = new RateBuckets(options.limits.messagesPerSecond, options.limits.burst)
   }
 
   get connections (): number {
     return this.options.registry.size
   }
 
-  /** Pings every client each `heartbeatIntervalMs`; one that missed the last pong is dropped (1006). */
+  /**
+   * Pings every client each `heartbeatIntervalMs`; one that missed the last
+   * pong is dropped (1006). Rate buckets that have refilled are forgotten then too.
+   */
   start (): void {
     this.heartbeat = setInterval(() => {
+      this.rates.sweep()
       for (const session of this.options.registry.values()) {
         if (session.isHeld) continue
         if (!session.alive) {
@@ -140,7 +148,8 @@ export class EndpointRelay {
     const { metrics, cluster, endpoint, log } = this.options
     const onward: ClientAction[] = []
     for (const action of actions) {
-      const missing = action.action === 'send' ? this.send(action) : this.close(action)
+      const missing = this.perform(action, forwarded)
+      if (missing === undefined) continue
       if (missing.length > 0) {
         log.debug({ users: missing.length, action: action.action, forwarded }, 'action for users not connected here')
         if (forwarded) metrics.droppedActions.inc({ ...this.labels, reason: 'not_connected' }, missing.length)
@@ -153,6 +162,22 @@ export class EndpointRelay {
     if (this.messagesOut > 0) {
       metrics.messagesOut.inc(this.labels, this.messagesOut)
       this.messagesOut = 0
+    }
+  }
+
+  /**
+   * Runs one action; returns the users not held here, or undefined when it
+   * failed. One bad action must not take the gateway down: `data` nested
+   * deeper than JSON.stringify can recurse throws RangeError, and the
+   * link's (or the cluster's) message handler is no place for a throw.
+   */
+  private perform (action: ClientAction, forwarded: boolean): string[] | undefined {
+    try {
+      return action.action === 'send' ? this.send(action) : this.close(action)
+    } catch (err) {
+      this.options.metrics.backendFrameErrors.inc({ ...this.labels, reason: 'invalid_message' })
+      this.options.log.warn({ action: action.action, forwarded, err: (err as Error).message }, 'backend action could not be carried out; skipped')
+      return undefined
     }
   }
 
@@ -265,10 +290,12 @@ export class EndpointRelay {
       if (code === CloseCodes.ABNORMAL.code) this.lost(session, CloseCodes.ABNORMAL)
       else session.end(code, reason.toString())
     })
-    socket.on('error', (err: NodeJS.ErrnoException) => {
-      // protocol errors end the session; a reset connection is an abnormal close, reported by 'close'
-      if (current() && err.code?.startsWith('WS_ERR_')) session.end(...closeCodeForError(err))
+    // protocol errors end the session with the code and reason the player got
+    onProtocolError(socket, ({ code, reason }) => {
+      if (current()) session.end(code, reason)
     })
+    // the only 'error' listener left (routes/endpoints.ts drops the inherited one); a reset connection is reported by 'close'
+    socket.on('error', (err) => this.options.log.debug({ user: session.user, err: err.message }, 'client socket error'))
   }
 
   private onFrame (session: ClientSession, data: Buffer, isBinary: boolean): void {
@@ -279,7 +306,7 @@ export class EndpointRelay {
       session.close(CloseCodes.MESSAGE_TOO_BIG)
       return
     }
-    if (!session.bucket.take()) {
+    if (!this.rates.take(session.user)) {
       session.close(CloseCodes.RATE_LIMITED)
       return
     }
@@ -356,15 +383,6 @@ export class EndpointRelay {
     }, Math.min(delay, MAX_TIMER_MS))
     timer.unref()
     this.expiries.set(session, timer)
-  }
-}
-
-/** What a ws protocol error means for the `close` event: ws has already closed the socket with the matching code. */
-function closeCodeForError (err: NodeJS.ErrnoException): [number, string] {
-  switch (err.code) {
-    case 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH': return [CloseCodes.MESSAGE_TOO_BIG.code, CloseCodes.MESSAGE_TOO_BIG.reason]
-    case 'WS_ERR_INVALID_UTF8': return [CloseCodes.INVALID_PAYLOAD.code, CloseCodes.INVALID_PAYLOAD.reason]
-    default: return [CloseCodes.PROTOCOL_ERROR.code, CloseCodes.PROTOCOL_ERROR.reason]
   }
 }
 

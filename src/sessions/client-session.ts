@@ -8,13 +8,10 @@ import type { WebSocket } from 'ws'
 import { messagePrefix, truncateReason, type CloseCode, type Params } from '../../protocol/index.js'
 import type { Identity } from '../auth/authenticator.js'
 import type { Connection } from '../cluster/broker.js'
-import { TokenBucket } from './token-bucket.js'
 
 export type Delivery = 'sent' | 'kept' | 'slow' | 'gone'
 
 export interface SessionLimits {
-  messagesPerSecond: number
-  burst: number
   maxBufferedBytes: number
 }
 
@@ -31,7 +28,6 @@ export class ClientSession {
   readonly claims: Record<string, unknown>
   /** Head of every `message` event of this client, built once. */
   readonly prefix: string
-  readonly bucket: TokenBucket
   /** Cleared at each heartbeat; set again by the client's pong. */
   alive = true
   /** The cluster's record of this connection; a resume brings a new one. */
@@ -54,7 +50,6 @@ export class ClientSession {
     this.user = identity.user
     this.claims = identity.claims
     this.prefix = messagePrefix(identity.user, connection.params)
-    this.bucket = new TokenBucket(limits.messagesPerSecond, limits.burst)
   }
 
   get params (): Params {
