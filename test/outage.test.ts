@@ -33,7 +33,6 @@ t.test('a backend that dies and comes back gets hello, sync, then the queued eve
   bob.ws.close(1000, 'gone')
   const carol = await connect(gateway.url('/game/m2'), { token: tokenFor('carol') })
   carol.ws.send('hi')
-  t.equal(alice.ws.readyState, alice.ws.OPEN, 'clients stay connected through the outage')
 
   const second = await backendFor(t, { port: first.port })
   const hello = await second.events.next()
@@ -53,7 +52,7 @@ t.test('a backend that dies and comes back gets hello, sync, then the queued eve
   t.same(rest.filter((e) => e.user === 'bob').map((e) => [e.event, e.code]), [['close', 1000]])
   t.same(rest.filter((e) => e.user === 'carol').map((e) => [e.event, e.data]), [['open', undefined], ['message', 'hi']])
   alice.ws.send('after')
-  t.equal((await second.next('message', 'alice')).data, 'after', 'live traffic resumes')
+  t.equal((await second.next('message', 'alice')).data, 'after', 'alice stayed connected through the outage: her socket still carries traffic')
   t.equal(await gateway.metric('gatehouse_link_reconnects_total'), 1)
   t.equal((await gateway.get('/readyz')).status, 200)
 })
