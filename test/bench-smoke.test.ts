@@ -5,7 +5,7 @@
  */
 import t from 'tap'
 import { spawn } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import type { BenchResult } from '../bench/bench.js'
 
@@ -13,9 +13,9 @@ const MAIN = fileURLToPath(new URL('../bench/main.js', import.meta.url))
 
 t.setTimeout(180_000)
 
-async function runSmoke (outDir: string): Promise<{ code: number | null, stdout: string, stderr: string }> {
+async function runSmoke (outDir: string, knobs: NodeJS.ProcessEnv = {}): Promise<{ code: number | null, stdout: string, stderr: string }> {
   const child = spawn(process.execPath, [MAIN], {
-    env: { ...process.env, BENCH_SMOKE: '1', BENCH_OUT: outDir, BENCH_IDLE: '100,200' },
+    env: { ...process.env, BENCH_SMOKE: '1', BENCH_OUT: outDir, BENCH_IDLE: '100,200', ...knobs },
     stdio: ['ignore', 'pipe', 'pipe']
   })
   let stdout = ''
@@ -92,4 +92,18 @@ t.test('a smoke run measures every contender and writes the report', async (t) =
   const svg = readFileSync(`${dir}/results.svg`, 'utf8')
   t.match(svg, /^<\?xml[\s\S]*<svg[\s\S]*<\/svg>\s*$/, 'a whole SVG document')
   for (const name of result.contenders) t.match(svg, new RegExp(`<title>${name}, `), `the plot has ${name}'s bars`)
+})
+
+t.test('a bad knob stops the bench before any load, naming the knob and what it wanted', async (t) => {
+  for (const [knob, value, expected] of [
+    ['BENCH_CLIENTS', '10,lots', /BENCH_CLIENTS must be a positive number, got "lots"/],
+    ['BENCH_RUNS', '-1', /BENCH_RUNS must be a positive number, got "-1"/],
+    ['BENCH_CONTENDERS', 'direct,haproxy', /BENCH_CONTENDERS: haproxy is not one of/]
+  ] as const) {
+    const dir = t.testdir()
+    const { code, stderr } = await runSmoke(dir, { [knob]: value })
+    t.not(code, 0, `${knob}=${value}: exits non-zero`)
+    t.match(stderr, expected, `${knob}=${value}: says why`)
+    t.same(readdirSync(dir), [], `${knob}=${value}: writes no results`)
+  }
 })

@@ -43,6 +43,11 @@ async function joinLobby (page: Page, name: string): Promise<void> {
   await page.waitForSelector('#lobby-status[data-state="open"]')
 }
 
+/** The players a page lists as online, by their data-user. */
+async function online (page: Page): Promise<string[]> {
+  return (await page.$$eval('#players li', (items) => items.map((item) => item.getAttribute('data-user') ?? ''))).sort()
+}
+
 t.test('demo preconditions', async (t) => {
   t.ok(existsSync(CHROMIUM), `chromium at ${CHROMIUM} (set CHROMIUM_PATH to use another)`)
 })
@@ -54,12 +59,12 @@ t.test('two players in real browsers: lobby, chat, a match played to a win, and 
   await joinLobby(bob, 'bob')
   await alice.waitForSelector('#players li[data-user="bob"]')
   await bob.waitForSelector('#players li[data-user="alice"]')
-  t.pass('each sees the other online')
+  t.same([await online(alice), await online(bob)], [['alice', 'bob'], ['alice', 'bob']], 'each sees both players online, nobody else')
 
   await alice.fill('#chat-text', 'good luck, bob')
   await alice.press('#chat-text', 'Enter')
-  await bob.waitForSelector('#chat li:has-text("good luck, bob")')
-  t.pass('chat reaches the other player')
+  const line = await bob.waitForSelector('#chat li:has-text("good luck, bob")')
+  t.equal(await line.$eval('b', (from) => from.textContent), 'alice', 'chat reaches the other player, with who said it')
 
   await alice.click('#players li[data-user="bob"] button.challenge')
   await bob.click('#challenges [data-from="alice"] button.accept')

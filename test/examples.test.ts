@@ -1,5 +1,5 @@
 /** The example lobby and Connect Four services: their rules, and played over a real gateway. */
-import t from 'tap'
+import tap from 'tap'
 import { Board } from '../examples/game/connect-four.js'
 import { Match } from '../examples/game/match.js'
 import { startGame } from '../examples/game/index.js'
@@ -15,7 +15,7 @@ type Test = { teardown (fn: () => unknown): void }
 /** A legal game that fills the board with no four in a row (found by a search, checked below). */
 const DRAWN_GAME = [5, 4, 5, 0, 6, 2, 4, 5, 5, 0, 4, 1, 1, 0, 4, 5, 6, 5, 3, 1, 1, 2, 2, 6, 2, 6, 6, 3, 6, 2, 0, 3, 0, 3, 3, 4, 3, 1, 4, 2, 1, 0]
 
-t.test('Connect Four rules', async (t) => {
+tap.test('Connect Four rules', async (t) => {
   const board = new Board()
   for (const bad of [-1, 7, 2.5, '3', null, undefined, Number.NaN]) {
     t.same(board.drop(bad, 'red'), { ok: false, problem: 'column must be an integer from 0 to 6' }, `column ${String(bad)} is refused`)
@@ -70,7 +70,7 @@ async function lobbySetup (t: Test) {
 
 const error = async (client: TestClient): Promise<string> => (await nextOfType<{ message: string }>(client.messages, 'error')).message
 
-t.test('lobby: presence, chat, and the requests it refuses', async (t) => {
+tap.test('lobby: presence, chat, and the requests it refuses', async (t) => {
   const { lobby, join, url } = await lobbySetup(t)
   const alice = await join('alice')
   await nextOfType(alice.messages, 'players')
@@ -109,7 +109,7 @@ t.test('lobby: presence, chat, and the requests it refuses', async (t) => {
   t.same((await nextOfType<{ players: string[] }>(alice.messages, 'players', (m) => m.players.length === 1)).players, ['alice'])
 })
 
-t.test('lobby: challenges are declined, accepted into a match, and dropped when a player leaves', async (t) => {
+tap.test('lobby: challenges are declined, accepted into a match, and dropped when a player leaves', async (t) => {
   const { join } = await lobbySetup(t)
   const alice = await join('alice')
   const bob = await join('bob')
@@ -161,7 +161,8 @@ async function gameSetup (t: Test, graceMs: number) {
 const state = async (client: TestClient, match: (s: GameState) => boolean = () => true): Promise<GameState> =>
   await nextOfType<GameState>(client.messages, 'state', match)
 
-async function startMatch (join: (user: string) => Promise<TestClient>) {
+/** Seats alice then bob; `t` is the subtest's own, so a failure is reported where it happened. */
+async function startMatch (t: Pick<typeof tap, 'equal'>, join: (user: string) => Promise<TestClient>) {
   const alice = await join('alice')
   t.equal((await state(alice)).status, 'waiting')
   const bob = await join('bob')
@@ -170,9 +171,9 @@ async function startMatch (join: (user: string) => Promise<TestClient>) {
   return { alice, bob, forBob }
 }
 
-t.test('game: seats, turns, illegal moves, a win, and a full match', async (t) => {
+tap.test('game: seats, turns, illegal moves, a win, and a full match', async (t) => {
   const { join, gateway } = await gameSetup(t, 30000)
-  const { alice, bob, forBob } = await startMatch(join)
+  const { alice, bob, forBob } = await startMatch(t, join)
   t.same([forBob.you, forBob.players, forBob.turn, forBob.status], ['yellow', { red: 'alice', yellow: 'bob' }, 'red', 'playing'], 'first to arrive plays red and moves first')
 
   const illegal: Array<[TestClient, unknown, RegExp]> = [
@@ -207,18 +208,18 @@ t.test('game: seats, turns, illegal moves, a win, and a full match', async (t) =
   t.same(await bare.closed, { code: 4400, reason: 'connect to /game/<matchId>' }, 'an endpoint without :matchId is refused')
 })
 
-t.test('game: a player who drops mid-game loses after the grace period', async (t) => {
+tap.test('game: a player who drops mid-game loses after the grace period', async (t) => {
   const { join } = await gameSetup(t, 50)
-  const { alice, bob } = await startMatch(join)
+  const { alice, bob } = await startMatch(t, join)
   bob.ws.terminate()
   t.same((await state(alice, (s) => s.away.length > 0)).away, ['bob'], 'the opponent is shown as away')
   const over = await state(alice, (s) => s.status === 'over')
   t.same(over.result, { winner: 'red', reason: 'forfeit' })
 })
 
-t.test('game: a player back within the grace period finds the same match; resigning ends it', async (t) => {
+tap.test('game: a player back within the grace period finds the same match; resigning ends it', async (t) => {
   const { join, game } = await gameSetup(t, 60000)
-  const { alice, bob } = await startMatch(join)
+  const { alice, bob } = await startMatch(t, join)
   alice.ws.send(JSON.stringify({ type: 'move', column: 2 }))
   await state(bob, (s) => s.cells[5][2] === 'red')
   bob.ws.close(1001)

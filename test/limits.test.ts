@@ -3,7 +3,7 @@ import t from 'tap'
 import { once } from 'node:events'
 import { backendFor } from './helpers/backend.js'
 import { startGateway, testConfig } from './helpers/gateway.js'
-import { connect, refusal } from './helpers/client.js'
+import { connect, refusal, type TestClient } from './helpers/client.js'
 import { AUDIENCE, ISSUER, SECRET, tokenFor } from './helpers/tokens.js'
 
 async function setup (t: { teardown (fn: () => unknown): void }, limits: Record<string, unknown>, gameLimits?: Record<string, unknown>, extra: Record<string, unknown> = {}) {
@@ -88,29 +88,45 @@ t.test('heartbeat: a client that does not answer pings is dropped and reported w
   const close = await backend.next('close', 'mute')
   t.same([close.code, close.reason], [1006, 'heartbeat timeout'])
   t.equal((await mute.closed).code, 1006)
-  for (let i = 0; i < 3; i++) await once(live.ws, 'ping')
-  t.equal(live.ws.readyState, live.ws.OPEN, 'a client that answers survives heartbeats')
+  const pings = async (): Promise<string> => {
+    for (let i = 0; i < 3; i++) await once(live.ws, 'ping')
+    return 'three pings'
+  }
+  const survived = await Promise.race([pings(), live.closed.then((c) => `closed with ${c.code}`)])
+  t.equal(survived, 'three pings', 'a client that answers survives heartbeats')
   t.notOk(backend.events.all.some((e) => e.event === 'close' && e.user === 'live'))
 })
 
+/** Resolves with when the socket closed (its close event, not when the test got round to looking) and how. */
+function closeOf (client: TestClient): Promise<{ at: number, code: number, reason: string }> {
+  return new Promise((resolve) => client.ws.once('close', (code: number, reason: Buffer) => resolve({ at: Date.now(), code, reason: reason.toString() })))
+}
+
 t.test('enforceExpiry: the socket closes with 4401 when the token expires', async (t) => {
   const { game, gateway } = await setup(t, {}, undefined, { enforceExpiry: true })
-  const exp = Math.floor(Date.now() / 1000) + 1
+  // whole seconds from the next second boundary: at least 2 s for the handshake, whenever in a second the test starts
+  const exp = Math.ceil(Date.now() / 1000) + 2
   const client = await connect(gateway.url('/game'), { token: tokenFor('cinderella', { exp }) })
+  const closed = closeOf(client)
   await game.next('open', 'cinderella')
-  t.same(await client.closed, { code: 4401, reason: 'token expired' })
+  const close = await closed
+  t.same([close.code, close.reason], [4401, 'token expired'])
   t.equal((await game.next('close', 'cinderella')).code, 4401)
-  t.ok(Date.now() >= exp * 1000 - 50, 'not before the expiry')
+  t.ok(close.at >= exp * 1000, `not before the expiry (closed ${close.at - exp * 1000} ms after it)`)
 })
 
 t.test('enforceExpiry honours the clock tolerance', async (t) => {
   const backend = await backendFor(t)
+  const clockToleranceSec = 5
   const gateway = await startGateway(t, testConfig([{ name: 'game', path: '/game', backend: backend.url, enforceExpiry: true }], {
-    auth: { secret: SECRET, issuer: ISSUER, audience: AUDIENCE, clockToleranceSec: 1 }
+    auth: { secret: SECRET, issuer: ISSUER, audience: AUDIENCE, clockToleranceSec }
   }))
-  const exp = Math.floor(Date.now() / 1000)
+  // already expired by 1-2 s, but inside the tolerance for 3-4 s more: a gateway that ignored the tolerance would close at once
+  const exp = Math.floor(Date.now() / 1000) - 1
   const client = await connect(gateway.url('/game'), { token: tokenFor('late', { exp }) })
+  const closed = closeOf(client)
   await backend.next('open', 'late')
-  t.equal((await client.closed).code, 4401)
-  t.ok(Date.now() >= (exp + 1) * 1000 - 50, 'not before exp + clockToleranceSec')
+  const close = await closed
+  t.equal(close.code, 4401)
+  t.ok(close.at >= (exp + clockToleranceSec) * 1000, `not before exp + clockToleranceSec (closed ${close.at - (exp + clockToleranceSec) * 1000} ms after it)`)
 })

@@ -1,6 +1,5 @@
 /** Reconnect grace (PROTOCOL.md §5b): a player whose network blips keeps their session, and the backend never notices. */
 import t from 'tap'
-import { once } from 'node:events'
 import { backendFor } from './helpers/backend.js'
 import { startGateway, testConfig } from './helpers/gateway.js'
 import { connect, refusal } from './helpers/client.js'
@@ -84,13 +83,42 @@ t.test('a held session is resumed under reject too; a different match is a new s
 })
 
 t.test('a heartbeat timeout holds the session too', async (t) => {
+  const { backend, gateway } = await setup(t, {}, { heartbeatIntervalMs: 50 })
+  const mute = await connect(gateway.url('/game/m1'), { token: tokenFor('frank'), ws: { autoPong: false } })
+  await backend.next('open', 'frank')
+  t.equal((await mute.closed).code, 1006, 'the gateway drops a client that does not answer pings')
+  const held = await gateway.logged(/holding its session/)
+  t.same([held.user, held.why], ['frank', 'heartbeat timeout'], 'and holds its session')
+  backend.send({ action: 'send', user: 'frank', data: 'kept' })
+  const back = await connect(gateway.url('/game/m1'), { token: tokenFor('frank') })
+  t.equal(await back.next(), 'kept', 'the frame kept while he was away comes first')
+  back.ws.send('back')
+  const event = await backend.events.next()
+  t.same([event.event, event.user, event.data], ['message', 'frank', 'back'], 'the backend saw no close and no open')
+})
+
+t.test('a heartbeat timeout whose grace runs out is reported with its reason', async (t) => {
   const { backend, gateway } = await setup(t, { resumeGraceMs: 150 }, { heartbeatIntervalMs: 50 })
   const mute = await connect(gateway.url('/game/m1'), { token: tokenFor('frank'), ws: { autoPong: false } })
   await backend.next('open', 'frank')
-  await mute.closed
   const close = await backend.next('close', 'frank')
-  t.same([close.code, close.reason], [1006, 'heartbeat timeout'], 'reported after the grace, with the reason')
-  const live = await connect(gateway.url('/game/m1'), { token: tokenFor('grace') })
-  await once(live.ws, 'ping')
-  t.equal(live.ws.readyState, live.ws.OPEN)
+  t.same([close.code, close.reason], [1006, 'heartbeat timeout'])
+  t.ok(gateway.logs.some((l) => l.includes('holding its session') && l.includes('"user":"frank"')), 'reported only after the session was held')
+  t.equal((await mute.closed).code, 1006)
+})
+
+t.test('a bad token cannot take over a held session', async (t) => {
+  const { backend, gateway } = await setup(t)
+  const first = await connect(gateway.url('/game/m1'), { token: tokenFor('hank') })
+  await backend.next('open', 'hank')
+  first.ws.terminate()
+  await gateway.logged(/holding its session/)
+  const forged = tokenFor('hank', { iss: 'https://evil.test' })
+  t.equal((await refusal(gateway.url('/game/m1'), { token: forged })).status, 401, 'a token from another issuer is refused')
+  t.equal((await refusal(gateway.url('/game/m1'), { token: 'not.a.jwt' })).status, 401, 'garbage is refused')
+  backend.send({ action: 'send', user: 'hank', data: 'kept for hank' })
+  const back = await connect(gateway.url('/game/m1'), { token: tokenFor('hank') })
+  t.equal(await back.next(), 'kept for hank', 'the session is still his to resume')
+  t.equal(await gateway.metric('gatehouse_resumes_total'), 1)
+  t.notOk(backend.events.all.some((e) => e.event === 'close'), 'the backend never heard of the attempts')
 })
