@@ -77,6 +77,7 @@ const FAILURE_REASONS: Record<string, HandshakeFailure> = {
 
 export async function endpointRoutes (app: FastifyInstance, { endpoints, authenticator, gate, metrics }: EndpointRoutesOptions): Promise<void> {
   app.decorateRequest('admitted', null)
+  const inFlight = new InFlight()
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const reason = FAILURE_REASONS[error.code]
@@ -93,13 +94,34 @@ export async function endpointRoutes (app: FastifyInstance, { endpoints, authent
       websocket: true,
       config: { endpoint: endpoint.config.name },
       preValidation: async (request) => {
-        const identity = admit(request, endpoint, authenticator, gate)
-        const ticket = await endpoint.claim(identity, request.params as Params)
-        // the client may leave before the upgrade: then the claim is given back
+        const identity = admit(request, endpoint, authenticator, gate, inFlight)
+        const leave = inFlight.enter(endpoint.config.name)
+        // the client may leave before the upgrade, even during the claim: then its place and claim are given back
         const tcp = request.raw.socket
-        const abandon = (): void => endpoint.release(ticket)
+        let ticket: Ticket | undefined
+        let closed = false
+        const abandon = (): void => {
+          closed = true
+          leave()
+          if (ticket !== undefined) endpoint.release(ticket)
+        }
         tcp.once('close', abandon)
-        request.admitted = { identity, ticket, upgraded: () => tcp.off('close', abandon) }
+        try {
+          ticket = await endpoint.claim(identity, request.params as Params)
+        } catch (err) {
+          tcp.off('close', abandon)
+          leave()
+          throw err
+        }
+        if (closed) endpoint.release(ticket)
+        request.admitted = {
+          identity,
+          ticket,
+          upgraded: () => {
+            tcp.off('close', abandon)
+            leave()
+          }
+        }
       },
       handler: (socket, request) => {
         const { identity, ticket, upgraded } = request.admitted as Admitted
@@ -118,14 +140,44 @@ declare module 'fastify' {
   }
 }
 
+/**
+ * Handshakes past the capacity check whose upgrade has not yet happened nor
+ * been given up. They count against the limits: in a cluster the claim
+ * awaits Redis, and every handshake arriving meanwhile would otherwise see
+ * the same free places.
+ */
+class InFlight {
+  private total = 0
+  private readonly byEndpoint = new Map<string, number>()
+
+  count (endpoint?: string): number {
+    return endpoint === undefined ? this.total : this.byEndpoint.get(endpoint) ?? 0
+  }
+
+  /** Counts one handshake; the function returned uncounts it, once. */
+  enter (endpoint: string): () => void {
+    this.total++
+    this.byEndpoint.set(endpoint, this.count(endpoint) + 1)
+    let counted = true
+    return () => {
+      if (!counted) return
+      counted = false
+      this.total--
+      this.byEndpoint.set(endpoint, this.count(endpoint) - 1)
+    }
+  }
+}
+
 /** The checks, cheapest and most general first. Throws the error whose status the client gets. */
-function admit (request: FastifyRequest, endpoint: EndpointRoute, authenticator: Authenticator, gate: Gate): Identity {
+function admit (request: FastifyRequest, endpoint: EndpointRoute, authenticator: Authenticator, gate: Gate, inFlight: InFlight): Identity {
   if (!request.ws) throw new GW_ERR_UPGRADE_REQUIRED()
   const origin = request.headers.origin
   const allowed = endpoint.limits.allowedOrigins
   if (origin !== undefined && allowed.length > 0 && !allowed.includes(origin)) throw new GW_ERR_ORIGIN_FORBIDDEN()
   if (gate.draining()) throw new GW_ERR_DRAINING()
-  if (gate.connections() >= gate.maxConnections || endpoint.registry.size >= endpoint.limits.maxConnections) throw new GW_ERR_AT_CAPACITY()
+  const name = endpoint.config.name
+  if (gate.connections() + inFlight.count() >= gate.maxConnections ||
+    endpoint.registry.size + inFlight.count(name) >= endpoint.limits.maxConnections) throw new GW_ERR_AT_CAPACITY()
   const identity = authenticator.authenticate(request)
   if (!endpoint.available()) throw new GW_ERR_BACKEND_UNAVAILABLE()
   if (endpoint.registry.refuses(identity.user)) throw new GW_ERR_DUPLICATE()

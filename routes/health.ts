@@ -1,4 +1,4 @@
-/** Operator routes (DESIGN.md §5): liveness, readiness, Prometheus metrics. */
+/** Operator routes (docs/operations.md): liveness, readiness, Prometheus metrics. */
 import type { FastifyInstance } from 'fastify'
 import type { Registry } from 'prom-client'
 
