@@ -105,11 +105,15 @@ export async function endpointRoutes (app: FastifyInstance, { endpoints, authent
           leave()
           if (ticket !== undefined) endpoint.release(ticket)
         }
+        // a client that ends its side before the 101 has left: HTTP sockets allow half-open, so no 'close' would come
+        const hangUp = (): void => { tcp.destroy() }
         tcp.once('close', abandon)
+        tcp.once('end', hangUp)
         try {
           ticket = await endpoint.claim(identity, request.params as Params)
         } catch (err) {
           tcp.off('close', abandon)
+          tcp.off('end', hangUp)
           leave()
           throw err
         }
@@ -119,6 +123,7 @@ export async function endpointRoutes (app: FastifyInstance, { endpoints, authent
           ticket,
           upgraded: () => {
             tcp.off('close', abandon)
+            tcp.off('end', hangUp)
             leave()
           }
         }
