@@ -44,7 +44,7 @@ export interface EndpointRoute {
 interface Admitted {
   identity: Identity
   ticket: Ticket
-  /** Stops watching for the TCP socket closing before the upgrade. */
+  /** Stops watching for the client leaving before the upgrade, and frees its in-flight place. */
   upgraded (): void
 }
 
@@ -95,38 +95,7 @@ export async function endpointRoutes (app: FastifyInstance, { endpoints, authent
       config: { endpoint: endpoint.config.name },
       preValidation: async (request) => {
         const identity = admit(request, endpoint, authenticator, gate, inFlight)
-        const leave = inFlight.enter(endpoint.config.name)
-        // the client may leave before the upgrade, even during the claim: then its place and claim are given back
-        const tcp = request.raw.socket
-        let ticket: Ticket | undefined
-        let closed = false
-        const abandon = (): void => {
-          closed = true
-          leave()
-          if (ticket !== undefined) endpoint.release(ticket)
-        }
-        // a client that ends its side before the 101 has left: HTTP sockets allow half-open, so no 'close' would come
-        const hangUp = (): void => { tcp.destroy() }
-        tcp.once('close', abandon)
-        tcp.once('end', hangUp)
-        try {
-          ticket = await endpoint.claim(identity, request.params as Params)
-        } catch (err) {
-          tcp.off('close', abandon)
-          tcp.off('end', hangUp)
-          leave()
-          throw err
-        }
-        if (closed) endpoint.release(ticket)
-        request.admitted = {
-          identity,
-          ticket,
-          upgraded: () => {
-            tcp.off('close', abandon)
-            tcp.off('end', hangUp)
-            leave()
-          }
-        }
+        request.admitted = await hold(request.raw.socket, endpoint, identity, request.params as Params, inFlight.enter(endpoint.config.name))
       },
       handler: (socket, request) => {
         const { identity, ticket, upgraded } = request.admitted as Admitted
@@ -171,6 +140,38 @@ class InFlight {
       this.byEndpoint.set(endpoint, this.count(endpoint) - 1)
     }
   }
+}
+
+/**
+ * Claims the handshake in the cluster and holds its place until the upgrade.
+ * A client that leaves first, even while the claim awaits Redis, gives back
+ * its place (`leave`) and its claim. HTTP sockets allow half-open, so one that
+ * only ends its side would never 'close': it is destroyed.
+ */
+async function hold (tcp: Socket, endpoint: EndpointRoute, identity: Identity, params: Params, leave: () => void): Promise<Admitted> {
+  let ticket: Ticket | undefined
+  let gone = false
+  const abandon = (): void => {
+    gone = true
+    leave()
+    if (ticket !== undefined) endpoint.release(ticket)
+  }
+  const hangUp = (): void => { tcp.destroy() }
+  const unwatch = (): void => {
+    tcp.off('close', abandon)
+    tcp.off('end', hangUp)
+    leave()
+  }
+  tcp.once('close', abandon)
+  tcp.once('end', hangUp)
+  try {
+    ticket = await endpoint.claim(identity, params)
+  } catch (err) {
+    unwatch()
+    throw err
+  }
+  if (gone) endpoint.release(ticket)
+  return { identity, ticket, upgraded: unwatch }
 }
 
 /** The checks, cheapest and most general first. Throws the error whose status the client gets. */

@@ -181,13 +181,31 @@ t.test('the operator routes refuse WebSocket upgrades with 400 and end the socke
   t.notMatch(logText(gateway), token, 'no log line holds the token')
 })
 
-t.test('at log level trace, a request Node cannot parse is refused and its Authorization header is not logged', async (t) => {
+t.test('at log level trace no token is logged: not from a request Node cannot parse, nor from handshakes by any source', async (t) => {
   const gateway = await setup(t, { log: { level: 'trace' } })
   const token = tokenFor('alice')
   const answer = await raw(gateway.port, `GET /lobby/r1 HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${token}\r\nNot a header line\r\n\r\n`)
   t.equal(answer.status, 400)
   t.ok(answer.ended, 'the server ended the TCP connection')
+  for (const via of ['header', 'subprotocol', 'query'] as const) {
+    const client = await connect(gateway.url('/lobby/r1'), { token, via })
+    client.ws.close()
+    await client.closed
+    t.equal((await refusal(gateway.url('/lobby/r1'), { token: `${token}x`, via })).status, 401, `a bad token via ${via}: 401`)
+  }
   t.notMatch(logText(gateway), token, 'no log line holds the token, at any level')
   const line = await gateway.logged(/unparsable HTTP request refused/)
   t.equal(line.code, 'HPE_INVALID_HEADER_TOKEN', 'the refusal is logged, with the parser error code')
+})
+
+t.test('params are percent-decoded and may be empty, as protocol/PROTOCOL.md §3 says', async (t) => {
+  const backend = await backendFor(t)
+  const gateway = await startGateway(t, testConfig([{ name: 'lobby', path: '/lobby/:room', backend: backend.url }]))
+  await backend.next('hello')
+  for (const [path, room] of [['/lobby/a%2Fb', 'a/b'], ['/lobby/%C3%A9', 'é'], ['/lobby/', ''], ['/lobby/a+b', 'a+b']]) {
+    const client = await connect(gateway.url(path), { token: tokenFor('p') })
+    t.same((await backend.next('open', 'p')).params, { room }, `${path} -> ${JSON.stringify(room)}`)
+    client.ws.close()
+    await backend.next('close', 'p')
+  }
 })
