@@ -44,7 +44,7 @@ export interface EndpointRoute {
 interface Admitted {
   identity: Identity
   ticket: Ticket
-  /** Stops watching for the TCP socket closing before the upgrade. */
+  /** Stops watching for the client leaving before the upgrade, and frees its in-flight place. */
   upgraded (): void
 }
 
@@ -77,6 +77,7 @@ const FAILURE_REASONS: Record<string, HandshakeFailure> = {
 
 export async function endpointRoutes (app: FastifyInstance, { endpoints, authenticator, gate, metrics }: EndpointRoutesOptions): Promise<void> {
   app.decorateRequest('admitted', null)
+  const inFlight = new InFlight()
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const reason = FAILURE_REASONS[error.code]
@@ -93,13 +94,8 @@ export async function endpointRoutes (app: FastifyInstance, { endpoints, authent
       websocket: true,
       config: { endpoint: endpoint.config.name },
       preValidation: async (request) => {
-        const identity = admit(request, endpoint, authenticator, gate)
-        const ticket = await endpoint.claim(identity, request.params as Params)
-        // the client may leave before the upgrade: then the claim is given back
-        const tcp = request.raw.socket
-        const abandon = (): void => endpoint.release(ticket)
-        tcp.once('close', abandon)
-        request.admitted = { identity, ticket, upgraded: () => tcp.off('close', abandon) }
+        const identity = admit(request, endpoint, authenticator, gate, inFlight)
+        request.admitted = await hold(request.raw.socket, endpoint, identity, request.params as Params, inFlight.enter(endpoint.config.name))
       },
       handler: (socket, request) => {
         const { identity, ticket, upgraded } = request.admitted as Admitted
@@ -118,14 +114,76 @@ declare module 'fastify' {
   }
 }
 
+/**
+ * Handshakes past the capacity check whose upgrade has not yet happened nor
+ * been given up. They count against the limits: in a cluster the claim
+ * awaits Redis, and every handshake arriving meanwhile would otherwise see
+ * the same free places.
+ */
+class InFlight {
+  private total = 0
+  private readonly byEndpoint = new Map<string, number>()
+
+  count (endpoint?: string): number {
+    return endpoint === undefined ? this.total : this.byEndpoint.get(endpoint) ?? 0
+  }
+
+  /** Counts one handshake; the function returned uncounts it, once. */
+  enter (endpoint: string): () => void {
+    this.total++
+    this.byEndpoint.set(endpoint, this.count(endpoint) + 1)
+    let counted = true
+    return () => {
+      if (!counted) return
+      counted = false
+      this.total--
+      this.byEndpoint.set(endpoint, this.count(endpoint) - 1)
+    }
+  }
+}
+
+/**
+ * Claims the handshake in the cluster and holds its place until the upgrade.
+ * A client that leaves first, even while the claim awaits Redis, gives back
+ * its place (`leave`) and its claim. HTTP sockets allow half-open, so one that
+ * only ends its side would never 'close': it is destroyed.
+ */
+async function hold (tcp: Socket, endpoint: EndpointRoute, identity: Identity, params: Params, leave: () => void): Promise<Admitted> {
+  let ticket: Ticket | undefined
+  let gone = false
+  const abandon = (): void => {
+    gone = true
+    leave()
+    if (ticket !== undefined) endpoint.release(ticket)
+  }
+  const hangUp = (): void => { tcp.destroy() }
+  const unwatch = (): void => {
+    tcp.off('close', abandon)
+    tcp.off('end', hangUp)
+    leave()
+  }
+  tcp.once('close', abandon)
+  tcp.once('end', hangUp)
+  try {
+    ticket = await endpoint.claim(identity, params)
+  } catch (err) {
+    unwatch()
+    throw err
+  }
+  if (gone) endpoint.release(ticket)
+  return { identity, ticket, upgraded: unwatch }
+}
+
 /** The checks, cheapest and most general first. Throws the error whose status the client gets. */
-function admit (request: FastifyRequest, endpoint: EndpointRoute, authenticator: Authenticator, gate: Gate): Identity {
+function admit (request: FastifyRequest, endpoint: EndpointRoute, authenticator: Authenticator, gate: Gate, inFlight: InFlight): Identity {
   if (!request.ws) throw new GW_ERR_UPGRADE_REQUIRED()
   const origin = request.headers.origin
   const allowed = endpoint.limits.allowedOrigins
   if (origin !== undefined && allowed.length > 0 && !allowed.includes(origin)) throw new GW_ERR_ORIGIN_FORBIDDEN()
   if (gate.draining()) throw new GW_ERR_DRAINING()
-  if (gate.connections() >= gate.maxConnections || endpoint.registry.size >= endpoint.limits.maxConnections) throw new GW_ERR_AT_CAPACITY()
+  const name = endpoint.config.name
+  if (gate.connections() + inFlight.count() >= gate.maxConnections ||
+    endpoint.registry.size + inFlight.count(name) >= endpoint.limits.maxConnections) throw new GW_ERR_AT_CAPACITY()
   const identity = authenticator.authenticate(request)
   if (!endpoint.available()) throw new GW_ERR_BACKEND_UNAVAILABLE()
   if (endpoint.registry.refuses(identity.user)) throw new GW_ERR_DUPLICATE()

@@ -4,11 +4,12 @@
  */
 import type { FastifyInstance } from 'fastify'
 import { redactUrl } from '../src/logger.js'
+import { GW_ERR_NOT_FOUND } from '../src/errors.js'
 
 export function handleNotFound (app: FastifyInstance): void {
   app.setNotFoundHandler((request, reply) => {
     request.log.info({ url: redactUrl(request.url) }, 'no route for this path')
-    const path = request.url.split('?')[0]
-    return reply.code(404).send({ statusCode: 404, code: 'GW_ERR_NOT_FOUND', message: `no endpoint at ${path}` })
+    const { statusCode, code, message } = new GW_ERR_NOT_FOUND(request.url.split('?')[0])
+    return reply.code(404).send({ statusCode, code, message })
   })
 }

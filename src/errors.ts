@@ -9,6 +9,11 @@ export const GW_ERR_CONFIG = createError('GW_ERR_CONFIG', 'invalid configuration
 
 export const GW_ERR_UPGRADE_REQUIRED = createError('GW_ERR_UPGRADE_REQUIRED', 'this is a WebSocket endpoint: connect with a WebSocket client', 426)
 
+export const GW_ERR_UPGRADE_REFUSED = createError('GW_ERR_UPGRADE_REFUSED', 'this path does not accept WebSocket upgrades', 400)
+export const GW_ERR_BAD_URL = createError('GW_ERR_BAD_URL', 'malformed URL (bad percent-encoding)', 400)
+export const GW_ERR_PARAM_TOO_LONG = createError('GW_ERR_PARAM_TOO_LONG', 'a path parameter is longer than the gateway accepts', 414)
+export const GW_ERR_NOT_FOUND = createError('GW_ERR_NOT_FOUND', 'no endpoint at %s', 404)
+
 export const GW_ERR_TOKEN_MISSING = createError('GW_ERR_TOKEN_MISSING', 'no token: send it as Authorization: Bearer, Sec-WebSocket-Protocol: bearer, <jwt> or ?access_token= (as configured)', 401)
 export const GW_ERR_TOKEN_EXPIRED = createError('GW_ERR_TOKEN_EXPIRED', 'token expired', 401)
 export const GW_ERR_TOKEN_INVALID = createError('GW_ERR_TOKEN_INVALID', 'token rejected: %s', 401)

@@ -26,6 +26,7 @@ import { CloseCodes } from '../protocol/index.js'
 import { endpointRoutes, type EndpointRoute } from '../routes/endpoints.js'
 import { healthRoutes } from '../routes/health.js'
 import { handleNotFound } from '../routes/not-found.js'
+import { clientErrorHandler, frameworkErrors, refuseStrayUpgrades } from '../routes/upgrades.js'
 
 /** Frames one client message may be split into; past it ws closes with 1008 (protocol/PROTOCOL.md §7). */
 const MAX_FRAGMENTS = 256
@@ -48,7 +49,7 @@ export interface GatewayOptions {
  */
 export async function createGateway (input: unknown, options: GatewayOptions = {}): Promise<FastifyInstance> {
   const config: Readonly<GatewayConfig> = isValidated(input) ? input : parseConfig(input, options.env)
-  const app = Fastify({ logger: loggerOptions(config.log.level, options.logStream) })
+  const app = Fastify({ logger: loggerOptions(config.log.level, options.logStream), frameworkErrors, clientErrorHandler })
   listenOnConfiguredAddress(app, config.server)
   const metrics = new GatewayMetrics()
   const nodeId = options.nodeId ?? config.server.nodeId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`
@@ -124,6 +125,7 @@ export async function createGateway (input: unknown, options: GatewayOptions = {
     }
   })
 
+  refuseStrayUpgrades(app)
   await app.register(endpointRoutes, {
     endpoints: endpoints.map((e) => e.route),
     authenticator,

@@ -32,6 +32,8 @@ export async function registerAuthenticator (app: FastifyInstance, auth: Readonl
       algorithms: [...auth.algorithms],
       allowedIss: auth.issuer === undefined ? undefined : [auth.issuer].flat(),
       allowedAud: auth.audience === undefined ? undefined : [auth.audience].flat(),
+      // fast-jwt checks iss/aud/exp only when the token has them: configured means required
+      requiredClaims: requiredClaims(auth),
       clockTolerance: auth.clockToleranceSec * 1000
     }
   })
@@ -50,9 +52,18 @@ export async function registerAuthenticator (app: FastifyInstance, auth: Readonl
       }
       const user = readClaim(claims, claimPath)
       if (user === undefined) throw new GW_ERR_TOKEN_INVALID(`no usable "${auth.userClaim}" claim (a non-empty string or a number)`)
+      if (Buffer.byteLength(user) > auth.maxUserIdLength) throw new GW_ERR_TOKEN_INVALID(`the "${auth.userClaim}" claim is longer than ${auth.maxUserIdLength} bytes`)
       return { user, claims, exp: typeof claims.exp === 'number' ? claims.exp : undefined }
     }
   }
+}
+
+function requiredClaims (auth: Readonly<AuthConfig>): string[] {
+  const claims: string[] = []
+  if (auth.issuer !== undefined) claims.push('iss')
+  if (auth.audience !== undefined) claims.push('aud')
+  if (auth.requireExp) claims.push('exp')
+  return claims
 }
 
 function readClaim (claims: Claims, path: string[]): string | undefined {

@@ -1,5 +1,5 @@
 /**
- * Where a client's JWT may come from (PROTOCOL.md §6). Which sources count is
+ * Where a client's JWT may come from (protocol/PROTOCOL.md §6). Which sources count is
  * configured; the first configured source that holds a token wins.
  */
 import type { IncomingHttpHeaders } from 'node:http'

@@ -39,7 +39,9 @@ export const Auth = Type.Object({
   algorithms: Type.Array(Algorithm, { minItems: 1, uniqueItems: true, default: ['HS256'] }),
   issuer: Type.Optional(OneOrMany),
   audience: Type.Optional(OneOrMany),
+  requireExp: Type.Boolean({ default: true, description: 'refuse tokens without an exp claim; false lets tokens that never expire in' }),
   userClaim: Type.String({ minLength: 1, default: 'sub', description: 'claim holding the user id; a dotted path reaches nested claims' }),
+  maxUserIdLength: Type.Integer({ minimum: 1, default: 256, description: 'longest user id, in UTF-8 bytes; a longer one is refused' }),
   tokenSources: Type.Array(TokenSource, { minItems: 1, uniqueItems: true, default: ['header', 'subprotocol', 'query'] }),
   clockToleranceSec: Type.Number({ minimum: 0, default: 0, description: 'leeway for exp/nbf checks' })
 }, strict)

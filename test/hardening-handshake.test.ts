@@ -1,0 +1,211 @@
+/**
+ * Issue 10, the handshake: configured iss/aud and exp are required, user ids
+ * are bounded, every upgrade that does not become a WebSocket ends its TCP
+ * socket and echoes no token, operator routes refuse upgrades, and no token
+ * reaches a log line at any level.
+ */
+import { connect as tcpConnect } from 'node:net'
+import t from 'tap'
+import { backendFor } from './helpers/backend.js'
+import { startGateway, testConfig, type TestGateway } from './helpers/gateway.js'
+import { connect, refusal } from './helpers/client.js'
+import { AUDIENCE, ISSUER, SECRET, signWith, tokenFor } from './helpers/tokens.js'
+import { parseConfig, ConfigError } from '../src/index.js'
+
+type Teardown = { teardown (fn: () => unknown): void }
+
+const now = (): number => Math.floor(Date.now() / 1000)
+const hs256 = (payload: Record<string, unknown>): string => signWith(SECRET, 'HS256', payload)
+
+async function setup (t: Teardown, overrides: Record<string, unknown> = {}): Promise<TestGateway> {
+  const backend = await backendFor(t)
+  const gateway = await startGateway(t, testConfig([{ name: 'lobby', path: '/lobby/:room', backend: backend.url }], overrides))
+  await backend.next('hello')
+  return gateway
+}
+
+interface RawAnswer {
+  /** The bytes the server sent, head and body. */
+  response: string
+  status: number
+  /** True once the server ended the TCP connection; false if it still held it after `waitMs`. */
+  ended: boolean
+}
+
+/**
+ * Sends `request` on a raw TCP socket and waits for the server to end the
+ * connection; the client itself never closes it, so only the server can.
+ */
+async function raw (port: number, request: string, waitMs = 10000): Promise<RawAnswer> {
+  const socket = tcpConnect(port, '127.0.0.1')
+  let response = ''
+  socket.on('data', (chunk: Buffer) => { response += chunk.toString('latin1') })
+  socket.on('error', () => {})
+  socket.write(request)
+  const ended = await new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), waitMs)
+    const done = (): void => {
+      clearTimeout(timer)
+      resolve(true)
+    }
+    socket.once('end', done)
+    socket.once('close', done)
+  })
+  socket.destroy()
+  return { response, status: Number(/^HTTP\/1\.1 (\d{3})/.exec(response)?.[1] ?? 0), ended }
+}
+
+function upgradeRequest (path: string, extraHeaders = ''): string {
+  return `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+    `Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n${extraHeaders}\r\n`
+}
+
+/**
+ * Every log line, with any Buffer pino wrote as `{"type":"Buffer","data":[...]}`
+ * decoded: a token inside a logged Buffer is a token in the log too.
+ */
+function logText (gateway: TestGateway): string {
+  return gateway.logs.map((line) => line.replace(/\{"type":"Buffer","data":\[([\d,]*)\]\}/g, (_all, bytes: string) =>
+    Buffer.from(bytes === '' ? [] : bytes.split(',').map(Number)).toString('latin1'))).join('\n')
+}
+
+t.test('configured issuer and audience are required: a token without iss or aud is refused', async (t) => {
+  const gateway = await setup(t)
+  const cases: Array<[string, Record<string, unknown>]> = [
+    ['no iss', { sub: 'mallory', aud: AUDIENCE, exp: now() + 600 }],
+    ['no aud', { sub: 'mallory', iss: ISSUER, exp: now() + 600 }],
+    ['neither', { sub: 'mallory', exp: now() + 600 }]
+  ]
+  for (const [name, payload] of cases) {
+    const result = await refusal(gateway.url('/lobby/r1'), { token: hs256(payload) })
+    t.equal(result.status, 401, `${name}: 401`)
+    t.equal(JSON.parse(result.body).code, 'GW_ERR_TOKEN_INVALID', `${name}: GW_ERR_TOKEN_INVALID`)
+    t.match(JSON.parse(result.body).message, /claim is required/, `${name}: the message says a claim is missing`)
+  }
+  const ok = await connect(gateway.url('/lobby/r1'), { token: tokenFor('alice') })
+  t.equal(ok.ws.readyState, ok.ws.OPEN, 'a token with both is accepted')
+  ok.ws.close()
+})
+
+t.test('an issuer or audience not configured is not required', async (t) => {
+  const gateway = await setup(t, { auth: { secret: SECRET, issuer: ISSUER } })
+  const ok = await connect(gateway.url('/lobby/r1'), { token: hs256({ sub: 'alice', iss: ISSUER, exp: now() + 600 }) })
+  t.equal(ok.ws.readyState, ok.ws.OPEN, 'no aud, none configured: accepted')
+  ok.ws.close()
+  t.equal((await refusal(gateway.url('/lobby/r1'), { token: hs256({ sub: 'bob', aud: AUDIENCE, exp: now() + 600 }) })).status, 401, 'no iss, one configured: refused')
+})
+
+t.test('auth.requireExp: tokens without exp are refused by default, accepted when switched off', async (t) => {
+  const strict = await setup(t)
+  const forever = hs256({ sub: 'eternal', iss: ISSUER, aud: AUDIENCE })
+  const refused = await refusal(strict.url('/lobby/r1'), { token: forever })
+  t.equal(refused.status, 401, 'no exp: 401')
+  t.equal(JSON.parse(refused.body).code, 'GW_ERR_TOKEN_INVALID')
+  t.match(JSON.parse(refused.body).message, /exp claim is required/)
+  const nullExp = await refusal(strict.url('/lobby/r1'), { token: hs256({ sub: 'eternal', iss: ISSUER, aud: AUDIENCE, exp: null }) })
+  t.equal(nullExp.status, 401, 'exp: null is no expiry either: 401')
+
+  const lenient = await setup(t, { auth: { secret: SECRET, issuer: ISSUER, audience: AUDIENCE, requireExp: false } })
+  const ok = await connect(lenient.url('/lobby/r1'), { token: forever })
+  t.equal(ok.ws.readyState, ok.ws.OPEN, 'requireExp: false lets it in')
+  ok.ws.close()
+})
+
+t.test('auth.maxUserIdLength: a longer user id is refused with 401 (default 256 bytes)', async (t) => {
+  const gateway = await setup(t)
+  const atLimit = await connect(gateway.url('/lobby/r1'), { token: tokenFor('u'.repeat(256)) })
+  t.equal(atLimit.ws.readyState, atLimit.ws.OPEN, '256 bytes: accepted')
+  atLimit.ws.close()
+  for (const [name, user] of [['257 ASCII bytes', 'u'.repeat(257)], ['129 × "é" (258 bytes, 129 characters)', 'é'.repeat(129)]]) {
+    const result = await refusal(gateway.url('/lobby/r1'), { token: tokenFor(user) })
+    t.equal(result.status, 401, `${name}: 401`)
+    t.equal(JSON.parse(result.body).code, 'GW_ERR_TOKEN_INVALID', `${name}: GW_ERR_TOKEN_INVALID`)
+    t.match(JSON.parse(result.body).message, /longer than 256 bytes/)
+  }
+
+  const short = await setup(t, { auth: { secret: SECRET, issuer: ISSUER, audience: AUDIENCE, maxUserIdLength: 8 } })
+  t.equal((await refusal(short.url('/lobby/r1'), { token: tokenFor('ninechars') })).status, 401, 'a configured cap applies')
+  const ok = await connect(short.url('/lobby/r1'), { token: tokenFor('eightchr') })
+  t.equal(ok.ws.readyState, ok.ws.OPEN)
+  ok.ws.close()
+
+  const problems = (() => {
+    try {
+      parseConfig(testConfig([{ name: 'lobby', path: '/lobby', backend: 'ws://127.0.0.1:1' }], { auth: { secret: SECRET, maxUserIdLength: 0 } }), {})
+    } catch (err) {
+      if (err instanceof ConfigError) return err.problems.join('\n')
+      throw err
+    }
+    return ''
+  })()
+  t.match(problems, /auth\.maxUserIdLength/, 'a bad cap is named in the config error')
+})
+
+t.test('every upgrade that does not become a WebSocket ends its socket, and no answer echoes the token', async (t) => {
+  const gateway = await setup(t)
+  const token = tokenFor('alice')
+  const query = `?access_token=${token}`
+  const cases: Array<[string, string, number, string]> = [
+    ['malformed URL', `/%ZZ${query}`, 400, 'GW_ERR_BAD_URL'],
+    ['malformed URL in a parameter', `/lobby/%ZZ${query}`, 400, 'GW_ERR_BAD_URL'],
+    ['parameter over maxParamLength', `/lobby/${'x'.repeat(150)}${query}`, 414, 'GW_ERR_PARAM_TOO_LONG'],
+    ['unknown path', `/nowhere${query}`, 404, 'GW_ERR_NOT_FOUND'],
+    ['bad token', '/lobby/r1?access_token=not-a-jwt', 401, 'GW_ERR_TOKEN_INVALID'],
+    ['no token', '/lobby/r1', 401, 'GW_ERR_TOKEN_MISSING']
+  ]
+  for (const [name, path, status, code] of cases) {
+    const answer = await raw(gateway.port, upgradeRequest(path))
+    t.equal(answer.status, status, `${name}: ${status}`)
+    t.ok(answer.ended, `${name}: the server ended the TCP connection`)
+    t.match(answer.response, code, `${name}: ${code}`)
+    t.notMatch(answer.response, token, `${name}: the token is not echoed`)
+  }
+  t.notMatch(logText(gateway), token, 'no log line holds the token')
+})
+
+t.test('the operator routes refuse WebSocket upgrades with 400 and end the socket; the token is not logged', async (t) => {
+  const gateway = await setup(t)
+  const token = tokenFor('alice')
+  for (const path of ['/healthz', '/readyz', '/metrics']) {
+    const viaClient = await refusal(gateway.url(path), { token, via: 'query' })
+    t.equal(viaClient.status, 400, `${path}: a WebSocket client gets 400, not 101`)
+    t.equal(viaClient.opened, false, `${path}: no socket opened`)
+    t.equal(JSON.parse(viaClient.body).code, 'GW_ERR_UPGRADE_REFUSED')
+
+    const answer = await raw(gateway.port, upgradeRequest(`${path}?access_token=${token}`))
+    t.equal(answer.status, 400, `${path}: raw upgrade gets 400`)
+    t.ok(answer.ended, `${path}: the server ended the TCP connection`)
+    t.notMatch(answer.response, token, `${path}: the token is not echoed`)
+  }
+  t.equal((await gateway.get('/healthz')).status, 200, 'plain HTTP still works')
+  t.notMatch(logText(gateway), token, 'no log line holds the token')
+})
+
+t.test('at log level trace no token is logged: not from a request Node cannot parse, nor from handshakes by any source', async (t) => {
+  const gateway = await setup(t, { log: { level: 'trace' } })
+  const token = tokenFor('alice')
+  const answer = await raw(gateway.port, `GET /lobby/r1 HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${token}\r\nNot a header line\r\n\r\n`)
+  t.equal(answer.status, 400)
+  t.ok(answer.ended, 'the server ended the TCP connection')
+  for (const via of ['header', 'subprotocol', 'query'] as const) {
+    const client = await connect(gateway.url('/lobby/r1'), { token, via })
+    client.ws.close()
+    await client.closed
+    t.equal((await refusal(gateway.url('/lobby/r1'), { token: `${token}x`, via })).status, 401, `a bad token via ${via}: 401`)
+  }
+  t.notMatch(logText(gateway), token, 'no log line holds the token, at any level')
+  const line = await gateway.logged(/unparsable HTTP request refused/)
+  t.equal(line.code, 'HPE_INVALID_HEADER_TOKEN', 'the refusal is logged, with the parser error code')
+})
+
+t.test('params are percent-decoded and may be empty, as protocol/PROTOCOL.md §3 says', async (t) => {
+  const backend = await backendFor(t)
+  const gateway = await startGateway(t, testConfig([{ name: 'lobby', path: '/lobby/:room', backend: backend.url }]))
+  await backend.next('hello')
+  for (const [path, room] of [['/lobby/a%2Fb', 'a/b'], ['/lobby/%C3%A9', 'é'], ['/lobby/', ''], ['/lobby/a+b', 'a+b']]) {
+    const client = await connect(gateway.url(path), { token: tokenFor('p') })
+    t.same((await backend.next('open', 'p')).params, { room }, `${path} -> ${JSON.stringify(room)}`)
+    client.ws.close()
+    await backend.next('close', 'p')
+  }
+})
