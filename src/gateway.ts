@@ -14,6 +14,8 @@ import { registerAuthenticator } from './auth/authenticator.js'
 import { selectSubprotocol } from './auth/token-sources.js'
 import { BackendLink } from './backend-link/link.js'
 import { EndpointRelay } from './relay/relay.js'
+import { ClientSide } from './relay/client-side.js'
+import { ActionDispatch } from './relay/action-dispatch.js'
 import { SessionRegistry } from './sessions/registry.js'
 import { GatewayMetrics } from './metrics.js'
 import type { Broker, LocalNode } from './cluster/broker.js'
@@ -67,7 +69,10 @@ export async function createGateway (input: unknown, options: GatewayOptions = {
     const limits = endpointLimits(config, endpoint)
     const registry = new SessionRegistry(endpoint.duplicate)
     const link = new BackendLink({ endpoint: endpoint.name, nodeId, cluster: broker.cluster, backend: endpoint.backend, queue: config.queue, metrics, log })
-    const relay = new EndpointRelay({ endpoint, limits, registry, sink: link, cluster: broker, metrics, log, clockToleranceSec: config.auth.clockToleranceSec })
+    const relay = new EndpointRelay(
+      new ClientSide({ endpoint, limits, registry, sink: link, cluster: broker, metrics, log, clockToleranceSec: config.auth.clockToleranceSec }),
+      new ActionDispatch({ endpoint: endpoint.name, registry, cluster: broker, metrics, log })
+    )
     link.on('actions', (actions) => relay.dispatch(actions))
     link.on('state', (state) => {
       if (state === 'unavailable') relay.closeAll(CloseCodes.BACKEND_UNAVAILABLE)

@@ -5,18 +5,26 @@
  * are kept, and a new socket of the same user resumes it.
  */
 import type { WebSocket } from 'ws'
-import { messagePrefix, truncateReason, type CloseCode, type Params } from '../../protocol/index.js'
+import { CloseCodes, messagePrefix, truncateReason, type Params } from '../../protocol/index.js'
 import type { Identity } from '../auth/authenticator.js'
 import type { Connection } from '../cluster/broker.js'
 
 export type Delivery = 'sent' | 'kept' | 'slow' | 'gone'
 
+/** How an endpoint's sessions behave; set once per endpoint. */
 export interface SessionLimits {
   maxBufferedBytes: number
+  /** Close with 4401 when the token's `exp` has passed. */
+  enforceExpiry: boolean
+  /** `auth.clockToleranceSec`: a token is expired only this long after `exp`. */
+  clockToleranceSec: number
 }
 
 /** Told once when a session ends: by the client, by the gateway, or by its backend. */
 export type EndListener = (session: ClientSession, code: number, reason: string) => void
+
+/** Longest delay setTimeout accepts (about 24.8 days). */
+const MAX_TIMER_MS = 2 ** 31 - 1
 
 interface Kept {
   payload: string | Buffer
@@ -28,8 +36,6 @@ export class ClientSession {
   readonly claims: Record<string, unknown>
   /** Head of every `message` event of this client, built once. */
   readonly prefix: string
-  /** Cleared at each heartbeat; set again by the client's pong. */
-  alive = true
   /** The cluster's record of this connection; a resume brings a new one. */
   connection: Connection
   private state: 'open' | 'held' | 'ended' = 'open'
@@ -37,6 +43,9 @@ export class ClientSession {
   private kept: Kept[] = []
   private keptBytes = 0
   private holdTimer?: NodeJS.Timeout
+  private expiryTimer?: NodeJS.Timeout
+  /** Cleared at each heartbeat; set again by the client's pong. */
+  private alive = true
 
   constructor (
     socket: WebSocket,
@@ -50,6 +59,7 @@ export class ClientSession {
     this.user = identity.user
     this.claims = identity.claims
     this.prefix = messagePrefix(identity.user, connection.params)
+    this.watchPongs(socket)
   }
 
   get params (): Params {
@@ -79,12 +89,12 @@ export class ClientSession {
    * of growing memory. One frame larger than the bound still goes to a
    * client that keeps up. A held session keeps frames up to the same bound.
    */
-  deliver (payload: string | Buffer, binary: boolean, slow: CloseCode, lost: CloseCode): Delivery {
+  deliver (payload: string | Buffer, binary: boolean): Delivery {
     if (this.state === 'ended') return 'gone'
     if (this.state === 'held') {
       const size = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length
       if (this.keptBytes + size > this.limits.maxBufferedBytes) {
-        this.end(lost.code, lost.reason)
+        this.end(CloseCodes.ABNORMAL.code, CloseCodes.ABNORMAL.reason)
         return 'gone'
       }
       this.kept.push({ payload, binary })
@@ -92,7 +102,7 @@ export class ClientSession {
       return 'kept'
     }
     if (this.current.bufferedAmount > this.limits.maxBufferedBytes) {
-      this.close(slow)
+      this.close(CloseCodes.SLOW_CONSUMER)
       return 'slow'
     }
     this.current.send(payload, { binary })
@@ -107,17 +117,51 @@ export class ClientSession {
     this.holdTimer.unref()
   }
 
-  /** A new socket of the same user takes over; kept frames go out first. Returns how many. */
-  resume (socket: WebSocket, slow: CloseCode, lost: CloseCode): number {
+  /**
+   * A new socket of the same user takes over, with the cluster's record of it
+   * and its token's `exp`; kept frames go out first. Returns how many.
+   */
+  resume (socket: WebSocket, connection: Connection, exp: number | undefined): number {
     clearTimeout(this.holdTimer)
     this.state = 'open'
     this.current = socket
+    this.connection = connection
     this.alive = true
+    this.watchPongs(socket)
     const kept = this.kept
     this.kept = []
     this.keptBytes = 0
-    for (const frame of kept) this.deliver(frame.payload, frame.binary, slow, lost)
+    for (const frame of kept) this.deliver(frame.payload, frame.binary)
+    this.expireAt(exp)
     return kept.length
+  }
+
+  /**
+   * One heartbeat: pings the client, or returns false (and sends nothing)
+   * when it never answered the previous ping.
+   */
+  heartbeat (): boolean {
+    if (!this.alive) return false
+    this.alive = false
+    this.current.ping()
+    return true
+  }
+
+  /**
+   * Closes with 4401 once `exp` (plus the clock tolerance) has passed, when
+   * the endpoint enforces expiry; replaces any earlier deadline. Far-off
+   * expiries re-arm, past setTimeout's longest delay.
+   */
+  expireAt (exp: number | undefined): void {
+    clearTimeout(this.expiryTimer)
+    if (!this.limits.enforceExpiry || exp === undefined || this.state === 'ended') return
+    const deadline = (exp + this.limits.clockToleranceSec) * 1000
+    const delay = Math.max(0, deadline - Date.now())
+    this.expiryTimer = setTimeout(() => {
+      if (Date.now() >= deadline) this.close(CloseCodes.TOKEN_EXPIRED)
+      else this.expireAt(exp)
+    }, Math.min(delay, MAX_TIMER_MS))
+    this.expiryTimer.unref()
   }
 
   /** Reports the end with the gateway's code, then sends the close frame. */
@@ -131,7 +175,13 @@ export class ClientSession {
   end (code: number, reason: string): void {
     if (this.state === 'ended') return
     clearTimeout(this.holdTimer)
+    clearTimeout(this.expiryTimer)
     this.state = 'ended'
     this.onEnd(this, code, reason)
+  }
+
+  /** Any pong counts, from a socket since replaced by a resume too. */
+  private watchPongs (socket: WebSocket): void {
+    socket.on('pong', () => { this.alive = true })
   }
 }
