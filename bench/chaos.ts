@@ -6,11 +6,13 @@
  * message was lost or reordered, or an acknowledged one came again.
  *
  *   npm run chaos -- --seconds 60 --players 8
+ *
+ * The pauses come from a seed, printed first and in the tally: CHAOS_SEED=<seed> replays them.
  */
 import { parseArgs } from 'node:util'
 import { startGateway, testConfig } from '../test/helpers/gateway.js'
-import { allArrived, BackendProcesses, pause, Streamers, tally, until } from '../test/helpers/chaos.js'
-import { freePort } from '../test/helpers/ports.js'
+import { allArrived, BackendProcesses, Chaos, chaosSeed, Streamers, tally, until } from '../test/helpers/chaos.js'
+import { onFreePort } from '../test/helpers/ports.js'
 
 const { values } = parseArgs({ options: { seconds: { type: 'string', default: '60' }, players: { type: 'string', default: '8' } } })
 const seconds = Number(values.seconds)
@@ -18,10 +20,14 @@ const players = Array.from({ length: Number(values.players) }, (_, i) => `player
 const token = 'chaos-backend-token-0123456789abcdef'
 
 const teardowns: Array<() => unknown> = []
-const port = await freePort()
-const backends = new BackendProcesses(port, token)
-teardowns.push(() => backends.kill())
-await backends.start()
+const chaos = new Chaos(chaosSeed())
+console.error(`CHAOS_SEED=${chaos.seed}`)
+const { port, backends } = await onFreePort(async (port) => {
+  const backends = new BackendProcesses(port, token)
+  teardowns.push(() => backends.kill())
+  await backends.start()
+  return { port, backends }
+})
 const gateway = await startGateway({ teardown: (fn) => teardowns.push(fn) }, testConfig([{
   name: 'chaos',
   path: '/chaos',
@@ -33,7 +39,7 @@ const streamers = await Streamers.start(gateway.url('/chaos'), players)
 let kills = 0
 const endAt = Date.now() + seconds * 1000
 while (Date.now() < endAt) {
-  await pause(1000, 3000)
+  await chaos.pause(1000, 3000)
   await backends.kill()
   kills++
   await backends.start()
@@ -41,7 +47,7 @@ while (Date.now() < endAt) {
 streamers.stop()
 await until(backends, () => allArrived(streamers.sent, backends.incarnations), 60000, 'every message to reach a backend')
 
-const figures = { seconds, players: players.length, kills, ...tally(streamers.sent, backends.incarnations) }
+const figures = { seed: chaos.seed, seconds, players: players.length, kills, ...tally(streamers.sent, backends.incarnations) }
 console.log(JSON.stringify(figures, null, 2))
 await streamers.close()
 for (const fn of teardowns.reverse()) await fn()

@@ -13,7 +13,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import net from 'node:net'
 import os from 'node:os'
 import { machineConditions, packageVersion } from './conditions.js'
 import { join, relative } from 'node:path'
@@ -26,6 +25,8 @@ import { forkChild, type Child } from './ipc.js'
 import type { Target } from './load/broadcast-worker.js'
 import { rssBytes } from './procfs.js'
 import { median } from './stats.js'
+import { eventually } from '../test/helpers/cluster.js'
+import { onFreePort } from '../test/helpers/ports.js'
 
 const KNOBS = `CLUSTER_CLIENTS (45000), CLUSTER_NODES (3), CLUSTER_SINGLE_CLIENTS (15000), CLUSTER_BROADCASTS (5),
 CLUSTER_WORKERS (auto: one client process per ~12,000 sockets, at least 2), CLUSTER_CONCURRENCY (256 handshakes in flight, all client processes),
@@ -102,34 +103,6 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 const say = (line: string): void => { process.stderr.write(`bench:cluster: ${line}\n`) }
 
-/** Polls `check` until it returns a value other than undefined; throws `what` after `timeoutMs`. */
-async function waitFor<T> (what: string, timeoutMs: number, check: () => Promise<T | undefined> | T | undefined, everyMs = 50): Promise<T> {
-  const until = Date.now() + timeoutMs
-  for (;;) {
-    const value = await check()
-    if (value !== undefined) return value
-    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await sleep(everyMs)
-  }
-}
-
-/** A free TCP port on 127.0.0.1 below the ephemeral range, so no client socket can take it before the server binds. */
-async function freePort (): Promise<number> {
-  for (let i = 0; i < 200; i++) {
-    const port = 20000 + Math.floor(Math.random() * 12000)
-    const server = net.createServer()
-    const ok = await new Promise<boolean>((resolve) => {
-      server.once('error', () => resolve(false))
-      server.listen(port, '127.0.0.1', () => resolve(true))
-    })
-    if (ok) {
-      await new Promise((resolve) => server.close(resolve))
-      return port
-    }
-  }
-  throw new Error('no free port found in 20000-32000')
-}
-
 async function stopProcess (proc: ChildProcess, timeoutMs = 15000): Promise<void> {
   if (proc.exitCode !== null || proc.signalCode !== null || spawnErrors.has(proc)) return
   const gone = once(proc, 'exit')
@@ -149,26 +122,30 @@ function tail (file: string, lines = 20): string {
 
 interface RedisServer { proc: ChildProcess, port: number, client: Redis, url: string, log: string }
 
+/** redis-server must be told its port: on EADDRINUSE (another process took it first) it starts again on another. */
 async function startRedis (binary: string, dir: string): Promise<RedisServer> {
-  const port = await freePort()
+  return await onFreePort(async (port) => await startRedisOn(binary, dir, port))
+}
+
+async function startRedisOn (binary: string, dir: string, port: number): Promise<RedisServer> {
   const log = join(dir, 'redis.log')
-  const fd = openSync(log, 'a')
+  const fd = openSync(log, 'w')
   const proc = track(spawn(binary, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--maxclients', '10000'], { stdio: ['ignore', fd, fd] }))
   closeSync(fd)
   const client = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: null, retryStrategy: () => 50 })
   client.on('error', () => {})
   try {
-    await waitFor('redis-server to answer PING', 10000, async () => {
+    await eventually(async () => {
       const spawnError = spawnErrors.get(proc)
       if (spawnError) throw new Error(`cannot start ${binary} (set REDIS_SERVER): ${spawnError.message}`)
       if (proc.exitCode !== null) throw new Error(`redis-server exited (${proc.exitCode}):\n${tail(log)}`)
       try {
         if (client.status === 'wait') await client.connect()
-        return (await Promise.race([client.ping(), sleep(500).then(() => undefined)])) === 'PONG' ? true : undefined
+        return (await Promise.race([client.ping(), sleep(500).then(() => undefined)])) === 'PONG'
       } catch {
-        return undefined
+        return false
       }
-    })
+    }, (answered) => answered, 10000, 'redis-server to answer PING')
   } catch (err) {
     client.disconnect()
     throw err
@@ -199,26 +176,30 @@ function nodeConfig (id: string, port: number, backendPort: number, redisUrl: st
   }
 }
 
+/** A gateway node must be told its port (its log level hides the listening line): on EADDRINUSE it starts again on another. */
 async function startNode (id: string, dir: string, backendPort: number, redisUrl: string | undefined): Promise<GatewayNode> {
-  const port = await freePort()
+  return await onFreePort(async (port) => await startNodeOn(id, dir, backendPort, redisUrl, port))
+}
+
+async function startNodeOn (id: string, dir: string, backendPort: number, redisUrl: string | undefined, port: number): Promise<GatewayNode> {
   const file = join(dir, `${id}.json`)
   writeFileSync(file, JSON.stringify(nodeConfig(id, port, backendPort, redisUrl), null, 2))
   const log = join(dir, `${id}.log`)
-  const fd = openSync(log, 'a')
+  const fd = openSync(log, 'w')
   const proc = track(spawn(process.execPath, [CLI, '--config', file], { stdio: ['ignore', fd, fd] }))
   closeSync(fd)
   const node = { id, port, url: `ws://127.0.0.1:${port}${PATH}`, proc, log }
   // ready: its backend link is up and, in a cluster, Redis joined (a node without Redis says "degraded")
-  await waitFor(`gateway node ${id} to be ready`, 20000, async () => {
+  await eventually(async () => {
     if (proc.exitCode !== null) throw new Error(`gateway node ${id} exited (${proc.exitCode}):\n${tail(log)}`)
     try {
       const res = await fetch(`http://127.0.0.1:${port}/readyz`, { signal: AbortSignal.timeout(2000) })
       const body = await res.json() as { status?: string }
-      return res.status === 200 && body.status === 'ready' ? true : undefined
+      return res.status === 200 && body.status === 'ready'
     } catch {
-      return undefined
+      return false
     }
-  }, 100)
+  }, (ready) => ready, 20000, `gateway node ${id} to be ready`)
   return node
 }
 
@@ -320,7 +301,7 @@ async function runPhase (rig: Rig, name: 'single' | 'cluster', phaseIndex: numbe
   try {
     const ids = new Set(nodes.map((n) => n.id))
     const linkStats = async (): Promise<LinkStats[]> => (await backend.call<LinkStats[]>('stats')).filter((l) => ids.has(l.node))
-    await waitFor(`${name}: every node's backend link`, 10000, async () => (await linkStats()).filter((l) => l.up).length === nodeCount ? true : undefined)
+    await eventually(linkStats, (links) => links.filter((l) => l.up).length === nodeCount, 10000, `${name}: every node's backend link`)
     await sleep(1000)
     const rssBefore = nodes.map((n) => rssBytes(n.proc.pid as number))
     const redisRssBefore = redis ? rssBytes(redis.proc.pid as number) : 0
@@ -354,10 +335,7 @@ async function runPhase (rig: Rig, name: 'single' | 'cluster', phaseIndex: numbe
     say(`${name}: ${opened} of ${clients} clients open in ${(connectMs / 1000).toFixed(1)} s (${Math.round(opened / (connectMs / 1000))} handshakes/s)${failed > 0 ? `; ${failed} failed: ${errors.join('; ')}` : ''}`)
 
     // the backend has heard `open` for every one of them
-    const registered = await waitFor(`${name}: the backend to count ${opened} opens`, 60000, async () => {
-      const links = await linkStats()
-      return links.reduce((s, l) => s + l.opens - l.closes, 0) >= opened ? links : undefined
-    }).catch(async (err: Error) => {
+    const registered = await eventually(linkStats, (links) => links.reduce((s, l) => s + l.opens - l.closes, 0) >= opened, 60000, `${name}: the backend to count ${opened} opens`).catch(async (err: Error) => {
       problems.push(err.message)
       return await linkStats()
     })
@@ -450,10 +428,7 @@ async function runPhase (rig: Rig, name: 'single' | 'cluster', phaseIndex: numbe
     say(`${name}: disconnecting`)
     const dropped = performance.now()
     await Promise.all(workers.map((w) => w.call('disconnect', { group })))
-    await waitFor(`${name}: a close for every open`, 30000, async () => {
-      const links = await linkStats()
-      return links.every((l) => l.closes >= l.opens) ? true : undefined
-    }, 200).then(() => { result.closesReportedMs = performance.now() - dropped }, async (err: Error) => {
+    await eventually(linkStats, (links) => links.every((l) => l.closes >= l.opens), 30000, `${name}: a close for every open`).then(() => { result.closesReportedMs = performance.now() - dropped }, async (err: Error) => {
       problems.push(`${err.message}: ${(await linkStats()).map((l) => `${l.node} ${l.closes} closes of ${l.opens} opens`).join(', ')}`)
     })
     if (redis && result.redis) {

@@ -5,9 +5,10 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { connect, createServer } from 'node:net'
+import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { onFreePort } from '../test/helpers/ports.js'
 import { childPids } from './procfs.js'
 
 export const NGINX_INSTALL_HINT = 'sudo apt-get update && sudo apt-get install -y nginx-light   (or set NGINX=/path/to/nginx)'
@@ -43,17 +44,6 @@ export function ensureNginx (install: boolean, say: (line: string) => void): Ngi
   }
   const installed = findNginx()
   return installed ? { path: installed } : { missing: `apt-get install nginx-light failed; install it with: ${NGINX_INSTALL_HINT}` }
-}
-
-export async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as { port: number }).port
-      server.close(() => resolve(port))
-    })
-  })
 }
 
 async function accepts (port: number): Promise<boolean> {
@@ -129,9 +119,13 @@ process.on('exit', () => {
   }
 })
 
+/** nginx must be told its port: on EADDRINUSE (another process took it first) it starts again on another. */
 export async function startNginx (binary: string, upstreamPort: number, workers: string): Promise<NginxProxy> {
+  return await onFreePort(async (port) => await startNginxOn(binary, port, upstreamPort, workers))
+}
+
+async function startNginxOn (binary: string, port: number, upstreamPort: number, workers: string): Promise<NginxProxy> {
   const dir = mkdtempSync(join(tmpdir(), 'gatehouse-bench-nginx-'))
-  const port = await freePort()
   const conf = join(dir, 'nginx.conf')
   writeFileSync(conf, nginxConfig(dir, port, upstreamPort, workers))
   const proc: ChildProcess = spawn(binary, ['-p', dir, '-c', conf, '-e', join(dir, 'error.log')], { stdio: ['ignore', 'ignore', 'pipe'] })

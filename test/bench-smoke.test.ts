@@ -74,7 +74,7 @@ t.test('a smoke run measures every contender and writes the report', async (t) =
   // the printed table: a header, then a row per contender with a figure in every column
   const lines = stdout.split('\n').filter((l) => l.startsWith('| '))
   const header = lines[0].split('|').map((s) => s.trim()).filter(Boolean)
-  t.equal(header[0], 'contender')
+  t.equal(header[0], 'contender', 'the table\'s first column is the contender')
   for (const name of result.contenders) {
     const row = lines.find((l) => l.startsWith(`| ${name} `))
     t.ok(row, `table has a row for ${name}`)
@@ -83,7 +83,7 @@ t.test('a smoke run measures every contender and writes the report', async (t) =
     t.ok(cells.every((c) => Number(c.replace(/,/g, '')) > 0), `${name}: every cell is a positive number (${cells.join(' ')})`)
   }
   t.ok(lines.some((l) => l.startsWith('| gatehouse ÷ direct')), 'ratios to direct')
-  t.match(stdout, /targets \(issue 5\):/)
+  t.match(stdout, /targets \(issue 5\):/, 'the targets are printed')
 
   const md = readFileSync(`${dir}/results.md`, 'utf8')
   t.match(md, /\| contender/, 'results.md holds the table')

@@ -16,7 +16,8 @@ const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 // playwright gives every launch a fresh temporary profile (it refuses --user-data-dir with launch())
 const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic', '--no-first-run']
 
-async function setup (t: { teardown (fn: () => unknown): void }) {
+/** The demo on ephemeral ports, its logs captured, and a Chromium to open pages on it. */
+async function demoInChromium (t: { teardown (fn: () => unknown): void }) {
   const logs: string[] = []
   const logStream = new Writable({
     write (chunk: Buffer, _encoding, done) {
@@ -53,7 +54,7 @@ t.test('demo preconditions', async (t) => {
 })
 
 t.test('two players in real browsers: lobby, chat, a match played to a win, and a reload mid-game', { skip: !existsSync(CHROMIUM) && 'no chromium' }, async (t) => {
-  const { logs, open } = await setup(t)
+  const { logs, open } = await demoInChromium(t)
   const [alice, bob] = await Promise.all([open(), open()])
   await joinLobby(alice, 'alice')
   await joinLobby(bob, 'bob')
@@ -95,7 +96,7 @@ t.test('two players in real browsers: lobby, chat, a match played to a win, and 
   await play(red, 3)
   await red.waitForSelector('#game[data-result="win"]')
   await yellow.waitForSelector('#game[data-result="loss"]')
-  t.match(await red.textContent('#game-info'), /You win! \(four in a row\)/)
+  t.match(await red.textContent('#game-info'), /You win! \(four in a row\)/, 'red is told it won with four in a row')
   t.equal(await red.locator('#board .cell.winning').count(), 4, 'the winning four are marked')
 
   mkdirSync(join(ROOT, 'test', 'artifacts'), { recursive: true })
@@ -105,7 +106,7 @@ t.test('two players in real browsers: lobby, chat, a match played to a win, and 
 })
 
 t.test('what the demo refuses from a browser', { skip: !existsSync(CHROMIUM) && 'no chromium' }, async (t) => {
-  const { open } = await setup(t)
+  const { open } = await demoInChromium(t)
   const page = await open()
   const status = await page.evaluate(async () => (await fetch('/demo/token', {
     method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: '../../etc' })

@@ -20,8 +20,8 @@ tap.test('Connect Four rules', async (t) => {
   for (const bad of [-1, 7, 2.5, '3', null, undefined, Number.NaN]) {
     t.same(board.drop(bad, 'red'), { ok: false, problem: 'column must be an integer from 0 to 6' }, `column ${String(bad)} is refused`)
   }
-  for (let i = 0; i < 6; i++) t.same(board.drop(0, i % 2 === 0 ? 'red' : 'yellow'), { ok: true, row: 5 - i })
-  t.same(board.drop(0, 'red'), { ok: false, problem: 'that column is full' })
+  for (let i = 0; i < 6; i++) t.same(board.drop(0, i % 2 === 0 ? 'red' : 'yellow'), { ok: true, row: 5 - i }, `disc ${i + 1} in column 0 lands on row ${5 - i}`)
+  t.same(board.drop(0, 'red'), { ok: false, problem: 'that column is full' }, 'a full column is refused')
   t.equal(board.lineThrough(0, 0), undefined, 'alternating discs make no line')
 
   const wins: Array<[string, Array<[number, number]>]> = [
@@ -38,9 +38,9 @@ tap.test('Connect Four rules', async (t) => {
   }
 
   const match = new Match('m')
-  t.same(match.move('alice', 0), { ok: false, problem: 'you are not playing in this match' })
+  t.same(match.move('alice', 0), { ok: false, problem: 'you are not playing in this match' }, 'a player not seated may not move')
   match.seat('alice')
-  t.same(match.move('alice', 0), { ok: false, problem: 'waiting for an opponent' })
+  t.same(match.move('alice', 0), { ok: false, problem: 'waiting for an opponent' }, 'no move before the opponent arrives')
   match.seat('bob')
   t.equal(match.seat('carol'), undefined, 'a third player gets no seat')
   t.equal(match.seat('alice'), 'red', 'seating again keeps the seat')
@@ -48,7 +48,7 @@ tap.test('Connect Four rules', async (t) => {
     const outcome = match.move(i % 2 === 0 ? 'alice' : 'bob', column)
     if (!outcome.ok) t.fail(`move ${i} refused: ${outcome.problem}`)
   })
-  t.equal(match.status, 'over')
+  t.equal(match.status, 'over', 'the drawn game is over')
   t.same(match.result, { winner: null, reason: 'draw' }, 'a full board with no four is a draw')
   t.notOk(match.concede('alice', 'resign'), 'nothing to resign once over')
 })
@@ -78,13 +78,13 @@ tap.test('lobby: presence, chat, and the requests it refuses', async (t) => {
   await nextOfType(alice.messages, 'chat')
   const bob = await connect(url, { token: tokenFor('bob') })
   const welcome = await nextOfType<{ you: string, players: string[], history: Array<{ from: string, text: string }> }>(bob.messages, 'welcome')
-  t.same([welcome.you, welcome.players], ['bob', ['alice', 'bob']])
+  t.same([welcome.you, welcome.players], ['bob', ['alice', 'bob']], 'the newcomer is told who it is and who is online')
   t.same(welcome.history.map((l) => `${l.from}: ${l.text}`), ['alice: first!'], 'a newcomer sees recent chat, trimmed')
-  t.same((await nextOfType<{ players: string[] }>(alice.messages, 'players', (m) => m.players.length === 2)).players, ['alice', 'bob'])
+  t.same((await nextOfType<{ players: string[] }>(alice.messages, 'players', (m) => m.players.length === 2)).players, ['alice', 'bob'], 'alice is told bob arrived')
 
   bob.ws.send(JSON.stringify({ type: 'chat', text: 'hello alice' }))
   const line = await nextOfType<{ from: string, text: string, at: number }>(alice.messages, 'chat')
-  t.same([line.from, line.text, typeof line.at], ['bob', 'hello alice', 'number'])
+  t.same([line.from, line.text, typeof line.at], ['bob', 'hello alice', 'number'], 'the chat line names its sender and carries a timestamp')
 
   const refused: Array<[unknown, RegExp]> = [
     ['not json at all', /unknown request/],
@@ -106,7 +106,7 @@ tap.test('lobby: presence, chat, and the requests it refuses', async (t) => {
   t.same(lobby.lobby.online(), ['alice', 'bob'], 'bad requests change nothing')
 
   bob.ws.close()
-  t.same((await nextOfType<{ players: string[] }>(alice.messages, 'players', (m) => m.players.length === 1)).players, ['alice'])
+  t.same((await nextOfType<{ players: string[] }>(alice.messages, 'players', (m) => m.players.length === 1)).players, ['alice'], 'alice is told bob left')
 })
 
 tap.test('lobby: challenges are declined, accepted into a match, and dropped when a player leaves', async (t) => {
@@ -118,10 +118,10 @@ tap.test('lobby: challenges are declined, accepted into a match, and dropped whe
   for (const count of [1, 2, 3]) await nextOfType<{ players: string[] }>(alice.messages, 'players', (m) => m.players.length === count)
 
   alice.ws.send(JSON.stringify({ type: 'challenge', to: 'bob' }))
-  t.equal((await nextOfType<{ to: string }>(alice.messages, 'challenge-sent')).to, 'bob')
-  t.equal((await nextOfType<{ from: string }>(bob.messages, 'challenged')).from, 'alice')
+  t.equal((await nextOfType<{ to: string }>(alice.messages, 'challenge-sent')).to, 'bob', 'the challenger is told the challenge went out')
+  t.equal((await nextOfType<{ from: string }>(bob.messages, 'challenged')).from, 'alice', 'the challenged player is told who challenged')
   bob.ws.send(JSON.stringify({ type: 'decline', from: 'alice' }))
-  t.equal((await nextOfType<{ by: string }>(alice.messages, 'declined')).by, 'bob')
+  t.equal((await nextOfType<{ by: string }>(alice.messages, 'declined')).by, 'bob', 'the challenger is told who declined')
   bob.ws.send(JSON.stringify({ type: 'accept', from: 'alice' }))
   t.match(await error(bob), /no such challenge/, 'a declined challenge cannot be accepted')
 
@@ -134,7 +134,7 @@ tap.test('lobby: challenges are declined, accepted into a match, and dropped whe
   const forBob = await nextOfType<{ matchId: string, opponent: string }>(bob.messages, 'match')
   t.equal(forAlice.matchId, forBob.matchId, 'both get the same match id')
   t.match(forAlice.matchId, /^[A-Za-z0-9_-]{12}$/, 'safe in a URL path')
-  t.same([forAlice.opponent, forBob.opponent], ['bob', 'alice'])
+  t.same([forAlice.opponent, forBob.opponent], ['bob', 'alice'], 'each player is told the other is the opponent')
 
   carol.ws.send(JSON.stringify({ type: 'challenge', to: 'alice' }))
   await nextOfType(alice.messages, 'challenged')
@@ -164,7 +164,7 @@ const state = async (client: TestClient, match: (s: GameState) => boolean = () =
 /** Seats alice then bob; `t` is the subtest's own, so a failure is reported where it happened. */
 async function startMatch (t: Pick<typeof tap, 'equal'>, join: (user: string) => Promise<TestClient>) {
   const alice = await join('alice')
-  t.equal((await state(alice)).status, 'waiting')
+  t.equal((await state(alice)).status, 'waiting', 'the first player waits for an opponent')
   const bob = await join('bob')
   const forBob = await state(bob)
   await state(alice, (s) => s.status === 'playing')
@@ -197,10 +197,10 @@ tap.test('game: seats, turns, illegal moves, a win, and a full match', async (t)
     await state(alice, (s) => s.cells.flat().filter(Boolean).length === i + 1)
   }
   const final = await state(bob, (s) => s.status === 'over')
-  t.same(final.result, { winner: 'red', reason: 'four', line: [[2, 3], [3, 3], [4, 3], [5, 3]] })
-  t.equal(final.cells[5][4], 'yellow')
+  t.same(final.result, { winner: 'red', reason: 'four', line: [[2, 3], [3, 3], [4, 3], [5, 3]] }, 'red wins with four in column 3, the line named')
+  t.equal(final.cells[5][4], 'yellow', 'yellow\'s discs stay where they fell')
   bob.ws.send(JSON.stringify({ type: 'move', column: 0 }))
-  t.match(await error(bob), /the game is over/)
+  t.match(await error(bob), /the game is over/, 'no move after the game is over')
 
   const carol = await join('carol')
   t.same(await carol.closed, { code: 4403, reason: 'this match already has two players' }, 'a third player is turned away')
@@ -214,7 +214,7 @@ tap.test('game: a player who drops mid-game loses after the grace period', async
   bob.ws.terminate()
   t.same((await state(alice, (s) => s.away.length > 0)).away, ['bob'], 'the opponent is shown as away')
   const over = await state(alice, (s) => s.status === 'over')
-  t.same(over.result, { winner: 'red', reason: 'forfeit' })
+  t.same(over.result, { winner: 'red', reason: 'forfeit' }, 'the player who stayed wins by forfeit')
 })
 
 tap.test('game: a player back within the grace period finds the same match; resigning ends it', async (t) => {
@@ -227,11 +227,11 @@ tap.test('game: a player back within the grace period finds the same match; resi
   const again = await join('bob')
   const resumed = await state(again)
   t.same([resumed.you, resumed.cells[5][2], resumed.turn, resumed.status], ['yellow', 'red', 'yellow', 'playing'], 'same seat, same board, same turn')
-  t.same((await state(alice, (s) => s.away.length === 0)).players, { red: 'alice', yellow: 'bob' })
+  t.same((await state(alice, (s) => s.away.length === 0)).players, { red: 'alice', yellow: 'bob' }, 'the returning player is no longer away')
 
   again.ws.send(JSON.stringify({ type: 'resign' }))
-  t.same((await state(alice, (s) => s.status === 'over')).result, { winner: 'red', reason: 'resign' })
+  t.same((await state(alice, (s) => s.status === 'over')).result, { winner: 'red', reason: 'resign' }, 'resigning gives the other player the win')
   again.ws.send(JSON.stringify({ type: 'resign' }))
-  t.match(await error(again), /nothing to resign/)
-  t.equal(game.game.match('m1')?.status, 'over')
+  t.match(await error(again), /nothing to resign/, 'a second resign is refused')
+  t.equal(game.game.match('m1')?.status, 'over', 'the match is over on the server too')
 })

@@ -1,22 +1,22 @@
 /** Operating the gateway: health, readiness, metrics, and a SIGTERM drain of the real process under traffic. */
 import t from 'tap'
-import { backendFor, startBackend } from './helpers/backend.js'
+import { backendFor } from './helpers/backend.js'
 import { startGateway, testConfig } from './helpers/gateway.js'
 import { connect, refusal } from './helpers/client.js'
 import { AUDIENCE, ISSUER, tokenFor } from './helpers/tokens.js'
 import { runCli } from './helpers/cli.js'
+import { freePort } from './helpers/ports.js'
 
 t.test('healthz, readyz and metrics', async (t) => {
   const backend = await backendFor(t)
-  const probe = await startBackend()
-  const deadPort = probe.port
-  await probe.close()
+  // no one listens on it until the test starts a backend there
+  const deadPort = await freePort()
   const gateway = await startGateway(t, testConfig([
     { name: 'lobby', path: '/lobby', backend: backend.url },
     { name: 'game', path: '/game', backend: `ws://127.0.0.1:${deadPort}` }
   ]))
   await backend.next('hello')
-  t.same(JSON.parse((await gateway.get('/healthz')).body), { status: 'ok' })
+  t.same(JSON.parse((await gateway.get('/healthz')).body), { status: 'ok' }, 'healthz says ok')
   const ready = await gateway.get('/readyz')
   t.equal(ready.status, 503, 'not ready while any link is down')
   t.same(JSON.parse(ready.body), { status: 'not ready', links: { lobby: 'up', game: 'connecting' }, broker: 'up' }, 'a node alone has no Redis to lose: its broker is always up')
@@ -27,13 +27,13 @@ t.test('healthz, readyz and metrics', async (t) => {
   await backend.next('message', 'm')
   await refusal(gateway.url('/lobby'))
   const { body } = await gateway.get('/metrics')
-  t.match(body, /# TYPE gatehouse_connections gauge/)
+  t.match(body, /# TYPE gatehouse_connections gauge/, 'the connections gauge is declared')
   t.match(body, /gatehouse_process_resident_memory_bytes/, 'process metrics too')
-  t.equal(await gateway.metric('gatehouse_connections', { endpoint: 'lobby' }), 1)
-  t.equal(await gateway.metric('gatehouse_messages_in_total', { endpoint: 'lobby' }), 1)
-  t.equal(await gateway.metric('gatehouse_link_up', { endpoint: 'lobby' }), 1)
-  t.equal(await gateway.metric('gatehouse_link_up', { endpoint: 'game' }), 0)
-  t.equal(await gateway.metric('gatehouse_handshake_failures_total', { endpoint: 'lobby', reason: 'token_missing' }), 1)
+  t.equal(await gateway.metric('gatehouse_connections', { endpoint: 'lobby' }), 1, 'the lobby client is counted')
+  t.equal(await gateway.metric('gatehouse_messages_in_total', { endpoint: 'lobby' }), 1, 'its message is counted')
+  t.equal(await gateway.metric('gatehouse_link_up', { endpoint: 'lobby' }), 1, 'the lobby link is up')
+  t.equal(await gateway.metric('gatehouse_link_up', { endpoint: 'game' }), 0, 'the game link is down')
+  t.equal(await gateway.metric('gatehouse_handshake_failures_total', { endpoint: 'lobby', reason: 'token_missing' }), 1, 'the refused handshake is counted by reason')
 
   const revived = await backendFor(t, { port: deadPort })
   await revived.next('hello')
@@ -61,8 +61,8 @@ t.test('SIGTERM during traffic: clients get 1001, their close events reach the b
   run.child.kill('SIGTERM')
   const [streamerClose, idleClose] = await Promise.all([streamer.closed, idle.closed])
   clearInterval(pump)
-  t.same(streamerClose, { code: 1001, reason: 'gateway shutting down' })
-  t.equal(idleClose.code, 1001)
+  t.same(streamerClose, { code: 1001, reason: 'gateway shutting down' }, 'the busy client is closed with 1001 and told why')
+  t.equal(idleClose.code, 1001, 'the idle client is closed with 1001')
   t.equal(await run.exited, 0, 'exit 0')
   const closes = backend.events.all.filter((e) => e.event === 'close')
   t.same(closes.map((e) => [e.user, e.code]).sort(), [['idle', 1001], ['streamer', 1001]], 'each client\'s close reached the backend')

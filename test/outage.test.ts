@@ -1,9 +1,10 @@
 /** When the backend is away (PROTOCOL.md §5): queue, hello/sync/replay, grace, 1013/503, dead peers. */
 import t from 'tap'
 import { once } from 'node:events'
-import { backendFor, startBackend, type TestBackend } from './helpers/backend.js'
+import { backendFor, type TestBackend } from './helpers/backend.js'
 import { startGateway, testConfig } from './helpers/gateway.js'
 import { connect, refusal } from './helpers/client.js'
+import { freePort, onFreePort } from './helpers/ports.js'
 import { tokenFor } from './helpers/tokens.js'
 
 /** The payload of a token as its issuer wrote it: what `claims` must carry. */
@@ -11,12 +12,17 @@ function claimsOf (token: string): Record<string, unknown> {
   return JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString())
 }
 
+/** A backend on a port kept for this process, so that one started again on it finds it free. */
+async function restartable (t: Parameters<typeof backendFor>[0]): Promise<TestBackend> {
+  return await onFreePort(async (port) => await backendFor(t, { port }))
+}
+
 function endpoint (backend: TestBackend, extra: Record<string, unknown> = {}) {
   return { name: 'game', path: '/game/:matchId', backend: { url: backend.url, minReconnectDelayMs: 20, maxReconnectDelayMs: 100, ...extra } }
 }
 
 t.test('a backend that dies and comes back gets hello, sync, then the queued events in order', async (t) => {
-  const first = await backendFor(t)
+  const first = await restartable(t)
   const gateway = await startGateway(t, testConfig([endpoint(first)], { queue: { graceMs: 30000 } }))
   await first.next('hello')
   const aliceToken = tokenFor('alice', { rank: 3 })
@@ -49,27 +55,27 @@ t.test('a backend that dies and comes back gets hello, sync, then the queued eve
   }
   // then what happened during the outage: ordered per client, interleaved across clients as it happened
   const rest = [await second.events.next(), await second.events.next(), await second.events.next()]
-  t.same(rest.filter((e) => e.user === 'bob').map((e) => [e.event, e.code]), [['close', 1000]])
-  t.same(rest.filter((e) => e.user === 'carol').map((e) => [e.event, e.data]), [['open', undefined], ['message', 'hi']])
+  t.same(rest.filter((e) => e.user === 'bob').map((e) => [e.event, e.code]), [['close', 1000]], 'bob\'s close during the outage follows the queue')
+  t.same(rest.filter((e) => e.user === 'carol').map((e) => [e.event, e.data]), [['open', undefined], ['message', 'hi']], 'carol\'s open and message during the outage follow, in order')
   alice.ws.send('after')
   t.equal((await second.next('message', 'alice')).data, 'after', 'alice stayed connected through the outage: her socket still carries traffic')
-  t.equal(await gateway.metric('gatehouse_link_reconnects_total'), 1)
-  t.equal((await gateway.get('/readyz')).status, 200)
+  t.equal(await gateway.metric('gatehouse_link_reconnects_total'), 1, 'the link came back once')
+  t.equal((await gateway.get('/readyz')).status, 200, 'ready again once the link is back')
 })
 
 t.test('an outage past graceMs closes clients with 1013 and refuses handshakes with 503 until the link is back', async (t) => {
-  const first = await backendFor(t)
+  const first = await restartable(t)
   const gateway = await startGateway(t, testConfig([endpoint(first)], { queue: { graceMs: 150 } }))
   await first.next('hello')
   const alice = await connect(gateway.url('/game/m1'), { token: tokenFor('alice') })
   await first.next('open', 'alice')
   await first.close()
   alice.ws.send('lost with the outage')
-  t.same(await alice.closed, { code: 1013, reason: 'backend unavailable, try again later' })
+  t.same(await alice.closed, { code: 1013, reason: 'backend unavailable, try again later' }, 'the client is closed with 1013 once graceMs is past')
   const refused = await refusal(gateway.url('/game/m1'), { token: tokenFor('bob') })
-  t.equal(refused.status, 503)
-  t.equal(JSON.parse(refused.body).code, 'GW_ERR_BACKEND_UNAVAILABLE')
-  t.equal((await gateway.get('/readyz')).status, 503)
+  t.equal(refused.status, 503, 'a handshake during the outage is refused with 503')
+  t.equal(JSON.parse(refused.body).code, 'GW_ERR_BACKEND_UNAVAILABLE', 'the refusal names GW_ERR_BACKEND_UNAVAILABLE')
+  t.equal((await gateway.get('/readyz')).status, 503, 'not ready during the outage')
   t.ok(await gateway.metric('gatehouse_dropped_events_total', { reason: 'backend_unavailable' }) >= 1, 'discarded events are counted')
 
   const second = await backendFor(t, { port: first.port })
@@ -81,22 +87,20 @@ t.test('an outage past graceMs closes clients with 1013 and refuses handshakes w
 })
 
 t.test('clients may connect before the backend is first reached; their events wait for it', async (t) => {
-  const probe = await startBackend()
-  const port = probe.port
-  await probe.close()
+  const port = await freePort()
   const gateway = await startGateway(t, testConfig([{ name: 'game', path: '/game/:matchId', backend: `ws://127.0.0.1:${port}` }]))
   const early = await connect(gateway.url('/game/e'), { token: tokenFor('early') })
   early.ws.send('first')
-  t.equal((await gateway.get('/readyz')).status, 503)
+  t.equal((await gateway.get('/readyz')).status, 503, 'not ready before the backend is first reached')
   const backend = await backendFor(t, { port })
-  t.same((await backend.events.next()).event, 'hello')
-  t.same(await backend.events.next(), { event: 'sync', users: [] })
-  t.same((await backend.events.next()).event, 'open')
-  t.same((await backend.events.next()).data, 'first')
+  t.same((await backend.events.next()).event, 'hello', 'the backend first gets hello')
+  t.same(await backend.events.next(), { event: 'sync', users: [] }, 'then a sync with no users (the client opened after it)')
+  t.same((await backend.events.next()).event, 'open', 'then the early client\'s open')
+  t.same((await backend.events.next()).data, 'first', 'then its message, kept while the backend was away')
 })
 
 t.test('a full queue closes the endpoint\'s clients with 1013 and counts what was dropped', async (t) => {
-  const first = await backendFor(t)
+  const first = await restartable(t)
   const gateway = await startGateway(t, testConfig([endpoint(first)], { queue: { maxEvents: 5, graceMs: 30000 } }))
   await first.next('hello')
   const alice = await connect(gateway.url('/game/m'), { token: tokenFor('alice') })
@@ -104,8 +108,8 @@ t.test('a full queue closes the endpoint\'s clients with 1013 and counts what wa
   await first.close()
   await gateway.logged(/backend link down/)
   for (let i = 0; i < 10; i++) alice.ws.send(String(i))
-  t.equal((await alice.closed).code, 1013)
-  t.equal(await gateway.metric('gatehouse_dropped_events_total', { reason: 'queue_full' }), 1)
+  t.equal((await alice.closed).code, 1013, 'a full queue closes the client with 1013')
+  t.equal(await gateway.metric('gatehouse_dropped_events_total', { reason: 'queue_full' }), 1, 'the overflow is counted once')
   const second = await backendFor(t, { port: first.port })
   await second.next('hello')
   t.same((await second.next('sync')).users, [], 'the backend starts from an empty roster')
@@ -118,14 +122,14 @@ t.test('the link presents backend.token; a backend that refuses it is retried, n
     { name: 'bad', path: '/bad', backend: { url: backend.url, token: 'wrong-secret', minReconnectDelayMs: 20, maxReconnectDelayMs: 50 } }
   ]))
   const hello = await backend.next('hello')
-  t.equal(hello.endpoint, 'good')
+  t.equal(hello.endpoint, 'good', 'only the endpoint with the right token gets its link up')
   const { request } = await backend.links.next()
-  t.equal(request.headers.authorization, 'Bearer link-secret')
+  t.equal(request.headers.authorization, 'Bearer link-secret', 'the link presents the endpoint\'s token as a bearer')
   const failure = await gateway.logged(/backend dial failed/)
   t.match(String(failure.err), /401/, 'the refusal is logged with its status')
   await gateway.logged(/backend dial failed/)
   t.notOk(gateway.logs.join('\n').includes('wrong-secret'), 'the backend token is not logged')
-  t.same(JSON.parse((await gateway.get('/readyz')).body).links, { good: 'up', bad: 'connecting' })
+  t.same(JSON.parse((await gateway.get('/readyz')).body).links, { good: 'up', bad: 'connecting' }, 'readyz shows each link\'s state')
 })
 
 t.test('a backend that stops answering pings is dropped and redialled', async (t) => {
@@ -141,7 +145,7 @@ t.test('a backend that stops answering pings is dropped and redialled', async (t
 })
 
 t.test('a sync larger than the write high-water mark does not stall the queued events behind it', async (t) => {
-  const first = await backendFor(t)
+  const first = await restartable(t)
   const gateway = await startGateway(t, testConfig([endpoint(first)]))
   await first.next('hello')
   // far more than loopback socket buffers take at once, so the sync really waits in the gateway
@@ -154,7 +158,7 @@ t.test('a sync larger than the write high-water mark does not stall the queued e
   clients[0].ws.send('queued behind a big sync')
   const second = await backendFor(t, { port: first.port })
   const sync = await second.next('sync')
-  t.equal((sync.users as unknown[]).length, 1000)
+  t.equal((sync.users as unknown[]).length, 1000, 'the sync lists all 1000 clients')
   t.ok(JSON.stringify(sync).length > 8 << 20, 'the sync is over 8 MiB')
   t.equal((await second.next('message', 'u0')).data, 'queued behind a big sync', 'the queued event follows without any new traffic')
 })

@@ -29,7 +29,7 @@ t.test('message envelopes: JSON frames spliced as values, anything else as a str
     t.same(decodeEvents(text).errors, [], 'and it is a valid event')
   }
   t.equal(encodeTextMessage(prefix, '12345678901234567890').endsWith('12345678901234567890}'), true, 'big numbers keep their digits')
-  t.same(JSON.parse(encodeBinaryMessage(prefix, Buffer.from([0, 255]))), { event: 'message', user: 'alice', params: { matchId: 'm"1' }, data: 'AP8=', binary: true })
+  t.same(JSON.parse(encodeBinaryMessage(prefix, Buffer.from([0, 255]))), { event: 'message', user: 'alice', params: { matchId: 'm"1' }, data: 'AP8=', binary: true }, 'a binary frame is wrapped as base64, marked binary')
 })
 
 t.test('gateway events are valid by the schemas', async (t) => {
@@ -40,9 +40,9 @@ t.test('gateway events are valid by the schemas', async (t) => {
     encodeClose('a', {}, 1006, 'connection lost')
   ])
   const { items, errors } = decodeEvents(frame)
-  t.same(errors, [])
-  t.same(items.map((e) => e.event), ['hello', 'sync', 'open', 'close'])
-  t.equal((items[0] as { protocol: number }).protocol, PROTOCOL_VERSION)
+  t.same(errors, [], 'every gateway event passes the schemas')
+  t.same(items.map((e) => e.event), ['hello', 'sync', 'open', 'close'], 'a batch decodes to its events, in order')
+  t.equal((items[0] as { protocol: number }).protocol, PROTOCOL_VERSION, 'hello carries the protocol version')
   t.equal(encodeFrame(['{"a":1}']), '{"a":1}', 'one event is sent bare, not as a batch')
 })
 
@@ -70,7 +70,7 @@ t.test('actions: valid ones pass, each bad one is named by index and field', asy
     { action: 'close', user: 'a' },
     { action: 'close', users: ['a'], code: 4000, reason: 'bye' }
   ]
-  t.same(decodeActions(encodeActions(good as never)).items, good)
+  t.same(decodeActions(encodeActions(good as never)).items, good, 'valid actions of every kind round-trip')
   t.same(decodeActions(JSON.stringify(good[0])).items, [good[0]], 'a single object is a frame too')
 
   const bad: Array<[unknown, string]> = [
@@ -98,18 +98,18 @@ t.test('actions: valid ones pass, each bad one is named by index and field', asy
   }
   const batch = decodeActions(JSON.stringify([good[0], { action: 'x' }, good[4]]))
   t.equal(batch.items.length, 2, 'a bad action in a batch does not spoil the others')
-  t.same(batch.errors, [{ kind: 'invalid_message', message: 'action[1].action: must be one of send, close, ack' }])
+  t.same(batch.errors, [{ kind: 'invalid_message', message: 'action[1].action: must be one of send, close, ack' }], 'the bad action in a batch is named by its index')
   for (const garbage of ['', '{', '{"action":', '\u0000', 'undefined']) {
     t.equal(decodeActions(garbage).errors[0].kind, 'invalid_json', `${JSON.stringify(garbage)} is not JSON`)
   }
 })
 
 t.test('send payloads, close codes and reasons', async (t) => {
-  t.equal(sendPayload('as is', undefined), 'as is')
-  t.equal(sendPayload({ a: [1] }, false), '{"a":[1]}')
-  t.same(sendPayload('AAE=', true), Buffer.from([0, 1]))
-  t.ok(isBackendCloseCode(1000) && isBackendCloseCode(4999) && !isBackendCloseCode(1001) && !isBackendCloseCode(3000))
-  t.equal(truncateReason('short'), 'short')
+  t.equal(sendPayload('as is', undefined), 'as is', 'a string is sent as is')
+  t.equal(sendPayload({ a: [1] }, false), '{"a":[1]}', 'a JSON value is sent as its JSON text')
+  t.same(sendPayload('AAE=', true), Buffer.from([0, 1]), 'base64 with binary: true is sent as bytes')
+  t.ok(isBackendCloseCode(1000) && isBackendCloseCode(4999) && !isBackendCloseCode(1001) && !isBackendCloseCode(3000), '1000 and 4000-4999 are backend close codes; 1001 and 3000 are not')
+  t.equal(truncateReason('short'), 'short', 'a short reason is kept')
   const long = 'é'.repeat(100)
   t.equal(Buffer.byteLength(truncateReason(long)), 122, 'cut to at most 123 bytes without splitting a character')
   for (const entry of Object.values(CloseCodes)) t.ok(Buffer.byteLength(entry.reason) <= 123, `${entry.reason} fits a close frame`)

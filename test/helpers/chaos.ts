@@ -33,7 +33,12 @@ export class BackendProcesses extends EventEmitter<{ line: [] }> {
   async start (): Promise<void> {
     const child = spawn(process.execPath, [this.script], {
       env: { ...process.env, CHAOS_PORT: String(this.port), CHAOS_TOKEN: this.token },
-      stdio: ['ignore', 'pipe', 'inherit']
+      stdio: ['ignore', 'pipe', 'pipe']
+    })
+    let stderr = ''
+    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr += chunk
+      process.stderr.write(chunk)
     })
     this.child = child
     const seen: Incarnation = { messages: [], opens: [], closes: [] }
@@ -41,7 +46,7 @@ export class BackendProcesses extends EventEmitter<{ line: [] }> {
     let syncSeq = 0
     let rest = ''
     const ready = new Promise<void>((resolve, reject) => {
-      child.once('exit', (code) => reject(new Error(`chaos backend exited (${code}) before it was ready`)))
+      child.once('close', (code) => reject(new Error(`chaos backend exited (${code}) before it was ready: ${stderr.trim()}`)))
       child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
         const lines = (rest + chunk).split('\n')
         rest = lines.pop() ?? ''
@@ -247,7 +252,41 @@ export async function until (emitter: EventEmitter<{ line: [] }>, done: () => bo
   })
 }
 
-/** A pause of 1-3 s (or within the given bounds) between blows. */
-export async function pause (minMs: number, maxMs: number): Promise<void> {
-  await new Promise((resolve) => setTimeout(resolve, minMs + Math.random() * (maxMs - minMs)))
+/** CHAOS_SEED from the environment (to replay a run), else a fresh random one. */
+export function chaosSeed (env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.CHAOS_SEED
+  if (raw === undefined || raw === '') return Math.floor(Math.random() * 2 ** 32)
+  const seed = Number(raw)
+  if (!Number.isInteger(seed) || seed < 0 || seed >= 2 ** 32) throw new Error(`CHAOS_SEED must be an integer in 0..${2 ** 32 - 1}, not "${raw}"`)
+  return seed
+}
+
+/**
+ * The randomness of a chaos run, from one seed (mulberry32), so that a
+ * failing run's pauses can be replayed with CHAOS_SEED=<seed>.
+ */
+export class Chaos {
+  private state: number
+
+  constructor (readonly seed: number) {
+    this.state = seed
+  }
+
+  /** Uniform in [0, 1). */
+  random (): number {
+    this.state = (this.state + 0x6d2b79f5) | 0
+    let x = Math.imul(this.state ^ (this.state >>> 15), 1 | this.state)
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x
+    return ((x ^ (x >>> 14)) >>> 0) / 2 ** 32
+  }
+
+  /** A pause between blows, between the given bounds. */
+  async pause (minMs: number, maxMs: number): Promise<void> {
+    await new Promise((resolve) => setTimeout(resolve, minMs + this.random() * (maxMs - minMs)))
+  }
+
+  /** `message`, with the seed that replays this run. */
+  say (message: string): string {
+    return `${message} (CHAOS_SEED=${this.seed})`
+  }
 }

@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { freePort } from './ports.js'
+import { onFreePort } from './ports.js'
 
 export interface TestRedis {
   url: string
@@ -17,7 +17,17 @@ export interface TestRedis {
 }
 
 export async function redisFor (t: { teardown (fn: () => unknown): void }): Promise<TestRedis> {
-  const port = await freePort()
+  const redis = await onFreePort(async (port) => {
+    const server = redisOn(port)
+    await server.start()
+    return server
+  })
+  t.teardown(redis.stop)
+  return redis
+}
+
+/** A server on `port`, not yet started. */
+function redisOn (port: number): TestRedis {
   let child: ChildProcess | undefined
   const start = async (): Promise<void> => {
     const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] })
@@ -41,7 +51,5 @@ export async function redisFor (t: { teardown (fn: () => unknown): void }): Prom
     proc.kill('SIGTERM')
     await once(proc, 'exit')
   }
-  await start()
-  t.teardown(stop)
   return { url: `redis://127.0.0.1:${port}`, port, stop, start }
 }
