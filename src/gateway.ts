@@ -83,7 +83,10 @@ export async function createGateway (input: unknown, options: GatewayOptions = {
     return relay
   }
   const node: LocalNode = {
-    evict: async (endpoint, user, id, why) => await relayFor(endpoint)?.evict(user, id, why),
+    evict: async (endpoint, user, id, why) => {
+      admissions.evict(endpoint, user, id, why)
+      await relayFor(endpoint)?.evict(user, id, why)
+    },
     reportLost: async (endpoint, user, params) => await relayFor(endpoint)?.reportLost(user, params),
     reopen: (endpoint, user, id) => relayFor(endpoint)?.reopen(user, id),
     deliver: (endpoint, actions) => relayFor(endpoint)?.dispatch(actions, true),
