@@ -72,7 +72,7 @@ export async function createGateway (input: unknown, options: GatewayOptions = {
       relay,
       available: () => link.state !== 'unavailable',
       claim: async (identity, params) => await admissions.claim(endpoint, identity, params),
-      release: (ticket) => admissions.release(ticket)
+      release: (ticket) => admissions.release(ticket, registry.get(ticket.connection.user)?.connection)
     }
     return { route, link, relay }
   })

@@ -71,10 +71,14 @@ export class Admissions {
     return 'lost' in claim && claim.lost ? { connection, lost: claim.lost, upgrade } : { connection, upgrade }
   }
 
-  /** A handshake that will not be upgraded gives its claim back. */
-  release (ticket: Ticket): void {
+  /**
+   * A handshake that will not be upgraded gives its claim back; `holder`,
+   * this node's live connection of the user (which that claim had taken the
+   * user over from), holds the user again.
+   */
+  release (ticket: Ticket, holder?: Connection): void {
     this.forget(ticket.connection)
-    this.broker.release(ticket.connection)
+    this.broker.release(ticket.connection, holder)
   }
 
   /**

@@ -143,10 +143,12 @@ export class RedisBroker extends EventEmitter<BrokerEvents> implements Broker {
     return claim
   }
 
-  release (connection: Connection): void {
+  release (connection: Connection, holder?: Connection): void {
     if (this.current === 'down') return // registered again, or not, when Redis returns
+    const { nodeId } = this.options
     const field = fieldOf(connection)
-    this.script(RELEASE, [this.presenceKey(field), this.heldKey(this.options.nodeId)], [field, connection.id])
+    const instead = holder ? [presenceOf(holder, nodeId), heldOf(holder)] : []
+    this.script(RELEASE, [this.presenceKey(field), this.heldKey(nodeId)], [field, connection.id, ...instead])
       .catch((err: Error) => this.failed('release', err))
   }
 
