@@ -98,9 +98,7 @@ export async function endpointRoutes (app: FastifyInstance, { endpoints, authent
         // the client may leave before the upgrade: then the claim is given back
         const tcp = request.raw.socket
         const abandon = (): void => endpoint.release(ticket)
-        // it may have left while the claim was running: 'close' has been and gone
-        if (tcp.closed) abandon()
-        else tcp.once('close', abandon)
+        tcp.once('close', abandon)
         request.admitted = { identity, ticket, upgraded: () => tcp.off('close', abandon) }
       },
       handler: (socket, request) => {
