@@ -85,7 +85,7 @@ export async function createGateway (input: unknown, options: GatewayOptions = {
       relay,
       available: () => link.state !== 'unavailable',
       claim: async (identity, params) => await admissions.claim(endpoint, identity, params),
-      release: (ticket) => admissions.release(ticket)
+      release: (ticket) => admissions.release(ticket, registry.get(ticket.connection.user)?.connection)
     }
     return { route, link, relay }
   })
@@ -96,7 +96,10 @@ export async function createGateway (input: unknown, options: GatewayOptions = {
     return relay
   }
   const node: LocalNode = {
-    evict: async (endpoint, user, id, why) => await relayFor(endpoint)?.evict(user, id, why),
+    evict: async (endpoint, user, id, why) => {
+      admissions.evict(endpoint, user, id, why)
+      await relayFor(endpoint)?.evict(user, id, why)
+    },
     reportLost: async (endpoint, user, params) => await relayFor(endpoint)?.reportLost(user, params),
     reopen: (endpoint, user, id) => relayFor(endpoint)?.reopen(user, id),
     deliver: (endpoint, actions) => relayFor(endpoint)?.dispatch(actions, true),

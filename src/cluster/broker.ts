@@ -73,8 +73,12 @@ export interface Broker extends EventEmitter<BrokerEvents> {
   claim (connection: Connection): Promise<Claim>
   /** Registers a connection admitted while the claim was `unchecked`, if the broker is back by now. */
   register (connection: Connection): void
-  /** Forgets `connection`, if it is still the one registered. */
-  release (connection: Connection): void
+  /**
+   * Forgets `connection`, if it is still the one registered; `holder`: this
+   * node's live connection of that user, registered in its place then (a
+   * handshake given back before its upgrade had claimed the user over it).
+   */
+  release (connection: Connection, holder?: Connection): void
   /**
    * Actions for users this node does not hold, or `all`: carried to the
    * nodes concerned, in order. Users held nowhere are counted as dropped.

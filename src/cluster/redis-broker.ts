@@ -68,6 +68,8 @@ export class RedisBroker extends EventEmitter<BrokerEvents> implements Broker {
   private readonly handoffs = new Map<string, () => void>()
   /** Closes this node is reporting for reaped users, by field: a claim on them waits for the report. */
   private readonly reaping = new Map<string, Promise<void>>()
+  /** The last claim of each field running or queued, so the next waits for it. */
+  private readonly claiming = new Map<string, Promise<void>>()
   private pending: Forward[] = []
   private pumping = false
   /** Forwards dropped during this outage were logged once; the metric counts each. */
@@ -135,16 +137,18 @@ export class RedisBroker extends EventEmitter<BrokerEvents> implements Broker {
   }
 
   async claim (connection: Connection): Promise<Claim> {
-    const claim = await this.tryClaim(connection)
+    const claim = await this.inOrder(fieldOf(connection), async () => await this.tryClaim(connection))
     const outcome = claim.outcome === 'handedOff' && claim.lost ? 'handoff_timeout' : claim.outcome
     this.options.metrics.clusterClaims.inc({ endpoint: connection.endpoint, outcome })
     return claim
   }
 
-  release (connection: Connection): void {
+  release (connection: Connection, holder?: Connection): void {
     if (this.current === 'down') return // registered again, or not, when Redis returns
+    const { nodeId } = this.options
     const field = fieldOf(connection)
-    this.script(RELEASE, [this.presenceKey(field), this.heldKey(this.options.nodeId)], [field, connection.id])
+    const instead = holder ? [presenceOf(holder, nodeId), heldOf(holder)] : []
+    this.script(RELEASE, [this.presenceKey(field), this.heldKey(nodeId)], [field, connection.id, ...instead])
       .catch((err: Error) => this.failed('release', err))
   }
 
@@ -193,6 +197,21 @@ export class RedisBroker extends EventEmitter<BrokerEvents> implements Broker {
     if (answered || !entry) return { outcome: 'handedOff' }
     this.options.log.warn({ user: connection.user, node: old.n, timeoutMs: this.options.handoffTimeoutMs }, 'replace: the node holding the old connection did not answer; reporting its close here')
     return { outcome: 'handedOff', lost: { params: entry.p } }
+  }
+
+  /**
+   * Runs one field's claims one after another, in the order they were asked
+   * for, each to its end (hand-off included). So a later connection id of
+   * this node is always the later claim in Redis (see connection-id.ts), and
+   * a claim that finds this node's own earlier connection in presence never
+   * goes ahead of the hand-off that connection's claim was still waiting for.
+   */
+  private async inOrder<T> (field: string, run: () => Promise<T>): Promise<T> {
+    const result = (this.claiming.get(field) ?? Promise.resolve()).then(run)
+    const done = result.then(() => {}, () => {})
+    this.claiming.set(field, done)
+    void done.then(() => { if (this.claiming.get(field) === done) this.claiming.delete(field) })
+    return await result
   }
 
   /** Asks `old`'s node to close it; true once it answered, false on timeout. */

@@ -37,10 +37,22 @@ redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 return {old or '', alive, entry, 1}
 `
 
-/** KEYS: presence, my held. ARGV: field, connection id. Forgets the connection only where it is still the one recorded. */
+/**
+ * KEYS: presence, my held. ARGV: field, connection id[, holder presence JSON,
+ * holder held JSON]. Forgets the connection only where it is still the one
+ * recorded; with a holder (this node's connection of that user, still
+ * live), registers the holder in its place.
+ */
 export const RELEASE = `
 local cur = redis.call('GET', KEYS[1])
-if cur and cjson.decode(cur).c == ARGV[2] then redis.call('DEL', KEYS[1]) end
+if cur and cjson.decode(cur).c == ARGV[2] then
+  if ARGV[3] and ARGV[3] ~= '' then
+    redis.call('SET', KEYS[1], ARGV[3])
+    redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
+    return 1
+  end
+  redis.call('DEL', KEYS[1])
+end
 local h = redis.call('HGET', KEYS[2], ARGV[1])
 if h and cjson.decode(h).c == ARGV[2] then redis.call('HDEL', KEYS[2], ARGV[1]) end
 return 0

@@ -17,6 +17,7 @@ import type { EndpointConfig, LimitsConfig } from '../config/schema.js'
 import type { GatewayMetrics } from '../metrics.js'
 import type { OutboundEvent } from '../backend-link/event-queue.js'
 import type { Connection, Eviction } from '../cluster/broker.js'
+import { claimedNoLater } from '../cluster/connection-id.js'
 import { ClientSession, type SessionLimits } from '../sessions/client-session.js'
 import { onProtocolError } from '../sessions/protocol-errors.js'
 import type { SessionRegistry } from '../sessions/registry.js'
@@ -41,6 +42,12 @@ export interface Ticket {
   lost?: { params: Params }
   /** Admitted while the cluster could not be asked: registered once it can. */
   unchecked?: true
+  /**
+   * Called once, as the socket is accepted: ends the claim's wait. Says why
+   * the connection must close at once when another one superseded it
+   * meanwhile (it never goes live: the backend hears nothing of it).
+   */
+  upgrade (): Eviction | undefined
 }
 
 export interface ClientSideOptions {
@@ -99,10 +106,16 @@ export class ClientSide {
    * A client finished its handshake: resume its held session, or register a
    * new one (duplicate policy) and tell the backend.
    */
-  accept (socket: WebSocket, identity: Identity, { connection, lost, unchecked }: Ticket): void {
+  accept (socket: WebSocket, identity: Identity, ticket: Ticket): void {
     const { registry, metrics, cluster } = this.options
+    const { connection, lost, unchecked } = ticket
     const { params } = connection
     if (lost) this.reportLost(identity.user, lost.params)
+    const superseded = ticket.upgrade()
+    if (superseded) {
+      this.refuse(socket, connection, superseded === 'replaced' ? CloseCodes.REPLACED : CloseCodes.DUPLICATE_REJECTED)
+      return
+    }
     const held = registry.get(identity.user)
     if (held?.isHeld) {
       if (sameParams(held.params, params)) {
@@ -115,11 +128,7 @@ export class ClientSide {
     const session = new ClientSession(socket, identity, connection, this.sessionLimits, this.onSessionEnd)
     const admission = registry.admit(session)
     if (!admission.admitted) {
-      cluster.release(connection)
-      // lost a race with a concurrent handshake of the same user; the backend never saw this one
-      metrics.handshakeFailures.inc({ ...this.labels, reason: 'duplicate' })
-      socket.on('error', (err) => this.options.log.debug({ err: err.message }, 'refused duplicate socket error'))
-      socket.close(CloseCodes.DUPLICATE_REJECTED.code, CloseCodes.DUPLICATE_REJECTED.reason)
+      this.refuse(socket, connection, CloseCodes.DUPLICATE_REJECTED)
       return
     }
     admission.displaced?.close(CloseCodes.REPLACED)
@@ -140,10 +149,12 @@ export class ClientSide {
   /**
    * Closes connection `id` of `user` for a newer (or, under `reject`, older)
    * one on another node; resolves once its `close` is committed to the link.
+   * Claims overwrite each other in order, so the user's connection here goes
+   * if it was claimed no later than `id` (it may have replaced `id` here).
    */
   async evict (user: string, id: string, why: Eviction): Promise<void> {
     const session = this.options.registry.get(user)
-    if (!session || session.connection.id !== id) return
+    if (!session || !claimedNoLater(session.connection.id, id)) return
     const committed = new Promise<void>((resolve) => this.evictions.set(session, resolve))
     session.close(why === 'replaced' ? CloseCodes.REPLACED : CloseCodes.DUPLICATE_REJECTED)
     await committed
@@ -197,6 +208,14 @@ export class ClientSide {
   private reportClose (user: string, params: Params, code: number, reason: string, settled?: () => void): void {
     const text = encodeClose(user, params, code, reason)
     if (!this.options.sink.send({ kind: 'close', user, text, bytes: Buffer.byteLength(text), settled })) settled?.()
+  }
+
+  /** A handshake that lost a race with another of the same user closes as it opens; the backend never saw it. */
+  private refuse (socket: WebSocket, connection: Connection, why: CloseCode): void {
+    this.options.cluster.release(connection)
+    this.options.metrics.handshakeFailures.inc({ ...this.labels, reason: 'duplicate' })
+    socket.on('error', (err) => this.options.log.debug({ err: err.message }, 'refused duplicate socket error'))
+    socket.close(why.code, why.reason)
   }
 
   private announce (session: ClientSession): void {

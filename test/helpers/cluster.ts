@@ -17,7 +17,7 @@ export interface NodeEvent extends ReceivedEvent {
 
 export interface ClusterBackend {
   url: string
-  /** Every event but hello, batches flattened, in arrival order across all links. */
+  /** Every event but hello, batches flattened, in arrival order across all links (acked, on links with `backend.acks`). */
   events: Inbox<NodeEvent>
   hellos: Inbox<NodeEvent>
   /** Sends actions down one node's link of one endpoint. */
@@ -48,7 +48,9 @@ export async function clusterBackendFor (t: { teardown (fn: () => unknown): void
     let via = '?'
     let endpoint = '?'
     socket.on('message', (data) => {
+      let seq = 0
       for (const raw of [JSON.parse(data.toString()) as ReceivedEvent | ReceivedEvent[]].flat()) {
+        if (typeof raw.seq === 'number' && raw.event !== 'sync') seq = Math.max(seq, raw.seq)
         if (raw.event === 'hello') {
           via = String(raw.gateway)
           endpoint = String(raw.endpoint)
@@ -60,6 +62,8 @@ export async function clusterBackendFor (t: { teardown (fn: () => unknown): void
         backend.events.push(event)
         backend.onEvent?.(event)
       }
+      // a link with backend.acks: recorded means processed
+      if (seq > 0) socket.send(JSON.stringify({ action: 'ack', seq }))
     })
   })
   return backend
