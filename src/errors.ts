@@ -3,7 +3,9 @@
  * handshake refusals reply with them (fastify sends `statusCode`, `code`,
  * `message`). Nothing on the per-message path throws.
  */
-import createError from '@fastify/error'
+// the named export, so the emitted .d.ts names `FastifyErrorConstructor` directly: through the default
+// import it would read `createError.FastifyErrorConstructor`, which `moduleResolution: "bundler"` cannot resolve
+import { createError } from '@fastify/error'
 
 export const GW_ERR_CONFIG = createError('GW_ERR_CONFIG', 'invalid configuration:\n  %s', 500)
 

@@ -5,7 +5,8 @@
  */
 import { hostname } from 'node:os'
 import { randomBytes } from 'node:crypto'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify'
+import fp from 'fastify-plugin'
 import websocket from '@fastify/websocket'
 import type { DestinationStream } from 'pino'
 import { parseConfig, endpointLimits, isValidated } from './config/load.js'
@@ -53,6 +54,29 @@ export async function createGateway (input: unknown, options: GatewayOptions = {
   const config: Readonly<GatewayConfig> = isValidated(input) ? input : parseConfig(input, options.env)
   const app = Fastify({ logger: loggerOptions(config.log.level, options.logStream), frameworkErrors, clientErrorHandler })
   listenOnConfiguredAddress(app, config.server)
+  await app.register(gatehousePlugin, { config, nodeId: options.nodeId })
+  return app
+}
+
+export interface GatehousePluginOptions {
+  /** As for `createGateway`; `server.host`/`server.port` and `log` are the app's own business here. */
+  config: unknown
+  /** For `${NAME}` substitution when `config` is not yet validated (default: process.env). */
+  env?: NodeJS.ProcessEnv
+  /** This process in the cluster and in `hello` (default: `server.nodeId`, else generated). */
+  nodeId?: string | undefined
+}
+
+/**
+ * The gateway as a fastify plugin, for an existing app: its endpoints, health
+ * routes and hooks go on that app (no encapsulation), with its server and logger.
+ * The app must not register `@fastify/websocket` itself, and should log requests
+ * through `requestSerializer` (README, "Embedding in a fastify app").
+ */
+export const gatehousePlugin: FastifyPluginAsync<GatehousePluginOptions> = fp(registerGateway, { name: 'gatehouse-gateway', fastify: '5.x' })
+
+async function registerGateway (app: FastifyInstance, options: GatehousePluginOptions): Promise<void> {
+  const config: Readonly<GatewayConfig> = isValidated(options.config) ? options.config : parseConfig(options.config, options.env)
   const metrics = new GatewayMetrics()
   const nodeId = options.nodeId ?? config.server.nodeId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`
   let draining = false
@@ -164,5 +188,4 @@ export async function createGateway (input: unknown, options: GatewayOptions = {
     for (const { link } of endpoints) link.close()
     await broker.close()
   })
-  return app
 }

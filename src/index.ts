@@ -1,5 +1,7 @@
 /** Gatehouse's programmatic API: embed the gateway, or validate a config. */
-export { createGateway, type GatewayOptions } from './gateway.js'
+export { createGateway, gatehousePlugin, type GatewayOptions, type GatehousePluginOptions } from './gateway.js'
+export { requestSerializer, type RawRequest } from './logger.js'
+export { clientErrorHandler, frameworkErrors } from '../routes/upgrades.js'
 export { parseConfig, loadConfigFile, ConfigError } from './config/load.js'
 export type { GatewayConfig, EndpointConfig } from './config/schema.js'
 export * as protocol from '../protocol/index.js'

@@ -24,24 +24,27 @@ export function redactUrl (url: string): string {
   return touched ? `${url.slice(0, at)}?${query.toString().replace(/%5BREDACTED%5D/g, '[REDACTED]')}` : url
 }
 
-interface RawRequest {
+export interface RawRequest {
   method?: string
   url?: string
   ip?: string
   socket?: { remoteAddress?: string, remotePort?: number }
 }
 
+/** Fastify's request log fields, no headers, the URL redacted: an app embedding the plugin gives it to its logger. */
+export function requestSerializer (req: RawRequest): Record<string, unknown> {
+  return {
+    method: req.method,
+    url: redactUrl(req.url ?? ''),
+    remoteAddress: req.ip ?? req.socket?.remoteAddress,
+    remotePort: req.socket?.remotePort
+  }
+}
+
 export function loggerOptions (level: string, stream?: DestinationStream): FastifyServerOptions['logger'] {
   return {
     level,
     ...(stream ? { stream } : {}),
-    serializers: {
-      req: (req: RawRequest) => ({
-        method: req.method,
-        url: redactUrl(req.url ?? ''),
-        remoteAddress: req.ip ?? req.socket?.remoteAddress,
-        remotePort: req.socket?.remotePort
-      })
-    }
+    serializers: { req: requestSerializer }
   }
 }

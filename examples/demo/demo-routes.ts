@@ -5,7 +5,6 @@
  * ever reaches the file system.
  */
 import { readFileSync, readdirSync } from 'node:fs'
-import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { FastifyInstance } from 'fastify'
@@ -20,6 +19,8 @@ const here = dirname(fileURLToPath(import.meta.url))
 /** The page and stylesheet stay in the source tree; the scripts are the compiled browser modules beside this file. */
 const PUBLIC_DIR = join(here, '..', '..', '..', 'examples', 'demo', 'public')
 const BROWSER_DIR = join(here, 'browser')
+/** gatehouse-client as the root build compiles it (src/client). */
+const CLIENT_DIR = join(here, '..', '..', 'src', 'client')
 
 function assets (): Map<string, Asset> {
   const html = { type: 'text/html; charset=utf-8', body: readFileSync(join(PUBLIC_DIR, 'index.html')) }
@@ -34,12 +35,10 @@ function assets (): Map<string, Asset> {
     throw new Error(`the browser client is not built (${BROWSER_DIR}): run npm run build`)
   }
   for (const name of scripts) map.set(`/demo/js/${name}`, { type: 'text/javascript; charset=utf-8', body: readFileSync(join(BROWSER_DIR, name)) })
-  // the ESM build, which the page's import map names `reconnecting-websocket`
-  const rwsMain = createRequire(import.meta.url).resolve('reconnecting-websocket')
-  map.set('/demo/vendor/reconnecting-websocket.mjs', {
-    type: 'text/javascript; charset=utf-8',
-    body: readFileSync(join(dirname(rwsMain), 'reconnecting-websocket-mjs.js'))
-  })
+  // the browser client's modules, which the page's import map names `gatehouse-client`
+  for (const name of readdirSync(CLIENT_DIR).filter((file) => file.endsWith('.js'))) {
+    map.set(`/demo/vendor/gatehouse-client/${name}`, { type: 'text/javascript; charset=utf-8', body: readFileSync(join(CLIENT_DIR, name)) })
+  }
   return map
 }
 

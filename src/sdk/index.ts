@@ -1,9 +1,9 @@
 /**
- * `gatehouse/backend`: build a lobby, game or any other service that a
+ * `gatehouse-backend`: build a lobby, game or any other service that a
  * Gatehouse gateway dials into.
  *
  * ```ts
- * import { GatehouseBackend } from 'gatehouse/backend'
+ * import { GatehouseBackend } from 'gatehouse-backend'
  * const backend = new GatehouseBackend({ token: process.env.BACKEND_TOKEN }, {
  *   onOpen: (user) => backend.send(user, { hello: user }),
  *   onMessage: (user, data) => backend.broadcast({ from: user, data }),

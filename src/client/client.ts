@@ -1,0 +1,190 @@
+/**
+ * A player's connection to one Gatehouse endpoint (docs/client.md): the token
+ * as the `bearer` subprotocol, a fresh one on every attempt, reconnects with
+ * jittered backoff as the close-code table says, and a bounded outbox while
+ * the socket is down.
+ */
+import { backoffMs, retryAfterClose } from './close-policy.js'
+
+export interface GatehouseClientOptions {
+  /** Called before every attempt: return a fresh JWT (from your auth service). */
+  token: () => string | Promise<string>
+  /** The first retry's delay, before jitter (default 500 ms). */
+  minDelayMs?: number
+  /** The longest delay between attempts (default 15 s). */
+  maxDelayMs?: number
+  /** The least wait after the gateway asks to slow down: 1008 rate or queue limit, 1013 (default 5 s). */
+  pauseMs?: number
+  /** Attempts in a row that never open before the client gives up (default 6; `Infinity` never gives up). */
+  maxFailedAttempts?: number
+  /** Messages kept while the socket is down, sent on open; past it `send` returns false (default 100). */
+  outboxLimit?: number
+  /** Another WebSocket implementation (default: the global one). */
+  WebSocket?: typeof WebSocket
+}
+
+export type ClientState = 'connecting' | 'open' | 'waiting' | 'closed'
+
+export interface ClosedEvent {
+  /** The close code (1006 when the socket never opened: a browser does not show the handshake's HTTP status), 0 when `token()` failed. */
+  code: number
+  reason: string
+  /** Whether this socket had opened. */
+  opened: boolean
+  /** The decision: another attempt follows after `delayMs`, or this client is done. */
+  retry: boolean
+  delayMs: number
+  /** Messages still in the outbox; when `retry` is false they are discarded. */
+  unsent: number
+}
+
+export interface ClientEvents {
+  connecting: { attempt: number }
+  open: { attempt: number }
+  message: { data: string | ArrayBuffer }
+  /** 4409: the same user connected again elsewhere (another tab); no retry follows. */
+  replaced: { reason: string }
+  closed: ClosedEvent
+}
+
+type Listener<K extends keyof ClientEvents> = (event: ClientEvents[K]) => void
+type Outgoing = string | ArrayBufferLike | ArrayBufferView
+
+export class GatehouseClient {
+  private readonly options: Required<Omit<GatehouseClientOptions, 'WebSocket'>> & { WebSocket: typeof WebSocket }
+  private readonly listeners = new Map<keyof ClientEvents, Set<Listener<any>>>()
+  private readonly outbox: Outgoing[] = []
+  private socket: WebSocket | undefined
+  private timer: ReturnType<typeof setTimeout> | undefined
+  private attempt = 0
+  /** Closes since the last open: drives the backoff. */
+  private failures = 0
+  /** Attempts in a row that never opened: drives the give-up. */
+  private unopened = 0
+  private current: ClientState = 'connecting'
+
+  constructor (readonly url: string | URL, options: GatehouseClientOptions) {
+    this.options = {
+      minDelayMs: 500,
+      maxDelayMs: 15000,
+      pauseMs: 5000,
+      maxFailedAttempts: 6,
+      outboxLimit: 100,
+      WebSocket: globalThis.WebSocket,
+      ...options
+    }
+    // first attempt after the constructor returns, so listeners added now see its events
+    this.schedule(0)
+  }
+
+  get state (): ClientState {
+    return this.current
+  }
+
+  on<K extends keyof ClientEvents>(type: K, listener: Listener<K>): () => void {
+    let set = this.listeners.get(type)
+    if (!set) this.listeners.set(type, set = new Set())
+    set.add(listener)
+    return () => set.delete(listener)
+  }
+
+  /** Sends now, or keeps the message for the next open; false when the outbox is full or the client is closed. */
+  send (data: Outgoing): boolean {
+    if (this.current === 'open' && this.socket) {
+      this.socket.send(data)
+      return true
+    }
+    if (this.current === 'closed' || this.outbox.length >= this.options.outboxLimit) return false
+    this.outbox.push(data)
+    return true
+  }
+
+  sendJson (value: unknown): boolean {
+    return this.send(JSON.stringify(value))
+  }
+
+  /** Ends for good: no retry; queued messages are discarded (reported in `closed`). */
+  close (code = 1000, reason = ''): void {
+    if (this.current === 'closed') return
+    const socket = this.socket
+    this.finish({ code, reason, opened: this.current === 'open', retry: false, delayMs: 0, unsent: this.outbox.length })
+    socket?.close(code, reason)
+  }
+
+  /** Starts again after the client gave up or was closed, from a fresh backoff. */
+  reconnect (): void {
+    if (this.current !== 'closed') return
+    this.failures = 0
+    this.unopened = 0
+    this.current = 'connecting'
+    this.schedule(0)
+  }
+
+  private schedule (delayMs: number): void {
+    this.timer = setTimeout(() => {
+      this.timer = undefined
+      this.dial().catch((err: unknown) => this.afterClose(0, `token() failed: ${(err as Error)?.message ?? String(err)}`, false))
+    }, delayMs)
+  }
+
+  private async dial (): Promise<void> {
+    this.current = 'connecting'
+    const attempt = ++this.attempt
+    this.emit('connecting', { attempt })
+    const token = await this.options.token()
+    if (this.current !== 'connecting' || attempt !== this.attempt) return // closed while the token came
+    const socket = new this.options.WebSocket(this.url, ['bearer', token])
+    socket.binaryType = 'arraybuffer'
+    this.socket = socket
+    let opened = false
+    socket.onopen = () => {
+      opened = true
+      this.failures = 0
+      this.unopened = 0
+      this.current = 'open'
+      this.emit('open', { attempt })
+      // the outbox may refill from inside a listener; send what was queued before
+      for (const data of this.outbox.splice(0)) socket.send(data)
+    }
+    socket.onmessage = (event: MessageEvent<string | ArrayBuffer>) => this.emit('message', { data: event.data })
+    socket.onclose = (event) => {
+      if (this.socket !== socket) return
+      this.socket = undefined
+      this.afterClose(event.code, event.reason, opened)
+    }
+  }
+
+  private afterClose (code: number, reason: string, opened: boolean): void {
+    if (this.current === 'closed') return
+    const kind = retryAfterClose(code, reason)
+    if (code === 4409) this.emit('replaced', { reason })
+    this.failures++
+    if (!opened) this.unopened++
+    // a socket that never opened may be a refused handshake (401, 403, 404, 409, 503): a browser
+    // cannot tell which, so such attempts are retried only so many times in a row
+    const gaveUp = this.unopened >= this.options.maxFailedAttempts
+    if (kind === 'never' || gaveUp) {
+      this.finish({ code, reason, opened, retry: false, delayMs: 0, unsent: this.outbox.length })
+      return
+    }
+    const { minDelayMs, maxDelayMs, pauseMs } = this.options
+    const backoff = backoffMs(kind === 'now' ? 0 : this.failures - 1, minDelayMs, maxDelayMs)
+    const delayMs = kind === 'pause' ? Math.max(pauseMs, backoff) : backoff
+    this.current = 'waiting'
+    this.emit('closed', { code, reason, opened, retry: true, delayMs, unsent: this.outbox.length })
+    this.schedule(delayMs)
+  }
+
+  private finish (event: ClosedEvent): void {
+    clearTimeout(this.timer)
+    this.timer = undefined
+    this.current = 'closed'
+    this.socket = undefined
+    this.outbox.length = 0
+    this.emit('closed', event)
+  }
+
+  private emit<K extends keyof ClientEvents>(type: K, event: ClientEvents[K]): void {
+    for (const listener of this.listeners.get(type) ?? []) listener(event)
+  }
+}
