@@ -12,7 +12,7 @@ import { chromium, type Browser, type Page } from 'playwright-core'
 import type { FastifyInstance } from 'fastify'
 import { createGateway } from '../src/index.js'
 import { CloseCodes } from '../protocol/index.js'
-import { DUPLICATE_REJECTED_REASON, retryAfterClose } from '../src/client/index.js'
+import { DUPLICATE_REJECTED_REASON, TOO_MANY_FRAGMENTS_REASON, retryAfterClose } from '../src/client/index.js'
 import { GatehouseBackend, type BackendLogger, type Claims } from '../src/sdk/index.js'
 import { connect } from './helpers/client.js'
 import { testConfig } from './helpers/gateway.js'
@@ -122,6 +122,7 @@ async function waitFor (page: Page, name: string, match: Record<string, unknown>
 
 t.test('the close policy is the gateway catalog (protocol/PROTOCOL.md §7)', async (t) => {
   t.equal(DUPLICATE_REJECTED_REASON, CloseCodes.DUPLICATE_REJECTED.reason, 'the duplicate-reject 1008 is told apart by the same reason')
+  t.equal(TOO_MANY_FRAGMENTS_REASON, CloseCodes.TOO_MANY_FRAGMENTS.reason, 'so is the fragments 1008')
   for (const [name, { code, reason, retry }] of Object.entries(CloseCodes)) {
     t.equal(retryAfterClose(code, reason) !== 'never', retry, `${name} (${code}): retry ${retry}`)
   }

@@ -4,8 +4,9 @@
  * dependencies (the gateway's own catalog is protocol/close-codes.ts).
  */
 
-/** The 1008 reason of the duplicate-`reject` race: the other 1008s (rate limit, queue share) are worth a retry. */
+/** The 1008 reasons a retry cannot help: the duplicate-`reject` race, and a message split into too many frames. The other 1008s (rate limit, queue share) are worth a retry after a pause. */
 export const DUPLICATE_REJECTED_REASON = 'already connected (duplicate policy: reject)'
+export const TOO_MANY_FRAGMENTS_REASON = 'message in too many fragments'
 
 /** `now`: at the base backoff; `pause`: no sooner than the pause (the gateway asked to slow down); `never`: a retry cannot help. */
 export type RetryKind = 'now' | 'backoff' | 'pause' | 'never'
@@ -13,7 +14,7 @@ export type RetryKind = 'now' | 'backoff' | 'pause' | 'never'
 export function retryAfterClose (code: number, reason: string): RetryKind {
   switch (code) {
     case 4401: return 'now' // token expired: a fresh token is all it takes
-    case 1008: return reason === DUPLICATE_REJECTED_REASON ? 'never' : 'pause'
+    case 1008: return reason === DUPLICATE_REJECTED_REASON || reason === TOO_MANY_FRAGMENTS_REASON ? 'never' : 'pause'
     case 1013: return 'pause'
     case 1000: // a backend's close, meant
     case 1002:

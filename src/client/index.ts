@@ -12,4 +12,4 @@ export {
   GatehouseClient,
   type GatehouseClientOptions, type ClientEvents, type ClientState, type ClosedEvent
 } from './client.js'
-export { retryAfterClose, backoffMs, DUPLICATE_REJECTED_REASON, type RetryKind } from './close-policy.js'
+export { retryAfterClose, backoffMs, DUPLICATE_REJECTED_REASON, TOO_MANY_FRAGMENTS_REASON, type RetryKind } from './close-policy.js'
