@@ -12,12 +12,12 @@ import type {} from '@fastify/websocket'
 import type { Params } from '../protocol/index.js'
 import type { Authenticator, Identity } from '../src/auth/authenticator.js'
 import type { EndpointConfig, LimitsConfig } from '../src/config/schema.js'
-import type { GatewayMetrics, HandshakeFailure } from '../src/metrics.js'
+import type { GatewayMetrics } from '../src/metrics.js'
 import type { EndpointRelay, Ticket } from '../src/relay/relay.js'
 import type { SessionRegistry } from '../src/sessions/registry.js'
 import {
   GW_ERR_AT_CAPACITY, GW_ERR_BACKEND_UNAVAILABLE, GW_ERR_DRAINING, GW_ERR_DUPLICATE, GW_ERR_ORIGIN_FORBIDDEN,
-  GW_ERR_UPGRADE_REQUIRED
+  GW_ERR_UPGRADE_REQUIRED, refusalReason
 } from '../src/errors.js'
 
 declare module 'fastify' {
@@ -62,25 +62,12 @@ export interface EndpointRoutesOptions {
   metrics: GatewayMetrics
 }
 
-const FAILURE_REASONS: Record<string, HandshakeFailure> = {
-  GW_ERR_UPGRADE_REQUIRED: 'not_websocket',
-  GW_ERR_TOKEN_MISSING: 'token_missing',
-  GW_ERR_TOKEN_INVALID: 'token_invalid',
-  GW_ERR_TOKEN_EXPIRED: 'token_expired',
-  GW_ERR_ORIGIN_FORBIDDEN: 'origin',
-  GW_ERR_DUPLICATE: 'duplicate',
-  GW_ERR_AT_CAPACITY: 'capacity',
-  GW_ERR_DRAINING: 'draining',
-  GW_ERR_BACKEND_UNAVAILABLE: 'backend_unavailable',
-  GW_ERR_CLUSTER_UNAVAILABLE: 'cluster_unavailable'
-}
-
 export async function endpointRoutes (app: FastifyInstance, { endpoints, authenticator, gate, metrics }: EndpointRoutesOptions): Promise<void> {
   app.decorateRequest('admitted', null)
   const inFlight = new InFlight()
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
-    const reason = FAILURE_REASONS[error.code]
+    const reason = refusalReason(error)
     if (reason === undefined) throw error
     metrics.handshakeFailures.inc({ endpoint: request.routeOptions.config.endpoint, reason })
     request.log.info({ reason, status: error.statusCode }, `handshake refused: ${error.message}`)
