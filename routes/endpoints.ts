@@ -6,7 +6,6 @@
 import type { ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import type { WebSocket } from 'ws'
 import type { FastifyError } from '@fastify/error'
 import type {} from '@fastify/websocket'
 import type { Params } from '../protocol/index.js'
@@ -19,6 +18,7 @@ import {
   GW_ERR_AT_CAPACITY, GW_ERR_BACKEND_UNAVAILABLE, GW_ERR_DRAINING, GW_ERR_DUPLICATE, GW_ERR_ORIGIN_FORBIDDEN,
   GW_ERR_UPGRADE_REQUIRED, refusalReason
 } from '../src/errors.js'
+import { pluginRetention } from './fastify-websocket-retention.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -46,6 +46,8 @@ interface Admitted {
   ticket: Ticket
   /** Stops watching for the client leaving before the upgrade, and frees its in-flight place. */
   upgraded (): void
+  /** The response @fastify/websocket routes the upgrade with (routes/fastify-websocket-retention.ts). */
+  standIn: ServerResponse
 }
 
 /** Gateway-wide admission state. */
@@ -80,16 +82,17 @@ export async function endpointRoutes (app: FastifyInstance, { endpoints, authent
       url: endpoint.config.path,
       websocket: true,
       config: { endpoint: endpoint.config.name },
-      preValidation: async (request) => {
+      preValidation: async (request, reply) => {
         const identity = admit(request, endpoint, authenticator, gate, inFlight)
-        request.admitted = await hold(request.raw.socket, endpoint, identity, request.params as Params, inFlight.enter(endpoint.config.name))
+        const held = await hold(request.raw.socket, endpoint, identity, request.params as Params, inFlight.enter(endpoint.config.name))
+        request.admitted = { ...held, standIn: reply.raw }
       },
       handler: (socket, request) => {
-        const { identity, ticket, upgraded } = request.admitted as Admitted
+        const { identity, ticket, upgraded, standIn } = request.admitted as Admitted
         upgraded()
-        const inherited = socket.listeners('error')
+        const release = pluginRetention(socket, standIn)
         endpoint.relay.accept(socket, identity, ticket)
-        release(socket, request, inherited)
+        release()
       }
     })
   }
@@ -135,7 +138,7 @@ class InFlight {
  * its place (`leave`) and its claim. HTTP sockets allow half-open, so one that
  * only ends its side would never 'close': it is destroyed.
  */
-async function hold (tcp: Socket, endpoint: EndpointRoute, identity: Identity, params: Params, leave: () => void): Promise<Admitted> {
+async function hold (tcp: Socket, endpoint: EndpointRoute, identity: Identity, params: Params, leave: () => void): Promise<Omit<Admitted, 'standIn'>> {
   let ticket: Ticket | undefined
   let gone = false
   const abandon = (): void => {
@@ -175,18 +178,4 @@ function admit (request: FastifyRequest, endpoint: EndpointRoute, authenticator:
   if (!endpoint.available()) throw new GW_ERR_BACKEND_UNAVAILABLE()
   if (endpoint.registry.refuses(identity.user)) throw new GW_ERR_DUPLICATE()
   return identity
-}
-
-/**
- * Lets go of what @fastify/websocket keeps for the life of every socket: the
- * stand-in ServerResponse it assigned to the TCP socket (and through it the
- * IncomingMessage, its headers and token), and an 'error' listener closing
- * over the fastify request and reply. Together ~3 KiB per idle client
- * (issue 5, bench/results.md). Only the inherited listeners go: the relay
- * has attached its own by now.
- */
-function release (socket: WebSocket, request: FastifyRequest, inherited: ReturnType<WebSocket['listeners']>): void {
-  const tcp = request.raw.socket as Socket & { _httpMessage?: ServerResponse | null }
-  tcp._httpMessage?.detachSocket(tcp)
-  for (const listener of inherited) socket.off('error', listener as (err: Error) => void)
 }
