@@ -6,19 +6,19 @@
 import type { ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import type { WebSocket } from 'ws'
 import type { FastifyError } from '@fastify/error'
 import type {} from '@fastify/websocket'
 import type { Params } from '../protocol/index.js'
 import type { Authenticator, Identity } from '../src/auth/authenticator.js'
 import type { EndpointConfig, LimitsConfig } from '../src/config/schema.js'
-import type { GatewayMetrics, HandshakeFailure } from '../src/metrics.js'
+import type { GatewayMetrics } from '../src/metrics.js'
 import type { EndpointRelay, Ticket } from '../src/relay/relay.js'
 import type { SessionRegistry } from '../src/sessions/registry.js'
 import {
   GW_ERR_AT_CAPACITY, GW_ERR_BACKEND_UNAVAILABLE, GW_ERR_DRAINING, GW_ERR_DUPLICATE, GW_ERR_ORIGIN_FORBIDDEN,
-  GW_ERR_UPGRADE_REQUIRED
+  GW_ERR_UPGRADE_REQUIRED, refusalReason
 } from '../src/errors.js'
+import { pluginRetention } from './fastify-websocket-retention.js'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -46,6 +46,8 @@ interface Admitted {
   ticket: Ticket
   /** Stops watching for the client leaving before the upgrade, and frees its in-flight place. */
   upgraded (): void
+  /** The response @fastify/websocket routes the upgrade with (routes/fastify-websocket-retention.ts). */
+  standIn: ServerResponse
 }
 
 /** Gateway-wide admission state. */
@@ -62,25 +64,12 @@ export interface EndpointRoutesOptions {
   metrics: GatewayMetrics
 }
 
-const FAILURE_REASONS: Record<string, HandshakeFailure> = {
-  GW_ERR_UPGRADE_REQUIRED: 'not_websocket',
-  GW_ERR_TOKEN_MISSING: 'token_missing',
-  GW_ERR_TOKEN_INVALID: 'token_invalid',
-  GW_ERR_TOKEN_EXPIRED: 'token_expired',
-  GW_ERR_ORIGIN_FORBIDDEN: 'origin',
-  GW_ERR_DUPLICATE: 'duplicate',
-  GW_ERR_AT_CAPACITY: 'capacity',
-  GW_ERR_DRAINING: 'draining',
-  GW_ERR_BACKEND_UNAVAILABLE: 'backend_unavailable',
-  GW_ERR_CLUSTER_UNAVAILABLE: 'cluster_unavailable'
-}
-
 export async function endpointRoutes (app: FastifyInstance, { endpoints, authenticator, gate, metrics }: EndpointRoutesOptions): Promise<void> {
   app.decorateRequest('admitted', null)
   const inFlight = new InFlight()
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
-    const reason = FAILURE_REASONS[error.code]
+    const reason = refusalReason(error)
     if (reason === undefined) throw error
     metrics.handshakeFailures.inc({ endpoint: request.routeOptions.config.endpoint, reason })
     request.log.info({ reason, status: error.statusCode }, `handshake refused: ${error.message}`)
@@ -93,16 +82,17 @@ export async function endpointRoutes (app: FastifyInstance, { endpoints, authent
       url: endpoint.config.path,
       websocket: true,
       config: { endpoint: endpoint.config.name },
-      preValidation: async (request) => {
+      preValidation: async (request, reply) => {
         const identity = admit(request, endpoint, authenticator, gate, inFlight)
-        request.admitted = await hold(request.raw.socket, endpoint, identity, request.params as Params, inFlight.enter(endpoint.config.name))
+        const held = await hold(request.raw.socket, endpoint, identity, request.params as Params, inFlight.enter(endpoint.config.name))
+        request.admitted = { ...held, standIn: reply.raw }
       },
       handler: (socket, request) => {
-        const { identity, ticket, upgraded } = request.admitted as Admitted
+        const { identity, ticket, upgraded, standIn } = request.admitted as Admitted
         upgraded()
-        const inherited = socket.listeners('error')
+        const release = pluginRetention(socket, standIn)
         endpoint.relay.accept(socket, identity, ticket)
-        release(socket, request, inherited)
+        release()
       }
     })
   }
@@ -148,7 +138,7 @@ class InFlight {
  * its place (`leave`) and its claim. HTTP sockets allow half-open, so one that
  * only ends its side would never 'close': it is destroyed.
  */
-async function hold (tcp: Socket, endpoint: EndpointRoute, identity: Identity, params: Params, leave: () => void): Promise<Admitted> {
+async function hold (tcp: Socket, endpoint: EndpointRoute, identity: Identity, params: Params, leave: () => void): Promise<Omit<Admitted, 'standIn'>> {
   let ticket: Ticket | undefined
   let gone = false
   const abandon = (): void => {
@@ -188,18 +178,4 @@ function admit (request: FastifyRequest, endpoint: EndpointRoute, authenticator:
   if (!endpoint.available()) throw new GW_ERR_BACKEND_UNAVAILABLE()
   if (endpoint.registry.refuses(identity.user)) throw new GW_ERR_DUPLICATE()
   return identity
-}
-
-/**
- * Lets go of what @fastify/websocket keeps for the life of every socket: the
- * stand-in ServerResponse it assigned to the TCP socket (and through it the
- * IncomingMessage, its headers and token), and an 'error' listener closing
- * over the fastify request and reply. Together ~3 KiB per idle client
- * (issue 5, bench/results.md). Only the inherited listeners go: the relay
- * has attached its own by now.
- */
-function release (socket: WebSocket, request: FastifyRequest, inherited: ReturnType<WebSocket['listeners']>): void {
-  const tcp = request.raw.socket as Socket & { _httpMessage?: ServerResponse | null }
-  tcp._httpMessage?.detachSocket(tcp)
-  for (const listener of inherited) socket.off('error', listener as (err: Error) => void)
 }

@@ -4,8 +4,6 @@
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 
-export type HandshakeFailure = 'not_websocket' | 'token_missing' | 'token_invalid' | 'token_expired' | 'origin' | 'duplicate' | 'capacity' | 'draining' | 'backend_unavailable' | 'cluster_unavailable'
-
 export class GatewayMetrics {
   readonly registry = new Registry()
 
