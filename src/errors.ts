@@ -5,13 +5,13 @@
  */
 // the named export, so the emitted .d.ts names `FastifyErrorConstructor` directly: through the default
 // import it would read `createError.FastifyErrorConstructor`, which `moduleResolution: "bundler"` cannot resolve
-import { createError } from '@fastify/error'
+import { createError, type FastifyErrorConstructor } from '@fastify/error'
 
 /** Each handshake refusal's label in `gatehouse_handshake_failures_total` (docs/operations.md), by its class. */
 const REASONS = new Map<unknown, string>()
 
 /** A refused player handshake: its metric label, status and message, declared together, once. */
-function refusal<C extends string, SC extends number> (reason: string, code: C, message: string, statusCode: SC): createError.FastifyErrorConstructor<{ code: C, statusCode: SC }> {
+function refusal<C extends string, SC extends number> (reason: string, code: C, message: string, statusCode: SC): FastifyErrorConstructor<{ code: C, statusCode: SC }> {
   const Refusal = createError(code, message, statusCode)
   REASONS.set(Refusal, reason)
   return Refusal
