@@ -234,3 +234,20 @@ t.test('no token reaches a log line at trace, whatever the handshake did', async
   for (const token of tokens) t.notOk(text.includes(token.split('.')[2]), 'the signature of a token is in no log line')
   t.ok(gateway.logs.some((line) => /"level":20/.test(line)), 'debug lines were written, so the check saw below info')
 })
+
+t.test('reconnect churn across rooms does not reset the rate limit: a user gets its burst once', async (t) => {
+  const { gateway, backend } = await setup(t, {}, { limits: { messagesPerSecond: 1, burst: 10 } })
+  const codes = new Set<number>()
+  const started = performance.now()
+  for (let i = 0; i < 10; i++) {
+    const client = await connect(gateway.url(`/lobby/r${i % 3}`), { token: tokenFor('churn') })
+    for (let k = 0; k < 5; k++) client.ws.send('m')
+    client.ws.close(1000)
+    codes.add((await client.closed).code)
+    await backend.next('close', 'churn')
+  }
+  t.ok(codes.has(1008), 'reconnecting clients past the burst are closed with 1008')
+  const refilled = Math.ceil((performance.now() - started) / 1000)
+  const relayed = backend.events.all.filter((e) => e.event === 'message').length
+  t.ok(relayed <= 10 + refilled, `at most the burst plus one a second of refill reached the backend (${relayed} of 50 sent)`)
+})
