@@ -5,7 +5,7 @@
  * not destroy it leaves it open for good. No answer echoes the URL and no
  * log line holds the raw request: either may carry a token.
  */
-import { STATUS_CODES } from 'node:http'
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { GW_ERR_BAD_URL, GW_ERR_PARAM_TOO_LONG, GW_ERR_UPGRADE_REFUSED } from '../src/errors.js'
@@ -19,6 +19,22 @@ export function refuseStrayUpgrades (app: FastifyInstance): void {
   app.addHook('onRequest', async (request) => {
     if (!request.ws || request.is404) return
     if (request.method !== 'GET' || request.routeOptions.config.endpoint === undefined) throw new GW_ERR_UPGRADE_REFUSED()
+  })
+}
+
+/**
+ * An upgrade pipelined behind another request on one connection reaches
+ * 'upgrade' while that request's response still holds the socket:
+ * @fastify/websocket cannot route it and leaves the socket open for good.
+ * Refused by ending the socket once the earlier response is done.
+ */
+export function endPipelinedUpgrades (app: FastifyInstance): void {
+  app.server.prependListener('upgrade', (_request: IncomingMessage, socket: Socket & { _httpMessage?: ServerResponse | null }) => {
+    const earlier = socket._httpMessage
+    if (!earlier) return
+    const end = (): void => { socket.destroy() }
+    if (earlier.writableFinished) end()
+    else earlier.once('finish', end).once('close', end)
   })
 }
 

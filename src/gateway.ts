@@ -29,7 +29,7 @@ import { CloseCodes } from '../protocol/index.js'
 import { endpointRoutes, type EndpointRoute } from '../routes/endpoints.js'
 import { healthRoutes } from '../routes/health.js'
 import { handleNotFound } from '../routes/not-found.js'
-import { clientErrorHandler, frameworkErrors, refuseStrayUpgrades } from '../routes/upgrades.js'
+import { clientErrorHandler, endPipelinedUpgrades, frameworkErrors, refuseStrayUpgrades } from '../routes/upgrades.js'
 
 /** Frames one client message may be split into; past it ws closes with 1008 (protocol/PROTOCOL.md §7). */
 const MAX_FRAGMENTS = 256
@@ -158,6 +158,7 @@ async function registerGateway (app: FastifyInstance, options: GatehousePluginOp
   })
 
   refuseStrayUpgrades(app)
+  endPipelinedUpgrades(app)
   await app.register(endpointRoutes, {
     endpoints: endpoints.map((e) => e.route),
     authenticator,

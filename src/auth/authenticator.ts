@@ -10,6 +10,13 @@ import type { AuthConfig } from '../config/schema.js'
 import { GW_ERR_TOKEN_EXPIRED, GW_ERR_TOKEN_INVALID, GW_ERR_TOKEN_MISSING } from '../errors.js'
 import { extractToken, type TokenCarrier } from './token-sources.js'
 
+/**
+ * The claims go into every `open` and `sync` through JSON.stringify, which
+ * recurses: nested a few thousand deep (a 16 KB header holds that) it throws,
+ * and the backend would get a `close` with no `open` (protocol/PROTOCOL.md §6).
+ */
+const MAX_CLAIMS_DEPTH = 64
+
 export type Claims = Record<string, unknown>
 
 export interface Identity {
@@ -53,6 +60,7 @@ export async function registerAuthenticator (app: FastifyInstance, auth: Readonl
       const user = readClaim(claims, claimPath)
       if (user === undefined) throw new GW_ERR_TOKEN_INVALID(`no usable "${auth.userClaim}" claim (a non-empty string or a number)`)
       if (Buffer.byteLength(user) > auth.maxUserIdLength) throw new GW_ERR_TOKEN_INVALID(`the "${auth.userClaim}" claim is longer than ${auth.maxUserIdLength} bytes`)
+      if (nestedDeeperThan(claims, MAX_CLAIMS_DEPTH)) throw new GW_ERR_TOKEN_INVALID(`claims nested deeper than ${MAX_CLAIMS_DEPTH} levels`)
       return { user, claims, exp: typeof claims.exp === 'number' ? claims.exp : undefined }
     }
   }
@@ -80,4 +88,15 @@ function readClaim (claims: Claims, path: string[]): string | undefined {
 /** fast-jwt's messages say what failed (signature, iss, aud, nbf) and never echo the token. */
 function describe (err: unknown): string {
   return err instanceof Error ? err.message : 'unverifiable'
+}
+
+/** Iterative, so the check itself cannot overflow the stack. */
+function nestedDeeperThan (value: unknown, max: number): boolean {
+  const pending: Array<{ value: unknown, depth: number }> = [{ value, depth: 0 }]
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    if (next.value === null || typeof next.value !== 'object') continue
+    if (next.depth >= max) return true
+    for (const child of Object.values(next.value)) pending.push({ value: child, depth: next.depth + 1 })
+  }
+  return false
 }

@@ -114,7 +114,14 @@ export class RedisBroker extends EventEmitter<BrokerEvents> implements Broker {
       redis.on('error', (err: Error) => this.options.log.debug({ err: err.message, redis: this.target }, 'redis connection error'))
       redis.connect().catch(() => { /* retried by ioredis; 'error' has logged it */ })
     }
-    this.sub.on('message', (channel: string, text: string) => this.onMessage(channel, text))
+    this.sub.on('message', (channel: string, text: string) => {
+      // a message of another form (another version or app on the same Redis) must not throw out of ioredis's handler
+      try {
+        this.onMessage(channel, text)
+      } catch (err) {
+        this.failed('message', err as Error)
+      }
+    })
     const period = Math.floor(this.options.presenceTtlMs / 3)
     this.timer = setInterval(() => { void this.tick() }, period)
     this.timer.unref()
