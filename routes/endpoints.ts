@@ -16,7 +16,7 @@ import type { GatewayMetrics, HandshakeFailure } from '../src/metrics.js'
 import type { EndpointRelay, Ticket } from '../src/relay/relay.js'
 import type { SessionRegistry } from '../src/sessions/registry.js'
 import {
-  GW_ERR_AT_CAPACITY, GW_ERR_BACKEND_UNAVAILABLE, GW_ERR_DRAINING, GW_ERR_DUPLICATE, GW_ERR_ORIGIN_FORBIDDEN,
+  GW_ERR_AT_CAPACITY, GW_ERR_BACKEND_UNAVAILABLE, GW_ERR_DRAINING, GW_ERR_DUPLICATE, GW_ERR_NO_ROUTING_KEY, GW_ERR_ORIGIN_FORBIDDEN,
   GW_ERR_UPGRADE_REQUIRED
 } from '../src/errors.js'
 
@@ -34,6 +34,8 @@ export interface EndpointRoute {
   relay: EndpointRelay
   /** False once the backend has been away past `queue.graceMs`. */
   available (): boolean
+  /** False when the client has no routing key for the endpoint's pool (`backend.route`). */
+  routable (identity: Identity, params: Params): boolean
   /** Registers the handshake with the cluster; throws the error whose status the client gets. */
   claim (identity: Identity, params: Params): Promise<Ticket>
   /** Gives back a claim whose upgrade never happened. */
@@ -72,7 +74,8 @@ const FAILURE_REASONS: Record<string, HandshakeFailure> = {
   GW_ERR_AT_CAPACITY: 'capacity',
   GW_ERR_DRAINING: 'draining',
   GW_ERR_BACKEND_UNAVAILABLE: 'backend_unavailable',
-  GW_ERR_CLUSTER_UNAVAILABLE: 'cluster_unavailable'
+  GW_ERR_CLUSTER_UNAVAILABLE: 'cluster_unavailable',
+  GW_ERR_NO_ROUTING_KEY: 'no_routing_key'
 }
 
 export async function endpointRoutes (app: FastifyInstance, { endpoints, authenticator, gate, metrics }: EndpointRoutesOptions): Promise<void> {
@@ -185,6 +188,7 @@ function admit (request: FastifyRequest, endpoint: EndpointRoute, authenticator:
   if (gate.connections() + inFlight.count() >= gate.maxConnections ||
     endpoint.registry.size + inFlight.count(name) >= endpoint.limits.maxConnections) throw new GW_ERR_AT_CAPACITY()
   const identity = authenticator.authenticate(request)
+  if (!endpoint.routable(identity, request.params as Params)) throw new GW_ERR_NO_ROUTING_KEY(endpoint.config.backend.route)
   if (!endpoint.available()) throw new GW_ERR_BACKEND_UNAVAILABLE()
   if (endpoint.registry.refuses(identity.user)) throw new GW_ERR_DUPLICATE()
   return identity

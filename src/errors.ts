@@ -19,6 +19,7 @@ export const GW_ERR_NOT_FOUND = createError('GW_ERR_NOT_FOUND', 'no endpoint at 
 export const GW_ERR_TOKEN_MISSING = createError('GW_ERR_TOKEN_MISSING', 'no token: send it as Authorization: Bearer, Sec-WebSocket-Protocol: bearer, <jwt> or ?access_token= (as configured)', 401)
 export const GW_ERR_TOKEN_EXPIRED = createError('GW_ERR_TOKEN_EXPIRED', 'token expired', 401)
 export const GW_ERR_TOKEN_INVALID = createError('GW_ERR_TOKEN_INVALID', 'token rejected: %s', 401)
+export const GW_ERR_NO_ROUTING_KEY = createError('GW_ERR_NO_ROUTING_KEY', 'no routing key: this endpoint routes clients by %s, which is missing or empty for this connection', 400)
 export const GW_ERR_ORIGIN_FORBIDDEN = createError('GW_ERR_ORIGIN_FORBIDDEN', 'origin not allowed', 403)
 export const GW_ERR_DUPLICATE = createError('GW_ERR_DUPLICATE', 'this user is already connected to this endpoint', 409)
 export const GW_ERR_AT_CAPACITY = createError('GW_ERR_AT_CAPACITY', 'gateway at capacity, try again later', 503)

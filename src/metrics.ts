@@ -4,7 +4,7 @@
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 
-export type HandshakeFailure = 'not_websocket' | 'token_missing' | 'token_invalid' | 'token_expired' | 'origin' | 'duplicate' | 'capacity' | 'draining' | 'backend_unavailable' | 'cluster_unavailable'
+export type HandshakeFailure = 'not_websocket' | 'token_missing' | 'token_invalid' | 'token_expired' | 'origin' | 'duplicate' | 'capacity' | 'draining' | 'backend_unavailable' | 'cluster_unavailable' | 'no_routing_key'
 
 export class GatewayMetrics {
   readonly registry = new Registry()
@@ -18,10 +18,16 @@ export class GatewayMetrics {
   readonly droppedActions = new Counter({ name: 'gatehouse_dropped_actions_total', help: 'Action deliveries that could not be made, by reason', labelNames: ['endpoint', 'reason'] as const, registers: [this.registry] })
   readonly droppedEvents = new Counter({ name: 'gatehouse_dropped_events_total', help: 'Events for a backend that were discarded, by reason', labelNames: ['endpoint', 'reason'] as const, registers: [this.registry] })
   readonly backendFrameErrors = new Counter({ name: 'gatehouse_backend_frame_errors_total', help: 'Backend frames or actions that were refused', labelNames: ['endpoint', 'reason'] as const, registers: [this.registry] })
-  readonly linkUp = new Gauge({ name: 'gatehouse_link_up', help: '1 while the backend link is open', labelNames: ['endpoint'] as const, registers: [this.registry] })
-  readonly linkReconnects = new Counter({ name: 'gatehouse_link_reconnects_total', help: 'Backend link (re)connections after the first', labelNames: ['endpoint'] as const, registers: [this.registry] })
-  readonly queueEvents = new Gauge({ name: 'gatehouse_queue_events', help: 'Events waiting for the backend link', labelNames: ['endpoint'] as const, registers: [this.registry] })
-  readonly queueBytes = new Gauge({ name: 'gatehouse_queue_bytes', help: 'Bytes of events waiting for the backend link', labelNames: ['endpoint'] as const, registers: [this.registry] })
+  readonly linkUp = new Gauge({ name: 'gatehouse_link_up', help: '1 while the backend link is open', labelNames: ['endpoint', 'member'] as const, registers: [this.registry] })
+  readonly linkReconnects = new Counter({ name: 'gatehouse_link_reconnects_total', help: 'Backend link (re)connections after the first', labelNames: ['endpoint', 'member'] as const, registers: [this.registry] })
+  readonly queueEvents = new Gauge({ name: 'gatehouse_queue_events', help: 'Events waiting for the backend link', labelNames: ['endpoint', 'member'] as const, registers: [this.registry] })
+  readonly queueBytes = new Gauge({ name: 'gatehouse_queue_bytes', help: 'Bytes of events waiting for the backend link', labelNames: ['endpoint', 'member'] as const, registers: [this.registry] })
+
+  readonly poolMemberState = new Gauge({ name: 'gatehouse_pool_member_state', help: "1 for a pool member's current state (up, down, draining, out), 0 for the others", labelNames: ['endpoint', 'member', 'state'] as const, registers: [this.registry] })
+  readonly poolMemberKeys = new Gauge({ name: 'gatehouse_pool_member_keys', help: 'Routing keys assigned to a pool member, lingering ones included', labelNames: ['endpoint', 'member'] as const, registers: [this.registry] })
+  readonly poolMemberClients = new Gauge({ name: 'gatehouse_pool_member_clients', help: 'Clients routed to a pool member', labelNames: ['endpoint', 'member'] as const, registers: [this.registry] })
+  readonly poolFailovers = new Counter({ name: 'gatehouse_pool_failovers_total', help: 'Pool members whose keys were moved to other members after failoverMs down', labelNames: ['endpoint', 'member'] as const, registers: [this.registry] })
+  readonly poolRehomedClients = new Counter({ name: 'gatehouse_pool_rehomed_clients_total', help: 'Clients re-opened on another member by a failover', labelNames: ['endpoint'] as const, registers: [this.registry] })
 
   readonly brokerUp = new Gauge({ name: 'gatehouse_broker_up', help: '1 while the cluster broker (Redis) is reachable; always 1 for a node alone', registers: [this.registry] })
   readonly brokerErrors = new Counter({ name: 'gatehouse_broker_errors_total', help: 'Broker (Redis) operations that failed, by operation', labelNames: ['op'] as const, registers: [this.registry] })
