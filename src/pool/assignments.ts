@@ -76,7 +76,6 @@ export class Assignments {
       return
     }
     assignment.linger = setTimeout(() => this.release(key, assignment), this.options.lingerMs)
-    assignment.linger.unref()
   }
 
   /** Re-homes `key` (a failover); its clients and linger go with it. */
