@@ -13,6 +13,8 @@ import { startGateway, testConfig, type TestGateway } from './helpers/gateway.js
 import { connect, refusal, type TestClient } from './helpers/client.js'
 import { tokenFor } from './helpers/tokens.js'
 import { Inbox } from './helpers/waiter.js'
+import { GatehouseBackend } from '../src/sdk/index.js'
+import { BACKEND_TOKEN, call, captureLogger, recorder } from './sdk-fixtures.js'
 
 interface Received {
   event: string
@@ -287,6 +289,36 @@ t.test('drain: no new match on the draining member, its live ones go on, then `d
   await Promise.all(again.map(async (m) => await pool[0].next('open', `${m}-a`)))
   t.pass('undrained, it gets new matches again')
   for (const c of [...newcomers, ...back]) c.ws.close()
+})
+
+t.test('SDK: drain() reaches every gateway, onDrained once its last match has ended, undrain() takes it back', async (t) => {
+  const { handlers, calls } = recorder()
+  const sdk = new GatehouseBackend({ token: BACKEND_TOKEN, logger: captureLogger() }, handlers)
+  const { url } = await sdk.listen()
+  t.teardown(async () => await sdk.stop())
+  const [other] = await members(t, 1)
+  const ids = ['sdk', 'other']
+  const config = testConfig([{
+    name: 'game',
+    path: '/game/:matchId',
+    backend: { urls: [{ id: 'sdk', url }, { id: 'other', url: other.url }], route: 'params.matchId', token: BACKEND_TOKEN, acks: true, lingerMs: 0 }
+  }])
+  const gateway = await startGateway(t, config)
+  await other.next('hello')
+  await allUp(gateway, 2)
+  const match = Array.from({ length: 50 }, (_, i) => `s-${i}`).find((m) => hrwOwner(m, ids) === 'sdk') as string
+  const p = await player(gateway, 'p', match)
+  await call(calls, 'open p')
+  sdk.drain()
+  await gateway.logged(/pool member draining/)
+  p.ws.close()
+  await call(calls, 'close p')
+  t.match(await call(calls, 'drained'), /^drained \S+ game$/, 'onDrained names the gateway and the endpoint')
+  sdk.undrain()
+  await gateway.logged(/undrained/)
+  const q = await player(gateway, 'q', match)
+  t.equal(await call(calls, 'open q'), `open q {"matchId":"${match}"}`, 'undrained, the service gets new matches again')
+  q.ws.close()
 })
 
 t.test('a player moving to a match on another member: its close there is committed before its open here', async (t) => {
