@@ -39,6 +39,7 @@ export function parseConfig (input: unknown, env: NodeJS.ProcessEnv = process.en
   const valid = config as GatewayConfig
   checkAuth(valid, baseDir, problems)
   checkEndpoints(valid.endpoints, problems)
+  checkPoolsAlone(valid, problems)
   const workers = workersProblem(valid.server.workers, valid)
   if (workers) problems.push(`server.workers: ${workers}`)
   if (problems.length > 0) throw new ConfigError(problems)
@@ -190,6 +191,20 @@ function checkBackend (endpoint: EndpointConfig, at: string, problems: string[])
   if (param !== undefined && !endpoint.path.split('/').includes(`:${param}`)) {
     problems.push(`${at}.route: routes by the path parameter "${param}", but the path "${endpoint.path}" has no :${param}`)
   }
+}
+
+/**
+ * Pools keep their assignments in the process: two gateway nodes could serve
+ * one key from two members, so pools of several members run on one gateway
+ * only, for now (docs/pools.md).
+ */
+function checkPoolsAlone (config: GatewayConfig, problems: string[]): void {
+  if (config.cluster.redis === undefined) return
+  config.endpoints.forEach((endpoint, i) => {
+    if ((endpoint.backend.urls?.length ?? 0) > 1) {
+      problems.push(`endpoints[${i}].backend.urls: a pool of several members runs on one gateway only for now, but cluster.redis is set (docs/pools.md)`)
+    }
+  })
 }
 
 function deepFreeze<T> (value: T): T {
