@@ -183,12 +183,12 @@ export class BackendPool extends EventEmitter<PoolEvents> {
       return true
     }
     if (event.kind !== 'close') return member.link.send(event)
-    const opened = { member, held: [] }
-    this.gates.set(event.user, opened)
+    const closing: Gate = { member, held: [] }
+    this.gates.set(event.user, closing)
     const settled = event.settled
-    const sent = member.link.send({ ...event, settled: () => { settled?.(); this.release(event.user, opened) } })
+    const sent = member.link.send({ ...event, settled: () => { settled?.(); this.release(event.user, closing) } })
     this.assignments.leave(event.key)
-    if (!sent) this.release(event.user, opened)
+    if (!sent) this.release(event.user, closing)
     return sent
   }
 
