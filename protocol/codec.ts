@@ -92,8 +92,11 @@ export function encodeFrame (encoded: readonly string[]): string {
 }
 
 /** `session` names the link's sequence of `seq`s (PROTOCOL.md §5a): one per gateway process and endpoint. */
-export function encodeHello (gateway: string, endpoint: string, session: string, acks = false, cluster?: string): string {
-  const hello: HelloEvent = { event: 'hello', gateway, endpoint, session, protocol: PROTOCOL_VERSION, ...(acks ? { acks: true } : {}), ...(cluster === undefined ? {} : { cluster }) }
+export function encodeHello (gateway: string, endpoint: string, session: string, acks = false, cluster?: string, member?: string): string {
+  const hello: HelloEvent = {
+    event: 'hello', gateway, endpoint, session, protocol: PROTOCOL_VERSION,
+    ...(acks ? { acks: true } : {}), ...(cluster === undefined ? {} : { cluster }), ...(member === undefined ? {} : { member })
+  }
   return JSON.stringify(hello)
 }
 
@@ -106,6 +109,15 @@ export function encodeSync (users: readonly SyncUser[], seq?: number): string {
 export function withSeq (encodedEvent: string, seq: number): string {
   return `${encodedEvent.slice(0, -1)},"seq":${seq}}`
 }
+
+/** The event as it was before `withSeq(encodedEvent, seq)`. */
+export function withoutSeq (stampedEvent: string, seq: number): string {
+  const suffix = `,"seq":${seq}}`
+  return stampedEvent.endsWith(suffix) ? `${stampedEvent.slice(0, -suffix.length)}}` : stampedEvent
+}
+
+/** Sent to a draining pool member once it holds no key. */
+export const DRAINED_EVENT = JSON.stringify({ event: 'drained' })
 
 export function encodeOpen (user: string, claims: Claims, params: Params): string {
   return JSON.stringify({ event: 'open', user, claims, params })

@@ -30,7 +30,8 @@ export const HelloEvent = Type.Object({
   session: Type.String({ minLength: 1, description: 'random per gateway process: `seq` starts at 1 again only with a new session' }),
   protocol: Type.Integer(),
   acks: Type.Optional(Type.Literal(true, { description: 'events carry seq; answer with ack actions' })),
-  cluster: Type.Optional(Type.String({ minLength: 1, description: 'gateways naming the same cluster are one gateway: any of their links reaches every user, and `all` reaches the whole cluster' }))
+  cluster: Type.Optional(Type.String({ minLength: 1, description: 'gateways naming the same cluster are one gateway: any of their links reaches every user, and `all` reaches the whole cluster' })),
+  member: Type.Optional(Type.String({ minLength: 1, description: 'with `backend.urls`: the id the gateway gives this backend in its pool' }))
 }, open)
 
 export const SyncUser = Type.Object({ user: User, claims: Claims, params: Params }, open)
@@ -67,7 +68,12 @@ export const CloseEvent = Type.Object({
   seq: Seq
 }, open)
 
-export const Event = Type.Union([HelloEvent, SyncEvent, OpenEvent, MessageEvent, CloseEvent])
+/** A draining pool member holds no key any more: it may exit (PROTOCOL.md §10). */
+export const DrainedEvent = Type.Object({
+  event: Type.Literal('drained')
+}, open)
+
+export const Event = Type.Union([HelloEvent, SyncEvent, OpenEvent, MessageEvent, CloseEvent, DrainedEvent])
 
 // ---- actions: backend → gateway ----
 
@@ -105,7 +111,12 @@ export const AckAction = Type.Object({
   seq: Type.Integer({ minimum: 0 })
 }, strict)
 
-export const Action = Type.Union([SendAction, CloseAction, AckAction])
+/** A pool member asks for no new keys (PROTOCOL.md §10). */
+export const DrainAction = Type.Object({ action: Type.Literal('drain') }, strict)
+/** A draining pool member takes new keys again. */
+export const UndrainAction = Type.Object({ action: Type.Literal('undrain') }, strict)
+
+export const Action = Type.Union([SendAction, CloseAction, AckAction, DrainAction, UndrainAction])
 
 export type HelloEvent = Static<typeof HelloEvent>
 export type SyncUser = Static<typeof SyncUser>
@@ -113,10 +124,15 @@ export type SyncEvent = Static<typeof SyncEvent>
 export type OpenEvent = Static<typeof OpenEvent>
 export type MessageEvent = Static<typeof MessageEvent>
 export type CloseEvent = Static<typeof CloseEvent>
+export type DrainedEvent = Static<typeof DrainedEvent>
 export type Event = Static<typeof Event>
 export type SendAction = Static<typeof SendAction>
 export type CloseAction = Static<typeof CloseAction>
 export type AckAction = Static<typeof AckAction>
+export type DrainAction = Static<typeof DrainAction>
+export type UndrainAction = Static<typeof UndrainAction>
+/** The actions a backend pool handles itself: they never reach the relay. */
+export type PoolAction = DrainAction | UndrainAction
 /** The actions the gateway carries out on clients; `ack` stays with the link. */
 export type ClientAction = SendAction | CloseAction
 export type Action = Static<typeof Action>
@@ -125,8 +141,8 @@ export type Params = Static<typeof Params>
 
 /** Schemas by discriminator value, so a bad frame's error names the right fields. */
 export const EventSchemas: Record<Event['event'], TSchema> = {
-  hello: HelloEvent, sync: SyncEvent, open: OpenEvent, message: MessageEvent, close: CloseEvent
+  hello: HelloEvent, sync: SyncEvent, open: OpenEvent, message: MessageEvent, close: CloseEvent, drained: DrainedEvent
 }
 export const ActionSchemas: Record<Action['action'], TSchema> = {
-  send: SendAction, close: CloseAction, ack: AckAction
+  send: SendAction, close: CloseAction, ack: AckAction, drain: DrainAction, undrain: UndrainAction
 }

@@ -15,7 +15,7 @@ import type { GatewayMetrics } from '../src/metrics.js'
 import type { EndpointRelay, Ticket } from '../src/relay/relay.js'
 import type { SessionRegistry } from '../src/sessions/registry.js'
 import {
-  GW_ERR_AT_CAPACITY, GW_ERR_BACKEND_UNAVAILABLE, GW_ERR_DRAINING, GW_ERR_DUPLICATE, GW_ERR_ORIGIN_FORBIDDEN,
+  GW_ERR_AT_CAPACITY, GW_ERR_BACKEND_UNAVAILABLE, GW_ERR_DRAINING, GW_ERR_DUPLICATE, GW_ERR_NO_ROUTING_KEY, GW_ERR_ORIGIN_FORBIDDEN,
   GW_ERR_UPGRADE_REQUIRED, refusalReason
 } from '../src/errors.js'
 import { pluginRetention } from './fastify-websocket-retention.js'
@@ -34,6 +34,8 @@ export interface EndpointRoute {
   relay: EndpointRelay
   /** False once the backend has been away past `queue.graceMs`. */
   available (): boolean
+  /** False when the client has no routing key for the endpoint's pool (`backend.route`). */
+  routable (identity: Identity, params: Params): boolean
   /** Registers the handshake with the cluster; throws the error whose status the client gets. */
   claim (identity: Identity, params: Params): Promise<Ticket>
   /** Gives back a claim whose upgrade never happened. */
@@ -175,6 +177,7 @@ function admit (request: FastifyRequest, endpoint: EndpointRoute, authenticator:
   if (gate.connections() + inFlight.count() >= gate.maxConnections ||
     endpoint.registry.size + inFlight.count(name) >= endpoint.limits.maxConnections) throw new GW_ERR_AT_CAPACITY()
   const identity = authenticator.authenticate(request)
+  if (!endpoint.routable(identity, request.params as Params)) throw new GW_ERR_NO_ROUTING_KEY(endpoint.config.backend.route)
   if (!endpoint.available()) throw new GW_ERR_BACKEND_UNAVAILABLE()
   if (endpoint.registry.refuses(identity.user)) throw new GW_ERR_DUPLICATE()
   return identity

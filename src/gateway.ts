@@ -9,11 +9,12 @@ import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
 import websocket from '@fastify/websocket'
 import type { DestinationStream } from 'pino'
-import { parseConfig, endpointLimits, isValidated } from './config/load.js'
+import { parseConfig, endpointLimits, isValidated, backendMembers } from './config/load.js'
 import type { GatewayConfig } from './config/schema.js'
 import { registerAuthenticator } from './auth/authenticator.js'
 import { selectSubprotocol } from './auth/token-sources.js'
 import { BackendLink } from './backend-link/link.js'
+import { BackendPool } from './pool/pool.js'
 import { EndpointRelay } from './relay/relay.js'
 import { ClientSide } from './relay/client-side.js'
 import { ActionDispatch } from './relay/action-dispatch.js'
@@ -92,7 +93,18 @@ async function registerGateway (app: FastifyInstance, options: GatehousePluginOp
     const log = app.log.child({ endpoint: endpoint.name })
     const limits = endpointLimits(config, endpoint)
     const registry = new SessionRegistry(endpoint.duplicate)
-    const link = new BackendLink({ endpoint: endpoint.name, nodeId, cluster: broker.cluster, backend: endpoint.backend, queue: config.queue, metrics, log })
+    const { backend } = endpoint
+    const link = new BackendPool({
+      endpoint: endpoint.name,
+      backend,
+      members: backendMembers(backend),
+      dial: (member) => new BackendLink({
+        endpoint: endpoint.name, nodeId, cluster: broker.cluster, url: member.url, member: member.id, announceMember: backend.urls !== undefined,
+        backend, queue: config.queue, metrics, log: backend.urls === undefined ? log : log.child({ member: member.id })
+      }),
+      metrics,
+      log
+    })
     const relay = new EndpointRelay(
       new ClientSide({ endpoint, limits, registry, sink: link, cluster: broker, metrics, log, clockToleranceSec: config.auth.clockToleranceSec }),
       new ActionDispatch({ endpoint: endpoint.name, registry, cluster: broker, metrics, log })
@@ -102,12 +114,16 @@ async function registerGateway (app: FastifyInstance, options: GatehousePluginOp
       if (state === 'unavailable') relay.closeAll(CloseCodes.BACKEND_UNAVAILABLE)
     })
     link.on('overShare', (user) => registry.get(user)?.close(CloseCodes.QUEUE_SHARE_EXCEEDED))
+    link.on('unavailable', (users) => {
+      for (const user of users) registry.get(user)?.close(CloseCodes.BACKEND_UNAVAILABLE)
+    })
     const route: EndpointRoute = {
       config: endpoint,
       limits,
       registry,
       relay,
       available: () => link.state !== 'unavailable',
+      routable: (identity, params) => link.routable({ user: identity.user, claims: identity.claims, params }),
       claim: async (identity, params) => await admissions.claim(endpoint, identity, params),
       release: (ticket) => admissions.release(ticket, registry.get(ticket.connection.user)?.connection)
     }
@@ -151,7 +167,7 @@ async function registerGateway (app: FastifyInstance, options: GatehousePluginOp
       const deadline = Date.now() + config.server.shutdownTimeoutMs
       await Promise.all(endpoints.map((e) => e.relay.shutdown(config.server.shutdownTimeoutMs / 2)))
       await Promise.all(endpoints.map(async ({ link, route }) => {
-        const left = await link.drain(Math.max(0, deadline - Date.now()))
+        const left = await link.settle(Math.max(0, deadline - Date.now()))
         if (left > 0) app.log.warn({ endpoint: route.config.name, undelivered: left }, 'shutdown: events not delivered to the backend')
       }))
     }
@@ -173,6 +189,7 @@ async function registerGateway (app: FastifyInstance, options: GatehousePluginOp
   await app.register(healthRoutes, {
     registry: metrics.registry,
     links: () => Object.fromEntries(endpoints.map((e) => [e.route.config.name, e.link.state])),
+    members: () => Object.fromEntries(endpoints.filter((e) => e.route.config.backend.urls !== undefined).map((e) => [e.route.config.name, e.link.memberStates()])),
     broker: () => broker.state
   })
 

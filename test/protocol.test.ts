@@ -86,10 +86,10 @@ t.test('actions: valid ones pass, each bad one is named by index and field', asy
     [{ action: 'close', user: 'a', reason: 'r'.repeat(124) }, 'action.reason: must be at most 123 bytes of UTF-8'],
     [{ action: 'close', all: true }, 'action: must have exactly one of user, users'],
     [{ action: 'send', user: 'a', data: 1, extra: 1 }, 'action.extra: is not a known field'],
-    [{ action: 'launch' }, 'action.action: must be one of send, close, ack'],
-    [{ user: 'a' }, 'action.action: must be one of send, close, ack'],
-    [null, 'action.action: must be one of send, close, ack'],
-    ['send', 'action.action: must be one of send, close, ack']
+    [{ action: 'launch' }, 'action.action: must be one of send, close, ack, drain, undrain'],
+    [{ user: 'a' }, 'action.action: must be one of send, close, ack, drain, undrain'],
+    [null, 'action.action: must be one of send, close, ack, drain, undrain'],
+    ['send', 'action.action: must be one of send, close, ack, drain, undrain']
   ]
   for (const [action, message] of bad) {
     const { items, errors } = decodeActions(JSON.stringify(action))
@@ -98,7 +98,7 @@ t.test('actions: valid ones pass, each bad one is named by index and field', asy
   }
   const batch = decodeActions(JSON.stringify([good[0], { action: 'x' }, good[4]]))
   t.equal(batch.items.length, 2, 'a bad action in a batch does not spoil the others')
-  t.same(batch.errors, [{ kind: 'invalid_message', message: 'action[1].action: must be one of send, close, ack' }], 'the bad action in a batch is named by its index')
+  t.same(batch.errors, [{ kind: 'invalid_message', message: 'action[1].action: must be one of send, close, ack, drain, undrain' }], 'the bad action in a batch is named by its index')
   for (const garbage of ['', '{', '{"action":', '\u0000', 'undefined']) {
     t.equal(decodeActions(garbage).errors[0].kind, 'invalid_json', `${JSON.stringify(garbage)} is not JSON`)
   }

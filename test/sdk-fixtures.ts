@@ -61,7 +61,7 @@ export function captureLogger (): CapturedLogger {
   return { lines, debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') }
 }
 
-/** Handlers that record each call as `open alice {"room":"a"}`, `message alice {...}`, `close alice 1006 reason`. */
+/** Handlers that record each call as `open alice {"room":"a"}`, `message alice {...}`, `close alice 1006 reason`, `drained node-a game`. */
 export function recorder (): { handlers: Required<BackendHandlers>, calls: Inbox<string> } {
   const calls = new Inbox<string>()
   return {
@@ -69,7 +69,8 @@ export function recorder (): { handlers: Required<BackendHandlers>, calls: Inbox
     handlers: {
       onOpen: (user, _claims, params) => calls.push(`open ${user} ${JSON.stringify(params)}`),
       onMessage: (user, data, { binary }) => calls.push(`message ${user} ${JSON.stringify(data)}${binary ? ' binary' : ''}`),
-      onClose: (user, code, reason) => calls.push(`close ${user} ${code} ${reason}`)
+      onClose: (user, code, reason) => calls.push(`close ${user} ${code} ${reason}`),
+      onDrained: ({ gateway, endpoint }) => calls.push(`drained ${gateway} ${endpoint}`)
     }
   }
 }

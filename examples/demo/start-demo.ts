@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import { pino, type DestinationStream } from 'pino'
 import { createGateway, loadConfigFile, type EndpointConfig, type GatewayConfig } from '../../src/index.js'
+import { backendMembers } from '../../src/config/load.js'
 import { startLobby } from '../lobby/index.js'
 import { startGame } from '../game/index.js'
 import { demoRoutes } from './demo-routes.js'
@@ -87,8 +88,8 @@ function credentials (endpoint: Readonly<EndpointConfig>): { token?: string, all
   return { token, allowUnauthenticated: token === undefined }
 }
 
-/** A service listens where its endpoint's `backend.url` points (or on a free port). */
+/** A service listens where its endpoint's (first) backend URL points (or on a free port). */
 function listenAt (endpoint: Readonly<EndpointConfig>, options: DemoOptions): { host: string, port: number } {
-  const url = new URL(endpoint.backend.url)
+  const url = new URL(backendMembers(endpoint.backend)[0].url)
   return { host: url.hostname.replace(/^\[|\]$/g, ''), port: options.ephemeralPorts === true ? 0 : Number(url.port || 80) }
 }

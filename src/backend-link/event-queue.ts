@@ -22,6 +22,8 @@ export interface OutboundEvent {
   bytes: number
   /** Who opened: set on `open` events, for the next `sync`. */
   opened?: SyncUser
+  /** The client's routing key, set by the endpoint's pool (src/pool/pool.ts). */
+  key?: string
   /** Set by the link when the endpoint uses acks. */
   seq?: number
   /** Called once the event is committed, or dropped with the whole queue. */

@@ -13,7 +13,7 @@ import rwsModule, { type CloseEvent, type ErrorEvent } from 'reconnecting-websoc
 import { WebSocket } from 'ws'
 import type { FastifyBaseLogger } from 'fastify'
 import {
-  decodeActions, encodeFrame, encodeHello, encodeSync, withSeq, type AckAction, type ClientAction, type SyncUser
+  decodeActions, encodeFrame, encodeHello, encodeSync, withSeq, withoutSeq, type AckAction, type ClientAction, type PoolAction, type SyncUser
 } from '../../protocol/index.js'
 import type { BackendConfig, QueueConfig } from '../config/schema.js'
 import type { GatewayMetrics } from '../metrics.js'
@@ -26,6 +26,8 @@ export type LinkState = 'connecting' | 'up' | 'unavailable' | 'closed'
 export interface LinkEvents {
   /** Valid client actions from one backend frame, in order (acks are the link's own). */
   actions: [ClientAction[]]
+  /** `drain` or `undrain`, for the pool this link belongs to. */
+  pool: [PoolAction]
   state: [LinkState]
   /** Everything queued has been written out to the kernel. */
   drained: []
@@ -38,6 +40,11 @@ export interface LinkOptions {
   nodeId: string
   /** The cluster this node belongs to, for `hello`; absent for a node alone. */
   cluster?: string
+  /** The backend this link dials, and its id in the endpoint's pool (metrics, logs). */
+  url: string
+  member: string
+  /** Whether `hello` names the member: only for a pool configured with `backend.urls`. */
+  announceMember: boolean
   backend: Readonly<BackendConfig>
   queue: Readonly<QueueConfig>
   metrics: GatewayMetrics
@@ -90,11 +97,14 @@ export class BackendLink extends EventEmitter<LinkEvents> {
   private dialFailures = 0
   private lastDialWarning?: { reason: string, at: number }
   private readonly labels: { endpoint: string }
+  /** For the link's own gauges and counters: one series per pool member. */
+  private readonly memberLabels: { endpoint: string, member: string }
 
   constructor (private readonly options: LinkOptions) {
     super()
     this.queue = new EventQueue(options.queue.maxEvents, options.queue.maxBytes, options.queue.maxClientBytes)
     this.labels = { endpoint: options.endpoint }
+    this.memberLabels = { endpoint: options.endpoint, member: options.member }
     this.acks = options.backend.acks
   }
 
@@ -104,14 +114,14 @@ export class BackendLink extends EventEmitter<LinkEvents> {
 
   /** Where the link dials, without credentials or query, for logs. */
   get target (): string {
-    const url = new URL(this.options.backend.url)
+    const url = new URL(this.options.url)
     return `${url.protocol}//${url.host}${url.pathname}`
   }
 
   start (): void {
     const { backend } = this.options
     const nextDelay = (): number => this.nextRedialDelay()
-    this.rws = new ReconnectingWebSocket(backend.url, undefined, {
+    this.rws = new ReconnectingWebSocket(this.options.url, undefined, {
       WebSocket: linkSocketClass({
         token: backend.token,
         pingIntervalMs: backend.pingIntervalMs,
@@ -207,6 +217,42 @@ export class BackendLink extends EventEmitter<LinkEvents> {
     return this.queue.length
   }
 
+  /** Nothing uncommitted: every event written (and acked, with acks). */
+  get idle (): boolean {
+    return this.queue.length === 0
+  }
+
+  /**
+   * Writes a frame outside the event sequence (no seq, never replayed), only
+   * while the link is up with nothing uncommitted, so it follows every event
+   * already sent. False when it could not be written now.
+   */
+  notify (frame: string): boolean {
+    const socket = this.socket
+    if (this.current !== 'up' || !this.idle || !socket || socket.readyState !== WebSocket.OPEN) return false
+    socket.send(frame)
+    return true
+  }
+
+  /**
+   * Hands over everything this link's backend has not committed, for a
+   * failover (docs/pools.md): the roster of committed opens, in order, and
+   * every uncommitted event, in order and without its seq. The backend is
+   * then told of nobody: its next `sync` is empty and replays nothing.
+   */
+  surrender (): { roster: SyncUser[], events: OutboundEvent[] } {
+    const roster = [...this.roster.values()]
+    this.roster.clear()
+    const events = this.queue.clear().map((event) => {
+      if (event.seq === undefined) return event
+      const text = withoutSeq(event.text, event.seq)
+      return { ...event, seq: undefined, text, bytes: event.bytes - (event.text.length - text.length) }
+    })
+    this.ackedSeq = this.nextSeq - 1
+    this.observeQueue()
+    return { roster, events }
+  }
+
   close (): void {
     clearTimeout(this.graceTimer)
     clearTimeout(this.flushTimer)
@@ -224,9 +270,9 @@ export class BackendLink extends EventEmitter<LinkEvents> {
     this.redials = 0
     this.dialFailures = 0
     this.lastDialWarning = undefined
-    if (this.connections++ > 0) metrics.linkReconnects.inc(this.labels)
+    if (this.connections++ > 0) metrics.linkReconnects.inc(this.memberLabels)
     this.queue.rewind()
-    socket.send(encodeHello(nodeId, endpoint, this.session, this.acks, this.options.cluster))
+    socket.send(encodeHello(nodeId, endpoint, this.session, this.acks, this.options.cluster, this.options.announceMember ? this.options.member : undefined))
     // a large sync may leave the socket above the high-water mark: its write callback resumes the flush
     socket.send(encodeSync([...this.roster.values()], this.acks ? this.ackedSeq : undefined), this.afterWrite)
     log.info({ backend: this.target, users: this.roster.size, queued: this.queue.length }, 'backend link up')
@@ -307,6 +353,7 @@ export class BackendLink extends EventEmitter<LinkEvents> {
     const forClients: ClientAction[] = []
     for (const action of items) {
       if (action.action === 'ack') this.onAck(action)
+      else if (action.action === 'drain' || action.action === 'undrain') this.emit('pool', action)
       else forClients.push(action)
     }
     if (forClients.length > 0) this.emit('actions', forClients)
@@ -398,12 +445,12 @@ export class BackendLink extends EventEmitter<LinkEvents> {
   private setState (state: LinkState): void {
     if (state === this.current) return
     this.current = state
-    this.options.metrics.linkUp.set(this.labels, state === 'up' ? 1 : 0)
+    this.options.metrics.linkUp.set(this.memberLabels, state === 'up' ? 1 : 0)
     this.emit('state', state)
   }
 
   private observeQueue (): void {
-    this.options.metrics.queueEvents.set(this.labels, this.queue.length)
-    this.options.metrics.queueBytes.set(this.labels, this.queue.bytes)
+    this.options.metrics.queueEvents.set(this.memberLabels, this.queue.length)
+    this.options.metrics.queueBytes.set(this.memberLabels, this.queue.bytes)
   }
 }

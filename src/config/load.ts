@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs'
 import { resolve, dirname } from 'node:path'
 import { Ajv } from 'ajv'
 import { formatSchemaErrors } from '../../protocol/validation.js'
-import { GatewayConfig, type EndpointConfig, type LimitsConfig } from './schema.js'
+import { GatewayConfig, type BackendConfig, type EndpointConfig, type LimitsConfig, type PoolMemberConfig } from './schema.js'
 import { GW_ERR_CONFIG } from '../errors.js'
 
 export class ConfigError extends GW_ERR_CONFIG {
@@ -39,6 +39,7 @@ export function parseConfig (input: unknown, env: NodeJS.ProcessEnv = process.en
   const valid = config as GatewayConfig
   checkAuth(valid, baseDir, problems)
   checkEndpoints(valid.endpoints, problems)
+  checkPoolsAlone(valid, problems)
   const workers = workersProblem(valid.server.workers, valid)
   if (workers) problems.push(`server.workers: ${workers}`)
   if (problems.length > 0) throw new ConfigError(problems)
@@ -134,17 +135,74 @@ function checkEndpoints (endpoints: EndpointConfig[], problems: string[]): void 
     if (RESERVED_PATHS.has(endpoint.path)) problems.push(`endpoints[${i}].path: "${endpoint.path}" is reserved for the gateway's own HTTP routes`)
     names.set(endpoint.name, i)
     paths.set(routeShape, i)
-    // `ws` refuses some URLs the pattern lets through; say so now, not at the first dial
-    let url: URL | undefined
-    try {
-      url = new URL(endpoint.backend.url)
-    } catch {
-      problems.push(`endpoints[${i}].backend.url: is not a valid URL`)
-    }
-    if (url?.hash) problems.push(`endpoints[${i}].backend.url: must not have a #fragment`)
+    checkBackend(endpoint, `endpoints[${i}].backend`, problems)
     const { minReconnectDelayMs, maxReconnectDelayMs } = endpoint.backend
     if (minReconnectDelayMs > maxReconnectDelayMs) {
       problems.push(`endpoints[${i}].backend.minReconnectDelayMs: must be <= maxReconnectDelayMs (${maxReconnectDelayMs})`)
+    }
+  })
+}
+
+/**
+ * The members of an endpoint's pool: `url` is a pool of one. A member given
+ * as a bare URL has weight 1 and its URL as id, without credentials or query,
+ * which may hold secrets and the id is logged (docs/pools.md).
+ */
+export function backendMembers (backend: Readonly<BackendConfig>): PoolMemberConfig[] {
+  const entries = backend.urls ?? (backend.url === undefined ? [] : [backend.url])
+  return entries.map((entry) => typeof entry === 'string' ? { id: memberIdOf(entry), url: entry, weight: 1 } : { ...entry, weight: entry.weight ?? 1 })
+}
+
+function memberIdOf (url: string): string {
+  try {
+    const parsed = new URL(url)
+    return `${parsed.protocol}//${parsed.host}${parsed.pathname}`
+  } catch {
+    return url
+  }
+}
+
+function checkBackend (endpoint: EndpointConfig, at: string, problems: string[]): void {
+  const { backend } = endpoint
+  if ((backend.url === undefined) === (backend.urls === undefined)) {
+    problems.push(`${at}: must have exactly one of url, urls`)
+    return
+  }
+  const ids = new Map<string, number>()
+  const urls = new Map<string, number>()
+  backendMembers(backend).forEach((member, j) => {
+    const field = backend.urls === undefined ? `${at}.url` : `${at}.urls[${j}]`
+    // `ws` refuses some URLs the pattern lets through; say so now, not at the first dial
+    let url: URL | undefined
+    try {
+      url = new URL(member.url)
+    } catch {
+      problems.push(`${field}: is not a valid URL`)
+    }
+    if (url?.hash) problems.push(`${field}: must not have a #fragment`)
+    const sameId = ids.get(member.id)
+    const sameUrl = urls.get(member.url)
+    if (sameUrl !== undefined) problems.push(`${field}: ${member.url} is already ${at}.urls[${sameUrl}]`)
+    else if (sameId !== undefined) problems.push(`${field}: member id "${member.id}" is already used by ${at}.urls[${sameId}]`)
+    ids.set(member.id, j)
+    urls.set(member.url, j)
+  })
+  const param = /^params\.(.+)$/.exec(backend.route)?.[1]
+  if (param !== undefined && !endpoint.path.split('/').includes(`:${param}`)) {
+    problems.push(`${at}.route: routes by the path parameter "${param}", but the path "${endpoint.path}" has no :${param}`)
+  }
+}
+
+/**
+ * Pools keep their assignments in the process: two gateway nodes could serve
+ * one key from two members, so pools of several members run on one gateway
+ * only, for now (docs/pools.md).
+ */
+function checkPoolsAlone (config: GatewayConfig, problems: string[]): void {
+  if (config.cluster.redis === undefined) return
+  config.endpoints.forEach((endpoint, i) => {
+    if ((endpoint.backend.urls?.length ?? 0) > 1) {
+      problems.push(`endpoints[${i}].backend.urls: a pool of several members runs on one gateway only for now, but cluster.redis is set (docs/pools.md)`)
     }
   })
 }

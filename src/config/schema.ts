@@ -46,8 +46,28 @@ export const Auth = Type.Object({
   clockToleranceSec: Type.Number({ minimum: 0, default: 0, description: 'leeway for exp/nbf checks' })
 }, strict)
 
+const BackendUrl = Type.String({ pattern: '^wss?://', description: 'ws:// or wss:// URL the gateway dials' })
+
+/** A pool member in full; a bare URL string is `{ id: <the URL>, url, weight: 1 }` (docs/pools.md). */
+export const PoolMember = Type.Object({
+  id: Type.String({ minLength: 1, description: 'the member in hello, logs and metrics' }),
+  url: BackendUrl,
+  weight: Type.Number({ exclusiveMinimum: 0, default: 1, description: 'share of new keys relative to the other members (weighted rendezvous hashing)' })
+}, strict)
+
+/** A member as written: a URL, or the full form. `if/then/else` rather than a union, so an error names the field. */
+const PoolMemberEntry = Type.Unsafe<string | Static<typeof PoolMember>>({
+  if: { type: 'string' },
+  then: BackendUrl,
+  else: PoolMember
+})
+
 export const Backend = Type.Object({
-  url: Type.String({ pattern: '^wss?://', description: 'ws:// or wss:// URL the gateway dials' }),
+  url: Type.Optional(BackendUrl),
+  urls: Type.Optional(Type.Array(PoolMemberEntry, { minItems: 1, description: 'a pool: one link per member, each client routed to one member by `route` (docs/pools.md)' })),
+  route: Type.String({ pattern: '^(user|params\\.[^.]+|claims\\..+)$', default: 'user', description: 'the routing key: "user", "params.<name>" or "claims.<dotted path>"' }),
+  failoverMs: Ms(5000, 'a pool member down this long is out: its keys move to the other members'),
+  lingerMs: Ms(30000, 'a key stays on its member this long after its last client leaves'),
   token: Type.Optional(Type.String({ minLength: 1, description: 'sent as Authorization: Bearer to the backend' })),
   pingIntervalMs: Ms(10000, 'ping period on the link; a missed pong drops and redials it'),
   connectTimeoutMs: Type.Integer({ minimum: 100, default: 4000, description: 'give up one dial attempt after this long' }),
@@ -107,6 +127,7 @@ export const GatewayConfig = Type.Object({
 export type GatewayConfig = Static<typeof GatewayConfig>
 export type EndpointConfig = Static<typeof Endpoint>
 export type BackendConfig = Static<typeof Backend>
+export type PoolMemberConfig = Static<typeof PoolMember>
 export type LimitsConfig = Static<typeof Limits>
 export type QueueConfig = Static<typeof Queue>
 export type AuthConfig = Static<typeof Auth>

@@ -10,7 +10,7 @@ import type { WebSocket } from 'ws'
 import { pino } from 'pino'
 import {
   CloseCodes, encodeActions, isBackendCloseCode, PROTOCOL_VERSION, truncateReason,
-  type Action, type Claims, type Event, type HelloEvent, type Params, type SyncEvent
+  type Action, type Claims, type DrainedEvent, type Event, type HelloEvent, type Params, type SyncEvent
 } from '../../protocol/index.js'
 import { ACK_EVERY_EVENTS, ACK_INTERVAL_MS, Delivery } from './delivery.js'
 import { GatewayLink, type LinkListener } from './gateway-link.js'
@@ -43,6 +43,8 @@ export interface BackendHandlers {
   onMessage? (user: string, data: unknown, info: { binary: boolean, params: Params } & EventDelivery): void | Promise<void>
   /** A player's connection ended; exactly once per `onOpen`. Codes the SDK infers itself: see `InferredCloses`. */
   onClose? (user: string, code: number, reason: string, info: { params: Params } & EventDelivery): void | Promise<void>
+  /** After `drain()`: this gateway's pool holds nothing on this service any more (docs/pools.md); once every gateway has said so, it may exit. */
+  onDrained? (info: LinkInfo): void | Promise<void>
 }
 
 /** The pino methods the SDK logs through; a pino or fastify logger fits. */
@@ -121,6 +123,8 @@ export interface BackendEvents {
   linkClosed: [{ gateway?: string, code: number }]
   badFrame: [{ gateway?: string, problem: string }]
   handlerError: [{ handler: string, user: string, error: unknown }]
+  /** As `onDrained`. */
+  drained: [LinkInfo]
 }
 
 export class GatehouseBackend extends EventEmitter<BackendEvents> {
@@ -194,6 +198,20 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
     for (const key of this.deliveries.keys()) this.flushAck(key)
     for (const link of this.links.keys()) link.close(CloseCodes.GOING_AWAY.code, 'backend shutting down')
     await this.server.close()
+  }
+
+  /**
+   * Asks every connected gateway to route no new key (match, room) to this
+   * service, for a rolling deploy (docs/pools.md); its current ones stay.
+   * Each gateway answers with `onDrained` once it holds nothing here.
+   */
+  drain (): void {
+    for (const link of this.links.keys()) link.write(JSON.stringify({ action: 'drain' } satisfies Action))
+  }
+
+  /** Takes back a `drain()`: new keys may come here again. */
+  undrain (): void {
+    for (const link of this.links.keys()) link.write(JSON.stringify({ action: 'undrain' } satisfies Action))
   }
 
   /** Connected users, across every gateway. */
@@ -294,11 +312,20 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
 
   private dispatch (link: GatewayLink, event: Event): void | Promise<void> {
     if (event.event === 'hello') return this.hello(link, event)
+    // outside the sequence of seqs: it says nothing about any client
+    if (event.event === 'drained') return this.drained(link)
     const delivery = this.ackedLinks.get(link)
     return delivery ? this.deliverAcked(link, delivery, event) : this.route(link, event, UNSEQUENCED)
   }
 
-  private route (link: GatewayLink, event: Exclude<Event, HelloEvent>, delivery: EventDelivery): void | Promise<void> {
+  private drained (link: GatewayLink): void | Promise<void> {
+    const info = { gateway: link.gateway ?? '', endpoint: link.endpoint ?? '' }
+    this.log.info(info, 'gateway says this service is drained')
+    this.emit('drained', info)
+    return this.call('onDrained', '', () => this.handlers.onDrained?.(info))
+  }
+
+  private route (link: GatewayLink, event: Exclude<Event, HelloEvent | DrainedEvent>, delivery: EventDelivery): void | Promise<void> {
     switch (event.event) {
       case 'sync':
         return this.synced(link, event.users.length, event.seq, this.apply(this.roster.sync(link, event.users), delivery))
@@ -323,7 +350,7 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
   }
 
   /** An event on a link whose gateway said `acks: true` (PROTOCOL.md §5a). */
-  private deliverAcked (link: GatewayLink, delivery: Delivery, event: Exclude<Event, HelloEvent>): void | Promise<void> {
+  private deliverAcked (link: GatewayLink, delivery: Delivery, event: Exclude<Event, HelloEvent | DrainedEvent>): void | Promise<void> {
     const key = identity(link)
     if (this.current.get(key) !== link) {
       // a superseded link's leftovers: the gateway replays whatever of them was not acked on its new link

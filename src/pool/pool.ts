@@ -1,0 +1,352 @@
+/**
+ * One endpoint's backend pool (docs/pools.md, protocol/PROTOCOL.md §10): a
+ * link per member, and every client routed to one member by its routing key.
+ * To the relay it is the event sink and the source of actions and state,
+ * exactly as one link was; a `backend.url` is a pool of one, so there is one
+ * code path.
+ *
+ * - A key goes to the best member by weighted rendezvous hashing when its
+ *   first client opens, and stays there while it has clients plus `lingerMs`
+ *   (assignments.ts).
+ * - A client's `close` on one member is committed before its next events go
+ *   to another (a player moving to another match).
+ * - A member down past `failoverMs` is out: its keys move to the members
+ *   that are up, which get `open` for its committed clients, then every
+ *   event it never committed, in order. With no member up the keys wait,
+ *   as they would for a single backend.
+ * - `drain`/`undrain` from a member; `drained` once a draining one holds no key.
+ */
+import { EventEmitter } from 'node:events'
+import type { FastifyBaseLogger } from 'fastify'
+import { DRAINED_EVENT, encodeOpen, type ClientAction, type PoolAction, type SyncUser } from '../../protocol/index.js'
+import type { BackendConfig, PoolMemberConfig } from '../config/schema.js'
+import type { GatewayMetrics } from '../metrics.js'
+import type { BackendLink, LinkState } from '../backend-link/link.js'
+import type { OutboundEvent } from '../backend-link/event-queue.js'
+import { Assignments } from './assignments.js'
+import { pick } from './hrw.js'
+import { routeKeyOf, type RouteKey } from './routing-key.js'
+
+/** A member as the metrics, `/readyz` and the docs name it. */
+export type MemberState = 'up' | 'down' | 'draining' | 'out'
+const MEMBER_STATES: readonly MemberState[] = ['up', 'down', 'draining', 'out']
+
+export interface PoolEvents {
+  actions: [ClientAction[]]
+  /** The endpoint's state: `up` while any member is, `unavailable` once every one is. */
+  state: [LinkState]
+  overShare: [user: string]
+  /** A member gave up (`queue.graceMs`, or its queue filled) while others serve: close these clients (1013). */
+  unavailable: [users: string[]]
+}
+
+export interface PoolOptions {
+  endpoint: string
+  backend: Readonly<BackendConfig>
+  members: readonly PoolMemberConfig[]
+  /** Builds the link of one member. */
+  dial (member: PoolMemberConfig): BackendLink
+  metrics: GatewayMetrics
+  log: FastifyBaseLogger
+}
+
+interface Member {
+  id: string
+  weight: number
+  link: BackendLink
+  draining: boolean
+  /** Down past `failoverMs`: gets no new key until it is back. */
+  out: boolean
+  /** `drained` was written for the current drain. */
+  drainedSent: boolean
+  /** Waiting for the link to commit its last events, or to come back, before writing `drained`. */
+  awaitingIdle: boolean
+  failoverTimer?: NodeJS.Timeout
+}
+
+type Keyed = OutboundEvent & { key: string }
+
+/** A client's `close`, written to `member` and not yet committed; the client's events for other members wait in `held`. */
+interface Gate {
+  member: Member
+  held: Keyed[]
+}
+
+export class BackendPool extends EventEmitter<PoolEvents> {
+  private readonly members = new Map<string, Member>()
+  private readonly assignments: Assignments
+  private readonly routeKey: RouteKey
+  /** Each connected client's routing key. */
+  private readonly clients = new Map<string, string>()
+  private readonly gates = new Map<string, Gate>()
+  private current: LinkState = 'connecting'
+  private readonly labels: { endpoint: string }
+
+  constructor (private readonly options: PoolOptions) {
+    super()
+    const { endpoint, backend, members, metrics } = options
+    this.labels = { endpoint }
+    this.routeKey = routeKeyOf(backend.route)
+    this.assignments = new Assignments({
+      lingerMs: backend.lingerMs,
+      changed: (id) => {
+        const load = this.assignments.loadOf(id)
+        metrics.poolMemberKeys.set({ endpoint, member: id }, load.keys)
+        metrics.poolMemberClients.set({ endpoint, member: id }, load.clients)
+      },
+      released: (_key, id) => {
+        const member = this.members.get(id)
+        if (member) this.checkDrained(member)
+      }
+    })
+    for (const config of members) {
+      const link = options.dial(config)
+      const member: Member = { id: config.id, weight: config.weight, link, draining: false, out: false, drainedSent: false, awaitingIdle: false }
+      this.members.set(config.id, member)
+      link.on('actions', (actions) => this.emit('actions', actions))
+      link.on('overShare', (user) => this.emit('overShare', user))
+      link.on('pool', (action) => this.onPoolAction(member, action))
+      link.on('state', (state) => this.onMemberState(member, state))
+      this.publish(member)
+    }
+  }
+
+  get state (): LinkState {
+    return this.current
+  }
+
+  /** Where the members' links dial, without credentials or query, for logs. */
+  get target (): string {
+    return [...this.members.values()].map((m) => m.link.target).join(', ')
+  }
+
+  /** Each member's state, by id. */
+  memberStates (): Record<string, MemberState> {
+    return Object.fromEntries([...this.members.values()].map((m) => [m.id, this.stateOf(m)]))
+  }
+
+  /** Whether a client can be routed: its key is not missing nor empty. */
+  routable (client: SyncUser): boolean {
+    return this.routeKey(client) !== undefined
+  }
+
+  start (): void {
+    for (const member of this.members.values()) {
+      member.link.start()
+      // a member that never comes up is out after failoverMs, like one that went down
+      this.watchDown(member)
+    }
+  }
+
+  /** Resolves once every member's link has committed its events, or left `up`, or `timeoutMs` passed; with the count left. */
+  async settle (timeoutMs: number): Promise<number> {
+    const left = await Promise.all([...this.members.values()].map(async (m) => await m.link.drain(timeoutMs)))
+    return left.reduce((sum, n) => sum + n, 0)
+  }
+
+  close (): void {
+    this.assignments.clear()
+    for (const member of this.members.values()) {
+      clearTimeout(member.failoverTimer)
+      member.link.close()
+    }
+  }
+
+  /**
+   * Routes one client event (the relay's EventSink). An `open` assigns the
+   * client's key; other events follow the key their client opened with.
+   */
+  send (event: OutboundEvent): boolean {
+    const { user } = event
+    let key = this.clients.get(user)
+    if (event.kind === 'open' && event.opened) {
+      // refused at the handshake when missing; a user id key keeps the event routable whatever comes
+      const opened = this.routeKey(event.opened) ?? user
+      if (key !== opened) {
+        if (key !== undefined) this.assignments.leave(key)
+        key = opened
+        this.clients.set(user, key)
+        this.assignments.join(key, () => this.choose(opened).id)
+      }
+    }
+    key ??= user
+    if (event.kind === 'close') this.clients.delete(user)
+    return this.deliver({ ...event, key })
+  }
+
+  /** Hands the event to its key's member, unless it must wait for the client's previous `close` to be committed on another member. */
+  private deliver (event: Keyed): boolean {
+    const member = this.memberFor(event.key)
+    const gate = this.gates.get(event.user)
+    if (gate !== undefined && (gate.held.length > 0 || gate.member !== member)) {
+      gate.held.push(event)
+      return true
+    }
+    if (event.kind !== 'close') return member.link.send(event)
+    const closing: Gate = { member, held: [] }
+    this.gates.set(event.user, closing)
+    const settled = event.settled
+    const sent = member.link.send({ ...event, settled: () => { settled?.(); this.release(event.user, closing) } })
+    this.assignments.leave(event.key)
+    if (!sent) this.release(event.user, closing)
+    return sent
+  }
+
+  /** A client's `close` was committed (or dropped): its held events go on, in order. */
+  private release (user: string, gate: Gate): void {
+    if (this.gates.get(user) !== gate) return
+    this.gates.delete(user)
+    for (const event of gate.held) this.deliver(event)
+  }
+
+  private memberFor (key: string): Member {
+    const id = this.assignments.memberOf(key)
+    return (id === undefined ? undefined : this.members.get(id)) ?? this.choose(key)
+  }
+
+  /**
+   * The member for a new key: the best by HRW among those up and not
+   * draining; with none, among those still within `failoverMs` (the events
+   * queue there, PROTOCOL.md §5); then any that has not given up; then any.
+   */
+  private choose (key: string): Member {
+    const all = [...this.members.values()]
+    const tiers: Array<(m: Member) => boolean> = [
+      (m) => m.link.state === 'up' && !m.draining,
+      (m) => m.link.state === 'connecting' && !m.out && !m.draining,
+      (m) => m.link.state !== 'unavailable' && !m.draining
+    ]
+    for (const fits of tiers) {
+      const best = pick(key, all.filter(fits))
+      if (best) return best
+    }
+    return pick(key, all) as Member
+  }
+
+  private onMemberState (member: Member, state: LinkState): void {
+    if (state === 'up') {
+      clearTimeout(member.failoverTimer)
+      member.failoverTimer = undefined
+      member.out = false
+      // keys left on members that went out while nobody could take them move now
+      for (const other of this.members.values()) {
+        if (other.out && this.assignments.loadOf(other.id).keys > 0) this.failover(other)
+      }
+      this.checkDrained(member)
+    } else if (state !== 'closed') {
+      this.watchDown(member)
+    }
+    this.publish(member)
+    const next = this.aggregate()
+    if (state === 'unavailable' && next !== 'unavailable') this.emit('unavailable', this.clientsOf(member))
+    if (next !== this.current) {
+      this.current = next
+      this.emit('state', next)
+    }
+  }
+
+  private watchDown (member: Member): void {
+    if (member.out || member.failoverTimer !== undefined) return
+    member.failoverTimer = setTimeout(() => {
+      member.failoverTimer = undefined
+      member.out = true
+      this.publish(member)
+      this.failover(member)
+    }, this.options.backend.failoverMs)
+    member.failoverTimer.unref()
+  }
+
+  /**
+   * Moves every key of `dead` to the members that are up: each key's new
+   * member gets `open` for its clients `dead` had committed, in their order,
+   * then every event `dead` never committed (with acks: never acknowledged),
+   * in order; live traffic follows. Players stay connected.
+   */
+  private failover (dead: Member): void {
+    const heirs = [...this.members.values()].filter((m) => m !== dead && m.link.state === 'up')
+    if (heirs.length === 0) return
+    const keys = this.assignments.keysOf(dead.id)
+    if (keys.length === 0 && dead.link.idle) return
+    const { metrics, log } = this.options
+    const { roster, events } = dead.link.surrender()
+    const open = heirs.filter((m) => !m.draining)
+    for (const key of keys) this.assignments.move(key, (pick(key, open) ?? pick(key, heirs) as Member).id)
+    let rehomed = 0
+    for (const client of roster) {
+      const key = this.routeKey(client) ?? client.user
+      const text = encodeOpen(client.user, client.claims, client.params)
+      this.memberFor(key).link.send({ kind: 'open', user: client.user, text, bytes: Buffer.byteLength(text), opened: client, key })
+      rehomed++
+    }
+    for (const event of events as Keyed[]) {
+      const heir = this.memberFor(event.key)
+      const gate = this.gates.get(event.user)
+      // the close a gate waits on is committed by its new member now
+      if (event.kind === 'close' && gate?.member === dead) gate.member = heir
+      heir.link.send(event)
+      if (event.kind === 'open') rehomed++
+    }
+    metrics.poolFailovers.inc({ ...this.labels, member: dead.id })
+    metrics.poolRehomedClients.inc(this.labels, rehomed)
+    log.warn({ member: dead.id, keys: keys.length, clients: rehomed, replayed: events.length, failoverMs: this.options.backend.failoverMs }, 'pool member down past failoverMs; its keys moved to the other members')
+    this.checkDrained(dead)
+  }
+
+  private onPoolAction (member: Member, action: PoolAction): void {
+    const { log } = this.options
+    if (action.action === 'undrain') {
+      member.draining = false
+      member.drainedSent = false
+      log.info({ member: member.id }, 'pool member undrained: it takes new keys again')
+    } else {
+      // a repeated drain is answered again once the member holds nothing
+      log.info({ member: member.id, repeated: member.draining, keys: this.assignments.loadOf(member.id).keys }, 'pool member draining: no new keys for it')
+      member.draining = true
+      member.drainedSent = false
+      this.checkDrained(member)
+    }
+    this.publish(member)
+  }
+
+  /** Writes `drained` to a draining member that holds no key, once its link has committed everything. */
+  private checkDrained (member: Member): void {
+    if (!member.draining || member.drainedSent || member.awaitingIdle || this.assignments.loadOf(member.id).keys > 0) return
+    if (member.link.notify(DRAINED_EVENT)) {
+      member.drainedSent = true
+      this.options.log.info({ member: member.id }, 'pool member drained: it holds no key')
+      return
+    }
+    member.awaitingIdle = true
+    const retry = (): void => {
+      member.link.off('drained', retry)
+      member.link.off('state', retry)
+      member.awaitingIdle = false
+      this.checkDrained(member)
+    }
+    member.link.once('drained', retry)
+    member.link.once('state', retry)
+  }
+
+  private clientsOf (member: Member): string[] {
+    return [...this.clients].filter(([, key]) => this.assignments.memberOf(key) === member.id).map(([user]) => user)
+  }
+
+  private aggregate (): LinkState {
+    const states = [...this.members.values()].map((m) => m.link.state)
+    if (states.includes('up')) return 'up'
+    if (states.every((s) => s === 'closed')) return 'closed'
+    if (states.every((s) => s === 'unavailable' || s === 'closed')) return 'unavailable'
+    return 'connecting'
+  }
+
+  private stateOf (member: Member): MemberState {
+    if (member.out) return 'out'
+    if (member.link.state !== 'up') return 'down'
+    return member.draining ? 'draining' : 'up'
+  }
+
+  private publish (member: Member): void {
+    const state = this.stateOf(member)
+    for (const s of MEMBER_STATES) this.options.metrics.poolMemberState.set({ ...this.labels, member: member.id, state: s }, s === state ? 1 : 0)
+  }
+}
