@@ -311,7 +311,7 @@ export class RedisBroker extends EventEmitter<BrokerEvents> implements Broker {
     }
     for (const { endpoint, actions } of batch) {
       for (const action of actions) {
-        if (action.action === 'send' && action.all === true) {
+        if ('all' in action) {
           flush()
           this.sendActions(this.key('all'), endpoint, [action], false)
           continue
