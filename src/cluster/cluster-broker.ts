@@ -2,11 +2,9 @@
  * Several nodes as one gateway (docs/scaling.md), over any transport
  * (transport.ts). Each node holds a lease it refreshes every third of
  * `presenceTtlMs`; presence entries name their node, so they die with its
- * lease, and a survivor reaps a dead node's users by reporting their `close`
- * (1006) on its own backend link. A replace across nodes is a hand-off: the
- * node holding the old connection closes it and answers once that `close`
- * is committed to its backend link, so the backend sees close(old) before
- * open(new). Actions for users held elsewhere go through forwarder.ts.
+ * lease, and a survivor reaps a dead node's users (reaper.ts). A replace
+ * across nodes is a hand-off (handoff.ts); actions for users held elsewhere
+ * are forwarded (forwarder.ts). This module claims, releases, and joins.
  *
  * While the transport is away every node keeps its clients and links;
  * claims come back `unchecked`, forwards are dropped and counted; when it
@@ -20,8 +18,10 @@ import type { Connection, Eviction } from '../domain.js'
 import type { GatewayMetrics } from '../metrics.js'
 import type { Broker, BrokerEvents, BrokerState, Claim, LocalNode } from './broker.js'
 import { Forwarder } from './forwarder.js'
-import { ALL, nodeChannel, type ClusterMessage } from './messages.js'
-import type { ClusterTransport, Presence, Registration } from './transport.js'
+import { Handoffs } from './handoff.js'
+import { ALL, nodeChannel, type ClusterMessage, type Post } from './messages.js'
+import { Reaper } from './reaper.js'
+import type { ClusterTransport, Registration } from './transport.js'
 
 export interface ClusterBrokerOptions {
   /** `cluster.name`. */
@@ -43,10 +43,8 @@ export class ClusterBroker extends EventEmitter<BrokerEvents> implements Broker 
   private joining = false
   private closed = false
   private timer?: NodeJS.Timeout
-  private nextId = 0
-  private readonly handoffs = new Map<string, () => void>()
-  /** Closes this node is reporting for reaped users, by field: a claim on them waits for the report. */
-  private readonly reaping = new Map<string, Promise<void>>()
+  private reaper?: Reaper
+  private readonly handoffs: Handoffs
   /** The last claim of each field running or queued, so the next waits for it. */
   private readonly claiming = new Map<string, Promise<void>>()
   private readonly forwarder: Forwarder
@@ -54,11 +52,13 @@ export class ClusterBroker extends EventEmitter<BrokerEvents> implements Broker 
   constructor (private readonly transport: ClusterTransport, private readonly options: ClusterBrokerOptions) {
     super()
     this.cluster = options.name
+    const post: Post = (channel, message, op, done) => this.post(channel, message, op, done)
+    this.handoffs = new Handoffs(options.nodeId, options.handoffTimeoutMs, post)
     this.forwarder = new Forwarder({
       nodeId: options.nodeId,
       presenceTtlMs: options.presenceTtlMs,
       presence: transport.presence,
-      post: (channel, message, op, done) => this.post(channel, message, op, done),
+      post,
       isUp: () => this.current === 'up',
       upSince: () => this.upSince,
       metrics: options.metrics,
@@ -72,6 +72,8 @@ export class ClusterBroker extends EventEmitter<BrokerEvents> implements Broker 
 
   async start (node: LocalNode, waitMs: number): Promise<void> {
     this.node = node
+    const { metrics, log } = this.options
+    this.reaper = new Reaper({ presence: this.transport.presence, node, release: (tombstone) => this.release(tombstone), metrics, log })
     this.transport.on('up', () => { void this.join() })
     this.transport.on('down', () => this.setState('down'))
     this.transport.bus.onMessage((channel, text) => this.onMessage(channel, text))
@@ -137,7 +139,7 @@ export class ClusterBroker extends EventEmitter<BrokerEvents> implements Broker 
     if (!claimed) return { outcome: 'refused' }
     if (old === undefined || old.n === nodeId) return { outcome: 'free' }
     if (!alive) return entry ? { outcome: 'lost', lost: { params: entry.p } } : { outcome: 'free' }
-    const answered = await this.handoff(old, connection.endpoint, connection.user, 'replaced')
+    const answered = await this.handoffs.request(old, connection.endpoint, connection.user, 'replaced')
     if (answered || !entry) return { outcome: 'handedOff' }
     this.options.log.warn({ user: connection.user, node: old.n, timeoutMs: this.options.handoffTimeoutMs }, 'replace: the node holding the old connection did not answer; reporting its close here')
     return { outcome: 'handedOff', lost: { params: entry.p } }
@@ -159,24 +161,6 @@ export class ClusterBroker extends EventEmitter<BrokerEvents> implements Broker 
     return await result
   }
 
-  /** Asks `old`'s node to close it; true once it answered, false on timeout. */
-  private async handoff (old: Presence, endpoint: string, user: string, why: Eviction): Promise<boolean> {
-    const id = `${this.options.nodeId}#h${++this.nextId}`
-    const answered = new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => {
-        this.handoffs.delete(id)
-        resolve(false)
-      }, this.options.handoffTimeoutMs)
-      this.handoffs.set(id, () => {
-        clearTimeout(timer)
-        this.handoffs.delete(id)
-        resolve(true)
-      })
-    })
-    this.post(nodeChannel(old.n), { t: 'evict', e: endpoint, u: user, c: old.c, why, from: this.options.nodeId, id }, 'handoff')
-    return await answered
-  }
-
   private onMessage (channel: string, text: string): void {
     let message: ClusterMessage
     try {
@@ -192,14 +176,12 @@ export class ClusterBroker extends EventEmitter<BrokerEvents> implements Broker 
         this.forwarder.received(channel, message)
         node.deliver(message.e, message.a)
         return
-      case 'evict': {
-        const field = `${message.e}:${message.u}`
-        const done = this.reaping.get(field) ?? node.evict(message.e, message.u, message.c, message.why)
-        void done.then(() => this.post(nodeChannel(message.from), { t: 'evicted', id: message.id }, 'handoff'))
+      case 'evict':
+        // a user this node is reporting for a reaped node: its report is the close asked for
+        this.handoffs.asked(message, this.reaper?.report(`${message.e}:${message.u}`) ?? node.evict(message.e, message.u, message.c, message.why))
         return
-      }
       case 'evicted':
-        this.handoffs.get(message.id)?.()
+        this.handoffs.answered(message.id)
     }
   }
 
@@ -262,7 +244,7 @@ export class ClusterBroker extends EventEmitter<BrokerEvents> implements Broker 
     const { result, other, entry } = await this.transport.presence.reassert(this.registration(connection), connection.policy)
     const why: Eviction = connection.policy === 'replace' ? 'replaced' : 'rejected'
     if (result === 'lost') return await node.evict(connection.endpoint, connection.user, connection.id, why)
-    if (result === 'won' && other) void this.handoff(other, connection.endpoint, connection.user, why)
+    if (result === 'won' && other) void this.handoffs.request(other, connection.endpoint, connection.user, why)
     if (entry) void node.reportLost(connection.endpoint, connection.user, entry.p)
     if (reopen) node.reopen(connection.endpoint, connection.user, connection.id)
   }
@@ -276,36 +258,7 @@ export class ClusterBroker extends EventEmitter<BrokerEvents> implements Broker 
       return
     }
     // a node that just (re)joined gives the others one lease to register again before it reaps anyone
-    if (Date.now() - this.upSince >= this.options.presenceTtlMs) await this.sweep().catch((err: Error) => this.failed('sweep', err))
-  }
-
-  /** Nodes whose lease has expired: the first survivor to remove one from the set reaps it. */
-  private async sweep (): Promise<void> {
-    const { presence } = this.transport
-    const others = await presence.otherNodes()
-    if (others.length === 0) return
-    const alive = await Promise.all(others.map(async (n) => await presence.isAlive(n)))
-    for (const [i, dead] of others.entries()) {
-      if (!alive[i] && await presence.removeNode(dead)) await this.reap(dead)
-    }
-  }
-
-  private async reap (dead: string): Promise<void> {
-    const node = this.node as LocalNode
-    const { log, metrics } = this.options
-    const taken = await this.transport.presence.reap(dead)
-    log.warn({ node: dead, users: taken.length }, 'gateway node lost (its lease expired); reporting its users closed (1006)')
-    for (const [field, entry] of taken) {
-      const at = field.indexOf(':')
-      const endpoint = field.slice(0, at)
-      const user = field.slice(at + 1)
-      metrics.clusterLostUsers.inc({ endpoint })
-      const report = node.reportLost(endpoint, user, entry.p).finally(() => {
-        this.reaping.delete(field)
-        this.release({ endpoint, user, id: `reap:${entry.c}`, params: entry.p, since: entry.s, policy: 'replace' })
-      })
-      this.reaping.set(field, report)
-    }
+    if (Date.now() - this.upSince >= this.options.presenceTtlMs) await this.reaper?.sweep().catch((err: Error) => this.failed('sweep', err))
   }
 
   private setState (state: BrokerState): void {
