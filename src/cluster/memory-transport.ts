@@ -163,7 +163,7 @@ class MemoryPresence implements PresenceStore {
       let entry: Held | undefined
       if (old && old.n !== this.nodeId) {
         alive = this.hub.isAlive(old.n)
-        if (alive && policy === 'reject') return { claimed: false, old, alive }
+        if (alive && policy === 'reject') return { claimed: false, old, alive, entry: undefined }
         const theirs = this.hub.heldOf(old.n)
         const h = theirs.get(field)
         if (h?.c === old.c) {
@@ -187,7 +187,7 @@ class MemoryPresence implements PresenceStore {
       if (cur && cur.c !== presence.c && cur.c !== `reap:${presence.c}` && cur.n !== this.nodeId) {
         if (this.hub.isAlive(cur.n)) {
           const newer = presence.s > cur.s || (presence.s === cur.s && presence.c > cur.c)
-          if ((policy === 'replace') !== newer) return { result: 'lost', other: cur }
+          if ((policy === 'replace') !== newer) return { result: 'lost', other: cur, entry: undefined }
           result = 'won'
           other = cur
         } else {
