@@ -182,3 +182,15 @@ t.test('every key a script touches comes in KEYS: a script that finds its keys o
   t.equal(await redis.exists(`${k.prefix}reaped:a`), 0, 'and it is not marked reaped')
   t.equal((await reap(k, 'a', 'b') as string[]).length, 4, 'with its fields as they are, REAP takes both')
 })
+
+t.test('every key a script touches is one of its KEYS, never built inside the script', async (t) => {
+  for (const [name, lua] of Object.entries({ CLAIM, RELEASE, REAP, REASSERT })) {
+    // locals that hold a KEYS entry count as keys too
+    const aliases = [...lua.matchAll(/local (\w+) = KEYS\[/g)].map((m) => m[1])
+    const calls = [...lua.matchAll(/redis\.call\('(\w+)', ([^,)]+)/g)]
+    t.ok(calls.length > 0, `${name} calls redis`)
+    for (const [call, command, key] of calls) {
+      t.ok(key.startsWith('KEYS[') || aliases.includes(key), `${name}: ${command} names its key from KEYS (${call})`)
+    }
+  }
+})
