@@ -3,7 +3,7 @@
  * action is a TypeBox schema, which yields both the runtime validator (ajv,
  * in codec.ts) and the TypeScript type (`Static`).
  */
-import { Type, type Static, type TSchema } from '@sinclair/typebox'
+import { Type, type ObjectOptions, type Static, type TObject, type TProperties, type TSchema, type TUnion, type TUnsafe } from '@sinclair/typebox'
 import { MAX_REASON_BYTES } from './close-codes.js'
 
 const User = Type.String({ minLength: 1, description: 'user id, from the configured JWT claim' })
@@ -77,33 +77,45 @@ export const Event = Type.Union([HelloEvent, SyncEvent, OpenEvent, MessageEvent,
 
 // ---- actions: backend → gateway ----
 
-/** Exactly one way of naming who an action is for. */
-const oneTarget = (...targets: string[]): Record<string, unknown> => ({
-  oneOf: targets.map((name) => ({ required: [name] }))
-})
+/** Who an action is for: one user, a list of them, or (`send` only) every client of the endpoint. */
+const ToUser = Type.Object({ user: User })
+const ToUsers = Type.Object({ users: Users })
+const ToAll = Type.Object({ all: Type.Literal(true) })
+export const SendTarget = Type.Union([ToUser, ToUsers, ToAll])
+export const CloseTarget = Type.Union([ToUser, ToUsers])
 
-export const SendAction = Type.Object({
-  action: Type.Literal('send'),
-  user: Type.Optional(User),
-  users: Type.Optional(Users),
-  all: Type.Optional(Type.Literal(true)),
+/**
+ * An action: its kind, exactly one of `targets`, and its other fields. ajv
+ * checks the targets flat (each field optional, a `oneOf` requiring exactly
+ * one of them), so a frame naming none or two is told which it may name.
+ */
+function targeted<K extends string, T extends TObject[], F extends TProperties> (
+  kind: K, targets: TUnion<T>, fields: F, options: ObjectOptions = {}
+): TUnsafe<{ action: K } & Static<TUnion<T>> & Static<TObject<F>>> {
+  const targetFields: TProperties = {}
+  for (const target of targets.anyOf) {
+    for (const [name, schema] of Object.entries(target.properties)) targetFields[name] = Type.Optional(schema)
+  }
+  return Type.Unsafe(Type.Object({ action: Type.Literal(kind), ...targetFields, ...fields }, {
+    ...strict,
+    oneOf: targets.anyOf.map((target) => ({ required: Object.keys(target.properties) })),
+    ...options
+  }))
+}
+
+export const SendAction = targeted('send', SendTarget, {
   data: Type.Unknown(),
   binary: Type.Optional(Type.Boolean())
 }, {
-  ...strict,
-  ...oneTarget('user', 'users', 'all'),
   // binary data travels as base64 text
   if: { required: ['binary'], properties: { binary: { const: true } } },
   then: { properties: { data: { type: 'string', pattern: '^[A-Za-z0-9+/]*={0,2}$' } } }
 })
 
-export const CloseAction = Type.Object({
-  action: Type.Literal('close'),
-  user: Type.Optional(User),
-  users: Type.Optional(Users),
+export const CloseAction = targeted('close', CloseTarget, {
   code: Type.Optional(Type.Union([Type.Literal(1000), Type.Integer({ minimum: 4000, maximum: 4999 })])),
   reason: Type.Optional(Reason)
-}, { ...strict, ...oneTarget('user', 'users') })
+})
 
 /** Everything up to and including `seq` is processed (cumulative). */
 export const AckAction = Type.Object({
@@ -133,6 +145,8 @@ export type DrainAction = Static<typeof DrainAction>
 export type UndrainAction = Static<typeof UndrainAction>
 /** The actions a backend pool handles itself: they never reach the relay. */
 export type PoolAction = DrainAction | UndrainAction
+export type SendTarget = Static<typeof SendTarget>
+export type CloseTarget = Static<typeof CloseTarget>
 /** The actions the gateway carries out on clients; `ack` stays with the link. */
 export type ClientAction = SendAction | CloseAction
 export type Action = Static<typeof Action>

@@ -12,7 +12,8 @@ import type { Params } from '../protocol/index.js'
 import type { Authenticator, Identity } from '../src/auth/authenticator.js'
 import type { EndpointConfig, LimitsConfig } from '../src/config/schema.js'
 import type { GatewayMetrics } from '../src/metrics.js'
-import type { EndpointRelay, Ticket } from '../src/relay/relay.js'
+import type { Ticket } from '../src/domain.js'
+import type { EndpointRelay } from '../src/relay/relay.js'
 import type { SessionRegistry } from '../src/sessions/registry.js'
 import {
   GW_ERR_AT_CAPACITY, GW_ERR_BACKEND_UNAVAILABLE, GW_ERR_DRAINING, GW_ERR_DUPLICATE, GW_ERR_NO_ROUTING_KEY, GW_ERR_ORIGIN_FORBIDDEN,

@@ -14,8 +14,8 @@ import type { Params } from '../../protocol/index.js'
 import type { Identity } from '../auth/authenticator.js'
 import type { ClusterConfig, EndpointConfig } from '../config/schema.js'
 import { GW_ERR_CLUSTER_UNAVAILABLE, GW_ERR_DUPLICATE } from '../errors.js'
-import type { Ticket } from '../relay/relay.js'
-import type { Broker, Connection, Eviction } from './broker.js'
+import type { Connection, Eviction, Ticket } from '../domain.js'
+import type { Broker } from './broker.js'
 import { claimedNoLater, connectionId } from './connection-id.js'
 
 interface Pending {

@@ -6,20 +6,7 @@
  */
 import type { EventEmitter } from 'node:events'
 import type { ClientAction, Params } from '../../protocol/index.js'
-import type { DuplicatePolicy } from '../sessions/registry.js'
-
-/** One client connection as the cluster knows it. */
-export interface Connection {
-  endpoint: string
-  user: string
-  /** Unique across the cluster and time: `<nodeId>#<n>`. */
-  id: string
-  params: Params
-  /** When the handshake was admitted (ms since the epoch): under `replace` the newest connection wins a conflict. */
-  since: number
-  /** The endpoint's duplicate policy, which also settles conflicts found after a broker outage. */
-  policy: DuplicatePolicy
-}
+import type { Connection, Eviction } from '../domain.js'
 
 /**
  * What a claim found before it registered the connection.
@@ -41,9 +28,6 @@ export type BrokerState = 'up' | 'down'
 export interface BrokerEvents {
   state: [BrokerState]
 }
-
-/** Why a node is asked to close one of its connections. */
-export type Eviction = 'replaced' | 'rejected'
 
 /** What the broker asks of this node's endpoints. */
 export interface LocalNode {

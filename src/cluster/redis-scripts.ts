@@ -11,25 +11,35 @@
  * Presence entries carry no TTL of their own: they live exactly as long as
  * the lease of the node named in them, and a dead node's are reaped by a
  * survivor. Endpoint names hold no ':', so a field splits at its first one.
+ *
+ * Every key a script touches comes in KEYS, as Redis requires (and Redis
+ * Cluster needs, to route the call). Which node's lease and records a claim
+ * touches depends on the presence it finds, so the caller reads the
+ * presence first and names that node; a script that finds another node
+ * there by then changes nothing and returns nil, and the caller reads again.
+ * Run through ioredis `defineCommand` (EVALSHA, EVAL after a NOSCRIPT).
  */
 
-/** KEYS: presence, my held. ARGV: field, presence JSON, held JSON, policy, prefix, my node. → {old, alive, old held entry, claimed} */
+/**
+ * KEYS: presence, my held, old node's lease, old node's held (mine when
+ * there is no old presence). ARGV: field, presence JSON, held JSON, policy,
+ * my node, old node ('' for none). → {old, alive, old held entry, claimed},
+ * or nil when the presence names another old node by now.
+ */
 export const CLAIM = `
 local old = redis.call('GET', KEYS[1])
+local o = old and cjson.decode(old)
+if (o and o.n or '') ~= ARGV[6] then return nil end
 local alive = 0
 local entry = ''
-if old then
-  local o = cjson.decode(old)
-  if o.n ~= ARGV[6] then
-    alive = redis.call('EXISTS', ARGV[5] .. 'lease:' .. o.n)
-    if alive == 1 and ARGV[4] == 'reject' then return {old, 1, '', 0} end
-    local held = ARGV[5] .. 'held:' .. o.n
-    local h = redis.call('HGET', held, ARGV[1])
-    if h and cjson.decode(h).c == o.c then
-      entry = h
-      -- a dead node's entry is ours to report now, not the reaper's
-      if alive == 0 then redis.call('HDEL', held, ARGV[1]) end
-    end
+if o and o.n ~= ARGV[5] then
+  alive = redis.call('EXISTS', KEYS[3])
+  if alive == 1 and ARGV[4] == 'reject' then return {old, 1, '', 0} end
+  local h = redis.call('HGET', KEYS[4], ARGV[1])
+  if h and cjson.decode(h).c == o.c then
+    entry = h
+    -- a dead node's entry is ours to report now, not the reaper's
+    if alive == 0 then redis.call('HDEL', KEYS[4], ARGV[1]) end
   end
 end
 redis.call('SET', KEYS[1], ARGV[2])
@@ -59,62 +69,69 @@ return 0
 `
 
 /**
- * ARGV: prefix, dead node, my node. Takes over every entry of the dead node
+ * KEYS: dead node's held, my held, dead node's reaped mark, then the
+ * presence of each field of the dead node's held hash. ARGV: my node, then
+ * those fields, in the same order. Takes over every entry of the dead node
  * still current (as a tombstone connection "reap:<id>" of mine, so a claim
  * meanwhile waits for my report), marks the node reaped, and returns
- * {field, held JSON, ...}.
+ * {field, held JSON, ...}; nil when the hash holds other fields by now.
  */
 export const REAP = `
-local held = ARGV[1] .. 'held:' .. ARGV[2]
-local mine = ARGV[1] .. 'held:' .. ARGV[3]
-local entries = redis.call('HGETALL', held)
+local fields = #ARGV - 1
+if redis.call('HLEN', KEYS[1]) ~= fields then return nil end
+-- all checked before anything is written: a script's writes are not undone by its return
+local values = {}
+for i = 1, fields do
+  values[i] = redis.call('HGET', KEYS[1], ARGV[i + 1])
+  if not values[i] then return nil end
+end
 local out = {}
-for i = 1, #entries, 2 do
-  local field, value = entries[i], entries[i + 1]
+for i = 1, fields do
+  local field, value = ARGV[i + 1], values[i]
   local e = cjson.decode(value)
-  local pkey = ARGV[1] .. 'p:' .. field
+  local pkey = KEYS[i + 3]
   local cur = redis.call('GET', pkey)
   if cur and cjson.decode(cur).c == e.c then
     local tomb = 'reap:' .. e.c
-    redis.call('SET', pkey, cjson.encode({n = ARGV[3], c = tomb, s = e.s}))
-    redis.call('HSET', mine, field, cjson.encode({c = tomb, s = e.s, p = e.p}))
+    redis.call('SET', pkey, cjson.encode({n = ARGV[1], c = tomb, s = e.s}))
+    redis.call('HSET', KEYS[2], field, cjson.encode({c = tomb, s = e.s, p = e.p}))
     table.insert(out, field)
     table.insert(out, value)
   end
 end
-redis.call('DEL', held)
-redis.call('SET', ARGV[1] .. 'reaped:' .. ARGV[2], '1', 'EX', 86400)
+redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[3], '1', 'EX', 86400)
 return out
 `
 
 /**
- * Registers a connection again after the broker was away. KEYS: presence, my
- * held. ARGV: field, presence JSON, held JSON, policy, prefix, my node,
- * connection id, since. → {'set'|'won'|'lost', other presence, dead node's held entry}
- * A live conflict is settled by the policy: `replace` keeps the newer
- * connection, `reject` the older (ties by id).
+ * Registers a connection again after the broker was away. KEYS: presence,
+ * my held, other node's lease, other node's held (mine when there is no
+ * other presence). ARGV: field, presence JSON, held JSON, policy, my node,
+ * connection id, since, other node ('' for none). → {'set'|'won'|'lost',
+ * other presence, dead node's held entry}, or nil when the presence names
+ * another node by now. A live conflict is settled by the policy: `replace`
+ * keeps the newer connection, `reject` the older (ties by id).
  */
 export const REASSERT = `
 local cur = redis.call('GET', KEYS[1])
+local o = cur and cjson.decode(cur)
+if (o and o.n or '') ~= ARGV[8] then return nil end
 local result = 'set'
 local other = ''
 local entry = ''
-if cur then
-  local o = cjson.decode(cur)
-  if o.c ~= ARGV[7] and o.c ~= 'reap:' .. ARGV[7] and o.n ~= ARGV[6] then
-    if redis.call('EXISTS', ARGV[5] .. 'lease:' .. o.n) == 1 then
-      local mine = tonumber(ARGV[8])
-      local newer = mine > o.s or (mine == o.s and ARGV[7] > o.c)
-      if (ARGV[4] == 'replace') ~= newer then return {'lost', cur, ''} end
-      result = 'won'
-      other = cur
-    else
-      local held = ARGV[5] .. 'held:' .. o.n
-      local h = redis.call('HGET', held, ARGV[1])
-      if h and cjson.decode(h).c == o.c then
-        entry = h
-        redis.call('HDEL', held, ARGV[1])
-      end
+if o and o.c ~= ARGV[6] and o.c ~= 'reap:' .. ARGV[6] and o.n ~= ARGV[5] then
+  if redis.call('EXISTS', KEYS[3]) == 1 then
+    local mine = tonumber(ARGV[7])
+    local newer = mine > o.s or (mine == o.s and ARGV[6] > o.c)
+    if (ARGV[4] == 'replace') ~= newer then return {'lost', cur, ''} end
+    result = 'won'
+    other = cur
+  else
+    local h = redis.call('HGET', KEYS[4], ARGV[1])
+    if h and cjson.decode(h).c == o.c then
+      entry = h
+      redis.call('HDEL', KEYS[4], ARGV[1])
     end
   end
 end

@@ -3,8 +3,8 @@ import type { ClientAction } from '../../protocol/index.js'
 
 /** The users an action names; empty for `all`. */
 export function targetsOf (action: ClientAction): readonly string[] {
-  if (action.action === 'send' && action.all === true) return []
-  return action.users ?? [action.user as string]
+  if ('all' in action) return []
+  return 'users' in action ? action.users : [action.user]
 }
 
 /** How many deliveries a forwarded action stands for: its named users (an `all` counts none). */
@@ -14,6 +14,6 @@ export function targetCount (action: ClientAction): number {
 
 /** The action addressed to `users` only. */
 export function forUsers (action: ClientAction, users: string[]): ClientAction {
-  const { user: _user, users: _users, ...rest } = action as ClientAction & { all?: true }
-  return { ...rest, users } as ClientAction
+  if (action.action === 'close') return { action: 'close', users, code: action.code, reason: action.reason }
+  return { action: 'send', users, data: action.data, binary: action.binary }
 }

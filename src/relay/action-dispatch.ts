@@ -7,7 +7,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { CloseCodes, sendPayload, type ClientAction, type CloseAction, type SendAction } from '../../protocol/index.js'
 import type { GatewayMetrics } from '../metrics.js'
-import { forUsers } from '../cluster/targets.js'
+import { forUsers, targetsOf } from '../cluster/targets.js'
 import type { SessionRegistry } from '../sessions/registry.js'
 
 /** The rest of the cluster, as action dispatch needs it. */
@@ -49,7 +49,7 @@ export class ActionDispatch {
         log.debug({ users: missing.length, action: action.action, forwarded }, 'action for users not connected here')
         if (forwarded) metrics.droppedActions.inc({ ...this.labels, reason: 'not_connected' }, missing.length)
         else onward.push(forUsers(action, missing))
-      } else if (!forwarded && action.action === 'send' && action.all === true) {
+      } else if (!forwarded && 'all' in action) {
         onward.push(action)
       }
     }
@@ -79,7 +79,7 @@ export class ActionDispatch {
   /** Delivers to the users held here; returns the ones that are not. */
   private send (action: SendAction): string[] {
     const { registry, metrics, log } = this.options
-    const users = action.all ? [...registry.values()].map((s) => s.user) : action.users ?? [action.user as string]
+    const users = 'all' in action ? [...registry.values()].map((s) => s.user) : targetsOf(action)
     const payload = sendPayload(action.data, action.binary)
     // encode once, write many: ws would otherwise re-encode a string per socket
     const frame = users.length > 1 && typeof payload === 'string' ? Buffer.from(payload) : payload
@@ -107,7 +107,7 @@ export class ActionDispatch {
   /** Closes the users held here; returns the ones that are not. */
   private close (action: CloseAction): string[] {
     const missing: string[] = []
-    for (const user of action.users ?? [action.user as string]) {
+    for (const user of targetsOf(action)) {
       const session = this.options.registry.get(user)
       if (session) session.close({ code: action.code ?? CloseCodes.NORMAL.code, reason: action.reason ?? '' })
       else missing.push(user)

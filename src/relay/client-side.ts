@@ -16,7 +16,7 @@ import type { Identity } from '../auth/authenticator.js'
 import type { EndpointConfig, LimitsConfig } from '../config/schema.js'
 import type { GatewayMetrics } from '../metrics.js'
 import type { OutboundEvent } from '../backend-link/event-queue.js'
-import type { Connection, Eviction } from '../cluster/broker.js'
+import type { Connection, Eviction, Ticket } from '../domain.js'
 import { claimedNoLater } from '../cluster/connection-id.js'
 import { ClientSession, type SessionLimits } from '../sessions/client-session.js'
 import { onProtocolError } from '../sessions/protocol-errors.js'
@@ -34,20 +34,6 @@ export interface ClaimPort {
   register (connection: Connection): void
   /** The connection has ended here. */
   release (connection: Connection): void
-}
-
-/** An admitted handshake: its connection, and the close of a lost node's connection to report first. */
-export interface Ticket {
-  connection: Connection
-  lost?: { params: Params }
-  /** Admitted while the cluster could not be asked: registered once it can. */
-  unchecked?: true
-  /**
-   * Called once, as the socket is accepted: ends the claim's wait. Says why
-   * the connection must close at once when another one superseded it
-   * meanwhile (it never goes live: the backend hears nothing of it).
-   */
-  upgrade (): Eviction | undefined
 }
 
 export interface ClientSideOptions {

@@ -7,11 +7,9 @@
 import type { WebSocket } from 'ws'
 import type { ClientAction, CloseCode, Params } from '../../protocol/index.js'
 import type { Identity } from '../auth/authenticator.js'
-import type { Connection, Eviction } from '../cluster/broker.js'
+import type { Connection, Eviction, Ticket } from '../domain.js'
 import type { ActionDispatch } from './action-dispatch.js'
-import type { ClientSide, Ticket } from './client-side.js'
-
-export type { Ticket }
+import type { ClientSide } from './client-side.js'
 
 export class EndpointRelay {
   constructor (private readonly clients: ClientSide, private readonly actions: ActionDispatch) {}

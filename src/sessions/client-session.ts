@@ -7,7 +7,7 @@
 import type { WebSocket } from 'ws'
 import { CloseCodes, messagePrefix, truncateReason, type Params } from '../../protocol/index.js'
 import type { Identity } from '../auth/authenticator.js'
-import type { Connection } from '../cluster/broker.js'
+import type { Connection } from '../domain.js'
 
 export type Delivery = 'sent' | 'kept' | 'slow' | 'gone'
 

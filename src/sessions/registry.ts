@@ -2,9 +2,8 @@
  * The (endpoint, user) → session map of one endpoint, and its duplicate policy
  * (PROTOCOL.md §6): `replace` displaces the old session, `reject` refuses the new.
  */
+import type { DuplicatePolicy } from '../domain.js'
 import type { ClientSession } from './client-session.js'
-
-export type DuplicatePolicy = 'replace' | 'reject'
 
 export type Admission =
   | { admitted: true, displaced?: ClientSession }

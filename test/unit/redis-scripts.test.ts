@@ -21,11 +21,32 @@ type Layout = ReturnType<typeof layout>
 const presenceJson = (c: Conn): string => JSON.stringify({ n: c.node, c: c.id, s: c.since })
 const heldJson = (c: Conn): string => JSON.stringify({ c: c.id, s: c.since, p: c.params ?? {} })
 
-async function claim (k: Layout, field: string, c: Conn, policy: 'replace' | 'reject'): Promise<unknown> {
-  return await redis.eval(CLAIM, 2, k.presence(field), k.held(c.node), field, presenceJson(c), heldJson(c), policy, k.prefix, c.node)
+/** The node a field's presence names ('' for none, or for a presence that is not JSON): what the caller passes as KEYS. */
+async function nodeAt (k: Layout, field: string): Promise<string> {
+  try {
+    return (JSON.parse(await redis.get(k.presence(field)) ?? '{}') as { n?: string }).n ?? ''
+  } catch {
+    return ''
+  }
 }
-async function reassert (k: Layout, field: string, c: Conn, policy: 'replace' | 'reject'): Promise<unknown> {
-  return await redis.eval(REASSERT, 2, k.presence(field), k.held(c.node), field, presenceJson(c), heldJson(c), policy, k.prefix, c.node, c.id, String(c.since))
+/** A claim's KEYS: presence, my held, and the lease and held hash of the node `seen` in presence (mine for none). */
+const around = (k: Layout, field: string, c: Conn, seen: string): string[] => {
+  const other = seen === '' ? c.node : seen
+  return [k.presence(field), k.held(c.node), k.lease(other), k.held(other)]
+}
+async function claim (k: Layout, field: string, c: Conn, policy: 'replace' | 'reject', seen?: string): Promise<unknown> {
+  const node = seen ?? await nodeAt(k, field)
+  return await redis.eval(CLAIM, 4, ...around(k, field, c, node), field, presenceJson(c), heldJson(c), policy, c.node, node)
+}
+async function reassert (k: Layout, field: string, c: Conn, policy: 'replace' | 'reject', seen?: string): Promise<unknown> {
+  const node = seen ?? await nodeAt(k, field)
+  return await redis.eval(REASSERT, 4, ...around(k, field, c, node), field, presenceJson(c), heldJson(c), policy, c.node, c.id, String(c.since), node)
+}
+/** REAP as the caller runs it: the dead node's fields read first, each one's presence key passed. */
+async function reap (k: Layout, dead: string, me: string, fields?: string[]): Promise<unknown> {
+  const names = fields ?? await redis.hkeys(k.held(dead))
+  const keys = [k.held(dead), k.held(me), `${k.prefix}reaped:${dead}`, ...names.map((f) => k.presence(f))]
+  return await redis.eval(REAP, keys.length, ...keys, me, ...names)
 }
 /** Registers `c` as the current connection of `field` (what a successful claim leaves behind). */
 async function record (k: Layout, field: string, c: Conn): Promise<void> {
@@ -93,7 +114,7 @@ t.test('REAP takes over a dead node\'s current entries as tombstones of mine, sk
   await record(k, 'duel:x:y', colon)
   await record(k, 'lobby:bob', { id: 'a#3', node: 'a', since: 160 })
   await redis.set(k.presence('lobby:bob'), presenceJson({ id: 'c#9', node: 'c', since: 170 }))
-  const taken = await redis.eval(REAP, 0, k.prefix, 'a', 'b') as string[]
+  const taken = await reap(k, 'a', 'b') as string[]
   const pairs = new Map<string, string>()
   for (let i = 0; i < taken.length; i += 2) pairs.set(taken[i], taken[i + 1])
   t.same(pairs, new Map([['lobby:alice', heldJson(onA)], ['duel:x:y', heldJson(colon)]]), 'both current entries, field and held JSON; bob moved to c and is skipped')
@@ -140,5 +161,36 @@ t.test('bad input: garbage in Redis keys makes a script fail without writing any
   await t.rejects(redis.eval(RELEASE, 2, k.presence('lobby:carol'), k.held('b'), 'lobby:carol', 'b#stale'), 'RELEASE over an unreadable held entry fails')
   t.equal(await redis.get(k.presence('lobby:carol')), presenceJson(onB), 'and a stale id still deletes no presence')
 
-  t.same(await redis.eval(REAP, 0, k.prefix, 'never-seen', 'b'), [], 'REAP of a node that held nothing takes nothing')
+  t.same(await reap(k, 'never-seen', 'b'), [], 'REAP of a node that held nothing takes nothing')
+})
+
+t.test('every key a script touches comes in KEYS: a script that finds its keys out of date changes nothing and returns nil', async (t) => {
+  const k = layout()
+  await alive(k, 'a')
+  await record(k, 'lobby:alice', onA)
+  t.equal(await claim(k, 'lobby:alice', onB, 'replace', ''), null, 'CLAIM read no presence, but a holds the user by now: nil')
+  t.equal(await claim(k, 'lobby:alice', onB, 'replace', 'c'), null, 'CLAIM read node c there: nil')
+  t.equal(await redis.get(k.presence('lobby:alice')), presenceJson(onA), 'presence untouched')
+  t.equal(await redis.hexists(k.held('b'), 'lobby:alice'), 0, 'nothing recorded for b')
+  t.equal(await reassert(k, 'lobby:alice', onB, 'replace', 'c'), null, 'REASSERT read node c there: nil')
+  t.equal(await redis.get(k.presence('lobby:alice')), presenceJson(onA), 'presence still untouched')
+
+  await record(k, 'lobby:bob', { id: 'a#2', node: 'a', since: 110 })
+  t.equal(await reap(k, 'a', 'b', ['lobby:alice']), null, 'REAP told of fewer fields than the dead node holds: nil')
+  t.equal(await reap(k, 'a', 'b', ['lobby:alice', 'lobby:carol']), null, 'REAP told of a field it does not hold: nil')
+  t.equal(await redis.hlen(k.held('a')), 2, 'the dead node\'s records are untouched')
+  t.equal(await redis.exists(`${k.prefix}reaped:a`), 0, 'and it is not marked reaped')
+  t.equal((await reap(k, 'a', 'b') as string[]).length, 4, 'with its fields as they are, REAP takes both')
+})
+
+t.test('every key a script touches is one of its KEYS, never built inside the script', async (t) => {
+  for (const [name, lua] of Object.entries({ CLAIM, RELEASE, REAP, REASSERT })) {
+    // locals that hold a KEYS entry count as keys too
+    const aliases = [...lua.matchAll(/local (\w+) = KEYS\[/g)].map((m) => m[1])
+    const calls = [...lua.matchAll(/redis\.call\('(\w+)', ([^,)]+)/g)]
+    t.ok(calls.length > 0, `${name} calls redis`)
+    for (const [call, command, key] of calls) {
+      t.ok(key.startsWith('KEYS[') || aliases.includes(key), `${name}: ${command} names its key from KEYS (${call})`)
+    }
+  }
 })

@@ -1,0 +1,263 @@
+/**
+ * The cluster's store and bus in one process: a `MemoryHub` stands for
+ * Redis, and each node's transport reaches it unless the hub cuts that node
+ * off. So several nodes' cluster logic runs in one test, outages included.
+ * The store keeps the semantics of the Lua scripts (redis-scripts.ts); the
+ * bus, those of Redis pub/sub: in order, at most once, and a node cut off
+ * loses its subscriptions.
+ */
+import { EventEmitter } from 'node:events'
+import type { DuplicatePolicy } from '../domain.js'
+import type {
+  ClaimFound, ClusterBus, ClusterTransport, Held, Presence, PresenceStore, ReassertFound, Registration, TransportEvents
+} from './transport.js'
+
+/** What Redis would hold, shared by every node of one hub. */
+export class MemoryHub {
+  readonly leases = new Map<string, number>()
+  readonly nodes = new Set<string>()
+  readonly presence = new Map<string, Presence>()
+  readonly held = new Map<string, Map<string, Held>>()
+  readonly reaped = new Set<string>()
+  private readonly transports = new Map<string, MemoryTransport>()
+  private readonly cutOff = new Set<string>()
+
+  /** Node `nodeId`'s way in; `ttlMs`: its lease. */
+  transport (nodeId: string, ttlMs: number): MemoryTransport {
+    const transport = new MemoryTransport(this, nodeId, ttlMs)
+    this.transports.set(nodeId, transport)
+    return transport
+  }
+
+  /** Node `nodeId` loses the hub (its store calls reject, its subscriptions go). */
+  cut (nodeId: string): void {
+    this.cutOff.add(nodeId)
+    this.transports.get(nodeId)?.lost()
+  }
+
+  /** Node `nodeId` reaches the hub again. */
+  restore (nodeId: string): void {
+    this.cutOff.delete(nodeId)
+    this.transports.get(nodeId)?.reached()
+  }
+
+  reaches (nodeId: string): boolean {
+    return !this.cutOff.has(nodeId)
+  }
+
+  isAlive (node: string): boolean {
+    return (this.leases.get(node) ?? 0) > Date.now()
+  }
+
+  heldOf (node: string): Map<string, Held> {
+    let held = this.held.get(node)
+    if (!held) {
+      held = new Map()
+      this.held.set(node, held)
+    }
+    return held
+  }
+
+  /** Publishes to every transport subscribed to `channel`, each in a later turn (in order); returns how many. */
+  publish (channel: string, text: string): number {
+    const receivers = [...this.transports.values()].filter((t) => t.listensTo(channel))
+    for (const receiver of receivers) setImmediate(() => receiver.deliver(channel, text))
+    return receivers.length
+  }
+}
+
+export class MemoryTransport extends EventEmitter<TransportEvents> implements ClusterTransport {
+  readonly presence: PresenceStore
+  readonly bus: ClusterBus
+  readonly target = 'memory'
+  private connected = false
+  private closed = false
+  private readonly channels = new Set<string>()
+  private readonly receivers: Array<(channel: string, text: string) => void> = []
+
+  constructor (private readonly hub: MemoryHub, private readonly nodeId: string, ttlMs: number) {
+    super()
+    const reach = async <T>(run: () => T): Promise<T> => await this.reach(run)
+    this.presence = new MemoryPresence(hub, nodeId, ttlMs, reach)
+    this.bus = {
+      subscribe: async (channels) => await reach(() => { for (const c of channels) this.channels.add(c) }),
+      publish: async (channel, text) => await reach(() => hub.publish(channel, text)),
+      onMessage: (listener) => { this.receivers.push(listener) }
+    }
+  }
+
+  get isUp (): boolean {
+    return this.connected
+  }
+
+  connect (): void {
+    this.reached()
+  }
+
+  async close (): Promise<void> {
+    this.closed = true
+    this.lost()
+  }
+
+  listensTo (channel: string): boolean {
+    return this.connected && this.channels.has(channel)
+  }
+
+  deliver (channel: string, text: string): void {
+    if (!this.listensTo(channel)) return // gone while in flight: at most once
+    for (const receiver of this.receivers) receiver(channel, text)
+  }
+
+  lost (): void {
+    this.channels.clear()
+    if (!this.connected) return
+    this.connected = false
+    this.emit('down')
+  }
+
+  reached (): void {
+    if (this.closed || this.connected || !this.hub.reaches(this.nodeId)) return
+    setImmediate(() => {
+      if (this.closed || this.connected || !this.hub.reaches(this.nodeId)) return
+      this.connected = true
+      this.emit('up')
+    })
+  }
+
+  /** Runs `run` against the hub in a later turn, as a round trip would, or rejects when this node is cut off. */
+  private async reach<T> (run: () => T): Promise<T> {
+    await new Promise((resolve) => setImmediate(resolve))
+    if (!this.connected) throw new Error('the hub is unreachable')
+    return run()
+  }
+}
+
+/** The store's operations, each atomic (one synchronous run), as the scripts are. */
+class MemoryPresence implements PresenceStore {
+  constructor (
+    private readonly hub: MemoryHub,
+    private readonly nodeId: string,
+    private readonly ttlMs: number,
+    private readonly reach: <T>(run: () => T) => Promise<T>
+  ) {}
+
+  async renewLease (): Promise<void> {
+    await this.reach(() => {
+      this.hub.leases.set(this.nodeId, Date.now() + this.ttlMs)
+      this.hub.nodes.add(this.nodeId)
+    })
+  }
+
+  async leave (): Promise<void> {
+    await this.reach(() => {
+      this.hub.leases.delete(this.nodeId)
+      this.hub.held.delete(this.nodeId)
+      this.hub.nodes.delete(this.nodeId)
+    })
+  }
+
+  async claim ({ field, presence, held }: Registration, policy: DuplicatePolicy): Promise<ClaimFound> {
+    return await this.reach(() => {
+      const old = this.hub.presence.get(field)
+      let alive = false
+      let entry: Held | undefined
+      if (old && old.n !== this.nodeId) {
+        alive = this.hub.isAlive(old.n)
+        if (alive && policy === 'reject') return { claimed: false, old, alive, entry: undefined }
+        const theirs = this.hub.heldOf(old.n)
+        const h = theirs.get(field)
+        if (h?.c === old.c) {
+          entry = h
+          // a dead node's entry is ours to report now, not the reaper's
+          if (!alive) theirs.delete(field)
+        }
+      }
+      this.hub.presence.set(field, presence)
+      this.hub.heldOf(this.nodeId).set(field, held)
+      return { claimed: true, old, alive, entry }
+    })
+  }
+
+  async reassert ({ field, presence, held }: Registration, policy: DuplicatePolicy): Promise<ReassertFound> {
+    return await this.reach(() => {
+      const cur = this.hub.presence.get(field)
+      let result: ReassertFound['result'] = 'set'
+      let other: Presence | undefined
+      let entry: Held | undefined
+      if (cur && cur.c !== presence.c && cur.c !== `reap:${presence.c}` && cur.n !== this.nodeId) {
+        if (this.hub.isAlive(cur.n)) {
+          const newer = presence.s > cur.s || (presence.s === cur.s && presence.c > cur.c)
+          if ((policy === 'replace') !== newer) return { result: 'lost', other: cur, entry: undefined }
+          result = 'won'
+          other = cur
+        } else {
+          const theirs = this.hub.heldOf(cur.n)
+          const h = theirs.get(field)
+          if (h?.c === cur.c) {
+            entry = h
+            theirs.delete(field)
+          }
+        }
+      }
+      this.hub.presence.set(field, presence)
+      this.hub.heldOf(this.nodeId).set(field, held)
+      return { result, other, entry }
+    })
+  }
+
+  async release (field: string, id: string, holder?: Registration): Promise<void> {
+    await this.reach(() => {
+      const mine = this.hub.heldOf(this.nodeId)
+      if (this.hub.presence.get(field)?.c === id) {
+        if (holder) {
+          this.hub.presence.set(field, holder.presence)
+          mine.set(field, holder.held)
+          return
+        }
+        this.hub.presence.delete(field)
+      }
+      if (mine.get(field)?.c === id) mine.delete(field)
+    })
+  }
+
+  async lookup (fields: string[]): Promise<Array<Presence | undefined>> {
+    return await this.reach(() => fields.map((f) => this.hub.presence.get(f)))
+  }
+
+  async takeReapedMark (): Promise<boolean> {
+    return await this.reach(() => this.hub.reaped.delete(this.nodeId))
+  }
+
+  async heldHere (): Promise<Map<string, Held>> {
+    return await this.reach(() => new Map(this.hub.heldOf(this.nodeId)))
+  }
+
+  async otherNodes (): Promise<string[]> {
+    return await this.reach(() => [...this.hub.nodes].filter((n) => n !== this.nodeId))
+  }
+
+  async isAlive (node: string): Promise<boolean> {
+    return await this.reach(() => this.hub.isAlive(node))
+  }
+
+  async removeNode (node: string): Promise<boolean> {
+    return await this.reach(() => this.hub.nodes.delete(node))
+  }
+
+  async reap (node: string): Promise<Array<[string, Held]>> {
+    return await this.reach(() => {
+      const out: Array<[string, Held]> = []
+      const mine = this.hub.heldOf(this.nodeId)
+      for (const [field, e] of this.hub.heldOf(node)) {
+        if (this.hub.presence.get(field)?.c !== e.c) continue
+        const tomb = `reap:${e.c}`
+        this.hub.presence.set(field, { n: this.nodeId, c: tomb, s: e.s })
+        mine.set(field, { c: tomb, s: e.s, p: e.p })
+        out.push([field, e])
+      }
+      this.hub.held.delete(node)
+      this.hub.reaped.add(node)
+      return out
+    })
+  }
+}

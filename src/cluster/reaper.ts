@@ -1,0 +1,60 @@
+/**
+ * Reaping dead nodes (docs/scaling.md): a node whose lease has expired is
+ * taken out of the set by the first survivor to get there, which reports
+ * the dead node's users closed (1006) on its own backend links, then gives
+ * their presence up.
+ */
+import type { FastifyBaseLogger } from 'fastify'
+import type { Connection } from '../domain.js'
+import type { GatewayMetrics } from '../metrics.js'
+import type { LocalNode } from './broker.js'
+import type { PresenceStore } from './transport.js'
+
+export interface ReaperOptions {
+  presence: PresenceStore
+  node: LocalNode
+  /** Gives up the reaper's tombstone of a reported user. */
+  release: (tombstone: Connection) => void
+  metrics: GatewayMetrics
+  log: FastifyBaseLogger
+}
+
+export class Reaper {
+  /** Closes this node is reporting for reaped users, by field: a hand-off for them waits for the report. */
+  private readonly reporting = new Map<string, Promise<void>>()
+
+  constructor (private readonly options: ReaperOptions) {}
+
+  /** The report of a reaped user of `field` still under way here, if any. */
+  report (field: string): Promise<void> | undefined {
+    return this.reporting.get(field)
+  }
+
+  /** Nodes whose lease has expired: the first survivor to remove one from the set reaps it. */
+  async sweep (): Promise<void> {
+    const { presence } = this.options
+    const others = await presence.otherNodes()
+    if (others.length === 0) return
+    const alive = await Promise.all(others.map(async (n) => await presence.isAlive(n)))
+    for (const [i, dead] of others.entries()) {
+      if (!alive[i] && await presence.removeNode(dead)) await this.reap(dead)
+    }
+  }
+
+  private async reap (dead: string): Promise<void> {
+    const { presence, node, release, log, metrics } = this.options
+    const taken = await presence.reap(dead)
+    log.warn({ node: dead, users: taken.length }, 'gateway node lost (its lease expired); reporting its users closed (1006)')
+    for (const [field, entry] of taken) {
+      const at = field.indexOf(':')
+      const endpoint = field.slice(0, at)
+      const user = field.slice(at + 1)
+      metrics.clusterLostUsers.inc({ endpoint })
+      const report = node.reportLost(endpoint, user, entry.p).finally(() => {
+        this.reporting.delete(field)
+        release({ endpoint, user, id: `reap:${entry.c}`, params: entry.p, since: entry.s, policy: 'replace' })
+      })
+      this.reporting.set(field, report)
+    }
+  }
+}

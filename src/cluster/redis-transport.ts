@@ -1,0 +1,235 @@
+/**
+ * The cluster's store and bus over Redis: two connections, one for commands
+ * and publishes, one subscribed; the layout and the scripts are in
+ * redis-scripts.ts. Fails fast while Redis is away: the node carries on
+ * without it (docs/scaling.md).
+ */
+import { EventEmitter } from 'node:events'
+import { Redis, type Result } from 'ioredis'
+import type { FastifyBaseLogger } from 'fastify'
+import type { DuplicatePolicy } from '../domain.js'
+import { CLAIM, REAP, REASSERT, RELEASE } from './redis-scripts.js'
+import type {
+  ClaimFound, ClusterBus, ClusterTransport, Held, Presence, PresenceStore, ReassertFound, Registration, TransportEvents
+} from './transport.js'
+
+/** The scripts as ioredis commands (arguments as redis-scripts.ts documents them; nested arrays are flattened). */
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    gatehouseClaim (keys: ClaimKeys, field: string, presence: string, held: string, policy: DuplicatePolicy, node: string, seen: string): Result<[string, number, string, number] | null, Context>
+    gatehouseReassert (keys: ClaimKeys, field: string, presence: string, held: string, policy: DuplicatePolicy, node: string, id: string, since: string, seen: string): Result<[string, string, string] | null, Context>
+    gatehouseRelease (presenceKey: string, heldKey: string, field: string, id: string, ...holder: [] | [presence: string, held: string]): Result<number, Context>
+    gatehouseReap (numberOfKeys: number, keys: string[], node: string, fields: string[]): Result<string[] | null, Context>
+  }
+}
+
+/** Presence, my held, and the lease and held hash of the node named in presence. */
+type ClaimKeys = [string, string, string, string]
+
+export interface RedisTransportOptions {
+  url: string
+  /** `cluster.name`: the key prefix. */
+  name: string
+  nodeId: string
+  presenceTtlMs: number
+  log: FastifyBaseLogger
+}
+
+export class RedisTransport extends EventEmitter<TransportEvents> implements ClusterTransport {
+  readonly presence: PresenceStore
+  readonly bus: ClusterBus
+  private readonly cmd: Redis
+  private readonly sub: Redis
+
+  constructor (private readonly options: RedisTransportOptions) {
+    super()
+    const redisOptions = {
+      lazyConnect: true,
+      // fail fast while Redis is away: the node carries on without it, and says so
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      commandTimeout: Math.max(500, Math.floor(options.presenceTtlMs / 3)),
+      retryStrategy: (attempt: number) => Math.min(50 * 2 ** attempt, 1000),
+      connectionName: `gatehouse:${options.nodeId}`
+    }
+    this.cmd = new Redis(options.url, redisOptions)
+    this.sub = new Redis(options.url, { ...redisOptions, autoResubscribe: false })
+    this.cmd.defineCommand('gatehouseClaim', { numberOfKeys: 4, lua: CLAIM })
+    this.cmd.defineCommand('gatehouseReassert', { numberOfKeys: 4, lua: REASSERT })
+    this.cmd.defineCommand('gatehouseRelease', { numberOfKeys: 2, lua: RELEASE })
+    // one key per field of the dead node: the count comes with each call
+    this.cmd.defineCommand('gatehouseReap', { lua: REAP })
+    const keys = new RedisKeys(`${options.name}:`)
+    this.presence = new RedisPresence(this.cmd, keys, options.nodeId, options.presenceTtlMs)
+    this.bus = new RedisBus(this.cmd, this.sub, keys)
+  }
+
+  get isUp (): boolean {
+    return this.cmd.status === 'ready' && this.sub.status === 'ready'
+  }
+
+  get target (): string {
+    const url = new URL(this.options.url)
+    return `${url.protocol}//${url.host}${url.pathname}`
+  }
+
+  connect (): void {
+    for (const redis of [this.cmd, this.sub]) {
+      redis.on('ready', () => { if (this.isUp) this.emit('up') })
+      redis.on('close', () => this.emit('down'))
+      redis.on('error', (err: Error) => this.options.log.debug({ err: err.message, redis: this.target }, 'redis connection error'))
+      redis.connect().catch(() => { /* retried by ioredis; 'error' has logged it */ })
+    }
+  }
+
+  async close (): Promise<void> {
+    this.sub.disconnect()
+    await this.cmd.quit().catch(() => this.cmd.disconnect())
+  }
+}
+
+class RedisKeys {
+  constructor (readonly prefix: string) {}
+
+  key (name: string): string {
+    return `${this.prefix}${name}`
+  }
+
+  lease (node: string): string {
+    return this.key(`lease:${node}`)
+  }
+
+  held (node: string): string {
+    return this.key(`held:${node}`)
+  }
+
+  reaped (node: string): string {
+    return this.key(`reaped:${node}`)
+  }
+
+  presence (field: string): string {
+    return this.key(`p:${field}`)
+  }
+}
+
+class RedisPresence implements PresenceStore {
+  constructor (
+    private readonly cmd: Redis,
+    private readonly keys: RedisKeys,
+    private readonly nodeId: string,
+    private readonly ttlMs: number
+  ) {}
+
+  async renewLease (): Promise<void> {
+    await Promise.all([
+      this.cmd.set(this.keys.lease(this.nodeId), '1', 'PX', this.ttlMs),
+      this.cmd.sadd(this.keys.key('nodes'), this.nodeId)
+    ])
+  }
+
+  async leave (): Promise<void> {
+    await Promise.all([
+      this.cmd.del(this.keys.lease(this.nodeId), this.keys.held(this.nodeId)),
+      this.cmd.srem(this.keys.key('nodes'), this.nodeId)
+    ])
+  }
+
+  async claim ({ field, presence, held }: Registration, policy: DuplicatePolicy): Promise<ClaimFound> {
+    for (;;) {
+      const seen = await this.nodeAt(field)
+      const reply = await this.cmd.gatehouseClaim(this.keysAround(field, seen),
+        field, JSON.stringify(presence), JSON.stringify(held), policy, this.nodeId, seen)
+      if (reply === null) continue // another node registered the user meanwhile: look again
+      const [old, alive, entry, claimed] = reply
+      return { claimed: claimed === 1, old: parse<Presence>(old), alive: alive === 1, entry: parse<Held>(entry) }
+    }
+  }
+
+  async reassert ({ field, presence, held }: Registration, policy: DuplicatePolicy): Promise<ReassertFound> {
+    for (;;) {
+      const seen = await this.nodeAt(field)
+      const reply = await this.cmd.gatehouseReassert(this.keysAround(field, seen),
+        field, JSON.stringify(presence), JSON.stringify(held), policy, this.nodeId, presence.c, String(presence.s), seen)
+      if (reply === null) continue
+      const [result, other, entry] = reply
+      return { result: result as ReassertFound['result'], other: parse<Presence>(other), entry: parse<Held>(entry) }
+    }
+  }
+
+  async release (field: string, id: string, holder?: Registration): Promise<void> {
+    const instead: [] | [string, string] = holder ? [JSON.stringify(holder.presence), JSON.stringify(holder.held)] : []
+    await this.cmd.gatehouseRelease(this.keys.presence(field), this.keys.held(this.nodeId), field, id, ...instead)
+  }
+
+  async lookup (fields: string[]): Promise<Array<Presence | undefined>> {
+    if (fields.length === 0) return []
+    const found = await this.cmd.mget(fields.map((f) => this.keys.presence(f)))
+    return found.map((text) => parse<Presence>(text ?? ''))
+  }
+
+  async takeReapedMark (): Promise<boolean> {
+    return await this.cmd.del(this.keys.reaped(this.nodeId)) === 1
+  }
+
+  async heldHere (): Promise<Map<string, Held>> {
+    const recorded = await this.cmd.hgetall(this.keys.held(this.nodeId))
+    return new Map(Object.entries(recorded).map(([field, text]) => [field, JSON.parse(text) as Held]))
+  }
+
+  async otherNodes (): Promise<string[]> {
+    return (await this.cmd.smembers(this.keys.key('nodes'))).filter((n) => n !== this.nodeId)
+  }
+
+  async isAlive (node: string): Promise<boolean> {
+    return await this.cmd.exists(this.keys.lease(node)) === 1
+  }
+
+  async removeNode (node: string): Promise<boolean> {
+    return await this.cmd.srem(this.keys.key('nodes'), node) === 1
+  }
+
+  async reap (node: string): Promise<Array<[string, Held]>> {
+    for (;;) {
+      const fields = await this.cmd.hkeys(this.keys.held(node))
+      const keys = [this.keys.held(node), this.keys.held(this.nodeId), this.keys.reaped(node), ...fields.map((f) => this.keys.presence(f))]
+      const taken = await this.cmd.gatehouseReap(keys.length, keys, this.nodeId, fields)
+      if (taken === null) continue // the dead node's records changed meanwhile: read them again
+      const out: Array<[string, Held]> = []
+      for (let i = 0; i < taken.length; i += 2) out.push([taken[i], JSON.parse(taken[i + 1]) as Held])
+      return out
+    }
+  }
+
+  /** The node named in a field's presence, '' for none. */
+  private async nodeAt (field: string): Promise<string> {
+    return parse<Presence>(await this.cmd.get(this.keys.presence(field)) ?? '')?.n ?? ''
+  }
+
+  /** A claim's keys: the presence, my records, and the lease and records of the node named there (mine for none). */
+  private keysAround (field: string, node: string): ClaimKeys {
+    const other = node === '' ? this.nodeId : node
+    return [this.keys.presence(field), this.keys.held(this.nodeId), this.keys.lease(other), this.keys.held(other)]
+  }
+}
+
+class RedisBus implements ClusterBus {
+  constructor (private readonly cmd: Redis, private readonly sub: Redis, private readonly keys: RedisKeys) {}
+
+  async subscribe (channels: string[]): Promise<void> {
+    await this.sub.subscribe(...channels.map((c) => this.keys.key(c)))
+  }
+
+  async publish (channel: string, text: string): Promise<number> {
+    return await this.cmd.publish(this.keys.key(channel), text)
+  }
+
+  onMessage (listener: (channel: string, text: string) => void): void {
+    const { prefix } = this.keys
+    this.sub.on('message', (channel: string, text: string) => listener(channel.slice(prefix.length), text))
+  }
+}
+
+/** A JSON reply, '' for none. */
+function parse<T> (text: string): T | undefined {
+  return text === '' ? undefined : JSON.parse(text) as T
+}

@@ -1,0 +1,100 @@
+/**
+ * What the cluster needs of its shared store and its message bus, and
+ * nothing more (docs/scaling.md). The cluster's logic (cluster-broker.ts,
+ * forwarder.ts) runs on these; Redis provides them in production
+ * (redis-transport.ts), and memory-transport.ts provides them for several
+ * nodes in one process.
+ */
+import type { EventEmitter } from 'node:events'
+import type { DuplicatePolicy } from '../domain.js'
+import type { Params } from '../../protocol/index.js'
+
+/** Who holds an (endpoint, user): node `n`, connection `c`, admitted at `s`. A reaper's tombstone has `c` = "reap:<id>". */
+export interface Presence { n: string, c: string, s: number }
+/** What a node records of each connection it holds, for whoever reports its close if the node dies. */
+export interface Held { c: string, s: number, p: Params }
+
+/** A connection's records, as a claim writes them. */
+export interface Registration { field: string, presence: Presence, held: Held }
+
+/**
+ * What a claim found: `old` the presence it replaced, `alive` whether that
+ * presence's node (another one) holds its lease, `entry` that node's record
+ * of the old connection when this node must report its close. `claimed`
+ * false: `reject` and a live node holds the user; nothing was written.
+ */
+export interface ClaimFound { claimed: boolean, old?: Presence, alive: boolean, entry?: Held }
+
+/**
+ * What registering a connection again after an outage found: `set`, no
+ * conflict; `won`/`lost`, a live node registered the user meanwhile
+ * (`other`), and the policy keeps this connection or that one; `entry`, a
+ * dead node's record of the user, this node's to report closed.
+ */
+export interface ReassertFound { result: 'set' | 'won' | 'lost', other?: Presence, entry?: Held }
+
+/**
+ * The shared record of nodes and presence, seen from one node. Each method
+ * is atomic; each rejects while the store cannot be reached.
+ */
+export interface PresenceStore {
+  /** Takes or renews this node's lease, and its place in the set of nodes. */
+  renewLease (): Promise<void>
+  /** A clean goodbye: lease, records and place in the set go, leaving nothing to reap. */
+  leave (): Promise<void>
+  /** Registers a connection; `reject`: not over another live node's. */
+  claim (registration: Registration, policy: DuplicatePolicy): Promise<ClaimFound>
+  /** Registers a connection again; a live conflict is settled by `policy` (`replace`: the newer wins, `reject`: the older). */
+  reassert (registration: Registration, policy: DuplicatePolicy): Promise<ReassertFound>
+  /** Forgets connection `id` of `field` where it is still the one recorded; `holder` is recorded in its place. */
+  release (field: string, id: string, holder?: Registration): Promise<void>
+  /** The presence of each field, in order. */
+  lookup (fields: string[]): Promise<Array<Presence | undefined>>
+  /** Was this node reaped while cut off? Asking clears the mark. */
+  takeReapedMark (): Promise<boolean>
+  /** This node's records, by field. */
+  heldHere (): Promise<Map<string, Held>>
+  /** Every node in the set but this one. */
+  otherNodes (): Promise<string[]>
+  isAlive (node: string): Promise<boolean>
+  /** Takes `node` out of the set; true for the one caller that did, which then reaps it. */
+  removeNode (node: string): Promise<boolean>
+  /**
+   * Takes over every record of dead `node` still current (as a tombstone
+   * connection "reap:<id>" of this node, so a claim meanwhile waits for the
+   * report), marks the node reaped, and returns the records taken.
+   */
+  reap (node: string): Promise<Array<[field: string, held: Held]>>
+}
+
+/**
+ * Channels between nodes: `node:<id>` (one per node) and `all`. At most
+ * once, in order per sender: a message published while a receiver is not
+ * subscribed is gone.
+ */
+export interface ClusterBus {
+  /** Listens on `channels` (again after each outage: subscriptions do not outlive one). */
+  subscribe (channels: string[]): Promise<void>
+  /** Resolves with the number of subscribers reached; rejects when the bus cannot be reached. */
+  publish (channel: string, text: string): Promise<number>
+  onMessage (listener: (channel: string, text: string) => void): void
+}
+
+export interface TransportEvents {
+  /** Both the store and the bus can be reached. */
+  up: []
+  /** One of them was lost. */
+  down: []
+}
+
+/** The store and the bus, which come and go together. */
+export interface ClusterTransport extends EventEmitter<TransportEvents> {
+  readonly presence: PresenceStore
+  readonly bus: ClusterBus
+  readonly isUp: boolean
+  /** Where the transport reaches, without credentials, for logs. */
+  readonly target: string
+  /** Starts connecting; `up` follows when it can, again after every `down`. */
+  connect (): void
+  close (): Promise<void>
+}
