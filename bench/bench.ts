@@ -120,7 +120,7 @@ async function roundTrips (options: BenchOptions, pool: LoadPool, running: Conte
     say(`(a) round trips, ${clients} clients: connecting`)
     for (const c of running) {
       const users = Array.from({ length: clients }, (_, i) => `rt${clients}-${c.name}-${i}`)
-      await pool.connect(`rt-${c.name}`, c.url, users, { concurrency: 128, payloadBytes: options.payloadBytes })
+      await pool.connect(`rt-${c.name}`, c.protocol, c.url, users, { concurrency: 128, payloadBytes: options.payloadBytes })
     }
     // one unmeasured window each first: a fresh process's first seconds run cold (JIT), which is not what is compared
     for (const c of running) await pool.roundTrip(`rt-${c.name}`, 0, Math.min(2000, options.warmupMs + options.durationMs))
@@ -155,13 +155,13 @@ async function handshakes (options: BenchOptions, pool: LoadPool, running: Conte
   const warmupMs = Math.min(1000, options.handshakeMs)
   for (const c of running) {
     const users = Array.from({ length: Math.ceil(warmupMs / 1000 * 20000) }, (_, i) => `hswarm-${c.name}-${i}`)
-    await pool.handshake(c.url, users, options.handshakeConcurrency, warmupMs)
+    await pool.handshake(c.protocol, c.url, users, options.handshakeConcurrency, warmupMs)
     await sleep(300)
   }
   for (let run = 0; run < options.runs; run++) {
     for (const c of rotate(running, run)) {
       const users = Array.from({ length: tokens }, (_, i) => `hs${run}-${c.name}-${i}`)
-      const r = await pool.handshake(c.url, users, options.handshakeConcurrency, options.handshakeMs)
+      const r = await pool.handshake(c.protocol, c.url, users, options.handshakeConcurrency, options.handshakeMs)
       runs.get(c.name)?.push(r)
       say(`(b) handshakes, run ${run + 1}/${options.runs}, ${c.name}: ${Math.round(r.rate)}/s, p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms${r.failed ? `, ${r.failed} failed (${r.errors.join('; ')})` : ''}`)
       if (r.failed > 0) problems.push(`${c.name}: ${r.failed} handshakes failed (${r.errors.join('; ')})`)
@@ -194,7 +194,7 @@ async function idle (options: BenchOptions, pool: LoadPool, contenders: Contende
         let held = 0
         for (const count of options.idleCounts) {
           const users = Array.from({ length: count - held }, (_, i) => `idle${run}-${name}-${held + i}`)
-          await pool.connect(`idle-${name}`, c.url, users, { concurrency: 256, payloadBytes: options.payloadBytes })
+          await pool.connect(`idle-${name}`, c.protocol, c.url, users, { concurrency: 256, payloadBytes: options.payloadBytes })
           held = count
           await sleep(options.settleMs)
           await c.gc()

@@ -35,16 +35,16 @@ export interface BenchOptions {
   smoke: boolean
 }
 
-export const KNOBS = `BENCH_RUNS (5), BENCH_IDLE_RUNS (3), BENCH_CLIENTS (100,1000), BENCH_IDLE (1000,15000),
+export const KNOBS = `BENCH_RUNS (5), BENCH_IDLE_RUNS (3), BENCH_CLIENTS (10,100,1000), BENCH_IDLE (1000,15000),
 BENCH_DURATION_MS (3000), BENCH_WARMUP_MS (1000), BENCH_HANDSHAKE_MS (3000), BENCH_HANDSHAKE_CONCURRENCY (64),
-BENCH_WORKERS (auto), BENCH_CONTENDERS (direct,nginx,gatehouse), BENCH_WORKLOADS (throughput,handshake,idle),
+BENCH_WORKERS (auto), BENCH_CONTENDERS (direct,nginx,socketio,gatehouse), BENCH_WORKLOADS (throughput,handshake,idle),
 BENCH_NGINX_WORKERS (auto), BENCH_GATEHOUSE_B=/other/checkout/dist/src/index.js, BENCH_NO_INSTALL=1, NGINX=/path/to/nginx, BENCH_CPU_PROF=DIR, BENCH_OUT=DIR, BENCH_SMOKE=1`
 
 export function defaultOptions (): BenchOptions {
   return {
     contenders: [...CONTENDERS],
     workloads: [...WORKLOADS],
-    clientCounts: [100, 1000],
+    clientCounts: [10, 100, 1000],
     runs: 5,
     warmupMs: 1000,
     durationMs: 3000,

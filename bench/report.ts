@@ -52,7 +52,7 @@ export function tableRows (result: BenchResult): string[][] {
     const f = result.figures[name] as ContenderFigures
     rows.push([name, ...cols.map((c) => cell(c.value(f), c.format))])
   }
-  const pairs: Array<[ContenderName, ContenderName]> = [['gatehouse', 'direct'], ['gatehouse', 'nginx'], ['gatehouse-b', 'direct'], ['gatehouse-b', 'nginx'], ['gatehouse-b', 'gatehouse']]
+  const pairs: Array<[ContenderName, ContenderName]> = [['gatehouse', 'direct'], ['gatehouse', 'nginx'], ['gatehouse', 'socketio'], ['gatehouse-b', 'direct'], ['gatehouse-b', 'nginx'], ['gatehouse-b', 'socketio'], ['gatehouse-b', 'gatehouse']]
   for (const [mine, other] of pairs) {
     const gh = result.figures[mine]
     const f = result.figures[other]
@@ -140,14 +140,14 @@ export function renderConditions (result: BenchResult): string {
   return [
     `- date: ${c.date}; bench took ${c.durationSec} s${o.smoke ? ' (smoke run: tiny load, figures mean nothing)' : ''}`,
     `- machine: ${c.nproc} CPUs (${c.cpu}), ${c.memoryGiB} GiB RAM, ${c.kernel}, open files per process ${c.openFiles}; shared with other work (load average ${la(c.loadAverageBefore)} before, ${la(c.loadAverageAfter)} after)`,
-    `- software: gatehouse ${c.gatehouse}${c.gatehouseB ? `; gatehouse-b ${c.gatehouseB}` : ''}; Node ${c.node}, ws ${c.ws}${c.nginx ? `, ${c.nginx} (worker_processes ${o.nginxWorkers})` : ''}`,
+    `- software: gatehouse ${c.gatehouse}${c.gatehouseB ? `; gatehouse-b ${c.gatehouseB}` : ''}; Node ${c.node}, ws ${c.ws}, socket.io ${c.socketIo}${c.nginx ? `, ${c.nginx} (worker_processes ${o.nginxWorkers})` : ''}`,
     '- everything on loopback on the same machine: load generator, contenders and backends share the CPUs',
     `- load generator: ${o.workers} processes; clients send a ${o.payloadBytes}-byte JSON text and wait for its echo before sending again (one message in flight per client, closed loop, so every contender gets the same offered load); each echo is checked byte for byte`,
     `- (a) round trips: ${o.clientCounts.join(' and ')} clients, an unmeasured window of up to 2 s per contender first, then in each run ${o.warmupMs} ms warm-up and ${o.durationMs} ms measured, ${o.runs} runs per contender interleaved, median of runs; latency from a histogram with 3 significant digits`,
-    `- (b) handshakes: ${o.handshakeConcurrency} in flight, each socket dropped once open, an unmeasured warm-up window of up to 1 s per contender, then ${o.handshakeMs} ms per run, ${o.runs} runs, median; every client presents an HS256 JWT signed before the clock starts; only gatehouse verifies it`,
+    `- (b) handshakes: ${o.handshakeConcurrency} in flight, each socket dropped once open, an unmeasured warm-up window of up to 1 s per contender, then ${o.handshakeMs} ms per run, ${o.runs} runs, median; every client presents an HS256 JWT signed before the clock starts; only gatehouse verifies it; for socketio a handshake ends at the namespace connect ack (40{"sid":…})`,
     `- (c) idle: ${o.idleCounts.join(' then ')} authenticated idle clients, ${o.idleRuns} runs on fresh processes, median; RSS read from /proc after ${o.settleMs} ms and a full GC in every Node process; per-connection = (RSS now − RSS before any client) ÷ clients; nginx's RSS is master + workers`,
-    '- (d) backend: RSS and established TCP connections of the process holding the game end (direct: the echo server itself; nginx: the echo server behind it; gatehouse: the echo backend behind its one link)',
-    '- contenders: direct = ws echo server; nginx = reverse proxy (one upstream connection per client) → ws echo server; gatehouse = gateway (dist/src createGateway, log silent, rate limit raised out of the way) → one link → echo backend answering each message with a send to the same user'
+    '- (d) backend: RSS and established TCP connections of the process holding the game end (direct, socketio: the echo server itself; nginx: the echo server behind it; gatehouse: the echo backend behind its one link)',
+    '- contenders: direct = ws echo server; nginx = reverse proxy (one upstream connection per client) → ws echo server; socketio = socket.io echo server (websocket transport only, each echo event answered with an echo event; clients speak Engine.IO v4/Socket.IO v5 framing over ws and answer its pings; each frame carries 42["echo",…] around the same JSON); gatehouse = gateway (dist/src createGateway, log silent, rate limit raised out of the way) → one link → echo backend answering each message with a send to the same user'
   ].join('\n')
 }
 
@@ -183,7 +183,7 @@ ${skipped}
 Columns: \`rt/s @N\` round trips per second with N clients; \`p50/p99 ms\`
 round-trip latency; \`handshakes/s\` completed WebSocket handshakes (JWT
 verified by gatehouse only); \`KiB/idle conn @N\` RSS growth of the hop (the
-proxy or gateway; for direct, the echo server) per idle client; \`backend\`
+proxy or gateway; for direct and socketio, the echo server) per idle client; \`backend\`
 RSS and established TCP connections of the process behind the hop.
 
 ## Issue-5 targets

@@ -6,13 +6,15 @@
 import { performance } from 'node:perf_hooks'
 import { WebSocket } from 'ws'
 import { serveIpc } from '../ipc.js'
-import { openSocket } from './open-socket.js'
+import { echoFrame, isPing, openClient, type ClientProtocol } from './protocol.js'
 import { Histogram } from '../stats.js'
 import { signToken } from '../tokens.js'
 
 /** A set of open client connections, named by the orchestrator. */
 interface Group {
+  protocol: ClientProtocol
   sockets: WebSocket[]
+  /** Per socket, the frame it sends, and expects back byte for byte. */
   payloads: string[]
   unexpectedCloses: number
 }
@@ -26,12 +28,12 @@ function payload (id: string, size: number): string {
   return `${head}${'x'.repeat(fill)}"}`
 }
 
-interface ConnectArgs { group: string, url: string, users: string[], concurrency: number, payloadBytes: number }
+interface ConnectArgs { group: string, protocol: ClientProtocol, url: string, users: string[], concurrency: number, payloadBytes: number }
 
 /** Opens one connection per user, `concurrency` handshakes at a time. */
-async function connect ({ group, url, users, concurrency, payloadBytes }: ConnectArgs): Promise<{ opened: number, failed: number, errors: string[] }> {
+async function connect ({ group, protocol, url, users, concurrency, payloadBytes }: ConnectArgs): Promise<{ opened: number, failed: number, errors: string[] }> {
   const tokens = users.map((user) => signToken(user))
-  const entry = groups.get(group) ?? { sockets: [], payloads: [], unexpectedCloses: 0 }
+  const entry = groups.get(group) ?? { protocol, sockets: [], payloads: [], unexpectedCloses: 0 }
   groups.set(group, entry)
   let next = 0
   let failed = 0
@@ -40,10 +42,10 @@ async function connect ({ group, url, users, concurrency, payloadBytes }: Connec
     while (next < users.length) {
       const i = next++
       try {
-        const ws = await openSocket(url, tokens[i])
+        const ws = await openClient(protocol, url, tokens[i])
         ws.on('close', () => { if (entry.sockets.includes(ws)) entry.unexpectedCloses++ })
         entry.sockets.push(ws)
-        entry.payloads.push(payload(users[i], payloadBytes))
+        entry.payloads.push(echoFrame(protocol, payload(users[i], payloadBytes)))
       } catch (err) {
         failed++
         errors.add((err as Error).message)
@@ -100,6 +102,7 @@ async function roundTrip ({ group, warmupMs, durationMs }: RoundTripArgs): Promi
       ws.send(text)
     }
     const onMessage = (data: Buffer): void => {
+      if (isPing(entry.protocol, data)) return
       const now = performance.now()
       inFlight--
       if (data.length !== text.length || data.toString() !== text) mismatched++
@@ -129,14 +132,14 @@ async function roundTrip ({ group, warmupMs, durationMs }: RoundTripArgs): Promi
   }
 }
 
-interface HandshakeArgs { url: string, users: string[], concurrency: number, durationMs: number }
+interface HandshakeArgs { protocol: ClientProtocol, url: string, users: string[], concurrency: number, durationMs: number }
 
 /**
  * Handshake rate: `concurrency` lanes each open a connection, drop it as soon
  * as it is open, and open the next, until the window ends. Tokens (one user
  * each, so no duplicate policy kicks in) are signed before the clock starts.
  */
-async function handshake ({ url, users, concurrency, durationMs }: HandshakeArgs): Promise<{ completed: number, failed: number, exhausted: boolean, elapsedMs: number, errors: string[], histogram: Array<[number, number]> }> {
+async function handshake ({ protocol, url, users, concurrency, durationMs }: HandshakeArgs): Promise<{ completed: number, failed: number, exhausted: boolean, elapsedMs: number, errors: string[], histogram: Array<[number, number]> }> {
   const tokens = users.map((user) => signToken(user))
   const histogram = new Histogram()
   let next = 0
@@ -150,7 +153,7 @@ async function handshake ({ url, users, concurrency, durationMs }: HandshakeArgs
       const token = tokens[next++]
       const t0 = performance.now()
       try {
-        const ws = await openSocket(url, token)
+        const ws = await openClient(protocol, url, token)
         completed++
         histogram.record((performance.now() - t0) * 1000)
         ws.terminate()
