@@ -38,6 +38,8 @@ export interface Contender {
   hopPids (): number[]
   /** The process that holds the game logic's end. */
   backendPid: number
+  /** One message to every client, sent by the game logic's end; `sentAt` is wall-clock ms just before it is written. */
+  broadcast (id: number): Promise<{ sentAt: number }>
   /** A full GC in every Node process of the contender, before memory is read. */
   gc (): Promise<void>
   stop (): Promise<void>
@@ -79,6 +81,7 @@ export async function startContender (name: ContenderName, options: StartOptions
       protocol: 'ws',
       hopPids: () => [echo.child.pid],
       backendPid: echo.child.pid,
+      broadcast: (id) => echo.child.call('broadcast', { id }),
       gc: async () => { await echo.child.call('gc') },
       stop: () => echo.child.stop()
     }
@@ -91,6 +94,7 @@ export async function startContender (name: ContenderName, options: StartOptions
       protocol: 'socketio',
       hopPids: () => [child.pid],
       backendPid: child.pid,
+      broadcast: (id) => child.call('broadcast', { id }),
       gc: async () => { await child.call('gc') },
       stop: () => child.stop()
     }
@@ -111,6 +115,7 @@ export async function startContender (name: ContenderName, options: StartOptions
       protocol: 'ws',
       hopPids: () => proxy.pids(),
       backendPid: echo.child.pid,
+      broadcast: (id) => echo.child.call('broadcast', { id }),
       gc: async () => { await echo.child.call('gc') },
       stop: async () => {
         await proxy.stop()
@@ -137,6 +142,7 @@ export async function startContender (name: ContenderName, options: StartOptions
       protocol: 'ws',
       hopPids: () => [child.pid],
       backendPid: backend.child.pid,
+      broadcast: (id) => backend.child.call('broadcast', { id }),
       gc: async () => { await Promise.all([child.call('gc'), backend.child.call('gc')]) },
       stop: async () => {
         await child.stop(10000)

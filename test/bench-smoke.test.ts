@@ -58,6 +58,10 @@ t.test('a smoke run measures every contender and writes the report', async (t) =
       t.equal(rt.runs.length, result.options.runs, `${name} @${n}: one result per run`)
     }
     t.ok((f.handshake?.rate ?? 0) > 0, `${name}: handshake rate is positive`)
+    // every client got each broadcast exactly once: otherwise result.problems above is not empty
+    t.equal(f.broadcast?.clients, result.options.broadcastClients, `${name}: broadcast to every client held`)
+    t.equal(f.broadcast?.runs.length, result.options.runs, `${name}: one broadcast figure per run`)
+    t.ok(f.broadcast?.runs.every((r) => r.completionMs > 0 && r.cpuMs >= 0), `${name}: each broadcast completed after it was sent`)
     t.equal(f.handshake?.runs.every((r) => r.failed === 0), true, `${name}: no handshake failed`)
     for (const k of idleCounts) {
       const idle = f.idle[k]

@@ -95,6 +95,21 @@ export class LoadPool {
     }
   }
 
+  /** Arms every socket of the group for broadcast `id`; call before it is sent. */
+  async armBroadcast (group: string, id: number): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.call('armBroadcast', { group, id })))
+  }
+
+  /** When the last client got the armed broadcast (wall-clock ms), and how many never or twice did. */
+  async collectBroadcast (group: string, timeoutMs: number): Promise<{ lastAt: number, missing: number, duplicates: number }> {
+    const parts = await Promise.all(this.workers.map((w) => w.call<{ lastAt: number, missing: number, duplicates: number }>('collectBroadcast', { group, timeoutMs })))
+    return {
+      lastAt: Math.max(...parts.map((p) => p.lastAt)),
+      missing: parts.reduce((sum, p) => sum + p.missing, 0),
+      duplicates: parts.reduce((sum, p) => sum + p.duplicates, 0)
+    }
+  }
+
   async stop (): Promise<void> {
     await Promise.all(this.workers.map((w) => w.stop()))
   }

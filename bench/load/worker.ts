@@ -17,7 +17,23 @@ interface Group {
   /** Per socket, the frame it sends, and expects back byte for byte. */
   payloads: string[]
   unexpectedCloses: number
+  broadcast?: BroadcastWatch
 }
+
+/** One broadcast being watched for on every socket of a group. */
+interface BroadcastWatch {
+  marker: string
+  received: Uint8Array
+  missing: number
+  duplicates: number
+  /** Wall-clock ms (comparable across processes) of the last socket's first copy. */
+  lastAt: number
+  done: Promise<void>
+  cleanups: Array<() => void>
+}
+
+/** Wall-clock milliseconds with sub-millisecond precision, comparable across processes on one machine. */
+const wallNow = (): number => performance.timeOrigin + performance.now()
 
 const groups = new Map<string, Group>()
 
@@ -132,6 +148,55 @@ async function roundTrip ({ group, warmupMs, durationMs }: RoundTripArgs): Promi
   }
 }
 
+/**
+ * Arms every socket of the group for broadcast `id`, before it is sent. The
+ * servers send `{"b":id,"t":sentAt}` (socketio inside `42["b",…]`), so the
+ * marker is found in any contender's frame without parsing it.
+ */
+function armBroadcast ({ group, id }: { group: string, id: number }): { armed: number } {
+  const entry = groups.get(group)
+  if (!entry) throw new Error(`no group ${group}`)
+  let finish: () => void = () => {}
+  const watch: BroadcastWatch = {
+    marker: `{"b":${id},"t":`,
+    received: new Uint8Array(entry.sockets.length),
+    missing: entry.sockets.length,
+    duplicates: 0,
+    lastAt: 0,
+    done: new Promise<void>((resolve) => { finish = resolve }),
+    cleanups: []
+  }
+  if (watch.missing === 0) finish()
+  entry.sockets.forEach((ws, i) => {
+    const onMessage = (data: Buffer): void => {
+      if (!data.toString().includes(watch.marker)) return
+      if (watch.received[i] === 1) {
+        watch.duplicates++
+        return
+      }
+      watch.received[i] = 1
+      watch.lastAt = wallNow()
+      if (--watch.missing === 0) finish()
+    }
+    ws.on('message', onMessage)
+    watch.cleanups.push(() => ws.off('message', onMessage))
+  })
+  entry.broadcast = watch
+  return { armed: entry.sockets.length }
+}
+
+/** Waits until every socket has the armed broadcast (or `timeoutMs`), then disarms. */
+async function collectBroadcast ({ group, timeoutMs }: { group: string, timeoutMs: number }): Promise<{ missing: number, duplicates: number, lastAt: number }> {
+  const watch = groups.get(group)?.broadcast
+  if (!watch) throw new Error(`no broadcast armed on ${group}`)
+  let timer: NodeJS.Timeout | undefined
+  await Promise.race([watch.done, new Promise<void>((resolve) => { timer = setTimeout(resolve, timeoutMs) })])
+  clearTimeout(timer)
+  for (const cleanup of watch.cleanups) cleanup()
+  ;(groups.get(group) as Group).broadcast = undefined
+  return { missing: watch.missing, duplicates: watch.duplicates, lastAt: watch.lastAt }
+}
+
 interface HandshakeArgs { protocol: ClientProtocol, url: string, users: string[], concurrency: number, durationMs: number }
 
 /**
@@ -172,6 +237,8 @@ serveIpc({
   disconnect,
   roundTrip,
   handshake,
+  armBroadcast,
+  collectBroadcast,
   count: ({ group }: { group: string }) => groups.get(group)?.sockets.length ?? 0,
   stop: () => {
     for (const entry of groups.values()) for (const ws of entry.sockets) ws.terminate()

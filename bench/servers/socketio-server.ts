@@ -6,6 +6,7 @@
  * to other paths are not counted as clients.
  */
 import { once } from 'node:events'
+import { performance } from 'node:perf_hooks'
 import { createServer } from 'node:http'
 import { Server } from 'socket.io'
 import { PATH } from '../endpoints.js'
@@ -25,5 +26,10 @@ serveIpc({
     io.disconnectSockets(true)
     await new Promise<void>((resolve) => io.close(() => resolve()))
   }),
-  stats: () => ({ clients: io.engine.clientsCount })
+  stats: () => ({ clients: io.engine.clientsCount }),
+  broadcast: ({ id }: { id: number }) => {
+    const sentAt = performance.timeOrigin + performance.now()
+    io.emit('b', { b: id, t: sentAt })
+    return { sentAt }
+  }
 }, { port: (http.address() as { port: number }).port })
