@@ -11,18 +11,21 @@ import { type Contender, type ContenderName, startContender } from './contenders
 import { ensureNginx } from './nginx.js'
 import type { BenchOptions } from './options.js'
 import { LoadPool, type HandshakeResult, type RoundTripResult } from './load/pool.js'
-import { tcpConnections, totalRss, rssBytes } from './procfs.js'
+import { cpuMs, tcpConnections, totalRss, rssBytes } from './procfs.js'
 import { median } from './stats.js'
 
 export interface RoundTripFigure { rate: number, p50Ms: number, p99Ms: number, runs: RoundTripResult[] }
 export interface HandshakeFigure { rate: number, p50Ms: number, p99Ms: number, runs: HandshakeResult[] }
 export interface IdleSample { hopBytesPerConn: number, hopRssBytes: number, backendRssBytes: number, backendSockets: number }
 export interface IdleFigure extends IdleSample { runs: IdleSample[] }
+export interface BroadcastRun { completionMs: number, cpuMs: number }
+export interface BroadcastFigure extends BroadcastRun { clients: number, runs: BroadcastRun[] }
 
 export interface ContenderFigures {
   roundTrip: Record<number, RoundTripFigure>
   handshake?: HandshakeFigure
   idle: Record<number, IdleFigure>
+  broadcast?: BroadcastFigure
 }
 
 export interface Conditions extends MachineConditions {
@@ -81,13 +84,14 @@ export async function runBench (options: BenchOptions, say: (line: string) => vo
   const problems: string[] = []
   const pool = await LoadPool.start(options.workers)
   try {
-    if (options.workloads.includes('throughput') || options.workloads.includes('handshake')) {
+    if (options.workloads.some((w) => w !== 'idle')) {
       say(`starting ${contenders.join(', ')}`)
       const running: Contender[] = []
       try {
         for (const name of contenders) running.push(await startContender(name, startOptions))
         if (options.workloads.includes('throughput')) await roundTrips(options, pool, running, figures, problems, say)
         if (options.workloads.includes('handshake')) await handshakes(options, pool, running, figures, problems, say)
+        if (options.workloads.includes('broadcast')) await broadcasts(options, pool, running, figures, problems, say)
       } finally {
         for (const contender of running) await contender.stop()
       }
@@ -120,7 +124,7 @@ async function roundTrips (options: BenchOptions, pool: LoadPool, running: Conte
     say(`(a) round trips, ${clients} clients: connecting`)
     for (const c of running) {
       const users = Array.from({ length: clients }, (_, i) => `rt${clients}-${c.name}-${i}`)
-      await pool.connect(`rt-${c.name}`, c.url, users, { concurrency: 128, payloadBytes: options.payloadBytes })
+      await pool.connect(`rt-${c.name}`, c.protocol, c.url, users, { concurrency: 128, payloadBytes: options.payloadBytes })
     }
     // one unmeasured window each first: a fresh process's first seconds run cold (JIT), which is not what is compared
     for (const c of running) await pool.roundTrip(`rt-${c.name}`, 0, Math.min(2000, options.warmupMs + options.durationMs))
@@ -155,13 +159,13 @@ async function handshakes (options: BenchOptions, pool: LoadPool, running: Conte
   const warmupMs = Math.min(1000, options.handshakeMs)
   for (const c of running) {
     const users = Array.from({ length: Math.ceil(warmupMs / 1000 * 20000) }, (_, i) => `hswarm-${c.name}-${i}`)
-    await pool.handshake(c.url, users, options.handshakeConcurrency, warmupMs)
+    await pool.handshake(c.protocol, c.url, users, options.handshakeConcurrency, warmupMs)
     await sleep(300)
   }
   for (let run = 0; run < options.runs; run++) {
     for (const c of rotate(running, run)) {
       const users = Array.from({ length: tokens }, (_, i) => `hs${run}-${c.name}-${i}`)
-      const r = await pool.handshake(c.url, users, options.handshakeConcurrency, options.handshakeMs)
+      const r = await pool.handshake(c.protocol, c.url, users, options.handshakeConcurrency, options.handshakeMs)
       runs.get(c.name)?.push(r)
       say(`(b) handshakes, run ${run + 1}/${options.runs}, ${c.name}: ${Math.round(r.rate)}/s, p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms${r.failed ? `, ${r.failed} failed (${r.errors.join('; ')})` : ''}`)
       if (r.failed > 0) problems.push(`${c.name}: ${r.failed} handshakes failed (${r.errors.join('; ')})`)
@@ -172,6 +176,51 @@ async function handshakes (options: BenchOptions, pool: LoadPool, running: Conte
   for (const c of running) {
     const list = runs.get(c.name) ?? []
     ;(figures[c.name] as ContenderFigures).handshake = { rate: median(list.map((r) => r.rate)), p50Ms: median(list.map((r) => r.p50Ms)), p99Ms: median(list.map((r) => r.p99Ms)), runs: list }
+  }
+}
+
+/**
+ * (e) Broadcast: every contender holds the same number of clients at once;
+ * in each run its game end (the echo server, or gatehouse's backend with one
+ * `send` to `all`) sends one message to all of them. Completion is the last
+ * client's receipt − the send time (wall clocks of one machine); CPU is user +
+ * system time of every server process (hop and backend) from just before the
+ * send until the last receipt. Every client must get it exactly once. One
+ * unmeasured broadcast per contender first.
+ */
+async function broadcasts (options: BenchOptions, pool: LoadPool, running: Contender[], figures: BenchResult['figures'], problems: string[], say: (line: string) => void): Promise<void> {
+  const clients = options.broadcastClients
+  say(`(e) broadcast, ${clients} clients per contender: connecting`)
+  for (const c of running) {
+    const users = Array.from({ length: clients }, (_, i) => `bc-${c.name}-${i}`)
+    await pool.connect(`bc-${c.name}`, c.protocol, c.url, users, { concurrency: 256, payloadBytes: options.payloadBytes })
+  }
+  await sleep(options.settleMs)
+  const runs = new Map<ContenderName, BroadcastRun[]>(running.map((c) => [c.name, []]))
+  let id = 0
+  for (let run = -1; run < options.runs; run++) {
+    for (const c of rotate(running, Math.max(0, run))) {
+      const group = `bc-${c.name}`
+      const pids = [...c.hopPids(), c.backendPid]
+      id++
+      await pool.armBroadcast(group, id)
+      const cpuBefore = cpuMs(pids)
+      const { sentAt } = await c.broadcast(id)
+      const got = await pool.collectBroadcast(group, 30000)
+      const r: BroadcastRun = { completionMs: got.lastAt - sentAt, cpuMs: cpuMs(pids) - cpuBefore }
+      if (got.missing > 0) problems.push(`${c.name}: broadcast ${id} never reached ${got.missing} of ${clients} clients`)
+      if (got.duplicates > 0) problems.push(`${c.name}: broadcast ${id} reached clients ${got.duplicates} times more than once`)
+      if (run >= 0) {
+        runs.get(c.name)?.push(r)
+        say(`(e) broadcast to ${clients}, run ${run + 1}/${options.runs}, ${c.name}: ${r.completionMs.toFixed(1)} ms, server CPU ${r.cpuMs} ms`)
+      }
+      await sleep(300)
+    }
+  }
+  for (const c of running) {
+    const list = runs.get(c.name) ?? []
+    ;(figures[c.name] as ContenderFigures).broadcast = { clients, completionMs: median(list.map((r) => r.completionMs)), cpuMs: median(list.map((r) => r.cpuMs)), runs: list }
+    await pool.disconnect(`bc-${c.name}`)
   }
 }
 
@@ -194,7 +243,7 @@ async function idle (options: BenchOptions, pool: LoadPool, contenders: Contende
         let held = 0
         for (const count of options.idleCounts) {
           const users = Array.from({ length: count - held }, (_, i) => `idle${run}-${name}-${held + i}`)
-          await pool.connect(`idle-${name}`, c.url, users, { concurrency: 256, payloadBytes: options.payloadBytes })
+          await pool.connect(`idle-${name}`, c.protocol, c.url, users, { concurrency: 256, payloadBytes: options.payloadBytes })
           held = count
           await sleep(options.settleMs)
           await c.gc()

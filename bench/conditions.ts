@@ -29,6 +29,7 @@ export interface MachineConditions {
   node: string
   kernel: string
   ws: string
+  socketIo: string
   openFiles: string
   /** The gateway's source: commit, and whether src/, routes/ or protocol/ had uncommitted changes. */
   gatehouse: string
@@ -45,6 +46,7 @@ export function machineConditions (startedAt: number): MachineConditions {
     node: process.version,
     kernel: `${os.type()} ${os.release()}`,
     ws: packageVersion('ws'),
+    socketIo: packageVersion('socket.io'),
     openFiles: spawnSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).stdout.trim() || 'unknown',
     gatehouse: sourceRevision()
   }

@@ -1,17 +1,19 @@
 /**
- * The three contenders, each started on loopback as its own processes so
- * their memory can be read apart:
+ * The contenders, each started on loopback as its own processes so their
+ * memory can be read apart:
  * - direct: clients ↔ a plain ws echo server;
  * - nginx: clients → nginx → a plain ws echo server;
+ * - socketio: clients ↔ a socket.io echo server (websocket transport only);
  * - gatehouse: clients → gateway → one link → an echo backend.
  */
 import { fileURLToPath } from 'node:url'
 import { forkChild, type Child } from './ipc.js'
 import { startNginx, type NginxProxy } from './nginx.js'
 import { LINK_PATH, PATH } from './endpoints.js'
+import type { ClientProtocol } from './load/protocol.js'
 import { BENCH_AUDIENCE, BENCH_ISSUER, BENCH_SECRET } from './tokens.js'
 
-export const CONTENDERS = ['direct', 'nginx', 'gatehouse'] as const
+export const CONTENDERS = ['direct', 'nginx', 'socketio', 'gatehouse'] as const
 /**
  * `gatehouse-b`: a second build of the gateway (BENCH_GATEHOUSE_B), measured
  * in the same run, so a change to src/ can be judged against the current one
@@ -24,15 +26,20 @@ export { PATH } from './endpoints.js'
 
 const ECHO_SERVER = fileURLToPath(new URL('./servers/echo-server.js', import.meta.url))
 const ECHO_BACKEND = fileURLToPath(new URL('./servers/echo-backend.js', import.meta.url))
+const SOCKETIO_SERVER = fileURLToPath(new URL('./servers/socketio-server.js', import.meta.url))
 const GATEWAY = fileURLToPath(new URL('./servers/gateway-server.js', import.meta.url))
 
 export interface Contender {
   name: ContenderName
   url: string
+  /** What its clients speak on the socket. */
+  protocol: ClientProtocol
   /** The process(es) between the clients and the backend; for direct, the echo server itself. */
   hopPids (): number[]
   /** The process that holds the game logic's end. */
   backendPid: number
+  /** One message to every client, sent by the game logic's end; `sentAt` is wall-clock ms just before it is written. */
+  broadcast (id: number): Promise<{ sentAt: number }>
   /** A full GC in every Node process of the contender, before memory is read. */
   gc (): Promise<void>
   stop (): Promise<void>
@@ -71,10 +78,25 @@ export async function startContender (name: ContenderName, options: StartOptions
     return {
       name,
       url: `ws://127.0.0.1:${echo.port}${PATH}`,
+      protocol: 'ws',
       hopPids: () => [echo.child.pid],
       backendPid: echo.child.pid,
+      broadcast: (id) => echo.child.call('broadcast', { id }),
       gc: async () => { await echo.child.call('gc') },
       stop: () => echo.child.stop()
+    }
+  }
+  if (name === 'socketio') {
+    const { child, ready } = await forkChild<{ port: number }>('socket.io echo server', SOCKETIO_SERVER, { execArgv: NODE_FLAGS })
+    return {
+      name,
+      url: `ws://127.0.0.1:${ready.port}${PATH}/?EIO=4&transport=websocket`,
+      protocol: 'socketio',
+      hopPids: () => [child.pid],
+      backendPid: child.pid,
+      broadcast: (id) => child.call('broadcast', { id }),
+      gc: async () => { await child.call('gc') },
+      stop: () => child.stop()
     }
   }
   if (name === 'nginx') {
@@ -90,8 +112,10 @@ export async function startContender (name: ContenderName, options: StartOptions
     return {
       name,
       url: `ws://127.0.0.1:${proxy.port}${PATH}`,
+      protocol: 'ws',
       hopPids: () => proxy.pids(),
       backendPid: echo.child.pid,
+      broadcast: (id) => echo.child.call('broadcast', { id }),
       gc: async () => { await echo.child.call('gc') },
       stop: async () => {
         await proxy.stop()
@@ -115,8 +139,10 @@ export async function startContender (name: ContenderName, options: StartOptions
     return {
       name,
       url: `ws://127.0.0.1:${port}${PATH}`,
+      protocol: 'ws',
       hopPids: () => [child.pid],
       backendPid: backend.child.pid,
+      broadcast: (id) => backend.child.call('broadcast', { id }),
       gc: async () => { await Promise.all([child.call('gc'), backend.child.call('gc')]) },
       stop: async () => {
         await child.stop(10000)

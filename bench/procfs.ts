@@ -65,3 +65,17 @@ export function childPids (pid: number): number[] {
   }
   return out
 }
+
+/** User + system CPU time in ms summed over `pids` (/proc/PID/stat, clock ticks of 10 ms), 0 for a process that is gone. */
+export function cpuMs (pids: readonly number[]): number {
+  let ticks = 0
+  for (const pid of new Set(pids)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+      // fields after the command name's ")": utime and stime are the 12th and 13th
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      ticks += Number(fields[11]) + Number(fields[12])
+    } catch {}
+  }
+  return ticks * 10
+}

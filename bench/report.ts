@@ -27,6 +27,11 @@ export function columns (result: BenchResult): Column[] {
   if (o.workloads.includes('handshake')) {
     cols.push({ title: 'handshakes/s', value: (f) => f.handshake?.rate, format: int })
   }
+  if (o.workloads.includes('broadcast')) {
+    const n = o.broadcastClients
+    cols.push({ title: `bcast ms @${n}`, value: (f) => f.broadcast?.completionMs, format: fixed(1), lowerIsBetter: true })
+    cols.push({ title: `bcast CPU ms @${n}`, value: (f) => f.broadcast?.cpuMs, format: int, lowerIsBetter: true })
+  }
   if (o.workloads.includes('idle')) {
     for (const k of o.idleCounts) cols.push({ title: `KiB/idle conn @${k}`, value: (f) => kib(f.idle[k]?.hopBytesPerConn), format: fixed(2), lowerIsBetter: true })
     for (const k of o.idleCounts) cols.push({ title: `backend MiB @${k}`, value: (f) => (f.idle[k] ? f.idle[k].backendRssBytes / MiB : undefined), format: fixed(1), lowerIsBetter: true })
@@ -52,7 +57,7 @@ export function tableRows (result: BenchResult): string[][] {
     const f = result.figures[name] as ContenderFigures
     rows.push([name, ...cols.map((c) => cell(c.value(f), c.format))])
   }
-  const pairs: Array<[ContenderName, ContenderName]> = [['gatehouse', 'direct'], ['gatehouse', 'nginx'], ['gatehouse-b', 'direct'], ['gatehouse-b', 'nginx'], ['gatehouse-b', 'gatehouse']]
+  const pairs: Array<[ContenderName, ContenderName]> = [['gatehouse', 'direct'], ['gatehouse', 'nginx'], ['gatehouse', 'socketio'], ['gatehouse-b', 'direct'], ['gatehouse-b', 'nginx'], ['gatehouse-b', 'socketio'], ['gatehouse-b', 'gatehouse']]
   for (const [mine, other] of pairs) {
     const gh = result.figures[mine]
     const f = result.figures[other]
@@ -140,14 +145,15 @@ export function renderConditions (result: BenchResult): string {
   return [
     `- date: ${c.date}; bench took ${c.durationSec} s${o.smoke ? ' (smoke run: tiny load, figures mean nothing)' : ''}`,
     `- machine: ${c.nproc} CPUs (${c.cpu}), ${c.memoryGiB} GiB RAM, ${c.kernel}, open files per process ${c.openFiles}; shared with other work (load average ${la(c.loadAverageBefore)} before, ${la(c.loadAverageAfter)} after)`,
-    `- software: gatehouse ${c.gatehouse}${c.gatehouseB ? `; gatehouse-b ${c.gatehouseB}` : ''}; Node ${c.node}, ws ${c.ws}${c.nginx ? `, ${c.nginx} (worker_processes ${o.nginxWorkers})` : ''}`,
+    `- software: gatehouse ${c.gatehouse}${c.gatehouseB ? `; gatehouse-b ${c.gatehouseB}` : ''}; Node ${c.node}, ws ${c.ws}, socket.io ${c.socketIo}${c.nginx ? `, ${c.nginx} (worker_processes ${o.nginxWorkers})` : ''}`,
     '- everything on loopback on the same machine: load generator, contenders and backends share the CPUs',
     `- load generator: ${o.workers} processes; clients send a ${o.payloadBytes}-byte JSON text and wait for its echo before sending again (one message in flight per client, closed loop, so every contender gets the same offered load); each echo is checked byte for byte`,
     `- (a) round trips: ${o.clientCounts.join(' and ')} clients, an unmeasured window of up to 2 s per contender first, then in each run ${o.warmupMs} ms warm-up and ${o.durationMs} ms measured, ${o.runs} runs per contender interleaved, median of runs; latency from a histogram with 3 significant digits`,
-    `- (b) handshakes: ${o.handshakeConcurrency} in flight, each socket dropped once open, an unmeasured warm-up window of up to 1 s per contender, then ${o.handshakeMs} ms per run, ${o.runs} runs, median; every client presents an HS256 JWT signed before the clock starts; only gatehouse verifies it`,
+    `- (b) handshakes: ${o.handshakeConcurrency} in flight, each socket dropped once open, an unmeasured warm-up window of up to 1 s per contender, then ${o.handshakeMs} ms per run, ${o.runs} runs, median; every client presents an HS256 JWT signed before the clock starts; only gatehouse verifies it; for socketio a handshake ends at the namespace connect ack (40{"sid":…})`,
     `- (c) idle: ${o.idleCounts.join(' then ')} authenticated idle clients, ${o.idleRuns} runs on fresh processes, median; RSS read from /proc after ${o.settleMs} ms and a full GC in every Node process; per-connection = (RSS now − RSS before any client) ÷ clients; nginx's RSS is master + workers`,
-    '- (d) backend: RSS and established TCP connections of the process holding the game end (direct: the echo server itself; nginx: the echo server behind it; gatehouse: the echo backend behind its one link)',
-    '- contenders: direct = ws echo server; nginx = reverse proxy (one upstream connection per client) → ws echo server; gatehouse = gateway (dist/src createGateway, log silent, rate limit raised out of the way) → one link → echo backend answering each message with a send to the same user'
+    '- (d) backend: RSS and established TCP connections of the process holding the game end (direct, socketio: the echo server itself; nginx: the echo server behind it; gatehouse: the echo backend behind its one link)',
+    `- (e) broadcast: ${o.broadcastClients} clients per contender, all contenders' clients held at once; per run the game end sends one message to every client (direct, nginx: a loop of ws sends in the echo server; socketio: io.emit; gatehouse: one send to all down the link); completion = last client's receipt − send time; server CPU = user + system time (10 ms ticks) of hop and backend processes from the send to the last receipt; one unmeasured broadcast first, ${o.runs} runs interleaved, median; every client must get each exactly once`,
+    '- contenders: direct = ws echo server; nginx = reverse proxy (one upstream connection per client) → ws echo server; socketio = socket.io echo server (websocket transport only, each echo event answered with an echo event; clients speak Engine.IO v4/Socket.IO v5 framing over ws and answer its pings; each frame carries 42["echo",…] around the same JSON); gatehouse = gateway (dist/src createGateway, log silent, rate limit raised out of the way) → one link → echo backend answering each message with a send to the same user'
   ].join('\n')
 }
 
@@ -158,12 +164,14 @@ export function renderRuns (result: BenchResult): string {
   const head = ['contender']
   if (o.workloads.includes('throughput')) for (const n of o.clientCounts) head.push(`rt/s @${n}, each run`)
   if (o.workloads.includes('handshake')) head.push('handshakes/s, each run')
+  if (o.workloads.includes('broadcast')) head.push(`bcast ms / CPU ms @${o.broadcastClients}, each run`)
   if (o.workloads.includes('idle')) head.push(`KiB/idle conn @${o.idleCounts[o.idleCounts.length - 1]}, each run`)
   const rows = result.contenders.map((name) => {
     const f = result.figures[name] as ContenderFigures
     const row: string[] = [name]
     if (o.workloads.includes('throughput')) for (const n of o.clientCounts) row.push((f.roundTrip[n]?.runs ?? []).map((r) => k(r.rate)).join(' '))
     if (o.workloads.includes('handshake')) row.push((f.handshake?.runs ?? []).map((r) => k(r.rate)).join(' '))
+    if (o.workloads.includes('broadcast')) row.push((f.broadcast?.runs ?? []).map((r) => `${r.completionMs.toFixed(0)}/${r.cpuMs}`).join(' '))
     if (o.workloads.includes('idle')) row.push((f.idle[o.idleCounts[o.idleCounts.length - 1]]?.runs ?? []).map((r) => (r.hopBytesPerConn / 1024).toFixed(2)).join(' '))
     return row
   })
@@ -181,9 +189,10 @@ its runs; ratios compare contenders measured in the same run.
 ${renderTable(result)}
 ${skipped}
 Columns: \`rt/s @N\` round trips per second with N clients; \`p50/p99 ms\`
-round-trip latency; \`handshakes/s\` completed WebSocket handshakes (JWT
+round-trip latency; \`bcast ms / CPU ms @N\` time until the last of N clients has
+one message its server sent to all, and the server processes' CPU time for it; \`handshakes/s\` completed WebSocket handshakes (JWT
 verified by gatehouse only); \`KiB/idle conn @N\` RSS growth of the hop (the
-proxy or gateway; for direct, the echo server) per idle client; \`backend\`
+proxy or gateway; for direct and socketio, the echo server) per idle client; \`backend\`
 RSS and established TCP connections of the process behind the hop.
 
 ## Issue-5 targets

@@ -34,6 +34,7 @@ t.test('a smoke run measures every contender and writes the report', async (t) =
   const result = JSON.parse(readFileSync(`${dir}/results.json`, 'utf8')) as BenchResult
   t.ok(result.options.smoke, 'smoke options were used')
   t.ok(result.contenders.includes('direct'), 'direct ran')
+  t.ok(result.contenders.includes('socketio'), 'socketio ran')
   t.ok(result.contenders.includes('gatehouse'), 'gatehouse ran')
   if (result.contenders.includes('nginx')) {
     t.same(result.skipped, [], 'nothing skipped')
@@ -57,6 +58,10 @@ t.test('a smoke run measures every contender and writes the report', async (t) =
       t.equal(rt.runs.length, result.options.runs, `${name} @${n}: one result per run`)
     }
     t.ok((f.handshake?.rate ?? 0) > 0, `${name}: handshake rate is positive`)
+    // every client got each broadcast exactly once: otherwise result.problems above is not empty
+    t.equal(f.broadcast?.clients, result.options.broadcastClients, `${name}: broadcast to every client held`)
+    t.equal(f.broadcast?.runs.length, result.options.runs, `${name}: one broadcast figure per run`)
+    t.ok(f.broadcast?.runs.every((r) => r.completionMs > 0 && r.cpuMs >= 0), `${name}: each broadcast completed after it was sent`)
     t.equal(f.handshake?.runs.every((r) => r.failed === 0), true, `${name}: no handshake failed`)
     for (const k of idleCounts) {
       const idle = f.idle[k]
@@ -68,6 +73,7 @@ t.test('a smoke run measures every contender and writes the report', async (t) =
   // (d) what the backend holds: a socket per client behind direct and nginx, one link behind gatehouse
   for (const k of idleCounts) {
     t.equal(result.figures.direct?.idle[k].backendSockets, k, `direct's echo server holds ${k} connections`)
+    t.equal(result.figures.socketio?.idle[k].backendSockets, k, `the socket.io server holds ${k} connections`)
     t.equal(result.figures.gatehouse?.idle[k].backendSockets, 1, 'gatehouse\'s backend holds one link')
     if (result.figures.nginx) t.equal(result.figures.nginx.idle[k].backendSockets, k, `the echo server behind nginx holds ${k} connections`)
   }
@@ -84,6 +90,8 @@ t.test('a smoke run measures every contender and writes the report', async (t) =
     t.ok(cells.every((c) => Number.isFinite(Number(c.replace(/,/g, '')))), `${name}: every cell is a number (${cells.join(' ')})`)
   }
   t.ok(lines.some((l) => l.startsWith('| gatehouse ÷ direct')), 'ratios to direct')
+  t.ok(lines.some((l) => l.startsWith('| gatehouse ÷ socketio')), 'ratios to socket.io')
+  t.match(stdout, /socket\.io 4\.8\.\d+/, 'the conditions name the socket.io version')
   t.match(stdout, /targets \(issue 5\):/, 'the targets are printed')
 
   const md = readFileSync(`${dir}/results.md`, 'utf8')

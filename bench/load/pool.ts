@@ -2,6 +2,7 @@
 import { fileURLToPath } from 'node:url'
 import { forkChild, type Child } from '../ipc.js'
 import { Histogram, type SerializedHistogram } from '../stats.js'
+import type { ClientProtocol } from './protocol.js'
 
 const WORKER = fileURLToPath(new URL('./worker.js', import.meta.url))
 
@@ -43,10 +44,10 @@ export class LoadPool {
   }
 
   /** Opens one authenticated connection per user, spread over the workers; throws if any fails. */
-  async connect (group: string, url: string, users: readonly string[], options: { concurrency: number, payloadBytes: number }): Promise<void> {
+  async connect (group: string, protocol: ClientProtocol, url: string, users: readonly string[], options: { concurrency: number, payloadBytes: number }): Promise<void> {
     const slices = split(users, this.workers.length)
     const results = await Promise.all(this.workers.map((w, i) => w.call<{ opened: number, failed: number, errors: string[] }>('connect', {
-      group, url, users: slices[i], concurrency: Math.max(1, Math.ceil(options.concurrency / this.workers.length)), payloadBytes: options.payloadBytes
+      group, protocol, url, users: slices[i], concurrency: Math.max(1, Math.ceil(options.concurrency / this.workers.length)), payloadBytes: options.payloadBytes
     })))
     const failed = results.reduce((sum, r) => sum + r.failed, 0)
     if (failed > 0) {
@@ -75,10 +76,10 @@ export class LoadPool {
   }
 
   /** `users` must be more than the window can use; each worker gets its share. */
-  async handshake (url: string, users: readonly string[], concurrency: number, durationMs: number): Promise<HandshakeResult> {
+  async handshake (protocol: ClientProtocol, url: string, users: readonly string[], concurrency: number, durationMs: number): Promise<HandshakeResult> {
     const slices = split(users, this.workers.length)
     const parts = await Promise.all(this.workers.map((w, i) => w.call<{ completed: number, failed: number, exhausted: boolean, elapsedMs: number, errors: string[], histogram: SerializedHistogram }>('handshake', {
-      url, users: slices[i], concurrency: Math.max(1, Math.ceil(concurrency / this.workers.length)), durationMs
+      protocol, url, users: slices[i], concurrency: Math.max(1, Math.ceil(concurrency / this.workers.length)), durationMs
     })))
     const histogram = new Histogram()
     for (const part of parts) histogram.merge(part.histogram)
@@ -91,6 +92,21 @@ export class LoadPool {
       p99Ms: histogram.quantile(0.99) / 1000,
       failed: parts.reduce((sum, p) => sum + p.failed, 0),
       errors: [...new Set(parts.flatMap((p) => p.errors))]
+    }
+  }
+
+  /** Arms every socket of the group for broadcast `id`; call before it is sent. */
+  async armBroadcast (group: string, id: number): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.call('armBroadcast', { group, id })))
+  }
+
+  /** When the last client got the armed broadcast (wall-clock ms), and how many never or twice did. */
+  async collectBroadcast (group: string, timeoutMs: number): Promise<{ lastAt: number, missing: number, duplicates: number }> {
+    const parts = await Promise.all(this.workers.map((w) => w.call<{ lastAt: number, missing: number, duplicates: number }>('collectBroadcast', { group, timeoutMs })))
+    return {
+      lastAt: Math.max(...parts.map((p) => p.lastAt)),
+      missing: parts.reduce((sum, p) => sum + p.missing, 0),
+      duplicates: parts.reduce((sum, p) => sum + p.duplicates, 0)
     }
   }
 

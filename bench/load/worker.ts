@@ -6,16 +6,34 @@
 import { performance } from 'node:perf_hooks'
 import { WebSocket } from 'ws'
 import { serveIpc } from '../ipc.js'
-import { openSocket } from './open-socket.js'
+import { echoFrame, isPing, openClient, type ClientProtocol } from './protocol.js'
 import { Histogram } from '../stats.js'
 import { signToken } from '../tokens.js'
 
 /** A set of open client connections, named by the orchestrator. */
 interface Group {
+  protocol: ClientProtocol
   sockets: WebSocket[]
+  /** Per socket, the frame it sends, and expects back byte for byte. */
   payloads: string[]
   unexpectedCloses: number
+  broadcast?: BroadcastWatch
 }
+
+/** One broadcast being watched for on every socket of a group. */
+interface BroadcastWatch {
+  marker: string
+  received: Uint8Array
+  missing: number
+  duplicates: number
+  /** Wall-clock ms (comparable across processes) of the last socket's first copy. */
+  lastAt: number
+  done: Promise<void>
+  cleanups: Array<() => void>
+}
+
+/** Wall-clock milliseconds with sub-millisecond precision, comparable across processes on one machine. */
+const wallNow = (): number => performance.timeOrigin + performance.now()
 
 const groups = new Map<string, Group>()
 
@@ -26,12 +44,12 @@ function payload (id: string, size: number): string {
   return `${head}${'x'.repeat(fill)}"}`
 }
 
-interface ConnectArgs { group: string, url: string, users: string[], concurrency: number, payloadBytes: number }
+interface ConnectArgs { group: string, protocol: ClientProtocol, url: string, users: string[], concurrency: number, payloadBytes: number }
 
 /** Opens one connection per user, `concurrency` handshakes at a time. */
-async function connect ({ group, url, users, concurrency, payloadBytes }: ConnectArgs): Promise<{ opened: number, failed: number, errors: string[] }> {
+async function connect ({ group, protocol, url, users, concurrency, payloadBytes }: ConnectArgs): Promise<{ opened: number, failed: number, errors: string[] }> {
   const tokens = users.map((user) => signToken(user))
-  const entry = groups.get(group) ?? { sockets: [], payloads: [], unexpectedCloses: 0 }
+  const entry = groups.get(group) ?? { protocol, sockets: [], payloads: [], unexpectedCloses: 0 }
   groups.set(group, entry)
   let next = 0
   let failed = 0
@@ -40,10 +58,10 @@ async function connect ({ group, url, users, concurrency, payloadBytes }: Connec
     while (next < users.length) {
       const i = next++
       try {
-        const ws = await openSocket(url, tokens[i])
+        const ws = await openClient(protocol, url, tokens[i])
         ws.on('close', () => { if (entry.sockets.includes(ws)) entry.unexpectedCloses++ })
         entry.sockets.push(ws)
-        entry.payloads.push(payload(users[i], payloadBytes))
+        entry.payloads.push(echoFrame(protocol, payload(users[i], payloadBytes)))
       } catch (err) {
         failed++
         errors.add((err as Error).message)
@@ -100,6 +118,7 @@ async function roundTrip ({ group, warmupMs, durationMs }: RoundTripArgs): Promi
       ws.send(text)
     }
     const onMessage = (data: Buffer): void => {
+      if (isPing(entry.protocol, data)) return
       const now = performance.now()
       inFlight--
       if (data.length !== text.length || data.toString() !== text) mismatched++
@@ -129,14 +148,63 @@ async function roundTrip ({ group, warmupMs, durationMs }: RoundTripArgs): Promi
   }
 }
 
-interface HandshakeArgs { url: string, users: string[], concurrency: number, durationMs: number }
+/**
+ * Arms every socket of the group for broadcast `id`, before it is sent. The
+ * servers send `{"b":id,"t":sentAt}` (socketio inside `42["b",…]`), so the
+ * marker is found in any contender's frame without parsing it.
+ */
+function armBroadcast ({ group, id }: { group: string, id: number }): { armed: number } {
+  const entry = groups.get(group)
+  if (!entry) throw new Error(`no group ${group}`)
+  let finish: () => void = () => {}
+  const watch: BroadcastWatch = {
+    marker: `{"b":${id},"t":`,
+    received: new Uint8Array(entry.sockets.length),
+    missing: entry.sockets.length,
+    duplicates: 0,
+    lastAt: 0,
+    done: new Promise<void>((resolve) => { finish = resolve }),
+    cleanups: []
+  }
+  if (watch.missing === 0) finish()
+  entry.sockets.forEach((ws, i) => {
+    const onMessage = (data: Buffer): void => {
+      if (!data.toString().includes(watch.marker)) return
+      if (watch.received[i] === 1) {
+        watch.duplicates++
+        return
+      }
+      watch.received[i] = 1
+      watch.lastAt = wallNow()
+      if (--watch.missing === 0) finish()
+    }
+    ws.on('message', onMessage)
+    watch.cleanups.push(() => ws.off('message', onMessage))
+  })
+  entry.broadcast = watch
+  return { armed: entry.sockets.length }
+}
+
+/** Waits until every socket has the armed broadcast (or `timeoutMs`), then disarms. */
+async function collectBroadcast ({ group, timeoutMs }: { group: string, timeoutMs: number }): Promise<{ missing: number, duplicates: number, lastAt: number }> {
+  const watch = groups.get(group)?.broadcast
+  if (!watch) throw new Error(`no broadcast armed on ${group}`)
+  let timer: NodeJS.Timeout | undefined
+  await Promise.race([watch.done, new Promise<void>((resolve) => { timer = setTimeout(resolve, timeoutMs) })])
+  clearTimeout(timer)
+  for (const cleanup of watch.cleanups) cleanup()
+  ;(groups.get(group) as Group).broadcast = undefined
+  return { missing: watch.missing, duplicates: watch.duplicates, lastAt: watch.lastAt }
+}
+
+interface HandshakeArgs { protocol: ClientProtocol, url: string, users: string[], concurrency: number, durationMs: number }
 
 /**
  * Handshake rate: `concurrency` lanes each open a connection, drop it as soon
  * as it is open, and open the next, until the window ends. Tokens (one user
  * each, so no duplicate policy kicks in) are signed before the clock starts.
  */
-async function handshake ({ url, users, concurrency, durationMs }: HandshakeArgs): Promise<{ completed: number, failed: number, exhausted: boolean, elapsedMs: number, errors: string[], histogram: Array<[number, number]> }> {
+async function handshake ({ protocol, url, users, concurrency, durationMs }: HandshakeArgs): Promise<{ completed: number, failed: number, exhausted: boolean, elapsedMs: number, errors: string[], histogram: Array<[number, number]> }> {
   const tokens = users.map((user) => signToken(user))
   const histogram = new Histogram()
   let next = 0
@@ -150,7 +218,7 @@ async function handshake ({ url, users, concurrency, durationMs }: HandshakeArgs
       const token = tokens[next++]
       const t0 = performance.now()
       try {
-        const ws = await openSocket(url, token)
+        const ws = await openClient(protocol, url, token)
         completed++
         histogram.record((performance.now() - t0) * 1000)
         ws.terminate()
@@ -169,6 +237,8 @@ serveIpc({
   disconnect,
   roundTrip,
   handshake,
+  armBroadcast,
+  collectBroadcast,
   count: ({ group }: { group: string }) => groups.get(group)?.sockets.length ?? 0,
   stop: () => {
     for (const entry of groups.values()) for (const ws of entry.sockets) ws.terminate()

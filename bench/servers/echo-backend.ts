@@ -2,9 +2,11 @@
  * The gatehouse contender's backend: accepts the gateway's link and answers
  * every `message` event with a `send` of the same data to the same user
  * (protocol/PROTOCOL.md). The answers to one incoming frame go out as one
- * frame, a batch when there are several.
+ * frame, a batch when there are several. `broadcast` sends ONE
+ * `{"action":"send","all":true}` down the link.
  */
 import { once } from 'node:events'
+import { performance } from 'node:perf_hooks'
 import { WebSocketServer } from 'ws'
 import { LINK_PATH } from '../endpoints.js'
 import { serveIpc } from '../ipc.js'
@@ -49,5 +51,12 @@ serveIpc({
     for (const client of wss.clients) client.terminate()
     await new Promise<void>((resolve) => wss.close(() => resolve()))
   }),
-  stats: () => ({ links: wss.clients.size, ...counts })
+  stats: () => ({ links: wss.clients.size, ...counts }),
+  broadcast: ({ id }: { id: number }) => {
+    const [link] = wss.clients
+    if (!link) throw new Error('no gateway link')
+    const sentAt = performance.timeOrigin + performance.now()
+    link.send(JSON.stringify({ action: 'send', all: true, data: { b: id, t: sentAt } }))
+    return { sentAt }
+  }
 }, { port: (wss.address() as { port: number }).port })

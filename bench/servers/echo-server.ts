@@ -1,8 +1,10 @@
 /**
  * The bench's plain WebSocket echo server: the *direct* contender, and the
- * upstream behind nginx. Every frame goes back as it came, on the same socket.
+ * upstream behind nginx. Every frame goes back as it came, on the same socket;
+ * `broadcast` is the plain loop a ws server would write: one send per client.
  */
 import { once } from 'node:events'
+import { performance } from 'node:perf_hooks'
 import { WebSocketServer } from 'ws'
 import { PATH } from '../endpoints.js'
 import { serveIpc } from '../ipc.js'
@@ -27,5 +29,11 @@ serveIpc({
     for (const client of wss.clients) client.terminate()
     await new Promise<void>((resolve) => wss.close(() => resolve()))
   }),
-  stats: () => ({ clients: wss.clients.size })
+  stats: () => ({ clients: wss.clients.size }),
+  broadcast: ({ id }: { id: number }) => {
+    const sentAt = performance.timeOrigin + performance.now()
+    const text = JSON.stringify({ b: id, t: sentAt })
+    for (const client of wss.clients) client.send(text)
+    return { sentAt }
+  }
 }, { port: (wss.address() as { port: number }).port })
