@@ -147,7 +147,7 @@ t.test('gatehouse-client in chromium', { skip: !existsSync(CHROMIUM) && `no chro
     const events = await waitFor(page, 'a', { type: 'message' })
     t.same(events.find((e) => e.type === 'message')?.data, '{"hi":1}', 'the queued message went out on open and came back')
     t.equal(await page.evaluate(() => (window as any).sent), true, 'send while connecting queued the message')
-    t.equal(await page.evaluate(() => (window as any).clients.a.state), 'open')
+    t.equal(await page.evaluate(() => (window as any).clients.a.state), 'open', 'the client state is open')
   })
 
   t.test('after the gateway drops the socket (1001 on restart) the client reconnects with a fresh token', async (t) => {
@@ -181,7 +181,7 @@ t.test('gatehouse-client in chromium', { skip: !existsSync(CHROMIUM) && `no chro
     t.same(events.filter((e) => e.type === 'replaced').map((e) => e.reason), [CloseCodes.REPLACED.reason], 'told it was replaced')
     const closed = events.find((e) => e.type === 'closed')
     t.match(closed, { code: 4409, retry: false, opened: true }, 'closed, and the decision is not to retry')
-    t.equal(await page.evaluate(() => (window as any).clients.a.state), 'closed')
+    t.equal(await page.evaluate(() => (window as any).clients.a.state), 'closed', 'the replaced client stays in state closed')
     // the newer connection is live and answers, so the old one had time to retry had it wanted to
     other.ws.send('ping')
     t.equal(String(await other.next()), 'ping', 'the newer connection works')
@@ -196,7 +196,7 @@ t.test('gatehouse-client in chromium', { skip: !existsSync(CHROMIUM) && `no chro
     t.same(closes.map((e) => [e.code, e.opened, e.retry]), [[1006, false, true], [1006, false, true], [1006, false, false]], 'a browser sees 1006 without open; the third failure in a row ends it')
     t.equal(minted.get('mallory'), 3, 'one fresh token per attempt, three attempts')
     t.equal(events.filter((e) => e.type === 'open').length, 0, 'never opened')
-    t.equal(await page.evaluate(() => (window as any).clients.a.state), 'closed')
+    t.equal(await page.evaluate(() => (window as any).clients.a.state), 'closed', 'having given up, the client is in state closed')
   })
 
   t.test('the outbox is bounded: past outboxLimit, send returns false; what was kept goes out in order on open', async (t) => {

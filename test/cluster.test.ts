@@ -36,9 +36,9 @@ t.test('three nodes, one backend: clients spread across nodes, actions reach use
   const alice = await connect(a.url('/lobby'), { token: tokenFor('alice') })
   const bob = await connect(b.url('/lobby'), { token: tokenFor('bob') })
   const carol = await connect(c.url('/lobby'), { token: tokenFor('carol') })
-  t.equal((await backend.events.next((e) => e.event === 'open' && e.user === 'alice')).via, 'node-a')
-  t.equal((await backend.events.next((e) => e.event === 'open' && e.user === 'bob')).via, 'node-b')
-  t.equal((await backend.events.next((e) => e.event === 'open' && e.user === 'carol')).via, 'node-c')
+  t.equal((await backend.events.next((e) => e.event === 'open' && e.user === 'alice')).via, 'node-a', "alice's open came through node-a")
+  t.equal((await backend.events.next((e) => e.event === 'open' && e.user === 'bob')).via, 'node-b', "bob's open came through node-b")
+  t.equal((await backend.events.next((e) => e.event === 'open' && e.user === 'carol')).via, 'node-c', "carol's open came through node-c")
 
   // an action via node A for a user on node C, in order
   for (let i = 0; i < 50; i++) backend.sendVia('node-a', 'lobby', { action: 'send', user: 'carol', data: { i } })
@@ -63,7 +63,7 @@ t.test('three nodes, one backend: clients spread across nodes, actions reach use
 
   // a close action via another node; its close event comes by the user's own node
   backend.sendVia('node-c', 'lobby', { action: 'close', user: 'alice', code: 4000, reason: 'bye' })
-  t.same(await alice.closed, { code: 4000, reason: 'bye' })
+  t.same(await alice.closed, { code: 4000, reason: 'bye' }, 'alice is closed with the code and reason sent via node C')
   const closed = await backend.events.next((e) => e.event === 'close' && e.user === 'alice')
   t.equal(closed.via, 'node-a', 'the close is reported by the node that held alice')
 
@@ -73,10 +73,10 @@ t.test('three nodes, one backend: clients spread across nodes, actions reach use
   await spoiler.publish(`${TEST_CLUSTER.name}:node:node-b`, 'not json{')
   await eventually(async () => await b.metric('gatehouse_broker_errors_total', { op: 'message' }), (n) => n === 1, 5000, 'the bad message counted')
   backend.sendVia('node-a', 'lobby', { action: 'send', user: 'bob', data: 'still here' })
-  t.equal(await bob.next(), 'still here')
+  t.equal(await bob.next(), 'still here', 'node B carries on after the bad message: bob is still served')
 
   // wrong token on a cluster node: 401, nothing registered
-  t.equal((await refusal(b.url('/lobby'), { token: 'not-a-jwt' })).status, 401)
+  t.equal((await refusal(b.url('/lobby'), { token: 'not-a-jwt' })).status, 401, 'a bad token on a cluster node: 401')
   t.equal(await b.metric('gatehouse_cluster_claims_total'), 1, 'only bob was ever claimed on node B')
 })
 
@@ -91,7 +91,7 @@ t.test('duplicates across nodes: replace closes the old socket before the new op
   const second = await connect(b.url('/lobby'), { token: tokenFor('dana') })
   t.same(await first.closed, { code: 4409, reason: 'replaced by a newer connection' }, 'the old socket on node A gets 4409')
   const message = await backend.events.next((e) => e.user === 'dana')
-  t.same([message.event, message.via, message.data], ['message', 'node-a', 'from the first tab'])
+  t.same([message.event, message.via, message.data], ['message', 'node-a', 'from the first tab'], "dana's message from the first tab is reported by node A before the close")
   const close = await backend.events.next((e) => e.user === 'dana')
   const open = await backend.events.next((e) => e.user === 'dana')
   t.same([close.event, close.via, close.code], ['close', 'node-a', 4409], 'close(old) first, from node A')
@@ -104,7 +104,7 @@ t.test('duplicates across nodes: replace closes the old socket before the new op
   await backend.events.next((e) => e.event === 'open' && e.user === 'erin' && e.endpoint === 'duel')
   const refused = await refusal(c.url('/duel'), { token: tokenFor('erin') })
   t.equal(refused.status, 409, 'reject across nodes: 409')
-  t.equal(refused.opened, false)
+  t.equal(refused.opened, false, 'the refused handshake opened no socket')
   holder.ws.close(1000)
   await backend.events.next((e) => e.event === 'close' && e.user === 'erin')
   const after = await connect(c.url('/duel'), { token: tokenFor('erin') })
@@ -133,7 +133,7 @@ t.test('a node killed with SIGKILL: a survivor reports its users closed (1006) w
   // the user comes back on a survivor; nothing of the dead node is reported again
   const back = await connect(a.url('/lobby'), { token: tokenFor('fay') })
   const reopened = await backend.events.next((e) => e.user === 'fay')
-  t.same([reopened.event, reopened.via], ['open', 'node-a'])
+  t.same([reopened.event, reopened.via], ['open', 'node-a'], "fay's reopen is reported by node A")
   back.ws.close(1000)
   await backend.events.next((e) => e.event === 'close' && e.user === 'fay')
 })
@@ -234,8 +234,8 @@ t.test('Redis unreachable from the start: the node serves degraded; whenRedisDow
   const accepting = await startGateway(t, testConfig([{ name: 'lobby', path: '/lobby', backend: backend.url }], { cluster }))
   await backend.next('hello')
   const ready = await accepting.get('/readyz')
-  t.same([ready.status, JSON.parse(ready.body).status, JSON.parse(ready.body).broker], [200, 'degraded', 'down'])
-  t.equal(await accepting.metric('gatehouse_broker_up'), 0)
+  t.same([ready.status, JSON.parse(ready.body).status, JSON.parse(ready.body).broker], [200, 'degraded', 'down'], 'readyz: 200, degraded, broker down')
+  t.equal(await accepting.metric('gatehouse_broker_up'), 0, 'gatehouse_broker_up is 0')
   const client = await connect(accepting.url('/lobby'), { token: tokenFor('ivy') })
   await backend.next('open', 'ivy')
   t.equal(await accepting.metric('gatehouse_cluster_claims_total', { outcome: 'unchecked' }), 1, 'admitted unchecked (default policy: accept), and counted')
@@ -249,7 +249,7 @@ t.test('Redis unreachable from the start: the node serves degraded; whenRedisDow
   await backend2.next('hello')
   const refused = await refusal(rejecting.url('/lobby'), { token: tokenFor('jay') })
   t.equal(refused.status, 503, 'whenRedisDown: reject refuses with 503')
-  t.match(JSON.parse(refused.body), { code: 'GW_ERR_CLUSTER_UNAVAILABLE' })
+  t.match(JSON.parse(refused.body), { code: 'GW_ERR_CLUSTER_UNAVAILABLE' }, 'the refusal names GW_ERR_CLUSTER_UNAVAILABLE')
   t.equal((await refusal(rejecting.url('/lobby'), { token: 'forged.token.here' })).status, 401, 'a bad token is still a 401, before any cluster check')
   t.notOk(accepting.logs.some((line) => line.includes(SECRET)), 'no secret in any log line')
 })
@@ -275,9 +275,9 @@ t.test('the SDK with a cluster: broadcast once per cluster, moves without stray 
 
   // kim moves to node B: the SDK sees close then open, and sends no close action of its own
   const kim2 = await connect(b.url('/lobby'), { token: tokenFor('kim') })
-  t.equal((await kim.closed).code, 4409)
-  t.equal(await call(calls, 'close kim'), 'close kim 4409 replaced by a newer connection')
-  t.equal(await call(calls, 'open kim'), 'open kim {}')
+  t.equal((await kim.closed).code, 4409, "kim's old socket on node A gets 4409")
+  t.equal(await call(calls, 'close kim'), 'close kim 4409 replaced by a newer connection', "the SDK sees kim's close (4409, replaced)")
+  t.equal(await call(calls, 'open kim'), 'open kim {}', "then kim's open again")
   backend.send('kim', 'still you')
   t.equal(await kim2.next(), 'still you', 'the new connection is untouched')
 
@@ -286,6 +286,6 @@ t.test('the SDK with a cluster: broadcast once per cluster, moves without stray 
   a.run.child.kill('SIGKILL')
   t.equal(await call(calls, 'close mo'), 'close mo 1006 gateway node lost', "node B's report of the dead node's user is taken")
   t.equal((await mo.closed).code, 1006, 'the player lost its socket with the node')
-  t.same(backend.users().sort(), ['kim', 'lee'])
-  t.equal(backend.stats.badFrames, 0)
+  t.same(backend.users().sort(), ['kim', 'lee'], 'the SDK holds kim and lee, not mo')
+  t.equal(backend.stats.badFrames, 0, 'the SDK saw no bad frames')
 })

@@ -32,9 +32,9 @@ t.test('50 concurrent handshakes against maxConnections 5 with Redis: exactly 5 
   const refused = attempts.filter((a): a is PromiseRejectedResult => a.status === 'rejected').map((a) => String(a.reason.message))
 
   t.equal(opened.length, 5, 'exactly maxConnections handshakes are admitted')
-  t.equal(refused.length, 45)
+  t.equal(refused.length, 45, 'the other 45 handshakes are refused')
   t.same([...new Set(refused)], ['handshake refused with HTTP 503'], 'every other one gets 503')
-  t.equal(await gateway.metric('gatehouse_handshake_failures_total', { reason: 'capacity' }), 45)
+  t.equal(await gateway.metric('gatehouse_handshake_failures_total', { reason: 'capacity' }), 45, 'the 45 refusals are counted as capacity failures')
 
   // places come back once clients leave: in-flight handshakes were uncounted when they upgraded
   opened[0].ws.close()
@@ -71,6 +71,6 @@ t.test('a client that leaves while its claim awaits Redis gives back its place a
   t.same(left, [], "the ghost's claim was released in Redis")
   const back = await connect(gateway.url('/lobby'), { token: tokenFor('ghost') })
   t.equal(back.ws.readyState, back.ws.OPEN, 'the same user gets in: neither the place nor the claim in Redis was kept')
-  t.equal((await backend.next('open', 'ghost')).user, 'ghost')
+  t.equal((await backend.next('open', 'ghost')).user, 'ghost', "the backend is told of ghost's new open")
   back.ws.terminate()
 })

@@ -170,5 +170,5 @@ t.test('gatehouse_broker_up is 1 on a node alone', async (t) => {
   const gateway = await startGateway(t, testConfig([{ name: 'lobby', path: '/lobby', backend: backend.url }]))
   await backend.next('hello')
   t.equal(await gateway.metric('gatehouse_broker_up'), 1, 'as its help text says')
-  t.match((await gateway.get('/metrics')).body, /# HELP gatehouse_broker_up .*always 1 for a node alone/)
+  t.match((await gateway.get('/metrics')).body, /# HELP gatehouse_broker_up .*always 1 for a node alone/, 'the help text says it is always 1 for a node alone')
 })

@@ -100,8 +100,8 @@ t.test('auth.requireExp: tokens without exp are refused by default, accepted whe
   const forever = hs256({ sub: 'eternal', iss: ISSUER, aud: AUDIENCE })
   const refused = await refusal(strict.url('/lobby/r1'), { token: forever })
   t.equal(refused.status, 401, 'no exp: 401')
-  t.equal(JSON.parse(refused.body).code, 'GW_ERR_TOKEN_INVALID')
-  t.match(JSON.parse(refused.body).message, /exp claim is required/)
+  t.equal(JSON.parse(refused.body).code, 'GW_ERR_TOKEN_INVALID', 'no exp: GW_ERR_TOKEN_INVALID')
+  t.match(JSON.parse(refused.body).message, /exp claim is required/, 'no exp: the message says the exp claim is required')
   const nullExp = await refusal(strict.url('/lobby/r1'), { token: hs256({ sub: 'eternal', iss: ISSUER, aud: AUDIENCE, exp: null }) })
   t.equal(nullExp.status, 401, 'exp: null is no expiry either: 401')
 
@@ -120,13 +120,13 @@ t.test('auth.maxUserIdLength: a longer user id is refused with 401 (default 256 
     const result = await refusal(gateway.url('/lobby/r1'), { token: tokenFor(user) })
     t.equal(result.status, 401, `${name}: 401`)
     t.equal(JSON.parse(result.body).code, 'GW_ERR_TOKEN_INVALID', `${name}: GW_ERR_TOKEN_INVALID`)
-    t.match(JSON.parse(result.body).message, /longer than 256 bytes/)
+    t.match(JSON.parse(result.body).message, /longer than 256 bytes/, `${name}: the message says longer than 256 bytes`)
   }
 
   const short = await setup(t, { auth: { secret: SECRET, issuer: ISSUER, audience: AUDIENCE, maxUserIdLength: 8 } })
   t.equal((await refusal(short.url('/lobby/r1'), { token: tokenFor('ninechars') })).status, 401, 'a configured cap applies')
   const ok = await connect(short.url('/lobby/r1'), { token: tokenFor('eightchr') })
-  t.equal(ok.ws.readyState, ok.ws.OPEN)
+  t.equal(ok.ws.readyState, ok.ws.OPEN, 'within the configured cap: accepted')
   ok.ws.close()
 
   const problems = (() => {
@@ -170,7 +170,7 @@ t.test('the operator routes refuse WebSocket upgrades with 400 and end the socke
     const viaClient = await refusal(gateway.url(path), { token, via: 'query' })
     t.equal(viaClient.status, 400, `${path}: a WebSocket client gets 400, not 101`)
     t.equal(viaClient.opened, false, `${path}: no socket opened`)
-    t.equal(JSON.parse(viaClient.body).code, 'GW_ERR_UPGRADE_REFUSED')
+    t.equal(JSON.parse(viaClient.body).code, 'GW_ERR_UPGRADE_REFUSED', `${path}: a WebSocket client gets GW_ERR_UPGRADE_REFUSED`)
 
     const answer = await raw(gateway.port, upgradeRequest(`${path}?access_token=${token}`))
     t.equal(answer.status, 400, `${path}: raw upgrade gets 400`)
@@ -185,7 +185,7 @@ t.test('at log level trace no token is logged: not from a request Node cannot pa
   const gateway = await setup(t, { log: { level: 'trace' } })
   const token = tokenFor('alice')
   const answer = await raw(gateway.port, `GET /lobby/r1 HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${token}\r\nNot a header line\r\n\r\n`)
-  t.equal(answer.status, 400)
+  t.equal(answer.status, 400, 'a request Node cannot parse: 400')
   t.ok(answer.ended, 'the server ended the TCP connection')
   for (const via of ['header', 'subprotocol', 'query'] as const) {
     const client = await connect(gateway.url('/lobby/r1'), { token, via })

@@ -57,14 +57,14 @@ t.test('item 7: a client flooding the outage queue is closed alone; bytes count 
   t.equal((await second.next('message', 'player')).data, 'still here', "the other player's message was queued")
   second.send({ action: 'send', user: 'player', data: 'welcome back' })
   t.equal(await player.next(), 'welcome back', 'and the player is served')
-  t.equal(player.ws.readyState, player.ws.OPEN)
+  t.equal(player.ws.readyState, player.ws.OPEN, 'the player is still connected')
 })
 
 t.test('item 7: queue.maxClientBytes defaults to 1 MiB and is checked like any field', async (t) => {
   const minimal = { auth: { secret: SECRET }, endpoints: [{ name: 'a', path: '/a', backend: { url: 'ws://127.0.0.1:1' } }] }
-  t.equal(parseConfig(minimal).queue.maxClientBytes, 1048576)
-  const refused = t.throws(() => parseConfig({ ...minimal, queue: { maxClientBytes: 10 } })) as ConfigError
-  t.same(refused.problems, ['queue.maxClientBytes: must be >= 1024'])
+  t.equal(parseConfig(minimal).queue.maxClientBytes, 1048576, 'queue.maxClientBytes defaults to 1 MiB')
+  const refused = t.throws(() => parseConfig({ ...minimal, queue: { maxClientBytes: 10 } }), 'a queue.maxClientBytes under 1024 is a config error') as ConfigError
+  t.same(refused.problems, ['queue.maxClientBytes: must be >= 1024'], 'the problem names the field and its minimum')
 })
 
 t.test('item 8: SIGTERM with more clients than queue.maxEvents: every close reaches the backend', async (t) => {
@@ -136,8 +136,8 @@ t.test('item 10: a backend that refuses the link, or is not there, is warned abo
   t.equal(byEndpoint.refused.level, 40, 'a warning')
   t.equal(byEndpoint.refused.backend, `ws://127.0.0.1:${guarded.port}/link`, 'the URL without credentials or query')
   t.match(String(byEndpoint.refused.reason), /401/, 'the reason: the backend refused the link')
-  t.equal(byEndpoint.absent.level, 40)
-  t.equal(byEndpoint.absent.backend, `ws://127.0.0.1:${deadPort}/link`)
+  t.equal(byEndpoint.absent.level, 40, 'an absent backend: a warning')
+  t.equal(byEndpoint.absent.backend, `ws://127.0.0.1:${deadPort}/link`, 'an absent backend: the URL without its query')
   t.match(String(byEndpoint.absent.reason), /ECONNREFUSED/, 'the reason: nothing listens there')
 
   // many more failed dials of each, and still one warning each

@@ -115,7 +115,7 @@ t.test('the SDK refuses to listen without a token unless told to accept any call
     })
   })
   t.equal(status, 401, 'a caller without the bearer token gets 401')
-  t.equal(guarded.stats.refusedLinks, 1)
+  t.equal(guarded.stats.refusedLinks, 1, 'the refused link is counted')
   t.same(calls.all, [], 'onOpen never ran')
 })
 
@@ -146,8 +146,8 @@ t.test('an empty users list is refused and counted, like any action that names n
   backend.send({ action: 'send', users: [], data: 'to nobody' })
   backend.send({ action: 'close', users: [] })
   backend.send({ action: 'send', user: 'alice', data: 'marker' })
-  t.equal(await alice.next(), 'marker')
-  t.equal(await gateway.metric('gatehouse_backend_frame_errors_total', { reason: 'invalid_message' }), 2)
+  t.equal(await alice.next(), 'marker', 'the empty users lists are refused: alice gets only the marker')
+  t.equal(await gateway.metric('gatehouse_backend_frame_errors_total', { reason: 'invalid_message' }), 2, 'both are counted as invalid messages')
   t.equal(gateway.logs.filter((l) => l.includes('action.users: must NOT have fewer than 1 items')).length, 2, 'each logged, naming the field')
 })
 

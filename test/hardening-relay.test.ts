@@ -35,7 +35,7 @@ t.test('a backend action too deep to encode is skipped and counted; the gateway 
   backend.send(`{"action":"send","user":"alice","data":${deepJson(8000)}}`)
   backend.send({ action: 'send', user: 'bob', data: 'still here' })
   t.equal(await bob.next(), 'still here', 'the next action of the link is delivered')
-  t.equal(await gateway.metric(FRAME_ERRORS, { endpoint: 'lobby', reason: 'invalid_message' }), 1)
+  t.equal(await gateway.metric(FRAME_ERRORS, { endpoint: 'lobby', reason: 'invalid_message' }), 1, 'the skipped action is counted')
   const line = await gateway.logged(/backend action could not be carried out/)
   t.equal(line.action, 'send', 'the log names the action kind')
   t.notOk(gateway.logs.some((l) => l.includes('[[[[')), 'the data is not logged')
@@ -56,8 +56,8 @@ t.test('a player cannot crash the gateway through a backend that echoes', async 
   // what an echo backend writes: the message's data, spliced into a send
   backend.send(`{"action":"send","user":"alice","data":${deep}}`)
   backend.send({ action: 'send', user: 'alice', data: 'after' })
-  t.equal(await alice.next(), 'after')
-  t.equal(await gateway.metric(FRAME_ERRORS, { endpoint: 'lobby', reason: 'invalid_message' }), 1)
+  t.equal(await alice.next(), 'after', 'the echoed action is skipped: alice gets the next one')
+  t.equal(await gateway.metric(FRAME_ERRORS, { endpoint: 'lobby', reason: 'invalid_message' }), 1, 'the skipped action is counted')
 })
 
 t.test('an action forwarded through redis that cannot be carried out is skipped and counted', async (t) => {
@@ -75,8 +75,8 @@ t.test('an action forwarded through redis that cannot be carried out is skipped 
   const forward = (n: number, data: string): string => `{"t":"actions","e":"lobby","a":[{"action":"send","all":true,"data":${data}}],"from":"node-x","n":${n},"ep":"x"}`
   t.equal(await publisher.publish('gh-relay:all', forward(1, deepJson(8000))), 1, 'the gateway is subscribed')
   await publisher.publish('gh-relay:all', forward(2, '"forwarded"'))
-  t.equal(await alice.next(), 'forwarded')
-  t.equal(await gateway.metric(FRAME_ERRORS, { endpoint: 'lobby', reason: 'invalid_message' }), 1)
+  t.equal(await alice.next(), 'forwarded', 'the forward too deep to encode is skipped: alice gets the next one')
+  t.equal(await gateway.metric(FRAME_ERRORS, { endpoint: 'lobby', reason: 'invalid_message' }), 1, 'the skipped forward is counted')
 })
 
 t.test('reconnecting does not refill the rate limit', async (t) => {
@@ -97,14 +97,14 @@ t.test('reconnecting does not refill the rate limit', async (t) => {
   for (let i = 0; i < burst; i++) after.ws.send(`b${i}`)
   // a fresh bucket would let all of them through; the user's spent one closes the socket first
   const outcome = await backend.events.next((e) => e.user === 'alice' && (e.event === 'close' || e.data === `b${burst - 1}`), 30000, 'the close or the last message')
-  t.match(outcome, { event: 'close', code: 1008, reason: 'rate limit exceeded' })
+  t.match(outcome, { event: 'close', code: 1008, reason: 'rate limit exceeded' }, 'the spent bucket closes alice (1008) before her second burst is through')
   // without a close there is nothing more to wait for: the failure above says so
-  if (outcome.event === 'close') t.same(await after.closed, { code: 1008, reason: 'rate limit exceeded' })
+  if (outcome.event === 'close') t.same(await after.closed, { code: 1008, reason: 'rate limit exceeded' }, "alice's new socket is closed with 1008 rate limit exceeded")
 })
 
 t.test('rate buckets are forgotten once full again, not before', async (t) => {
   const buckets = new RateBuckets(10, 5)
-  for (let i = 0; i < 5; i++) t.ok(buckets.take('alice', 0))
+  for (let i = 0; i < 5; i++) t.ok(buckets.take('alice', 0), `a full bucket gives take ${i + 1} of its burst of 5`)
   t.notOk(buckets.take('alice', 0), 'spent')
   buckets.sweep(100)
   t.equal(buckets.size, 1, 'one token back of five: kept')
@@ -122,8 +122,8 @@ t.test('listen() without options takes server.host and server.port from the conf
   }))
   t.teardown(() => app.close())
   await app.listen()
-  t.same(app.server.address(), { address: '127.0.0.1', family: 'IPv4', port })
-  t.equal((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200)
+  t.same(app.server.address(), { address: '127.0.0.1', family: 'IPv4', port }, 'it listens on server.host and server.port')
+  t.equal((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200, 'and answers on that port')
 })
 
 /** A player speaking raw WebSocket over TCP, to send frames no client library would. */

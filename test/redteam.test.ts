@@ -91,7 +91,7 @@ t.test('a token whose claims nest thousands deep is refused, and the backend nev
   const deep = signRaw(payloadText('deep', `"profile":${nested(5000)}`))
   const result = await refusal(gateway.url('/lobby/r1'), { token: deep })
   t.equal(result.status, 401, 'HTTP 401')
-  t.match(JSON.parse(result.body), { code: 'GW_ERR_TOKEN_INVALID', message: /nested deeper than 64 levels/ })
+  t.match(JSON.parse(result.body), { code: 'GW_ERR_TOKEN_INVALID', message: /nested deeper than 64 levels/ }, 'the refusal says the claims nest deeper than 64 levels')
   // claims nested as deep as any real token's are still welcome
   const modest = signRaw(payloadText('modest', `"profile":${nested(60)}`))
   await connect(gateway.url('/lobby/r1'), { token: modest })
