@@ -91,13 +91,13 @@ export class ActionDispatch {
         missing.push(user)
         continue
       }
-      const delivery = session.deliver(frame, binary)
-      if (delivery === 'sent') {
+      const outcome = session.deliver(frame, binary)
+      if (outcome === 'sent') {
         this.messagesOut++
-      } else if (delivery === 'slow') {
+      } else if (outcome === 'slow') {
         metrics.droppedActions.inc({ ...this.labels, reason: 'slow_consumer' })
         log.info({ user }, 'client too slow to read; closed (1013)')
-      } else if (delivery === 'gone') {
+      } else if (outcome === 'gone') {
         metrics.droppedActions.inc({ ...this.labels, reason: 'resume_expired' })
       }
     }
