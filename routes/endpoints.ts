@@ -87,8 +87,8 @@ export async function endpointRoutes (app: FastifyInstance, { endpoints, authent
       config: { endpoint: endpoint.config.name },
       preValidation: async (request, reply) => {
         const identity = admit(request, endpoint, authenticator, gate, inFlight)
-        const held = await hold(request.raw.socket, endpoint, identity, request.params as Params, inFlight.enter(endpoint.config.name))
-        request.admitted = { ...held, standIn: reply.raw }
+        const claimed = await claimUntilUpgrade(request.raw.socket, endpoint, identity, request.params as Params, inFlight.enter(endpoint.config.name))
+        request.admitted = { ...claimed, standIn: reply.raw }
       },
       handler: (socket, request) => {
         const { identity, ticket, upgraded, standIn } = request.admitted as Admitted
@@ -136,12 +136,12 @@ class InFlight {
 }
 
 /**
- * Claims the handshake in the cluster and holds its place until the upgrade.
+ * Claims the handshake in the cluster and keeps its place until the upgrade.
  * A client that leaves first, even while the claim awaits Redis, gives back
  * its place (`leave`) and its claim. HTTP sockets allow half-open, so one that
  * only ends its side would never 'close': it is destroyed.
  */
-async function hold (tcp: Socket, endpoint: EndpointRoute, identity: Identity, params: Params, leave: () => void): Promise<Omit<Admitted, 'standIn'>> {
+async function claimUntilUpgrade (tcp: Socket, endpoint: EndpointRoute, identity: Identity, params: Params, leave: () => void): Promise<Omit<Admitted, 'standIn'>> {
   let ticket: Ticket | undefined
   let gone = false
   const abandon = (): void => {

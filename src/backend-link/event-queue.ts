@@ -65,13 +65,13 @@ export class EventQueue {
 
   /** Queues the event unless it would pass a bound; a refused event leaves the queue as it was. */
   push (event: OutboundEvent): PushResult {
-    const held = this.bytesOf(event.user)
+    const share = this.bytesOf(event.user)
     // the share first: a flooder that would also fill the queue is refused alone
-    if (event.kind === 'message' && held + event.bytes > this.maxClientBytes) return 'over_share'
+    if (event.kind === 'message' && share + event.bytes > this.maxClientBytes) return 'over_share'
     if (event.kind !== 'close' && (this.length + 1 > this.maxEvents || this.byteCount + event.bytes > this.maxBytes)) return 'full'
     this.items.push(event)
     this.byteCount += event.bytes
-    this.userBytes.set(event.user, held + event.bytes)
+    this.userBytes.set(event.user, share + event.bytes)
     return 'queued'
   }
 
@@ -99,7 +99,7 @@ export class EventQueue {
     return this.release(end)
   }
 
-  /** Seq of the last written event (0 when none is held). */
+  /** Seq of the last written event (0 when none is queued). */
   get lastWrittenSeq (): number {
     return this.cursor > this.head ? this.items[this.cursor - 1].seq ?? 0 : 0
   }

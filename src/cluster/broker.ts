@@ -10,12 +10,12 @@ import type { Connection, Eviction } from '../domain.js'
 
 /**
  * What a claim found before it registered the connection.
- * - `free`: nobody else held the user (or this node did: its registry decides).
+ * - `free`: no other node had the user (or this node did: its registry decides).
  * - `refused`: `reject` policy, and a live node holds the user.
- * - `handedOff`: another node held the user and has closed that connection,
+ * - `handedOff`: another node had the user and has closed that connection,
  *   its `close` committed to its backend link (or it did not answer within
  *   `cluster.handoffTimeoutMs`: then `lost` is set, to report it here).
- * - `lost`: the node that held the user is dead; its `close` (1006) is this
+ * - `lost`: the node that had the user is dead; its `close` (1006) is this
  *   node's to report, before the new `open`.
  * - `unchecked`: the broker is away; `cluster.whenRedisDown` decides.
  */
@@ -43,7 +43,7 @@ export interface LocalNode {
   reopen (endpoint: string, user: string, id: string): void
   /** Carries out actions another node forwarded, for clients of this node only. */
   deliver (endpoint: string, actions: ClientAction[]): void
-  /** Every connection held here, to register again after the broker was away. */
+  /** Every connection connected here, to register again after the broker was away. */
   connections (): Iterable<Connection>
 }
 
@@ -65,7 +65,7 @@ export interface Broker extends EventEmitter<BrokerEvents> {
   release (connection: Connection, holder?: Connection): void
   /**
    * Actions for users this node does not hold, or `all`: carried to the
-   * nodes concerned, in order. Users held nowhere are counted as dropped.
+   * nodes concerned, in order. Users connected nowhere are counted as dropped.
    */
   forward (endpoint: string, actions: ClientAction[]): void
   close (): Promise<void>

@@ -3,7 +3,7 @@
  * (transport.ts). Each node holds a lease it refreshes every third of
  * `presenceTtlMs`; presence entries name their node, so they die with its
  * lease, and a survivor reaps a dead node's users (reaper.ts). A replace
- * across nodes is a hand-off (handoff.ts); actions for users held elsewhere
+ * across nodes is a hand-off (handoff.ts); actions for users connected elsewhere
  * are forwarded (forwarder.ts). This module claims, releases, and joins.
  *
  * While the transport is away every node keeps its clients and links;
@@ -199,7 +199,7 @@ export class ClusterBroker extends EventEmitter<BrokerEvents> implements Broker 
     })
   }
 
-  /** The transport is back: take the lease, register every connection held here, then serve. */
+  /** The transport is back: take the lease, register every connection connected here, then serve. */
   private async join (): Promise<void> {
     if (this.joining || this.closed || !this.transport.isUp) return
     this.joining = true
@@ -218,7 +218,7 @@ export class ClusterBroker extends EventEmitter<BrokerEvents> implements Broker 
 
   /**
    * After the transport was away (or Redis restarted empty): registers every
-   * connection held here again. A user registered meanwhile on another live
+   * connection connected here again. A user registered meanwhile on another live
    * node is settled by the policy; one left by a dead node is reported
    * closed; if this node was reaped while cut off, its users are announced
    * again.
@@ -227,15 +227,15 @@ export class ClusterBroker extends EventEmitter<BrokerEvents> implements Broker 
     const node = this.node as LocalNode
     const { presence } = this.transport
     const reaped = await presence.takeReapedMark()
-    const held = new Set<string>()
+    const here = new Set<string>()
     const work: Array<Promise<void>> = []
     for (const connection of node.connections()) {
-      held.add(fieldOf(connection))
+      here.add(fieldOf(connection))
       work.push(this.reassert(connection, reaped && connection.since < this.downSince))
     }
     // entries of connections that ended while the transport was away
-    for (const [field, stale] of await presence.heldHere()) {
-      if (!held.has(field)) work.push(presence.release(field, stale.c))
+    for (const [field, stale] of await presence.recordsHere()) {
+      if (!here.has(field)) work.push(presence.release(field, stale.c))
     }
     await Promise.all(work)
     if (reaped) this.options.log.warn('this node was reaped while cut off from redis; its users were announced again')
@@ -275,7 +275,7 @@ export class ClusterBroker extends EventEmitter<BrokerEvents> implements Broker 
     if (state === 'down') {
       this.downSince = Date.now()
       // a hand-off in flight will not be answered; its claim proceeds at its timeout
-      if (!this.closed) this.options.log.warn({ redis: this.transport.target }, 'redis unreachable: serving the clients held here; cross-node duplicates and forwards are paused')
+      if (!this.closed) this.options.log.warn({ redis: this.transport.target }, 'redis unreachable: serving the clients connected here; cross-node duplicates and forwards are paused')
     } else {
       this.forwarder.joined()
       this.options.log.info({ redis: this.transport.target, node: this.options.nodeId }, 'joined the cluster')
@@ -293,7 +293,7 @@ export class ClusterBroker extends EventEmitter<BrokerEvents> implements Broker 
     return {
       field: fieldOf(connection),
       presence: { n: this.options.nodeId, c: connection.id, s: connection.since },
-      held: { c: connection.id, s: connection.since, p: connection.params }
+      record: { c: connection.id, s: connection.since, p: connection.params }
     }
   }
 }

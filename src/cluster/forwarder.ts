@@ -1,5 +1,5 @@
 /**
- * Actions for users held on other nodes (docs/scaling.md): batched, looked
+ * Actions for users connected to other nodes (docs/scaling.md): batched, looked
  * up in presence, and published in order, one channel per node (and `all`),
  * so per-user order holds.
  *

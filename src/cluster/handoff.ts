@@ -1,6 +1,6 @@
 /**
  * Hand-offs between nodes (docs/scaling.md): a node that takes over a user
- * held elsewhere asks the holder to close its connection, and waits for the
+ * connected elsewhere asks the holder to close its connection, and waits for the
  * answer, sent once that `close` is committed to the holder's backend link,
  * so the backend sees close(old) before open(new). An answer that does not
  * come within `cluster.handoffTimeoutMs` (the holder is cut off, or gone)

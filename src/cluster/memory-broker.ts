@@ -1,6 +1,6 @@
 /**
- * A node alone (no `cluster.redis`): every client is held here, so a claim
- * is always free and an action for a user not held here has nowhere to go.
+ * A node alone (no `cluster.redis`): every client is connected here, so a claim
+ * is always free and an action for a user not connected here has nowhere to go.
  */
 import { EventEmitter } from 'node:events'
 import type { ClientAction } from '../../protocol/index.js'

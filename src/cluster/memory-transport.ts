@@ -9,7 +9,7 @@
 import { EventEmitter } from 'node:events'
 import type { DuplicatePolicy } from '../domain.js'
 import type {
-  ClaimFound, ClusterBus, ClusterTransport, Held, Presence, PresenceStore, ReassertFound, Registration, TransportEvents
+  ClaimFound, ClusterBus, ClusterTransport, ConnectionRecord, Presence, PresenceStore, ReassertFound, Registration, TransportEvents
 } from './transport.js'
 
 /** What Redis would hold, shared by every node of one hub. */
@@ -17,7 +17,7 @@ export class MemoryHub {
   readonly leases = new Map<string, number>()
   readonly nodes = new Set<string>()
   readonly presence = new Map<string, Presence>()
-  readonly held = new Map<string, Map<string, Held>>()
+  readonly records = new Map<string, Map<string, ConnectionRecord>>()
   readonly reaped = new Set<string>()
   private readonly transports = new Map<string, MemoryTransport>()
   private readonly cutOff = new Set<string>()
@@ -32,7 +32,7 @@ export class MemoryHub {
   /** Node `nodeId` loses the hub (its store calls reject, its subscriptions go). */
   cut (nodeId: string): void {
     this.cutOff.add(nodeId)
-    this.transports.get(nodeId)?.lost()
+    this.transports.get(nodeId)?.disconnected()
   }
 
   /** Node `nodeId` reaches the hub again. */
@@ -49,13 +49,13 @@ export class MemoryHub {
     return (this.leases.get(node) ?? 0) > Date.now()
   }
 
-  heldOf (node: string): Map<string, Held> {
-    let held = this.held.get(node)
-    if (!held) {
-      held = new Map()
-      this.held.set(node, held)
+  recordsOf (node: string): Map<string, ConnectionRecord> {
+    let records = this.records.get(node)
+    if (!records) {
+      records = new Map()
+      this.records.set(node, records)
     }
-    return held
+    return records
   }
 
   /** Publishes to every transport subscribed to `channel`, each in a later turn (in order); returns how many. */
@@ -96,7 +96,7 @@ export class MemoryTransport extends EventEmitter<TransportEvents> implements Cl
 
   async close (): Promise<void> {
     this.closed = true
-    this.lost()
+    this.disconnected()
   }
 
   listensTo (channel: string): boolean {
@@ -108,7 +108,7 @@ export class MemoryTransport extends EventEmitter<TransportEvents> implements Cl
     for (const receiver of this.receivers) receiver(channel, text)
   }
 
-  lost (): void {
+  disconnected (): void {
     this.channels.clear()
     if (!this.connected) return
     this.connected = false
@@ -151,20 +151,20 @@ class MemoryPresence implements PresenceStore {
   async leave (): Promise<void> {
     await this.reach(() => {
       this.hub.leases.delete(this.nodeId)
-      this.hub.held.delete(this.nodeId)
+      this.hub.records.delete(this.nodeId)
       this.hub.nodes.delete(this.nodeId)
     })
   }
 
-  async claim ({ field, presence, held }: Registration, policy: DuplicatePolicy): Promise<ClaimFound> {
+  async claim ({ field, presence, record }: Registration, policy: DuplicatePolicy): Promise<ClaimFound> {
     return await this.reach(() => {
       const old = this.hub.presence.get(field)
       let alive = false
-      let entry: Held | undefined
+      let entry: ConnectionRecord | undefined
       if (old && old.n !== this.nodeId) {
         alive = this.hub.isAlive(old.n)
         if (alive && policy === 'reject') return { claimed: false, old, alive, entry: undefined }
-        const theirs = this.hub.heldOf(old.n)
+        const theirs = this.hub.recordsOf(old.n)
         const h = theirs.get(field)
         if (h?.c === old.c) {
           entry = h
@@ -173,17 +173,17 @@ class MemoryPresence implements PresenceStore {
         }
       }
       this.hub.presence.set(field, presence)
-      this.hub.heldOf(this.nodeId).set(field, held)
+      this.hub.recordsOf(this.nodeId).set(field, record)
       return { claimed: true, old, alive, entry }
     })
   }
 
-  async reassert ({ field, presence, held }: Registration, policy: DuplicatePolicy): Promise<ReassertFound> {
+  async reassert ({ field, presence, record }: Registration, policy: DuplicatePolicy): Promise<ReassertFound> {
     return await this.reach(() => {
       const cur = this.hub.presence.get(field)
       let result: ReassertFound['result'] = 'set'
       let other: Presence | undefined
-      let entry: Held | undefined
+      let entry: ConnectionRecord | undefined
       if (cur && cur.c !== presence.c && cur.c !== `reap:${presence.c}` && cur.n !== this.nodeId) {
         if (this.hub.isAlive(cur.n)) {
           const newer = presence.s > cur.s || (presence.s === cur.s && presence.c > cur.c)
@@ -191,7 +191,7 @@ class MemoryPresence implements PresenceStore {
           result = 'won'
           other = cur
         } else {
-          const theirs = this.hub.heldOf(cur.n)
+          const theirs = this.hub.recordsOf(cur.n)
           const h = theirs.get(field)
           if (h?.c === cur.c) {
             entry = h
@@ -200,18 +200,18 @@ class MemoryPresence implements PresenceStore {
         }
       }
       this.hub.presence.set(field, presence)
-      this.hub.heldOf(this.nodeId).set(field, held)
+      this.hub.recordsOf(this.nodeId).set(field, record)
       return { result, other, entry }
     })
   }
 
   async release (field: string, id: string, holder?: Registration): Promise<void> {
     await this.reach(() => {
-      const mine = this.hub.heldOf(this.nodeId)
+      const mine = this.hub.recordsOf(this.nodeId)
       if (this.hub.presence.get(field)?.c === id) {
         if (holder) {
           this.hub.presence.set(field, holder.presence)
-          mine.set(field, holder.held)
+          mine.set(field, holder.record)
           return
         }
         this.hub.presence.delete(field)
@@ -228,8 +228,8 @@ class MemoryPresence implements PresenceStore {
     return await this.reach(() => this.hub.reaped.delete(this.nodeId))
   }
 
-  async heldHere (): Promise<Map<string, Held>> {
-    return await this.reach(() => new Map(this.hub.heldOf(this.nodeId)))
+  async recordsHere (): Promise<Map<string, ConnectionRecord>> {
+    return await this.reach(() => new Map(this.hub.recordsOf(this.nodeId)))
   }
 
   async otherNodes (): Promise<string[]> {
@@ -244,18 +244,18 @@ class MemoryPresence implements PresenceStore {
     return await this.reach(() => this.hub.nodes.delete(node))
   }
 
-  async reap (node: string): Promise<Array<[string, Held]>> {
+  async reap (node: string): Promise<Array<[string, ConnectionRecord]>> {
     return await this.reach(() => {
-      const out: Array<[string, Held]> = []
-      const mine = this.hub.heldOf(this.nodeId)
-      for (const [field, e] of this.hub.heldOf(node)) {
+      const out: Array<[string, ConnectionRecord]> = []
+      const mine = this.hub.recordsOf(this.nodeId)
+      for (const [field, e] of this.hub.recordsOf(node)) {
         if (this.hub.presence.get(field)?.c !== e.c) continue
         const tomb = `reap:${e.c}`
         this.hub.presence.set(field, { n: this.nodeId, c: tomb, s: e.s })
         mine.set(field, { c: tomb, s: e.s, p: e.p })
         out.push([field, e])
       }
-      this.hub.held.delete(node)
+      this.hub.records.delete(node)
       this.hub.reaped.add(node)
       return out
     })

@@ -4,7 +4,7 @@
  *   <name>:lease:<node>          a node's lease (PX presenceTtlMs); alive while it exists
  *   <name>:nodes                 set of registered nodes, swept for expired leases
  *   <name>:p:<endpoint>:<user>   presence: JSON {n: node, c: connection id, s: since}
- *   <name>:held:<node>           hash "<endpoint>:<user>" → JSON {c, s, p: params}: what a reaper reports
+ *   <name>:held:<node>           a node's records: hash "<endpoint>:<user>" → JSON {c, s, p: params}, what a reaper reports
  *   <name>:reaped:<node>         set when a node was reaped, so it re-announces its users
  *   <name>:node:<node>, <name>:all   pub/sub channels
  *
@@ -21,9 +21,9 @@
  */
 
 /**
- * KEYS: presence, my held, old node's lease, old node's held (mine when
- * there is no old presence). ARGV: field, presence JSON, held JSON, policy,
- * my node, old node ('' for none). → {old, alive, old held entry, claimed},
+ * KEYS: presence, my records, old node's lease, old node's records (mine when
+ * there is no old presence). ARGV: field, presence JSON, record JSON, policy,
+ * my node, old node ('' for none). → {old, alive, old record, claimed},
  * or nil when the presence names another old node by now.
  */
 export const CLAIM = `
@@ -48,8 +48,8 @@ return {old or '', alive, entry, 1}
 `
 
 /**
- * KEYS: presence, my held. ARGV: field, connection id[, holder presence JSON,
- * holder held JSON]. Forgets the connection only where it is still the one
+ * KEYS: presence, my records. ARGV: field, connection id[, holder presence JSON,
+ * holder record JSON]. Forgets the connection only where it is still the one
  * recorded; with a holder (this node's connection of that user, still
  * live), registers the holder in its place.
  */
@@ -69,12 +69,12 @@ return 0
 `
 
 /**
- * KEYS: dead node's held, my held, dead node's reaped mark, then the
- * presence of each field of the dead node's held hash. ARGV: my node, then
+ * KEYS: dead node's records, my records, dead node's reaped mark, then the
+ * presence of each field of the dead node's records. ARGV: my node, then
  * those fields, in the same order. Takes over every entry of the dead node
  * still current (as a tombstone connection "reap:<id>" of mine, so a claim
  * meanwhile waits for my report), marks the node reaped, and returns
- * {field, held JSON, ...}; nil when the hash holds other fields by now.
+ * {field, record JSON, ...}; nil when the hash holds other fields by now.
  */
 export const REAP = `
 local fields = #ARGV - 1
@@ -106,10 +106,10 @@ return out
 
 /**
  * Registers a connection again after the broker was away. KEYS: presence,
- * my held, other node's lease, other node's held (mine when there is no
- * other presence). ARGV: field, presence JSON, held JSON, policy, my node,
+ * my records, other node's lease, other node's records (mine when there is no
+ * other presence). ARGV: field, presence JSON, record JSON, policy, my node,
  * connection id, since, other node ('' for none). → {'set'|'won'|'lost',
- * other presence, dead node's held entry}, or nil when the presence names
+ * other presence, dead node's record}, or nil when the presence names
  * another node by now. A live conflict is settled by the policy: `replace`
  * keeps the newer connection, `reject` the older (ties by id).
  */

@@ -10,20 +10,20 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { DuplicatePolicy } from '../domain.js'
 import { CLAIM, REAP, REASSERT, RELEASE } from './redis-scripts.js'
 import type {
-  ClaimFound, ClusterBus, ClusterTransport, Held, Presence, PresenceStore, ReassertFound, Registration, TransportEvents
+  ClaimFound, ClusterBus, ClusterTransport, ConnectionRecord, Presence, PresenceStore, ReassertFound, Registration, TransportEvents
 } from './transport.js'
 
 /** The scripts as ioredis commands (arguments as redis-scripts.ts documents them; nested arrays are flattened). */
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    gatehouseClaim (keys: ClaimKeys, field: string, presence: string, held: string, policy: DuplicatePolicy, node: string, seen: string): Result<[string, number, string, number] | null, Context>
-    gatehouseReassert (keys: ClaimKeys, field: string, presence: string, held: string, policy: DuplicatePolicy, node: string, id: string, since: string, seen: string): Result<[string, string, string] | null, Context>
-    gatehouseRelease (presenceKey: string, heldKey: string, field: string, id: string, ...holder: [] | [presence: string, held: string]): Result<number, Context>
+    gatehouseClaim (keys: ClaimKeys, field: string, presence: string, record: string, policy: DuplicatePolicy, node: string, seen: string): Result<[string, number, string, number] | null, Context>
+    gatehouseReassert (keys: ClaimKeys, field: string, presence: string, record: string, policy: DuplicatePolicy, node: string, id: string, since: string, seen: string): Result<[string, string, string] | null, Context>
+    gatehouseRelease (presenceKey: string, recordsKey: string, field: string, id: string, ...holder: [] | [presence: string, record: string]): Result<number, Context>
     gatehouseReap (numberOfKeys: number, keys: string[], node: string, fields: string[]): Result<string[] | null, Context>
   }
 }
 
-/** Presence, my held, and the lease and held hash of the node named in presence. */
+/** Presence, my records, and the lease and records of the node named in presence. */
 type ClaimKeys = [string, string, string, string]
 
 export interface RedisTransportOptions {
@@ -99,7 +99,8 @@ class RedisKeys {
     return this.key(`lease:${node}`)
   }
 
-  held (node: string): string {
+  /** A node's records (ConnectionRecord); the key keeps its first name, `held:`, so running clusters keep their state. */
+  records (node: string): string {
     return this.key(`held:${node}`)
   }
 
@@ -129,36 +130,36 @@ class RedisPresence implements PresenceStore {
 
   async leave (): Promise<void> {
     await Promise.all([
-      this.cmd.del(this.keys.lease(this.nodeId), this.keys.held(this.nodeId)),
+      this.cmd.del(this.keys.lease(this.nodeId), this.keys.records(this.nodeId)),
       this.cmd.srem(this.keys.key('nodes'), this.nodeId)
     ])
   }
 
-  async claim ({ field, presence, held }: Registration, policy: DuplicatePolicy): Promise<ClaimFound> {
+  async claim ({ field, presence, record }: Registration, policy: DuplicatePolicy): Promise<ClaimFound> {
     for (;;) {
       const seen = await this.nodeAt(field)
       const reply = await this.cmd.gatehouseClaim(this.keysAround(field, seen),
-        field, JSON.stringify(presence), JSON.stringify(held), policy, this.nodeId, seen)
+        field, JSON.stringify(presence), JSON.stringify(record), policy, this.nodeId, seen)
       if (reply === null) continue // another node registered the user meanwhile: look again
       const [old, alive, entry, claimed] = reply
-      return { claimed: claimed === 1, old: parse<Presence>(old), alive: alive === 1, entry: parse<Held>(entry) }
+      return { claimed: claimed === 1, old: parse<Presence>(old), alive: alive === 1, entry: parse<ConnectionRecord>(entry) }
     }
   }
 
-  async reassert ({ field, presence, held }: Registration, policy: DuplicatePolicy): Promise<ReassertFound> {
+  async reassert ({ field, presence, record }: Registration, policy: DuplicatePolicy): Promise<ReassertFound> {
     for (;;) {
       const seen = await this.nodeAt(field)
       const reply = await this.cmd.gatehouseReassert(this.keysAround(field, seen),
-        field, JSON.stringify(presence), JSON.stringify(held), policy, this.nodeId, presence.c, String(presence.s), seen)
+        field, JSON.stringify(presence), JSON.stringify(record), policy, this.nodeId, presence.c, String(presence.s), seen)
       if (reply === null) continue
       const [result, other, entry] = reply
-      return { result: result as ReassertFound['result'], other: parse<Presence>(other), entry: parse<Held>(entry) }
+      return { result: result as ReassertFound['result'], other: parse<Presence>(other), entry: parse<ConnectionRecord>(entry) }
     }
   }
 
   async release (field: string, id: string, holder?: Registration): Promise<void> {
-    const instead: [] | [string, string] = holder ? [JSON.stringify(holder.presence), JSON.stringify(holder.held)] : []
-    await this.cmd.gatehouseRelease(this.keys.presence(field), this.keys.held(this.nodeId), field, id, ...instead)
+    const instead: [] | [string, string] = holder ? [JSON.stringify(holder.presence), JSON.stringify(holder.record)] : []
+    await this.cmd.gatehouseRelease(this.keys.presence(field), this.keys.records(this.nodeId), field, id, ...instead)
   }
 
   async lookup (fields: string[]): Promise<Array<Presence | undefined>> {
@@ -171,9 +172,9 @@ class RedisPresence implements PresenceStore {
     return await this.cmd.del(this.keys.reaped(this.nodeId)) === 1
   }
 
-  async heldHere (): Promise<Map<string, Held>> {
-    const recorded = await this.cmd.hgetall(this.keys.held(this.nodeId))
-    return new Map(Object.entries(recorded).map(([field, text]) => [field, JSON.parse(text) as Held]))
+  async recordsHere (): Promise<Map<string, ConnectionRecord>> {
+    const recorded = await this.cmd.hgetall(this.keys.records(this.nodeId))
+    return new Map(Object.entries(recorded).map(([field, text]) => [field, JSON.parse(text) as ConnectionRecord]))
   }
 
   async otherNodes (): Promise<string[]> {
@@ -188,14 +189,14 @@ class RedisPresence implements PresenceStore {
     return await this.cmd.srem(this.keys.key('nodes'), node) === 1
   }
 
-  async reap (node: string): Promise<Array<[string, Held]>> {
+  async reap (node: string): Promise<Array<[string, ConnectionRecord]>> {
     for (;;) {
-      const fields = await this.cmd.hkeys(this.keys.held(node))
-      const keys = [this.keys.held(node), this.keys.held(this.nodeId), this.keys.reaped(node), ...fields.map((f) => this.keys.presence(f))]
+      const fields = await this.cmd.hkeys(this.keys.records(node))
+      const keys = [this.keys.records(node), this.keys.records(this.nodeId), this.keys.reaped(node), ...fields.map((f) => this.keys.presence(f))]
       const taken = await this.cmd.gatehouseReap(keys.length, keys, this.nodeId, fields)
       if (taken === null) continue // the dead node's records changed meanwhile: read them again
-      const out: Array<[string, Held]> = []
-      for (let i = 0; i < taken.length; i += 2) out.push([taken[i], JSON.parse(taken[i + 1]) as Held])
+      const out: Array<[string, ConnectionRecord]> = []
+      for (let i = 0; i < taken.length; i += 2) out.push([taken[i], JSON.parse(taken[i + 1]) as ConnectionRecord])
       return out
     }
   }
@@ -208,7 +209,7 @@ class RedisPresence implements PresenceStore {
   /** A claim's keys: the presence, my records, and the lease and records of the node named there (mine for none). */
   private keysAround (field: string, node: string): ClaimKeys {
     const other = node === '' ? this.nodeId : node
-    return [this.keys.presence(field), this.keys.held(this.nodeId), this.keys.lease(other), this.keys.held(other)]
+    return [this.keys.presence(field), this.keys.records(this.nodeId), this.keys.lease(other), this.keys.records(other)]
   }
 }
 

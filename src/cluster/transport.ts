@@ -11,11 +11,11 @@ import type { Params } from '../../protocol/index.js'
 
 /** Who holds an (endpoint, user): node `n`, connection `c`, admitted at `s`. A reaper's tombstone has `c` = "reap:<id>". */
 export interface Presence { n: string, c: string, s: number }
-/** What a node records of each connection it holds, for whoever reports its close if the node dies. */
-export interface Held { c: string, s: number, p: Params }
+/** A node's record of each of its connections (the hash `held:<node>` in Redis), for whoever reports its close if the node dies. */
+export interface ConnectionRecord { c: string, s: number, p: Params }
 
 /** A connection's records, as a claim writes them. */
-export interface Registration { field: string, presence: Presence, held: Held }
+export interface Registration { field: string, presence: Presence, record: ConnectionRecord }
 
 /**
  * What a claim found: `old` the presence it replaced, `alive` whether that
@@ -23,7 +23,7 @@ export interface Registration { field: string, presence: Presence, held: Held }
  * of the old connection when this node must report its close. `claimed`
  * false: `reject` and a live node holds the user; nothing was written.
  */
-export interface ClaimFound { claimed: boolean, old?: Presence, alive: boolean, entry?: Held }
+export interface ClaimFound { claimed: boolean, old?: Presence, alive: boolean, entry?: ConnectionRecord }
 
 /**
  * What registering a connection again after an outage found: `set`, no
@@ -31,7 +31,7 @@ export interface ClaimFound { claimed: boolean, old?: Presence, alive: boolean, 
  * (`other`), and the policy keeps this connection or that one; `entry`, a
  * dead node's record of the user, this node's to report closed.
  */
-export interface ReassertFound { result: 'set' | 'won' | 'lost', other?: Presence, entry?: Held }
+export interface ReassertFound { result: 'set' | 'won' | 'lost', other?: Presence, entry?: ConnectionRecord }
 
 /**
  * The shared record of nodes and presence, seen from one node. Each method
@@ -53,7 +53,7 @@ export interface PresenceStore {
   /** Was this node reaped while cut off? Asking clears the mark. */
   takeReapedMark (): Promise<boolean>
   /** This node's records, by field. */
-  heldHere (): Promise<Map<string, Held>>
+  recordsHere (): Promise<Map<string, ConnectionRecord>>
   /** Every node in the set but this one. */
   otherNodes (): Promise<string[]>
   isAlive (node: string): Promise<boolean>
@@ -64,7 +64,7 @@ export interface PresenceStore {
    * connection "reap:<id>" of this node, so a claim meanwhile waits for the
    * report), marks the node reaped, and returns the records taken.
    */
-  reap (node: string): Promise<Array<[field: string, held: Held]>>
+  reap (node: string): Promise<Array<[field: string, record: ConnectionRecord]>>
 }
 
 /**
@@ -83,7 +83,7 @@ export interface ClusterBus {
 export interface TransportEvents {
   /** Both the store and the bus can be reached. */
   up: []
-  /** One of them was lost. */
+  /** One of them cannot be reached. */
   down: []
 }
 

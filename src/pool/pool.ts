@@ -66,10 +66,10 @@ interface Member {
 
 type Keyed = OutboundEvent & { key: string }
 
-/** A client's `close`, written to `member` and not yet committed; the client's events for other members wait in `held`. */
+/** A client's `close`, written to `member` and not yet committed; the client's events for other members wait in `waiting`. */
 interface Gate {
   member: Member
-  held: Keyed[]
+  waiting: Keyed[]
 }
 
 export class BackendPool extends EventEmitter<PoolEvents> {
@@ -178,12 +178,12 @@ export class BackendPool extends EventEmitter<PoolEvents> {
   private deliver (event: Keyed): boolean {
     const member = this.memberFor(event.key)
     const gate = this.gates.get(event.user)
-    if (gate !== undefined && (gate.held.length > 0 || gate.member !== member)) {
-      gate.held.push(event)
+    if (gate !== undefined && (gate.waiting.length > 0 || gate.member !== member)) {
+      gate.waiting.push(event)
       return true
     }
     if (event.kind !== 'close') return member.link.send(event)
-    const closing: Gate = { member, held: [] }
+    const closing: Gate = { member, waiting: [] }
     this.gates.set(event.user, closing)
     const settled = event.settled
     const sent = member.link.send({ ...event, settled: () => { settled?.(); this.release(event.user, closing) } })
@@ -192,11 +192,11 @@ export class BackendPool extends EventEmitter<PoolEvents> {
     return sent
   }
 
-  /** A client's `close` was committed (or dropped): its held events go on, in order. */
+  /** A client's `close` was committed (or dropped): its waiting events go on, in order. */
   private release (user: string, gate: Gate): void {
     if (this.gates.get(user) !== gate) return
     this.gates.delete(user)
-    for (const event of gate.held) this.deliver(event)
+    for (const event of gate.waiting) this.deliver(event)
   }
 
   private memberFor (key: string): Member {

@@ -1,7 +1,7 @@
 /**
  * The action side of one endpoint's relay: the backend's `send` and `close`
- * actions become frames and closes on the sessions held here, in the order
- * the backend sent them; what names users held elsewhere goes on to the
+ * actions become frames and closes on the sessions connected here, in the order
+ * the backend sent them; what names users connected elsewhere goes on to the
  * cluster (PROTOCOL.md §4).
  */
 import type { FastifyBaseLogger } from 'fastify'
@@ -12,7 +12,7 @@ import type { SessionRegistry } from '../sessions/registry.js'
 
 /** The rest of the cluster, as action dispatch needs it. */
 export interface ForwardPort {
-  /** Actions for users not held here (and `all`), for the nodes that hold them. */
+  /** Actions for users not connected here (and `all`), for the nodes they are connected to. */
   forward (endpoint: string, actions: ClientAction[]): void
 }
 
@@ -35,7 +35,7 @@ export class ActionDispatch {
   }
 
   /**
-   * Actions from the backend, in the order it sent them. Users not held
+   * Actions from the backend, in the order it sent them. Users not connected
    * here, and `all`, go on to the rest of the cluster; actions another node
    * `forwarded` are for this node's clients only.
    */
@@ -61,7 +61,7 @@ export class ActionDispatch {
   }
 
   /**
-   * Runs one action; returns the users not held here, or undefined when it
+   * Runs one action; returns the users not connected here, or undefined when it
    * failed. One bad action must not take the gateway down: `data` nested
    * deeper than JSON.stringify can recurse throws RangeError, and the
    * link's (or the cluster's) message handler is no place for a throw.
@@ -76,7 +76,7 @@ export class ActionDispatch {
     }
   }
 
-  /** Delivers to the users held here; returns the ones that are not. */
+  /** Delivers to the users connected here; returns the ones that are not. */
   private send (action: SendAction): string[] {
     const { registry, metrics, log } = this.options
     const users = 'all' in action ? [...registry.values()].map((s) => s.user) : targetsOf(action)
@@ -91,20 +91,20 @@ export class ActionDispatch {
         missing.push(user)
         continue
       }
-      const delivery = session.deliver(frame, binary)
-      if (delivery === 'sent') {
+      const outcome = session.deliver(frame, binary)
+      if (outcome === 'sent') {
         this.messagesOut++
-      } else if (delivery === 'slow') {
+      } else if (outcome === 'slow') {
         metrics.droppedActions.inc({ ...this.labels, reason: 'slow_consumer' })
         log.info({ user }, 'client too slow to read; closed (1013)')
-      } else if (delivery === 'gone') {
+      } else if (outcome === 'gone') {
         metrics.droppedActions.inc({ ...this.labels, reason: 'resume_expired' })
       }
     }
     return missing
   }
 
-  /** Closes the users held here; returns the ones that are not. */
+  /** Closes the users connected here; returns the ones that are not. */
   private close (action: CloseAction): string[] {
     const missing: string[] = []
     for (const user of targetsOf(action)) {

@@ -1,7 +1,7 @@
 /**
  * The client side of one endpoint's relay: a finished handshake becomes a
  * session, its socket's frames become `message` events for the backend, a
- * socket lost without a close frame is held for a resume, and every session's
+ * socket dropped without a close frame is held for a resume, and every session's
  * end becomes exactly one `close` event. Keeps the per-client ordering of
  * PROTOCOL.md §3: `open`, the `message`s in order, then exactly one `close`;
  * a replaced client's `close` precedes its successor's `open`.
@@ -81,7 +81,7 @@ export class ClientSide {
       this.rates.sweep()
       for (const session of this.options.registry.values()) {
         if (session.isHeld || session.heartbeat()) continue
-        this.lost(session, CloseCodes.HEARTBEAT_TIMEOUT)
+        this.socketDropped(session, CloseCodes.HEARTBEAT_TIMEOUT)
         session.socket.terminate()
       }
     }, this.options.limits.heartbeatIntervalMs)
@@ -102,22 +102,22 @@ export class ClientSide {
       this.refuse(socket, connection, superseded === 'replaced' ? CloseCodes.REPLACED : CloseCodes.DUPLICATE_REJECTED)
       return
     }
-    const held = registry.get(identity.user)
-    if (held?.isHeld) {
-      if (sameParams(held.params, params)) {
-        this.resume(held, socket, identity, connection)
+    const existing = registry.get(identity.user)
+    if (existing?.isHeld) {
+      if (sameParams(existing.params, params)) {
+        this.resume(existing, socket, identity, connection)
         return
       }
       // back, but somewhere else (another match): the held session is over
-      held.end(CloseCodes.ABNORMAL.code, CloseCodes.ABNORMAL.reason)
+      existing.end(CloseCodes.ABNORMAL.code, CloseCodes.ABNORMAL.reason)
     }
     const session = new ClientSession(socket, identity, connection, this.sessionLimits, this.onSessionEnd)
-    const admission = registry.admit(session)
-    if (!admission.admitted) {
+    const entry = registry.register(session)
+    if (!entry.registered) {
       this.refuse(socket, connection, CloseCodes.DUPLICATE_REJECTED)
       return
     }
-    admission.displaced?.close(CloseCodes.REPLACED)
+    entry.displaced?.close(CloseCodes.REPLACED)
     if (unchecked) cluster.register(connection)
     this.listen(session, socket)
     metrics.connections.inc(this.labels)
@@ -127,7 +127,7 @@ export class ClientSide {
     session.expireAt(identity.exp)
   }
 
-  /** Every connection held here, held sessions included. */
+  /** Every connection on this node, held sessions included. */
   * registered (): Iterable<Connection> {
     for (const session of this.options.registry.values()) yield session.connection
   }
@@ -220,12 +220,12 @@ export class ClientSide {
   }
 
   /** The socket died without a close frame: hold the session for `resumeGraceMs`, or end it now. */
-  private lost (session: ClientSession, why: CloseCode): void {
+  private socketDropped (session: ClientSession, why: CloseCode): void {
     const graceMs = this.options.endpoint.resumeGraceMs
     if (session.isHeld) return
     if (graceMs > 0 && !session.isEnded) {
       session.hold(graceMs, () => session.end(why.code, why.reason))
-      this.options.log.info({ user: session.user, graceMs, why: why.reason }, 'client connection lost; holding its session for a resume')
+      this.options.log.info({ user: session.user, graceMs, why: why.reason }, 'client socket dropped; holding its session for a resume')
     } else {
       session.end(why.code, why.reason)
     }
@@ -233,18 +233,18 @@ export class ClientSide {
 
   /** Events of a socket that has since been replaced by a resume are ignored. */
   private listen (session: ClientSession, socket: WebSocket): void {
-    const current = (): boolean => session.socket === socket
+    const attached = (): boolean => session.socket === socket
     socket.on('message', (data: Buffer, isBinary: boolean) => {
-      if (current()) this.onFrame(session, data, isBinary)
+      if (attached()) this.onFrame(session, data, isBinary)
     })
     socket.on('close', (code: number, reason: Buffer) => {
-      if (!current()) return
-      if (code === CloseCodes.ABNORMAL.code) this.lost(session, CloseCodes.ABNORMAL)
+      if (!attached()) return
+      if (code === CloseCodes.ABNORMAL.code) this.socketDropped(session, CloseCodes.ABNORMAL)
       else session.end(code, reason.toString())
     })
     // protocol errors end the session with the code and reason the player got
     onProtocolError(socket, ({ code, reason }) => {
-      if (current()) session.end(code, reason)
+      if (attached()) session.end(code, reason)
     })
     // the only 'error' listener left (routes/endpoints.ts drops the inherited one); a reset connection is reported by 'close'
     socket.on('error', (err) => this.options.log.debug({ user: session.user, err: err.message }, 'client socket error'))

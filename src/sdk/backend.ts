@@ -2,7 +2,7 @@
  * `GatehouseBackend`: the server a Gatehouse gateway dials into
  * (protocol/PROTOCOL.md). It accepts any number of gateway links, turns
  * their events into `onOpen` / `onMessage` / `onClose` calls, and sends each
- * action down the link that holds the user it names.
+ * action down the link the user it names is connected through.
  */
 import { EventEmitter } from 'node:events'
 import type { IncomingMessage } from 'node:http'
@@ -12,7 +12,7 @@ import {
   CloseCodes, encodeActions, isBackendCloseCode, PROTOCOL_VERSION, truncateReason,
   type Action, type Claims, type DrainedEvent, type Event, type HelloEvent, type Params, type SyncEvent
 } from '../../protocol/index.js'
-import { ACK_EVERY_EVENTS, ACK_INTERVAL_MS, Delivery } from './delivery.js'
+import { ACK_EVERY_EVENTS, ACK_INTERVAL_MS, AckLedger } from './ack-ledger.js'
 import { GatewayLink, type LinkListener } from './gateway-link.js'
 import { LinkServer } from './link-server.js'
 import { Roster, type RosterChange } from './roster.js'
@@ -119,7 +119,7 @@ export interface BackendEvents {
   link: [LinkInfo]
   /** A gateway's `sync` has been applied (and its handlers have run). */
   synced: [LinkInfo & { users: number, seq?: number }]
-  /** A link closed; its users are held for `linkGraceMs`. */
+  /** A link closed; its users are kept for `linkGraceMs`. */
   linkClosed: [{ gateway?: string, code: number }]
   badFrame: [{ gateway?: string, problem: string }]
   handlerError: [{ handler: string, user: string, error: unknown }]
@@ -135,12 +135,13 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
     isOpen: (link) => link.isOpen
   })
   private readonly links = new Map<GatewayLink, TaskQueue>()
-  /** The current link of each gateway (node id + endpoint), so a reconnect inherits its users. */
-  private readonly current = new Map<string, GatewayLink>()
-  private readonly holds = new Map<GatewayLink, NodeJS.Timeout>()
-  /** Acked delivery per gateway (node id + endpoint), kept across the links of one session; and the links that use it. */
-  private readonly deliveries = new Map<string, Delivery>()
-  private readonly ackedLinks = new Map<GatewayLink, Delivery>()
+  /** The latest link of each gateway (node id + endpoint), so a reconnect inherits its users. */
+  private readonly latest = new Map<string, GatewayLink>()
+  /** Links that closed, each keeping its users until its `linkGraceMs` timer fires. */
+  private readonly graceTimers = new Map<GatewayLink, NodeJS.Timeout>()
+  /** The ack ledger per gateway (node id + endpoint), kept across the links of one session; and the links that use it. */
+  private readonly ledgers = new Map<string, AckLedger>()
+  private readonly ackedLinks = new Map<GatewayLink, AckLedger>()
   private readonly ackTimers = new Map<string, NodeJS.Timeout>()
   private readonly manualAcks: boolean
   private readonly server: LinkServer
@@ -192,10 +193,10 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
   /** Closes every link with 1001 and stops listening. Services see no `onClose` for this. */
   async stop (): Promise<void> {
     this.stopped = true
-    for (const timer of this.holds.values()) clearTimeout(timer)
-    this.holds.clear()
+    for (const timer of this.graceTimers.values()) clearTimeout(timer)
+    this.graceTimers.clear()
     // what is processed is acked before the links close, so the next process is not handed it again
-    for (const key of this.deliveries.keys()) this.flushAck(key)
+    for (const key of this.ledgers.keys()) this.flushAck(key)
     for (const link of this.links.keys()) link.close(CloseCodes.GOING_AWAY.code, 'backend shutting down')
     await this.server.close()
   }
@@ -225,7 +226,7 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
     return presence && { claims: presence.claims, params: presence.params, gateway: presence.link.gateway }
   }
 
-  /** Sends `data` to one or several users, each down the link that holds them. Returns how many were sent to. */
+  /** Sends `data` to one or several users, each down the link they are connected through. Returns how many were sent to. */
   send (to: string | readonly string[], data: unknown, options: SendOptions = {}): number {
     const users = typeof to === 'string' ? [to] : to
     const { byLink, missing } = this.roster.group(users)
@@ -314,8 +315,8 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
     if (event.event === 'hello') return this.hello(link, event)
     // outside the sequence of seqs: it says nothing about any client
     if (event.event === 'drained') return this.drained(link)
-    const delivery = this.ackedLinks.get(link)
-    return delivery ? this.deliverAcked(link, delivery, event) : this.route(link, event, UNSEQUENCED)
+    const ledger = this.ackedLinks.get(link)
+    return ledger ? this.deliverAcked(link, ledger, event) : this.route(link, event, UNSEQUENCED)
   }
 
   private drained (link: GatewayLink): void | Promise<void> {
@@ -332,7 +333,7 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
       case 'open':
         return this.apply(this.roster.open(link, event.user, event.claims, event.params), delivery)
       case 'message':
-        if (!this.roster.holds(link, event.user)) return this.stray(link, event)
+        if (this.roster.linkOf(event.user) !== link) return this.stray(link, event)
         return this.call('onMessage', event.user, () => this.handlers.onMessage?.(event.user, event.data, { binary: event.binary === true, params: event.params, ...delivery }))
       case 'close': {
         const changes = this.roster.close(link, event.user, event.code, event.reason)
@@ -350,42 +351,42 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
   }
 
   /** An event on a link whose gateway said `acks: true` (PROTOCOL.md §5a). */
-  private deliverAcked (link: GatewayLink, delivery: Delivery, event: Exclude<Event, HelloEvent | DrainedEvent>): void | Promise<void> {
+  private deliverAcked (link: GatewayLink, ledger: AckLedger, event: Exclude<Event, HelloEvent | DrainedEvent>): void | Promise<void> {
     const key = identity(link)
-    if (this.current.get(key) !== link) {
+    if (this.latest.get(key) !== link) {
       // a superseded link's leftovers: the gateway replays whatever of them was not acked on its new link
       return this.stray(link, { event: event.event, user: 'user' in event ? event.user : '' })
     }
     if (event.seq === undefined) return this.listener.badFrame(link, `${event.event} without seq on a link with acks`)
-    if (event.event === 'sync') return this.syncAcked(link, delivery, event as SyncEvent & { seq: number })
+    if (event.event === 'sync') return this.syncAcked(link, ledger, event as SyncEvent & { seq: number })
     const seq = event.seq
-    const admission = delivery.admit(seq)
-    if (admission === 'backwards') return this.listener.badFrame(link, `${event.event} seq ${seq} is not above the link's previous seq`)
-    if (admission === 'replayed') {
+    const arrival = ledger.receive(seq)
+    if (arrival === 'backwards') return this.listener.badFrame(link, `${event.event} seq ${seq} is not above the link's previous seq`)
+    if (arrival === 'replayed') {
       this.stats.duplicatesSkipped++
-      if (!this.manualAcks) delivery.completed(seq)
+      if (!this.manualAcks) ledger.completed(seq)
       this.scheduleAck(key)
-      const held = delivery.replayed(seq, event)
-      return held && this.synced(link, held.users.length, held.seq, this.apply(this.roster.sync(link, held.users)))
+      const roster = ledger.replayed(seq, event)
+      return roster && this.synced(link, roster.users.length, roster.seq, this.apply(this.roster.sync(link, roster.users)))
     }
-    const info: EventDelivery = { seq, ack: () => this.manualAck(key, delivery, seq) }
+    const info: EventDelivery = { seq, ack: () => this.manualAck(key, ledger, seq) }
     const done = (): void => {
-      if (!this.manualAcks) delivery.completed(seq)
+      if (!this.manualAcks) ledger.completed(seq)
       this.scheduleAck(key)
     }
     const run = (): void | Promise<void> => {
       const handled = this.route(link, event, info)
       return handled ? handled.then(done) : done()
     }
-    // a gap where the rest of the replay should have been: settle the held roster first
-    const held = delivery.release()
-    const settled = held && this.synced(link, held.users.length, held.seq, this.apply(this.roster.sync(link, held.users)))
+    // a gap where the rest of the replay should have been: settle the pending roster first
+    const roster = ledger.takePending()
+    const settled = roster && this.synced(link, roster.users.length, roster.seq, this.apply(this.roster.sync(link, roster.users)))
     return settled ? settled.then(run) : run()
   }
 
-  private syncAcked (link: GatewayLink, delivery: Delivery, event: SyncEvent & { seq: number }): void | Promise<void> {
-    const users = delivery.sync(event.seq, event.users)
-    // with P > S the roster waits for the replay (Delivery.replayed); `synced` is emitted then
+  private syncAcked (link: GatewayLink, ledger: AckLedger, event: SyncEvent & { seq: number }): void | Promise<void> {
+    const users = ledger.sync(event.seq, event.users)
+    // with P > S the roster waits for the replay (AckLedger.replayed); `synced` is emitted then
     if (users) return this.route(link, { event: 'sync', users: [...users], seq: event.seq }, UNSEQUENCED)
   }
 
@@ -404,53 +405,53 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
       this.log.warn({ endpoints: [...endpoints] }, 'one backend serves several gateway endpoints; give each endpoint its own backend')
     }
     const key = identity(link)
-    const previous = this.current.get(key)
-    this.current.set(key, link)
+    const previous = this.latest.get(key)
+    this.latest.set(key, link)
     if (previous && previous !== link) {
       // the same gateway reconnected: its users carry over, and the `sync` that follows settles who is still there
-      clearTimeout(this.holds.get(previous))
-      this.holds.delete(previous)
+      clearTimeout(this.graceTimers.get(previous))
+      this.graceTimers.delete(previous)
       this.roster.moveLink(previous, link)
       previous.terminate()
     }
     this.log.info({ gateway: hello.gateway, endpoint: hello.endpoint, session: hello.session, resumed: previous !== undefined, acks: hello.acks === true }, 'gateway link up')
     this.emit('link', { gateway: hello.gateway, endpoint: hello.endpoint })
     if (hello.acks !== true) {
-      this.forgetDelivery(key)
+      this.forgetLedger(key)
       return
     }
-    const delivery = this.deliveryFor(key, hello)
-    this.ackedLinks.set(link, delivery)
-    delivery.attach()
+    const ledger = this.ledgerFor(key, hello)
+    this.ackedLinks.set(link, ledger)
+    ledger.attach()
     // the old link's handlers finish before the replay on this one is weighed against them
     if (previous && previous !== link) return this.links.get(previous)?.whenIdle()
   }
 
   /**
-   * The delivery of the gateway's session. Another session is another
+   * The ack ledger of the gateway's session. Another session is another
    * gateway process under the same node id: its seq starts again at 1, and
    * nothing it sends is a replay of what the last one sent.
    */
-  private deliveryFor (key: string, hello: HelloEvent): Delivery {
-    const known = this.deliveries.get(key)
+  private ledgerFor (key: string, hello: HelloEvent): AckLedger {
+    const known = this.ledgers.get(key)
     if (known?.session === hello.session) return known
     if (known) this.log.info({ gateway: hello.gateway, endpoint: hello.endpoint }, 'new gateway session: its sequence starts afresh')
-    this.forgetDelivery(key)
-    const delivery = new Delivery(hello.session)
-    this.deliveries.set(key, delivery)
-    return delivery
+    this.forgetLedger(key)
+    const ledger = new AckLedger(hello.session)
+    this.ledgers.set(key, ledger)
+    return ledger
   }
 
-  /** Acknowledges up to `seq` on the gateway's current link, when `delivery` is still that gateway's. */
-  private manualAck (key: string, delivery: Delivery, seq: number): void {
-    if (!this.manualAcks || this.deliveries.get(key) !== delivery) return
-    delivery.allow(seq)
+  /** Acknowledges up to `seq` on the gateway's latest link, when `ledger` is still that gateway's. */
+  private manualAck (key: string, ledger: AckLedger, seq: number): void {
+    if (!this.manualAcks || this.ledgers.get(key) !== ledger) return
+    ledger.allow(seq)
     this.scheduleAck(key)
   }
 
   /** An ack within ACK_INTERVAL_MS, or at once when ACK_EVERY_EVENTS are waiting. */
   private scheduleAck (key: string): void {
-    const backlog = this.deliveries.get(key)?.backlog() ?? 0
+    const backlog = this.ledgers.get(key)?.backlog() ?? 0
     if (backlog >= ACK_EVERY_EVENTS) return this.flushAck(key)
     if (backlog === 0 || this.ackTimers.has(key)) return
     const timer = setTimeout(() => this.flushAck(key), ACK_INTERVAL_MS)
@@ -461,16 +462,16 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
   private flushAck (key: string): void {
     clearTimeout(this.ackTimers.get(key))
     this.ackTimers.delete(key)
-    const link = this.current.get(key)
-    const seq = link?.isOpen === true ? this.deliveries.get(key)?.takeAck() : undefined
+    const link = this.latest.get(key)
+    const seq = link?.isOpen === true ? this.ledgers.get(key)?.takeAck() : undefined
     // on a link that is down, the backlog waits: the next sync says what the gateway got
     if (link && seq !== undefined) link.write(JSON.stringify({ action: 'ack', seq } satisfies Action))
   }
 
-  private forgetDelivery (key: string): void {
+  private forgetLedger (key: string): void {
     clearTimeout(this.ackTimers.get(key))
     this.ackTimers.delete(key)
-    this.deliveries.delete(key)
+    this.ledgers.delete(key)
   }
 
   private linkClosed (link: GatewayLink, code: number): void {
@@ -479,23 +480,23 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
     this.emit('linkClosed', { gateway: link.gateway, code })
     if (this.stopped) return
     const key = identity(link)
-    if (link.gateway === undefined || this.current.get(key) !== link) {
+    if (link.gateway === undefined || this.latest.get(key) !== link) {
       // never identified itself, or already replaced by a newer link of its gateway
       void this.apply(this.roster.dropLink(link))
       return
     }
-    this.log.warn({ gateway: link.gateway, code, graceMs: this.linkGraceMs }, 'gateway link down; holding its users until it reconnects')
+    this.log.warn({ gateway: link.gateway, code, graceMs: this.linkGraceMs }, 'gateway link down; keeping its users until it reconnects')
     const timer = setTimeout(() => {
-      this.holds.delete(link)
-      if (this.current.get(key) === link) {
-        this.current.delete(key)
+      this.graceTimers.delete(link)
+      if (this.latest.get(key) === link) {
+        this.latest.delete(key)
         // the gateway gives up after the same grace: its next sync is empty and replays nothing
-        this.forgetDelivery(key)
+        this.forgetLedger(key)
       }
       void this.apply(this.roster.dropLink(link))
     }, this.linkGraceMs)
     timer.unref()
-    this.holds.set(link, timer)
+    this.graceTimers.set(link, timer)
   }
 
   /** Tells the service about roster changes, in order, waiting on async handlers. */
@@ -561,7 +562,7 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
 /** What handlers get for an event outside acknowledged delivery. */
 const UNSEQUENCED: EventDelivery = Object.freeze({ ack: () => {} })
 
-/** A gateway's identity: its node id and endpoint. A reconnect with the same one carries its users over, and its delivery within one session. */
+/** A gateway's identity: its node id and endpoint. A reconnect with the same one carries its users over, and its ack ledger within one session. */
 function identity (link: GatewayLink): string {
   return `${link.gateway ?? ''}\n${link.endpoint ?? ''}`
 }

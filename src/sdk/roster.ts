@@ -33,7 +33,7 @@ export type RosterChange<L> =
   /** `displaced`: the user is still connected on `presence.link`, whose gateway must be told to close them. */
   | { kind: 'close', presence: Presence<L>, code: number, reason: string, displaced: boolean }
 
-/** How links relate, for a roster that holds links of clustered gateways. */
+/** How links relate, for a roster with links of clustered gateways. */
 export interface LinkRelations<L> {
   /** Links of one gateway cluster (hello `cluster`): they settle duplicates among themselves. */
   sameCluster (a: L, b: L): boolean
@@ -59,13 +59,13 @@ export class Roster<L> {
     return [...this.byUser.keys()]
   }
 
-  /** Whether an event about `user` from `link` describes the connection we track (not a stale one). */
-  holds (link: L, user: string): boolean {
-    return this.byUser.get(user)?.link === link
+  /** The link `user` is connected through; an event about them from another link is about a stale connection. */
+  linkOf (user: string): L | undefined {
+    return this.byUser.get(user)?.link
   }
 
   /**
-   * A user opened through `link`; whoever held the name before is closed
+   * A user opened through `link`; whoever had the name before is closed
    * first. A connection on another gateway is closed there too, unless that
    * gateway is of the same cluster, which settles duplicates itself.
    */
@@ -136,7 +136,7 @@ export class Roster<L> {
     }
   }
 
-  /** Users grouped by the link that holds them; names we do not hold come back in `missing`. */
+  /** Users grouped by the link they are connected through; names we do not know come back in `missing`. */
   group (users: readonly string[]): { byLink: Map<L, string[]>, missing: string[] } {
     const byLink = new Map<L, string[]>()
     const missing: string[] = []

@@ -9,7 +9,8 @@ import { CloseCodes, messagePrefix, truncateReason, type Params } from '../../pr
 import type { Identity } from '../auth/authenticator.js'
 import type { Connection } from '../domain.js'
 
-export type Delivery = 'sent' | 'kept' | 'slow' | 'gone'
+/** What `deliver` did with a frame: sent, kept for a held session, refused for a slow client, or dropped for an ended one. */
+export type DeliveryOutcome = 'sent' | 'kept' | 'slow' | 'gone'
 
 /** How an endpoint's sessions behave; set once per endpoint. */
 export interface SessionLimits {
@@ -39,7 +40,8 @@ export class ClientSession {
   /** The cluster's record of this connection; a resume brings a new one. */
   connection: Connection
   private state: 'open' | 'held' | 'ended' = 'open'
-  private current: WebSocket
+  /** The socket attached now; a resume attaches a new one. */
+  private attached: WebSocket
   private kept: Kept[] = []
   private keptBytes = 0
   private holdTimer?: NodeJS.Timeout
@@ -54,7 +56,7 @@ export class ClientSession {
     private readonly limits: SessionLimits,
     private readonly onEnd: EndListener
   ) {
-    this.current = socket
+    this.attached = socket
     this.connection = connection
     this.user = identity.user
     this.claims = identity.claims
@@ -67,7 +69,7 @@ export class ClientSession {
   }
 
   get socket (): WebSocket {
-    return this.current
+    return this.attached
   }
 
   get isEnded (): boolean {
@@ -89,7 +91,7 @@ export class ClientSession {
    * of growing memory. One frame larger than the bound still goes to a
    * client that keeps up. A held session keeps frames up to the same bound.
    */
-  deliver (payload: string | Buffer, binary: boolean): Delivery {
+  deliver (payload: string | Buffer, binary: boolean): DeliveryOutcome {
     if (this.state === 'ended') return 'gone'
     if (this.state === 'held') {
       const size = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length
@@ -101,11 +103,11 @@ export class ClientSession {
       this.keptBytes += size
       return 'kept'
     }
-    if (this.current.bufferedAmount > this.limits.maxBufferedBytes) {
+    if (this.attached.bufferedAmount > this.limits.maxBufferedBytes) {
       this.close(CloseCodes.SLOW_CONSUMER)
       return 'slow'
     }
-    this.current.send(payload, { binary })
+    this.attached.send(payload, { binary })
     return 'sent'
   }
 
@@ -124,7 +126,7 @@ export class ClientSession {
   resume (socket: WebSocket, connection: Connection, exp: number | undefined): number {
     clearTimeout(this.holdTimer)
     this.state = 'open'
-    this.current = socket
+    this.attached = socket
     this.connection = connection
     this.alive = true
     this.watchPongs(socket)
@@ -143,7 +145,7 @@ export class ClientSession {
   heartbeat (): boolean {
     if (!this.alive) return false
     this.alive = false
-    this.current.ping()
+    this.attached.ping()
     return true
   }
 
@@ -168,7 +170,7 @@ export class ClientSession {
   close ({ code, reason }: { code: number, reason: string }): void {
     const why = truncateReason(reason)
     this.end(code, why)
-    this.current.close(code, why)
+    this.attached.close(code, why)
   }
 
   /** Reports the end once; later calls (the socket's own close event, say) are no-ops. */

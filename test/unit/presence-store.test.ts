@@ -47,7 +47,7 @@ const kinds: Record<string, (t: { teardown (fn: () => unknown): void }) => Store
 let issued = 0
 function registration (node: string, user: string, since: number): Registration {
   const id = `${node}#${++issued}`
-  return { field: `lobby:${user}`, presence: { n: node, c: id, s: since }, held: { c: id, s: since, p: { room: user } } }
+  return { field: `lobby:${user}`, presence: { n: node, c: id, s: since }, record: { c: id, s: since, p: { room: user } } }
 }
 
 for (const [kind, storesFor] of Object.entries(kinds)) {
@@ -57,17 +57,17 @@ for (const [kind, storesFor] of Object.entries(kinds)) {
     await a.renewLease()
     const onA = registration('a', 'alice', 100)
     t.same(await a.claim(onA, 'reject'), { claimed: true, old: undefined, alive: false, entry: undefined }, 'a free user is claimed')
-    t.same(await a.lookup(['lobby:alice', 'lobby:nobody']), [onA.presence, undefined], 'presence names a; nobody is held nowhere')
+    t.same(await a.lookup(['lobby:alice', 'lobby:nobody']), [onA.presence, undefined], 'presence names a; nobody has none')
     const onB = registration('b', 'alice', 200)
     t.same(await b.claim(onB, 'reject'), { claimed: false, old: onA.presence, alive: true, entry: undefined }, 'reject over a live node: refused')
-    t.same(await b.claim(onB, 'replace'), { claimed: true, old: onA.presence, alive: true, entry: onA.held }, 'replace over a live node: claimed, with a\'s record for the hand-off')
-    t.same([...(await a.heldHere()).keys()], ['lobby:alice'], 'a keeps its record: a reports its own close')
+    t.same(await b.claim(onB, 'replace'), { claimed: true, old: onA.presence, alive: true, entry: onA.record }, 'replace over a live node: claimed, with a\'s record for the hand-off')
+    t.same([...(await a.recordsHere()).keys()], ['lobby:alice'], 'a keeps its record: a reports its own close')
 
     const bob = registration('b', 'bob', 300)
     await b.claim(bob, 'replace')
     const again = registration('a', 'bob', 400)
-    t.same(await a.claim(again, 'reject'), { claimed: true, old: bob.presence, alive: false, entry: bob.held }, 'over a dead node (b holds no lease): claimed even under reject, with b\'s record')
-    t.equal((await b.heldHere()).has('lobby:bob'), false, 'and b\'s record is gone: no reaper reports it again')
+    t.same(await a.claim(again, 'reject'), { claimed: true, old: bob.presence, alive: false, entry: bob.record }, 'over a dead node (b holds no lease): claimed even under reject, with b\'s record')
+    t.equal((await b.recordsHere()).has('lobby:bob'), false, 'and b\'s record is gone: no reaper reports it again')
     const mine = registration('a', 'bob', 500)
     t.same(await a.claim(mine, 'reject'), { claimed: true, old: again.presence, alive: false, entry: undefined }, 'over my own connection: claimed, nothing to hand off')
   })
@@ -83,10 +83,10 @@ for (const [kind, storesFor] of Object.entries(kinds)) {
     t.same(await a.lookup([handshake.field]), [handshake.presence], 'a stale id releases nothing')
     await a.release(handshake.field, handshake.presence.c, live)
     t.same(await a.lookup([live.field]), [live.presence], 'with a holder: the holder is registered again')
-    t.same((await a.heldHere()).get(live.field), live.held, 'and recorded again')
+    t.same((await a.recordsHere()).get(live.field), live.record, 'and recorded again')
     await a.release(live.field, live.presence.c)
     t.same(await a.lookup([live.field]), [undefined], 'the current id is released')
-    t.equal((await a.heldHere()).size, 0, 'with its record')
+    t.equal((await a.recordsHere()).size, 0, 'with its record')
   })
 
   t.test(`${kind}: reassert after an outage`, async (t) => {
@@ -107,7 +107,7 @@ for (const [kind, storesFor] of Object.entries(kinds)) {
     const dead = await stores('d')
     const gone = registration('d', 'dave', 100)
     await dead.claim(gone, 'replace')
-    t.same(await b.reassert(registration('b', 'dave', 50), 'reject'), { result: 'set', other: undefined, entry: gone.held }, 'a dead node\'s user: set, with its record to report')
+    t.same(await b.reassert(registration('b', 'dave', 50), 'reject'), { result: 'set', other: undefined, entry: gone.record }, 'a dead node\'s user: set, with its record to report')
   })
 
   t.test(`${kind}: leases and reaping`, async (t) => {
@@ -134,12 +134,12 @@ for (const [kind, storesFor] of Object.entries(kinds)) {
     await b.claim(over, 'replace')
     t.equal(await b.removeNode('d'), true, 'the first to take d out of the set reaps it')
     t.equal(await a.removeNode('d'), false, 'the second does not')
-    t.same(await b.reap('d'), [['lobby:carol', d1.held]], 'reaps the user d still held; dave moved to b and is skipped')
+    t.same(await b.reap('d'), [['lobby:carol', d1.record]], 'reaps the user d still had; dave moved to b and is skipped')
     t.same(await b.lookup(['lobby:carol']), [{ n: 'b', c: `reap:${d1.presence.c}`, s: 100 }], 'carol\'s presence is b\'s tombstone')
-    t.same((await b.heldHere()).get('lobby:carol'), { c: `reap:${d1.presence.c}`, s: 100, p: { room: 'carol' } }, 'recorded by b, params kept')
-    t.equal((await dead.heldHere()).size, 0, 'd\'s records are gone')
+    t.same((await b.recordsHere()).get('lobby:carol'), { c: `reap:${d1.presence.c}`, s: 100, p: { room: 'carol' } }, 'recorded by b, params kept')
+    t.equal((await dead.recordsHere()).size, 0, 'd\'s records are gone')
     t.equal(await dead.takeReapedMark(), true, 'd, back, finds it was reaped')
     t.equal(await dead.takeReapedMark(), false, 'once')
-    t.same(await b.reap('never-seen'), [], 'a node that held nothing: nothing to reap')
+    t.same(await b.reap('never-seen'), [], 'a node that had nothing: nothing to reap')
   })
 }

@@ -20,7 +20,7 @@ t.test('open and close of a user through one link', async (t) => {
   const roster = new Roster<string>()
   t.same(describe(roster.open('a1', 'alice', { sub: 'alice' }, { room: '1' })), ['open alice@a1'], 'an open is reported')
   t.same(roster.get('alice')?.params, { room: '1' }, 'with its params kept')
-  t.ok(roster.holds('a1', 'alice'), 'a1 holds alice')
+  t.ok(roster.linkOf('alice') === 'a1', 'alice is on a1')
   t.same(describe(roster.close('a1', 'alice', 1000, 'bye')), ['close alice@a1 1000'], 'a close is reported with its code')
   t.equal(roster.size, 0, 'and the user is gone')
 })
@@ -62,7 +62,7 @@ t.test('sync: absent users closed, unknown ones opened, changed claims or params
     'open erin@a1'
   ], 'alice unchanged; bob re-opened with new params; carol closed; erin opened')
   t.same(roster.get('bob')?.params, { room: '2' }, 'bob has the synced params')
-  t.ok(roster.holds('b1', 'dave'), 'a user of another link is untouched')
+  t.ok(roster.linkOf('dave') === 'b1', 'a user of another link is untouched')
 })
 
 t.test('dropLink closes every user of a link; moveLink carries them to a new socket', async (t) => {
@@ -71,12 +71,12 @@ t.test('dropLink closes every user of a link; moveLink carries them to a new soc
   roster.open('a1', 'bob', {}, {})
   roster.open('b1', 'carol', {}, {})
   roster.moveLink('a1', 'a1-new')
-  t.ok(roster.holds('a1-new', 'alice') && roster.holds('a1-new', 'bob'), 'both moved to the new socket')
+  t.ok(roster.linkOf('alice') === 'a1-new' && roster.linkOf('bob') === 'a1-new', 'both moved to the new socket')
   t.same(describe(roster.dropLink('a1-new')), [`close alice@a1-new ${InferredCloses.LINK_LOST.code}`, `close bob@a1-new ${InferredCloses.LINK_LOST.code}`], 'a dropped link closes its users')
   t.same(roster.users(), ['carol'], 'only the other link\'s user is left')
 })
 
-t.test('group splits users by link and lists the names not held', async (t) => {
+t.test('group splits users by link and lists the names not known', async (t) => {
   const roster = new Roster<string>()
   roster.open('a1', 'alice', {}, {})
   roster.open('b1', 'bob', {}, {})
@@ -93,5 +93,5 @@ t.test('bad input: a close for an unknown user, or from a link that does not hol
   t.same(roster.close('b1', 'alice', 1000, ''), [], 'a link that does not hold alice: no change')
   t.same(roster.dropLink('zz'), [], 'dropping an unknown link: no change')
   t.same(roster.sync('zz', []), [], 'an empty sync from an unknown link: no change')
-  t.ok(roster.holds('a1', 'alice'), 'alice is still held by a1')
+  t.ok(roster.linkOf('alice') === 'a1', 'alice is still on a1')
 })

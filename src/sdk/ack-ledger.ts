@@ -1,6 +1,7 @@
 /**
- * Acknowledged delivery from one gateway process (its `hello.gateway` +
- * `endpoint` + `session`), PROTOCOL.md §5a. Pure bookkeeping, no I/O: which
+ * The ledger of acknowledged delivery from one gateway process (its
+ * `hello.gateway` + `endpoint` + `session`), PROTOCOL.md §5a. Pure
+ * bookkeeping, no I/O: which
  * events run and which are replays to skip, what the link's roster is after
  * a `sync`, and which `seq` to acknowledge. The backend does the calling and
  * the writing.
@@ -17,77 +18,78 @@ export const ACK_EVERY_EVENTS = 1000
  * link blip); skip it. `backwards`: not above the last `seq` of this same
  * link, which no gateway sends; skip it as a bad event.
  */
-export type Admission = 'new' | 'replayed' | 'backwards'
+export type Arrival = 'new' | 'replayed' | 'backwards'
 
 /** A sync's users (as of `seq`) brought forward through the replay. */
-export interface HeldRoster {
+export interface PendingRoster {
   users: SyncUser[]
   seq: number
 }
 
-export class Delivery {
-  /** P: the highest `seq` handed to the handlers. Marked on admission, so a replay that races a still-running handler is skipped too. */
-  private admitted = 0
+export class AckLedger {
+  /** P: the highest `seq` handed to the handlers. Marked on arrival, so a replay that races a still-running handler is skipped too. */
+  private handed = 0
   /** The highest `seq` the SDK may acknowledge: its handlers returned (auto), or the service said so (manual). */
   private ackable = 0
   /** On the current link: the highest `seq` received (an ack never names one the gateway has not sent on it) and the highest ack sent. */
   private received = 0
   private sent = 0
   /** While the replay of S+1 … P goes by after a `sync` at S < P: the roster as of S plus those events' effects. */
-  private held?: { users: Map<string, SyncUser>, seq: number, until: number }
+  private pending?: { users: Map<string, SyncUser>, seq: number, until: number }
 
-  /** `hello.session` of the gateway process whose `seq`s these are; another session starts a new Delivery. */
+  /** `hello.session` of the gateway process whose `seq`s these are; another session starts a new ledger. */
   constructor (readonly session: string) {}
 
   /** A new link of this gateway said `hello`: nothing received or acked on it yet. */
   attach (): void {
     this.received = 0
     this.sent = 0
-    this.held = undefined
+    this.pending = undefined
   }
 
   /**
    * A `sync` at `seq` (S). With P ≤ S the listed users are the roster now;
    * returns them. With P > S the events S+1 … P are about to be replayed:
-   * the roster is held until they have gone by (returns undefined).
+   * the roster is pending until they have gone by (returns undefined).
    */
   sync (seq: number, users: readonly SyncUser[]): readonly SyncUser[] | undefined {
     this.received = seq
     this.sent = seq
     this.ackable = Math.max(this.ackable, seq)
-    if (this.admitted <= seq) {
+    if (this.handed <= seq) {
       // a restarted backend (P = 0), or a gateway that gave up and treated everything as acked
-      this.admitted = seq
-      this.held = undefined
+      this.handed = seq
+      this.pending = undefined
       return users
     }
-    this.held = { users: new Map(users.map((entry) => [entry.user, entry])), seq, until: this.admitted }
+    this.pending = { users: new Map(users.map((entry) => [entry.user, entry])), seq, until: this.handed }
     return undefined
   }
 
-  admit (seq: number): Admission {
+  /** An event's `seq` as it arrives on the link: run it, skip it, or refuse it. */
+  receive (seq: number): Arrival {
     if (seq <= this.received) return 'backwards'
     this.received = seq
-    if (seq <= this.admitted) return 'replayed'
-    this.admitted = seq
+    if (seq <= this.handed) return 'replayed'
+    this.handed = seq
     return 'new'
   }
 
   /**
-   * A skipped replay: its roster effect goes into the held roster. Returns
+   * A skipped replay: its roster effect goes into the pending roster. Returns
    * that roster once the last event this process had taken (P) is by.
    */
-  replayed (seq: number, effect: { event: string, user: string, claims?: SyncUser['claims'], params: SyncUser['params'] }): HeldRoster | undefined {
-    if (!this.held) return undefined
-    if (effect.event === 'open') this.held.users.set(effect.user, { user: effect.user, claims: effect.claims ?? {}, params: effect.params })
-    if (effect.event === 'close') this.held.users.delete(effect.user)
-    return seq >= this.held.until ? this.release() : undefined
+  replayed (seq: number, effect: { event: string, user: string, claims?: SyncUser['claims'], params: SyncUser['params'] }): PendingRoster | undefined {
+    if (!this.pending) return undefined
+    if (effect.event === 'open') this.pending.users.set(effect.user, { user: effect.user, claims: effect.claims ?? {}, params: effect.params })
+    if (effect.event === 'close') this.pending.users.delete(effect.user)
+    return seq >= this.pending.until ? this.takePending() : undefined
   }
 
-  /** The held roster, if any, now: P was passed without being replayed (a gap the gateway should not leave). */
-  release (): HeldRoster | undefined {
-    const roster = this.held && { users: [...this.held.users.values()], seq: this.held.seq }
-    this.held = undefined
+  /** The pending roster, if any, now: P was passed without being replayed (a gap the gateway should not leave). */
+  takePending (): PendingRoster | undefined {
+    const roster = this.pending && { users: [...this.pending.users.values()], seq: this.pending.seq }
+    this.pending = undefined
     return roster
   }
 
@@ -98,7 +100,7 @@ export class Delivery {
 
   /** Manual mode: the service acknowledges `seq` and everything before it; never beyond what it has been handed. */
   allow (seq: number): void {
-    this.completed(Math.min(seq, Math.max(this.admitted, this.received)))
+    this.completed(Math.min(seq, Math.max(this.handed, this.received)))
   }
 
   /** How many events are processed and not yet acked on the current link. */
