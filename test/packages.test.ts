@@ -63,6 +63,9 @@ import { CloseCodes } from 'gatehouse-gateway/protocol'
 import { GatehouseBackend } from 'gatehouse-backend'
 import { GatehouseClient, retryAfterClose } from 'gatehouse-client'
 import Fastify from 'fastify'
+
+// packing, installing and type-checking take ~30 s alone and far more on a loaded machine: the file's own bound, not the runner's default 60 s
+t.setTimeout(300_000)
 const app = Fastify()
 app.get('/mine', async () => 'my route')
 await app.register(gatehousePlugin, { config: { auth: { secret: 'x'.repeat(32) }, endpoints: [{ name: 'lobby', path: '/lobby', backend: { url: 'ws://127.0.0.1:9', token: 't' } }] } })
