@@ -40,3 +40,11 @@ export const GW_ERR_AT_CAPACITY = refusal('capacity', 'GW_ERR_AT_CAPACITY', 'gat
 export const GW_ERR_DRAINING = refusal('draining', 'GW_ERR_DRAINING', 'gateway shutting down, try again later', 503)
 export const GW_ERR_CLUSTER_UNAVAILABLE = refusal('cluster_unavailable', 'GW_ERR_CLUSTER_UNAVAILABLE', 'cannot check that this connection is unique while the cluster store is unreachable, try again later', 503)
 export const GW_ERR_BACKEND_UNAVAILABLE = refusal('backend_unavailable', 'GW_ERR_BACKEND_UNAVAILABLE', 'backend unavailable, try again later', 503)
+
+/** The admin routes (docs/pools.md, "Joining at run time"). */
+export const GW_ERR_ADMIN_UNAUTHORIZED = createError('GW_ERR_ADMIN_UNAUTHORIZED', 'missing or wrong admin token: send Authorization: Bearer <admin.token>', 401)
+export const GW_ERR_NO_POOL = createError('GW_ERR_NO_POOL', 'no pool endpoint named "%s" (an endpoint with backend.urls)', 404)
+export const GW_ERR_NO_MEMBER = createError('GW_ERR_NO_MEMBER', 'no member "%s" registered at run time on this endpoint', 404)
+export const GW_ERR_BAD_REGISTRATION = createError('GW_ERR_BAD_REGISTRATION', 'bad registration: %s', 400)
+export const GW_ERR_MEMBER_CONFLICT = createError('GW_ERR_MEMBER_CONFLICT', 'member conflict: %s', 409)
+export const GW_ERR_POOL_FULL = createError('GW_ERR_POOL_FULL', 'pool full: %s', 409)

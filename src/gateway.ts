@@ -15,6 +15,7 @@ import { registerAuthenticator } from './auth/authenticator.js'
 import { selectSubprotocol } from './auth/token-sources.js'
 import { BackendLink } from './backend-link/link.js'
 import { BackendPool } from './pool/pool.js'
+import { PoolLeases } from './pool/leases.js'
 import { EndpointRelay } from './relay/relay.js'
 import { ClientSide } from './relay/client-side.js'
 import { ActionDispatch } from './relay/action-dispatch.js'
@@ -29,6 +30,7 @@ import { listenOnConfiguredAddress } from './listen-address.js'
 import { CloseCodes } from '../protocol/index.js'
 import { endpointRoutes, type EndpointRoute } from '../routes/endpoints.js'
 import { healthRoutes } from '../routes/health.js'
+import { adminRoutes } from '../routes/admin.js'
 import { handleNotFound } from '../routes/not-found.js'
 import { clientErrorHandler, endPipelinedUpgrades, frameworkErrors, refuseStrayUpgrades } from '../routes/upgrades.js'
 
@@ -94,10 +96,11 @@ async function registerGateway (app: FastifyInstance, options: GatehousePluginOp
     const limits = endpointLimits(config, endpoint)
     const registry = new SessionRegistry(endpoint.duplicate)
     const { backend } = endpoint
+    const members = backendMembers(backend)
     const link = new BackendPool({
       endpoint: endpoint.name,
       backend,
-      members: backendMembers(backend),
+      members,
       dial: (member) => new BackendLink({
         endpoint: endpoint.name, nodeId, cluster: broker.cluster, url: member.url, member: member.id, announceMember: backend.urls !== undefined,
         backend, queue: config.queue, metrics, log: backend.urls === undefined ? log : log.child({ member: member.id })
@@ -127,7 +130,7 @@ async function registerGateway (app: FastifyInstance, options: GatehousePluginOp
       claim: async (identity, params) => await admissions.claim(endpoint, identity, params),
       release: (ticket) => admissions.release(ticket, registry.get(ticket.connection.user)?.connection)
     }
-    return { route, link, relay }
+    return { route, link, relay, members }
   })
   const relays = new Map(endpoints.map((e) => [e.route.config.name, e.relay]))
   const relayFor = (endpoint: string): EndpointRelay | undefined => {
@@ -186,6 +189,13 @@ async function registerGateway (app: FastifyInstance, options: GatehousePluginOp
     }
   })
   handleNotFound(app)
+  // members join at run time only pools (`backend.urls`), and only with an admin token configured
+  let leases: PoolLeases | undefined
+  if (config.admin !== undefined) {
+    const pools = endpoints.filter((e) => e.route.config.backend.urls !== undefined).map((e) => [e.route.config.name, { pool: e.link, configured: e.members }] as const)
+    leases = new PoolLeases(new Map(pools), config.admin, app.log.child({ component: 'admin' }))
+    await app.register(adminRoutes, { token: config.admin.token, leases })
+  }
   await app.register(healthRoutes, {
     registry: metrics.registry,
     links: () => Object.fromEntries(endpoints.map((e) => [e.route.config.name, e.link.state])),
@@ -203,6 +213,7 @@ async function registerGateway (app: FastifyInstance, options: GatehousePluginOp
     }
   })
   app.addHook('onClose', async () => {
+    leases?.close()
     for (const { link } of endpoints) link.close()
     await broker.close()
   })

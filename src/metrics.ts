@@ -24,7 +24,7 @@ export class GatewayMetrics {
   readonly poolMemberState = new Gauge({ name: 'gatehouse_pool_member_state', help: "1 for a pool member's current state (up, down, draining, out), 0 for the others", labelNames: ['endpoint', 'member', 'state'] as const, registers: [this.registry] })
   readonly poolMemberKeys = new Gauge({ name: 'gatehouse_pool_member_keys', help: 'Routing keys assigned to a pool member, lingering ones included', labelNames: ['endpoint', 'member'] as const, registers: [this.registry] })
   readonly poolMemberClients = new Gauge({ name: 'gatehouse_pool_member_clients', help: 'Clients routed to a pool member', labelNames: ['endpoint', 'member'] as const, registers: [this.registry] })
-  readonly poolFailovers = new Counter({ name: 'gatehouse_pool_failovers_total', help: 'Pool members whose keys were moved to other members after failoverMs down', labelNames: ['endpoint', 'member'] as const, registers: [this.registry] })
+  readonly poolFailovers = new Counter({ name: 'gatehouse_pool_failovers_total', help: 'Pool members whose keys were moved to other members: down past failoverMs, or left the pool', labelNames: ['endpoint', 'member'] as const, registers: [this.registry] })
   readonly poolRehomedClients = new Counter({ name: 'gatehouse_pool_rehomed_clients_total', help: 'Clients re-opened on another member by a failover', labelNames: ['endpoint'] as const, registers: [this.registry] })
 
   readonly brokerUp = new Gauge({ name: 'gatehouse_broker_up', help: '1 while the cluster broker (Redis) is reachable; always 1 for a node alone', registers: [this.registry] })

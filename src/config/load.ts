@@ -132,7 +132,7 @@ function checkEndpoints (endpoints: EndpointConfig[], problems: string[]): void 
     const samePath = paths.get(routeShape)
     if (sameName !== undefined) problems.push(`endpoints[${i}].name: "${endpoint.name}" is already used by endpoints[${sameName}]`)
     if (samePath !== undefined) problems.push(`endpoints[${i}].path: "${endpoint.path}" clashes with endpoints[${samePath}].path`)
-    if (RESERVED_PATHS.has(endpoint.path)) problems.push(`endpoints[${i}].path: "${endpoint.path}" is reserved for the gateway's own HTTP routes`)
+    if (RESERVED_PATHS.has(endpoint.path) || endpoint.path.startsWith('/_gatehouse/')) problems.push(`endpoints[${i}].path: "${endpoint.path}" is reserved for the gateway's own HTTP routes`)
     names.set(endpoint.name, i)
     paths.set(routeShape, i)
     checkBackend(endpoint, `endpoints[${i}].backend`, problems)
@@ -200,6 +200,7 @@ function checkBackend (endpoint: EndpointConfig, at: string, problems: string[])
  */
 function checkPoolsAlone (config: GatewayConfig, problems: string[]): void {
   if (config.cluster.redis === undefined) return
+  if (config.admin !== undefined) problems.push('admin: members registered at run time join the pool of one gateway only for now, but cluster.redis is set (docs/pools.md)')
   config.endpoints.forEach((endpoint, i) => {
     if ((endpoint.backend.urls?.length ?? 0) > 1) {
       problems.push(`endpoints[${i}].backend.urls: a pool of several members runs on one gateway only for now, but cluster.redis is set (docs/pools.md)`)

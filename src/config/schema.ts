@@ -114,8 +114,16 @@ export const Log = Type.Object({
   level: Enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { default: 'info' })
 }, { ...strict, default: {} })
 
+/** Run-time pool members (docs/pools.md, "Joining at run time"); without it the admin routes do not exist. */
+export const Admin = Type.Object({
+  token: Type.String({ minLength: 16, description: 'the Bearer token of the /_gatehouse/pools routes; at least 16 characters' }),
+  leaseMs: Type.Integer({ minimum: 300, default: 15000, description: 'a registration lasts this long unless its PUT is repeated' }),
+  maxMembers: Type.Integer({ minimum: 1, default: 64, description: 'members registered at run time per endpoint; more are refused (409)' })
+}, strict)
+
 export const GatewayConfig = Type.Object({
   server: Server,
+  admin: Type.Optional(Admin),
   auth: Auth,
   endpoints: Type.Array(Endpoint, { minItems: 1 }),
   limits: Limits,
@@ -132,4 +140,5 @@ export type LimitsConfig = Static<typeof Limits>
 export type QueueConfig = Static<typeof Queue>
 export type AuthConfig = Static<typeof Auth>
 export type ClusterConfig = Static<typeof Cluster>
+export type AdminConfig = Static<typeof Admin>
 export type TokenSource = Static<typeof TokenSource>

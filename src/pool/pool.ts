@@ -15,6 +15,9 @@
  *   event it never committed, in order. With no member up the keys wait,
  *   as they would for a single backend.
  * - `drain`/`undrain` from a member; `drained` once a draining one holds no key.
+ * - Members join and leave at run time (`join`, `leave`: routes/admin.ts):
+ *   a member joining moves no key; one leaving hands its keys over as one
+ *   that is out, at once.
  */
 import { EventEmitter } from 'node:events'
 import type { FastifyBaseLogger } from 'fastify'
@@ -29,6 +32,17 @@ import { routeKeyOf, type RouteKey } from './routing-key.js'
 
 /** A member as the metrics, `/readyz` and the docs name it. */
 export type MemberState = 'up' | 'down' | 'draining' | 'out'
+
+/** One member in the pool listing (GET /_gatehouse/pools/<endpoint>). */
+export interface MemberReport {
+  id: string
+  /** Where its link dials, without credentials or query. */
+  url: string
+  weight: number
+  state: MemberState
+  keys: number
+  clients: number
+}
 const MEMBER_STATES: readonly MemberState[] = ['up', 'down', 'draining', 'out']
 
 export interface PoolEvents {
@@ -61,6 +75,8 @@ interface Member {
   drainedSent: boolean
   /** Waiting for the link to commit its last events, or to come back, before writing `drained`. */
   awaitingIdle: boolean
+  /** Left the pool (`leave`): its keys go to the others even while none of them is up. */
+  left: boolean
   failoverTimer?: NodeJS.Timeout
 }
 
@@ -81,6 +97,7 @@ export class BackendPool extends EventEmitter<PoolEvents> {
   private readonly gates = new Map<string, Gate>()
   private current: LinkState = 'connecting'
   private readonly labels: { endpoint: string }
+  private started = false
 
   constructor (private readonly options: PoolOptions) {
     super()
@@ -99,16 +116,7 @@ export class BackendPool extends EventEmitter<PoolEvents> {
         if (member) this.checkDrained(member)
       }
     })
-    for (const config of members) {
-      const link = options.dial(config)
-      const member: Member = { id: config.id, weight: config.weight, link, draining: false, out: false, drainedSent: false, awaitingIdle: false }
-      this.members.set(config.id, member)
-      link.on('actions', (actions) => this.emit('actions', actions))
-      link.on('overShare', (user) => this.emit('overShare', user))
-      link.on('pool', (action) => this.onPoolAction(member, action))
-      link.on('state', (state) => this.onMemberState(member, state))
-      this.publish(member)
-    }
+    for (const config of members) this.add(config)
   }
 
   get state (): LinkState {
@@ -125,12 +133,54 @@ export class BackendPool extends EventEmitter<PoolEvents> {
     return Object.fromEntries([...this.members.values()].map((m) => [m.id, this.stateOf(m)]))
   }
 
+  /** Each member with its state and load, in the order they joined. */
+  describe (): MemberReport[] {
+    return [...this.members.values()].map((m) => ({ id: m.id, url: m.link.target, weight: m.weight, ...this.assignments.loadOf(m.id), state: this.stateOf(m) }))
+  }
+
+  /**
+   * A member joins at run time, or changes its weight (new keys only). It
+   * gets keys it wins from now on; no assigned key moves to it.
+   */
+  join (config: PoolMemberConfig): void {
+    const known = this.members.get(config.id)
+    if (known) {
+      known.weight = config.weight
+      return
+    }
+    const member = this.add(config)
+    if (!this.started) return
+    member.link.start()
+    this.watchDown(member)
+  }
+
+  /**
+   * A member leaves at run time: its keys, clients and uncommitted events go
+   * to the others as in a failover, at once; then its link closes.
+   */
+  leave (id: string): void {
+    const member = this.members.get(id)
+    if (member === undefined) return
+    clearTimeout(member.failoverTimer)
+    member.failoverTimer = undefined
+    member.out = true
+    member.left = true
+    this.members.delete(id)
+    this.failover(member)
+    member.link.close()
+    for (const state of MEMBER_STATES) this.options.metrics.poolMemberState.remove({ ...this.labels, member: id, state })
+    this.options.metrics.poolMemberKeys.remove({ ...this.labels, member: id })
+    this.options.metrics.poolMemberClients.remove({ ...this.labels, member: id })
+    this.updateState()
+  }
+
   /** Whether a client can be routed: its key is not missing nor empty. */
   routable (client: SyncUser): boolean {
     return this.routeKey(client) !== undefined
   }
 
   start (): void {
+    this.started = true
     for (const member of this.members.values()) {
       member.link.start()
       // a member that never comes up is out after failoverMs, like one that went down
@@ -223,6 +273,18 @@ export class BackendPool extends EventEmitter<PoolEvents> {
     return pick(key, all) as Member
   }
 
+  private add (config: PoolMemberConfig): Member {
+    const link = this.options.dial(config)
+    const member: Member = { id: config.id, weight: config.weight, link, draining: false, out: false, drainedSent: false, awaitingIdle: false, left: false }
+    this.members.set(config.id, member)
+    link.on('actions', (actions) => this.emit('actions', actions))
+    link.on('overShare', (user) => this.emit('overShare', user))
+    link.on('pool', (action) => { if (!member.left) this.onPoolAction(member, action) })
+    link.on('state', (state) => { if (!member.left) this.onMemberState(member, state) })
+    this.publish(member)
+    return member
+  }
+
   private onMemberState (member: Member, state: LinkState): void {
     if (state === 'up') {
       clearTimeout(member.failoverTimer)
@@ -237,8 +299,12 @@ export class BackendPool extends EventEmitter<PoolEvents> {
       this.watchDown(member)
     }
     this.publish(member)
+    if (state === 'unavailable' && this.aggregate() !== 'unavailable') this.emit('unavailable', this.clientsOf(member))
+    this.updateState()
+  }
+
+  private updateState (): void {
     const next = this.aggregate()
-    if (state === 'unavailable' && next !== 'unavailable') this.emit('unavailable', this.clientsOf(member))
     if (next !== this.current) {
       this.current = next
       this.emit('state', next)
@@ -263,7 +329,10 @@ export class BackendPool extends EventEmitter<PoolEvents> {
    * in order; live traffic follows. Players stay connected.
    */
   private failover (dead: Member): void {
-    const heirs = [...this.members.values()].filter((m) => m !== dead && m.link.state === 'up')
+    const others = [...this.members.values()].filter((m) => m !== dead)
+    const up = others.filter((m) => m.link.state === 'up')
+    // a member that left hands its keys over even with nobody up: they wait on the others' links, as for a backend away
+    const heirs = up.length > 0 || !dead.left ? up : others
     if (heirs.length === 0) return
     const keys = this.assignments.keysOf(dead.id)
     if (keys.length === 0 && dead.link.idle) return
@@ -288,7 +357,8 @@ export class BackendPool extends EventEmitter<PoolEvents> {
     }
     metrics.poolFailovers.inc({ ...this.labels, member: dead.id })
     metrics.poolRehomedClients.inc(this.labels, rehomed)
-    log.warn({ member: dead.id, keys: keys.length, clients: rehomed, replayed: events.length, failoverMs: this.options.backend.failoverMs }, 'pool member down past failoverMs; its keys moved to the other members')
+    const why = dead.left ? 'pool member left; its keys moved to the other members' : 'pool member down past failoverMs; its keys moved to the other members'
+    log.warn({ member: dead.id, keys: keys.length, clients: rehomed, replayed: events.length, failoverMs: this.options.backend.failoverMs }, why)
     this.checkDrained(dead)
   }
 
@@ -310,7 +380,7 @@ export class BackendPool extends EventEmitter<PoolEvents> {
 
   /** Writes `drained` to a draining member that holds no key, once its link has committed everything. */
   private checkDrained (member: Member): void {
-    if (!member.draining || member.drainedSent || member.awaitingIdle || this.assignments.loadOf(member.id).keys > 0) return
+    if (member.left || !member.draining || member.drainedSent || member.awaitingIdle || this.assignments.loadOf(member.id).keys > 0) return
     if (member.link.notify(DRAINED_EVENT)) {
       member.drainedSent = true
       this.options.log.info({ member: member.id }, 'pool member drained: it holds no key')

@@ -17,6 +17,7 @@ import { GatewayLink, type LinkListener } from './gateway-link.js'
 import { LinkServer } from './link-server.js'
 import { Roster, type RosterChange } from './roster.js'
 import { TaskQueue } from './task-queue.js'
+import { Registration, type RegisterOptions } from './registration.js'
 
 /**
  * Where an event stands in acknowledged delivery (PROTOCOL.md §5a), passed
@@ -151,6 +152,7 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
   private readonly token?: string
   private readonly allowUnauthenticated: boolean
   private stopped = false
+  private readonly registrations = new Set<Registration>()
 
   constructor (options: BackendOptions = {}, handlers: BackendHandlers = {}) {
     super()
@@ -193,6 +195,8 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
   /** Closes every link with 1001 and stops listening. Services see no `onClose` for this. */
   async stop (): Promise<void> {
     this.stopped = true
+    // deregistered first, so the gateways move this service's keys before its links close
+    await Promise.all([...this.registrations].map(async (r) => await r.stop()))
     for (const timer of this.graceTimers.values()) clearTimeout(timer)
     this.graceTimers.clear()
     // what is processed is acked before the links close, so the next process is not handed it again
@@ -208,6 +212,18 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
    */
   drain (): void {
     for (const link of this.links.keys()) link.write(JSON.stringify({ action: 'drain' } satisfies Action))
+  }
+
+  /**
+   * Joins a gateway's pool at run time (docs/pools.md): registers `url` as
+   * member `id` of `endpoint` and renews the lease until the registration's
+   * `stop()`, or this backend's. Failures are logged and retried with backoff.
+   */
+  register (options: RegisterOptions): Registration {
+    const registration = new Registration(options, this.log)
+    this.registrations.add(registration)
+    registration.start()
+    return registration
   }
 
   /** Takes back a `drain()`: new keys may come here again. */

@@ -18,4 +18,5 @@ export {
   type BackendStats, type EventDelivery, type LinkInfo, type SendOptions
 } from './backend.js'
 export { InferredCloses } from './roster.js'
+export { Registration, type RegisterOptions } from './registration.js'
 export type { Claims, Params } from '../../protocol/index.js'
