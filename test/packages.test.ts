@@ -13,6 +13,9 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import t from 'tap'
 
+// packing, installing and type-checking take ~30 s alone and far more on a loaded machine: the file's own bound, not the runner's default 60 s
+t.setTimeout(300_000)
+
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const TSC = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc')
 const NAMES = ['gatehouse-gateway', 'gatehouse-backend', 'gatehouse-client']
@@ -64,8 +67,6 @@ import { GatehouseBackend } from 'gatehouse-backend'
 import { GatehouseClient, retryAfterClose } from 'gatehouse-client'
 import Fastify from 'fastify'
 
-// packing, installing and type-checking take ~30 s alone and far more on a loaded machine: the file's own bound, not the runner's default 60 s
-t.setTimeout(300_000)
 const app = Fastify()
 app.get('/mine', async () => 'my route')
 await app.register(gatehousePlugin, { config: { auth: { secret: 'x'.repeat(32) }, endpoints: [{ name: 'lobby', path: '/lobby', backend: { url: 'ws://127.0.0.1:9', token: 't' } }] } })

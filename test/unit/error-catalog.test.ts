@@ -1,7 +1,7 @@
 /**
  * The error catalog: every GW_ERR_* lives in src/errors.ts, and a refused
  * handshake's metric label comes from its error, the labels being the ones
- * docs/operations.md lists and the codes the ones protocol/PROTOCOL.md §6 lists.
+ * docs/operations.md lists and the codes the ones protocol/PROTOCOL.md lists (§6, §10).
  */
 import t from 'tap'
 import { readdirSync, readFileSync } from 'node:fs'
@@ -42,7 +42,7 @@ t.test('an error that is no handshake refusal has no label', async (t) => {
   t.equal(errors.refusalReason(new lookalike()), undefined, 'the class counts, not the code')
 })
 
-t.test('every GW_ERR_ code in the catalog is in the handshake table of protocol/PROTOCOL.md §6', async (t) => {
+t.test('every GW_ERR_ code in the catalog has a row in a table of protocol/PROTOCOL.md (§6 handshakes, §10 pool admin)', async (t) => {
   const protocol = readFileSync(join(ROOT, 'protocol', 'PROTOCOL.md'), 'utf8')
   for (const [name, E] of catalog) {
     if (name === 'GW_ERR_CONFIG') continue
