@@ -83,8 +83,8 @@ export async function endpointRoutes (app: FastifyInstance, { endpoints, authent
       websocket: true,
       config: { endpoint: endpoint.config.name },
       preValidation: async (request, reply) => {
-        const identity = admit(request, endpoint, authenticator, gate, inFlight)
-        const held = await hold(request.raw.socket, endpoint, identity, request.params as Params, inFlight.enter(endpoint.config.name))
+        const { identity, leave } = await admit(request, endpoint, authenticator, gate, inFlight)
+        const held = await hold(request.raw.socket, endpoint, identity, request.params as Params, leave)
         request.admitted = { ...held, standIn: reply.raw }
       },
       handler: (socket, request) => {
@@ -164,18 +164,26 @@ async function hold (tcp: Socket, endpoint: EndpointRoute, identity: Identity, p
   return { identity, ticket, upgraded: unwatch }
 }
 
-/** The checks, cheapest and most general first. Throws the error whose status the client gets. */
-function admit (request: FastifyRequest, endpoint: EndpointRoute, authenticator: Authenticator, gate: Gate, inFlight: InFlight): Identity {
+/**
+ * The checks, cheapest and most general first. Throws the error whose status the client gets. The
+ * token may wait for a key fetch: draining and capacity are checked again after it, and the place
+ * taken (`leave` gives it back) in the same synchronous step as that last check.
+ */
+async function admit (request: FastifyRequest, endpoint: EndpointRoute, authenticator: Authenticator, gate: Gate, inFlight: InFlight): Promise<{ identity: Identity, leave: () => void }> {
   if (!request.ws) throw new GW_ERR_UPGRADE_REQUIRED()
   const origin = request.headers.origin
   const allowed = endpoint.limits.allowedOrigins
   if (origin !== undefined && allowed.length > 0 && !allowed.includes(origin)) throw new GW_ERR_ORIGIN_FORBIDDEN()
-  if (gate.draining()) throw new GW_ERR_DRAINING()
   const name = endpoint.config.name
-  if (gate.connections() + inFlight.count() >= gate.maxConnections ||
-    endpoint.registry.size + inFlight.count(name) >= endpoint.limits.maxConnections) throw new GW_ERR_AT_CAPACITY()
-  const identity = authenticator.authenticate(request)
+  const checkRoom = (): void => {
+    if (gate.draining()) throw new GW_ERR_DRAINING()
+    if (gate.connections() + inFlight.count() >= gate.maxConnections ||
+      endpoint.registry.size + inFlight.count(name) >= endpoint.limits.maxConnections) throw new GW_ERR_AT_CAPACITY()
+  }
+  checkRoom()
+  const identity = await authenticator.authenticate(request)
+  checkRoom()
   if (!endpoint.available()) throw new GW_ERR_BACKEND_UNAVAILABLE()
   if (endpoint.registry.refuses(identity.user)) throw new GW_ERR_DUPLICATE()
-  return identity
+  return { identity, leave: inFlight.enter(name) }
 }
