@@ -38,7 +38,7 @@ function token (key: SigningKey, user: string, claims: Record<string, unknown> =
   return sign({ sub: user, iss: ISS, aud: AUD, exp: now() + 600, ...claims })
 }
 
-type Mode = 'ok' | 'not-json' | 'hang'
+type Mode = 'ok' | 'not-json' | 'hang' | 'hold'
 
 /** The identity service's JWKS endpoint: serves `keys` (or misbehaves), counts requests. */
 async function jwksServer (t: Teardown, keys: SigningKey[]) {
@@ -46,14 +46,22 @@ async function jwksServer (t: Teardown, keys: SigningKey[]) {
   const requests = new Inbox<number>()
   let count = 0
   const sockets = new Set<Socket>()
+  const held: ServerResponse[] = []
+  const answer = (res: ServerResponse): void => {
+    res.writeHead(200, { 'content-type': 'application/json' }).end(state.body ?? JSON.stringify({ keys: state.keys.map((k) => k.jwk) }))
+  }
   const server = createServer((_req: IncomingMessage, res: ServerResponse) => {
     requests.push(++count)
     if (state.mode === 'hang') return
+    if (state.mode === 'hold') {
+      held.push(res)
+      return
+    }
     if (state.mode === 'not-json') {
       res.writeHead(200, { 'content-type': 'text/html' }).end('<html>maintenance</html>')
       return
     }
-    res.writeHead(200, { 'content-type': 'application/json' }).end(state.body ?? JSON.stringify({ keys: state.keys.map((k) => k.jwk) }))
+    answer(res)
   })
   server.on('connection', (socket) => { sockets.add(socket); socket.on('close', () => sockets.delete(socket)) })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
@@ -69,7 +77,12 @@ async function jwksServer (t: Teardown, keys: SigningKey[]) {
     get count () { return count },
     /** Resolves when the server has had `n` requests in all. */
     reached: (n: number) => requests.next((c) => c >= n, 15000, `JWKS request number ${n}`),
-    stop
+    stop,
+    /** Answers the requests held in mode 'hold', and the next ones at once. */
+    release () {
+      state.mode = 'ok'
+      for (const res of held.splice(0)) answer(res)
+    }
   }
 }
 
@@ -198,6 +211,23 @@ t.test('the JWKS server down: cached keys still admit, an uncached kid gets 503 
   await connect(gateway.url('/lobby'), { token: token(k1, 'eve') })
   t.equal((await backend.next('open', 'eve')).user, 'eve', 'the cached key admits throughout')
   t.equal(await gateway.metric('gatehouse_handshake_failures_total', { reason: 'keys_unavailable' }), 2, 'the refusals are counted as keys_unavailable')
+})
+
+t.test('handshakes that waited for a key fetch still respect maxConnections', async (t) => {
+  const k1 = rsaKey('k1')
+  const server = await jwksServer(t, [k1])
+  server.state.mode = 'hold'
+  const { gateway, backend } = await lobby(t, { ...jwksAuth(server.url), limits: { maxConnections: 1 } })
+  await server.reached(1)
+  const attempts = ['ann', 'bob'].map(async (user) => await refusal(gateway.url('/lobby'), { token: token(k1, user) }))
+  await gateway.logged(/incoming request/)
+  await gateway.logged(/incoming request/)
+  server.release()
+  const results = await Promise.all(attempts)
+  t.same(results.map((r) => r.status).sort(), [101, 503], 'one is admitted, the other refused')
+  t.equal(codeOf(results.find((r) => r.status === 503) as { body: string }), 'GW_ERR_AT_CAPACITY', 'at capacity')
+  await backend.next('close')
+  t.equal(backend.events.all.filter((e) => e.event === 'open').length, 1, 'the backend heard of one')
 })
 
 t.test('a JWKS server that never answers: the fetch times out and the player gets 503, not a hang', async (t) => {
