@@ -5,9 +5,10 @@
  * token's `iss` picks the issuer whose keys and rules apply; a JWKS issuer's
  * keys come from src/auth/jwks.ts.
  */
-import { KeyObject } from 'node:crypto'
+import { KeyObject, type webcrypto } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import { createDecoder, createVerifier, TokenError } from 'fast-jwt'
+import type { CryptoKey } from 'jose'
 import type { AuthConfig, IssuerConfig } from '../config/schema.js'
 import { GW_ERR_KEYS_UNAVAILABLE, GW_ERR_TOKEN_EXPIRED, GW_ERR_TOKEN_INVALID, GW_ERR_TOKEN_MISSING } from '../errors.js'
 import { JwksKeys, KeysUnavailable } from './jwks.js'
@@ -111,7 +112,7 @@ function jwksVerifier (keys: JwksKeys, options: ReturnType<typeof checks>): Veri
     const key = await keys.key(header as { alg: string })
     let verify = verifiers.get(key)
     if (verify === undefined) {
-      const pem = KeyObject.from(key).export({ type: 'spki', format: 'pem' }) as string
+      const pem = KeyObject.from(key as webcrypto.CryptoKey).export({ type: 'spki', format: 'pem' }) as string
       verify = createVerifier({ key: pem, ...options, algorithms: [header.alg] as typeof options.algorithms })
       verifiers.set(key, verify)
     }

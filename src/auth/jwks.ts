@@ -9,7 +9,7 @@
  * protocol/PROTOCOL.md §6.
  */
 import type { FastifyBaseLogger } from 'fastify'
-import { createRemoteJWKSet, customFetch, errors, type FetchImplementation, type JWSHeaderParameters } from 'jose'
+import { createRemoteJWKSet, customFetch, errors, type CryptoKey, type FetchImplementation, type JWSHeaderParameters } from 'jose'
 
 export interface JwksOptions {
   url: string
