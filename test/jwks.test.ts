@@ -247,7 +247,8 @@ t.test('an answer that is not JSON, or holds no usable key, keeps the keys held 
   const k1 = rsaKey('k1')
   const k2 = rsaKey('k2')
   const server = await jwksServer(t, [k1])
-  const cooldownMs = 300
+  // long enough that the next handshake surely comes within it
+  const cooldownMs = 2000
   const { gateway, backend } = await lobby(t, jwksAuth(server.url, { jwksCooldownMs: cooldownMs }))
   await server.reached(1)
   await connect(gateway.url('/lobby'), { token: token(k1, 'ann') })
