@@ -154,6 +154,8 @@ async function hold (tcp: Socket, endpoint: EndpointRoute, identity: Identity, p
   }
   tcp.once('close', abandon)
   tcp.once('end', hangUp)
+  // the client may have gone while its token waited for a key fetch, before these listeners
+  if (tcp.destroyed) abandon()
   try {
     ticket = await endpoint.claim(identity, params)
   } catch (err) {

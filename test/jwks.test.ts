@@ -6,7 +6,7 @@
  */
 import t from 'tap'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
-import type { AddressInfo, Socket } from 'node:net'
+import { createConnection, type AddressInfo, type Socket } from 'node:net'
 import { createPublicKey, generateKeyPairSync, randomUUID, type JsonWebKey } from 'node:crypto'
 import { createSigner } from 'fast-jwt'
 import { gatewayWithBackends } from './helpers/setup.js'
@@ -229,6 +229,34 @@ t.test('handshakes that waited for a key fetch still respect maxConnections', as
   await backend.next('close')
   t.equal(backend.events.all.filter((e) => e.event === 'open').length, 1, 'the backend heard of one')
 })
+
+t.test('a client that leaves while its token waits for a key fetch gives its place back', async (t) => {
+  const k1 = rsaKey('k1')
+  const server = await jwksServer(t, [k1])
+  server.state.mode = 'hold'
+  const { gateway, backend } = await lobby(t, { ...jwksAuth(server.url), limits: { maxConnections: 1 } })
+  await server.reached(1)
+  const accepted = new Promise<Socket>((resolve) => gateway.app.server.once('connection', resolve))
+  const leave = await handshakeThenReset(gateway.port, token(k1, 'ann'))
+  const atGateway = await accepted
+  await gateway.logged(/incoming request/)
+  const gone = new Promise((resolve) => atGateway.once('close', resolve))
+  leave()
+  await gone
+  server.release()
+  await connect(gateway.url('/lobby'), { token: token(k1, 'cid') })
+  t.equal((await backend.next('open', 'cid')).user, 'cid', 'the next client gets the place')
+})
+
+/** Sends an upgrade request by hand; the function returned leaves with a TCP reset. */
+async function handshakeThenReset (port: number, jwt: string): Promise<() => void> {
+  const socket = createConnection(port, '127.0.0.1')
+  socket.on('error', () => {})
+  await new Promise((resolve) => socket.once('connect', resolve))
+  socket.write(['GET /lobby HTTP/1.1', 'Host: 127.0.0.1', 'Connection: Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Version: 13',
+    'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', `Authorization: Bearer ${jwt}`, '', ''].join('\r\n'))
+  return () => { socket.resetAndDestroy() }
+}
 
 t.test('a JWKS server that never answers: the fetch times out and the player gets 503, not a hang', async (t) => {
   const k1 = rsaKey('k1')
