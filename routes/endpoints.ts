@@ -86,8 +86,8 @@ export async function endpointRoutes (app: FastifyInstance, { endpoints, authent
       websocket: true,
       config: { endpoint: endpoint.config.name },
       preValidation: async (request, reply) => {
-        const identity = admit(request, endpoint, authenticator, gate, inFlight)
-        const claimed = await claimUntilUpgrade(request.raw.socket, endpoint, identity, request.params as Params, inFlight.enter(endpoint.config.name))
+        const { identity, leave } = await admit(request, endpoint, authenticator, gate, inFlight)
+        const claimed = await claimUntilUpgrade(request.raw.socket, endpoint, identity, request.params as Params, leave)
         request.admitted = { ...claimed, standIn: reply.raw }
       },
       handler: (socket, request) => {
@@ -157,6 +157,8 @@ async function claimUntilUpgrade (tcp: Socket, endpoint: EndpointRoute, identity
   }
   tcp.once('close', abandon)
   tcp.once('end', hangUp)
+  // the client may have gone while its token waited for a key fetch, before these listeners
+  if (tcp.destroyed) abandon()
   try {
     ticket = await endpoint.claim(identity, params)
   } catch (err) {
@@ -167,19 +169,27 @@ async function claimUntilUpgrade (tcp: Socket, endpoint: EndpointRoute, identity
   return { identity, ticket, upgraded: unwatch }
 }
 
-/** The checks, cheapest and most general first. Throws the error whose status the client gets. */
-function admit (request: FastifyRequest, endpoint: EndpointRoute, authenticator: Authenticator, gate: Gate, inFlight: InFlight): Identity {
+/**
+ * The checks, cheapest and most general first. Throws the error whose status the client gets. The
+ * token may wait for a key fetch: draining and capacity are checked again after it, and the place
+ * taken (`leave` gives it back) in the same synchronous step as that last check.
+ */
+async function admit (request: FastifyRequest, endpoint: EndpointRoute, authenticator: Authenticator, gate: Gate, inFlight: InFlight): Promise<{ identity: Identity, leave: () => void }> {
   if (!request.ws) throw new GW_ERR_UPGRADE_REQUIRED()
   const origin = request.headers.origin
   const allowed = endpoint.limits.allowedOrigins
   if (origin !== undefined && allowed.length > 0 && !allowed.includes(origin)) throw new GW_ERR_ORIGIN_FORBIDDEN()
-  if (gate.draining()) throw new GW_ERR_DRAINING()
   const name = endpoint.config.name
-  if (gate.connections() + inFlight.count() >= gate.maxConnections ||
-    endpoint.registry.size + inFlight.count(name) >= endpoint.limits.maxConnections) throw new GW_ERR_AT_CAPACITY()
-  const identity = authenticator.authenticate(request)
+  const checkRoom = (): void => {
+    if (gate.draining()) throw new GW_ERR_DRAINING()
+    if (gate.connections() + inFlight.count() >= gate.maxConnections ||
+      endpoint.registry.size + inFlight.count(name) >= endpoint.limits.maxConnections) throw new GW_ERR_AT_CAPACITY()
+  }
+  checkRoom()
+  const identity = await authenticator.authenticate(request)
+  checkRoom()
   if (!endpoint.routable(identity, request.params as Params)) throw new GW_ERR_NO_ROUTING_KEY(endpoint.config.backend.route)
   if (!endpoint.available()) throw new GW_ERR_BACKEND_UNAVAILABLE()
   if (endpoint.registry.refuses(identity.user)) throw new GW_ERR_DUPLICATE()
-  return identity
+  return { identity, leave: inFlight.enter(name) }
 }

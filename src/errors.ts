@@ -34,6 +34,7 @@ export const GW_ERR_TOKEN_MISSING = refusal('token_missing', 'GW_ERR_TOKEN_MISSI
 export const GW_ERR_TOKEN_EXPIRED = refusal('token_expired', 'GW_ERR_TOKEN_EXPIRED', 'token expired', 401)
 export const GW_ERR_TOKEN_INVALID = refusal('token_invalid', 'GW_ERR_TOKEN_INVALID', 'token rejected: %s', 401)
 export const GW_ERR_NO_ROUTING_KEY = refusal('no_routing_key', 'GW_ERR_NO_ROUTING_KEY', 'no routing key: this endpoint routes clients by %s, which is missing or empty for this connection', 400)
+export const GW_ERR_KEYS_UNAVAILABLE = refusal('keys_unavailable', 'GW_ERR_KEYS_UNAVAILABLE', 'cannot fetch the key that signed this token now, try again later', 503)
 export const GW_ERR_ORIGIN_FORBIDDEN = refusal('origin', 'GW_ERR_ORIGIN_FORBIDDEN', 'origin not allowed', 403)
 export const GW_ERR_DUPLICATE = refusal('duplicate', 'GW_ERR_DUPLICATE', 'this user is already connected to this endpoint', 409)
 export const GW_ERR_AT_CAPACITY = refusal('capacity', 'GW_ERR_AT_CAPACITY', 'gateway at capacity, try again later', 503)

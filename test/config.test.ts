@@ -56,7 +56,7 @@ t.test('bad configs: each problem names its field and what was expected', async 
     'auth.algorithms[0]: must be one of "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"'
   ], 'alg none is not an allowed algorithm')
   t.same(problems({ ...minimal, auth: { secret: 's', algorithms: ['HS256', 'RS256'] } }).slice(0, 1), ['auth.algorithms: must be all HS* or all asymmetric, not both (HS256, RS256)'], 'HS and asymmetric algorithms may not be mixed')
-  t.same(problems({ ...minimal, auth: { algorithms: ['RS256'] } }), ['auth.publicKey: is required for RS256'], 'RS256 needs auth.publicKey')
+  t.same(problems({ ...minimal, auth: { algorithms: ['RS256'] } }), ['auth.publicKey: is required for RS256 (or auth.jwksUrl)'], 'RS256 needs auth.publicKey or auth.jwksUrl')
   t.same(problems({ ...minimal, auth: {} }), ['auth.secret: is required for HS256'], 'HS256 needs auth.secret')
   t.same(problems({ ...minimal, endpoints: [minimal.endpoints[0], { ...minimal.endpoints[0], path: '/lobby' }] }), [
     'endpoints[1].name: "lobby" is already used by endpoints[0]',

@@ -1,13 +1,17 @@
 /**
- * Verifies a handshake's JWT with @fastify/jwt (fast-jwt underneath) and
- * turns it into an identity. Algorithms are pinned by config, so `alg: none`
- * and HS/RS confusion fail signature or algorithm checks.
+ * Verifies a handshake's JWT with fast-jwt and turns it into an identity.
+ * Algorithms are pinned by config, per issuer, so `alg: none` and HS/RS
+ * confusion fail the algorithm or signature checks. With `auth.issuers` the
+ * token's `iss` picks the issuer whose keys and rules apply; a JWKS issuer's
+ * keys come from src/auth/jwks.ts.
  */
+import { KeyObject, type webcrypto } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
-import fastifyJwt from '@fastify/jwt'
-import { TokenError } from 'fast-jwt'
-import type { AuthConfig } from '../config/schema.js'
-import { GW_ERR_TOKEN_EXPIRED, GW_ERR_TOKEN_INVALID, GW_ERR_TOKEN_MISSING } from '../errors.js'
+import { createDecoder, createVerifier, TokenError } from 'fast-jwt'
+import type { CryptoKey } from 'jose'
+import type { AuthConfig, IssuerConfig } from '../config/schema.js'
+import { GW_ERR_KEYS_UNAVAILABLE, GW_ERR_TOKEN_EXPIRED, GW_ERR_TOKEN_INVALID, GW_ERR_TOKEN_MISSING } from '../errors.js'
+import { JwksKeys, KeysUnavailable } from './jwks.js'
 import { extractToken, type TokenCarrier } from './token-sources.js'
 
 /**
@@ -27,35 +31,49 @@ export interface Identity {
 }
 
 export interface Authenticator {
-  /** Throws a GW_ERR_TOKEN_* error (HTTP 401) when the request carries no acceptable token. */
-  authenticate (request: TokenCarrier): Identity
+  /**
+   * Rejects with a GW_ERR_TOKEN_* error (HTTP 401) when the request carries no acceptable token, or
+   * GW_ERR_KEYS_UNAVAILABLE (503) when the token's key is not held and cannot be fetched now.
+   */
+  authenticate (request: TokenCarrier): Promise<Identity>
 }
 
+type Verify = (token: string) => Claims | Promise<Claims>
+
+/** One issuer: where its keys come from and what its tokens must hold. */
+type IssuerRules = Pick<IssuerConfig, 'secret' | 'publicKey' | 'jwksUrl' | 'algorithms' | 'audience'> & { issuer?: string | string[] }
+
+const decodeComplete = createDecoder({ complete: true })
+const decodePayload = createDecoder()
+
 export async function registerAuthenticator (app: FastifyInstance, auth: Readonly<AuthConfig>): Promise<Authenticator> {
-  const key = auth.secret ?? { public: auth.publicKey as string }
-  await app.register(fastifyJwt, {
-    secret: key,
-    verify: {
-      algorithms: [...auth.algorithms],
-      allowedIss: auth.issuer === undefined ? undefined : [auth.issuer].flat(),
-      allowedAud: auth.audience === undefined ? undefined : [auth.audience].flat(),
-      // fast-jwt checks iss/aud/exp only when the token has them: configured means required
-      requiredClaims: requiredClaims(auth),
-      clockTolerance: auth.clockToleranceSec * 1000
-    }
-  })
+  const sets: JwksKeys[] = []
+  const verifierOf = (rules: Readonly<IssuerRules>): Verify => {
+    if (rules.jwksUrl === undefined) return createVerifier({ key: (rules.secret ?? rules.publicKey) as string, ...checks(auth, rules) })
+    const keys = new JwksKeys({
+      url: rules.jwksUrl,
+      algorithms: rules.algorithms,
+      timeoutMs: auth.jwksTimeoutMs,
+      cooldownMs: auth.jwksCooldownMs,
+      refreshMs: auth.jwksRefreshMs
+    }, app.log)
+    sets.push(keys)
+    return jwksVerifier(keys, checks(auth, rules))
+  }
+  const issuers = auth.issuers === undefined ? undefined : new Map(auth.issuers.map((entry) => [entry.issuer, verifierOf(entry)]))
+  const single = issuers === undefined ? verifierOf(auth) : undefined
+  app.addHook('onClose', async () => { for (const keys of sets) keys.close() })
   const claimPath = auth.userClaim.split('.')
 
   return {
-    authenticate (request) {
+    async authenticate (request) {
       const token = extractToken(request, auth.tokenSources)
       if (token === undefined) throw new GW_ERR_TOKEN_MISSING()
       let claims: Claims
       try {
-        claims = app.jwt.verify<Claims>(token)
+        claims = await (single ?? pickIssuer(issuers as Map<string, Verify>, token))(token)
       } catch (err) {
-        if (err instanceof TokenError && err.code === TokenError.codes.expired) throw new GW_ERR_TOKEN_EXPIRED()
-        throw new GW_ERR_TOKEN_INVALID(describe(err))
+        throw refusal(err)
       }
       const user = readClaim(claims, claimPath)
       if (user === undefined) throw new GW_ERR_TOKEN_INVALID(`no usable "${auth.userClaim}" claim (a non-empty string or a number)`)
@@ -66,12 +84,63 @@ export async function registerAuthenticator (app: FastifyInstance, auth: Readonl
   }
 }
 
-function requiredClaims (auth: Readonly<AuthConfig>): string[] {
+/** fast-jwt's verifier options for one issuer. */
+function checks (auth: Readonly<AuthConfig>, rules: Readonly<IssuerRules>) {
+  return {
+    algorithms: [...rules.algorithms],
+    allowedIss: rules.issuer === undefined ? undefined : [rules.issuer].flat(),
+    allowedAud: rules.audience === undefined ? undefined : [rules.audience].flat(),
+    // fast-jwt checks iss/aud/exp only when the token has them: configured means required
+    requiredClaims: requiredClaims(auth, rules),
+    clockTolerance: auth.clockToleranceSec * 1000
+  }
+}
+
+function requiredClaims (auth: Readonly<AuthConfig>, rules: Readonly<IssuerRules>): string[] {
   const claims: string[] = []
-  if (auth.issuer !== undefined) claims.push('iss')
-  if (auth.audience !== undefined) claims.push('aud')
+  if (rules.issuer !== undefined) claims.push('iss')
+  if (rules.audience !== undefined) claims.push('aud')
   if (auth.requireExp) claims.push('exp')
   return claims
+}
+
+/**
+ * Verifies against the JWKS key the token's `kid` and `alg` name, with one
+ * fast-jwt verifier per key (jose imports a key once per algorithm, so the
+ * verifier is pinned to that one).
+ */
+function jwksVerifier (keys: JwksKeys, options: ReturnType<typeof checks>): Verify {
+  const verifiers = new WeakMap<CryptoKey, Verify>()
+  return async (token) => {
+    const { header } = decodeComplete(token) as { header: { alg: unknown, kid?: unknown } }
+    // before the key lookup, the one step that may wait for a fetch
+    if (typeof header.alg !== 'string' || !(options.algorithms as string[]).includes(header.alg)) {
+      throw new TokenError(TokenError.codes.invalidAlgorithm, 'The token algorithm is invalid.')
+    }
+    const key = await keys.key(header as { alg: string })
+    let verify = verifiers.get(key)
+    if (verify === undefined) {
+      const pem = KeyObject.from(key as webcrypto.CryptoKey).export({ type: 'spki', format: 'pem' }) as string
+      verify = createVerifier({ key: pem, ...options, algorithms: [header.alg] as typeof options.algorithms })
+      verifiers.set(key, verify)
+    }
+    return verify(token)
+  }
+}
+
+/** The issuer a token claims picks the keys and rules; verifying then requires that same `iss`. */
+function pickIssuer (issuers: Map<string, Verify>, token: string): Verify {
+  const { iss } = decodePayload(token) as Claims
+  const verify = typeof iss === 'string' ? issuers.get(iss) : undefined
+  if (verify === undefined) throw new GW_ERR_TOKEN_INVALID(iss === undefined ? 'no iss claim' : 'the token\'s issuer (iss) is not accepted')
+  return verify
+}
+
+function refusal (err: unknown): Error {
+  if (err instanceof GW_ERR_TOKEN_INVALID) return err
+  if (err instanceof KeysUnavailable) return new GW_ERR_KEYS_UNAVAILABLE()
+  if (err instanceof TokenError && err.code === TokenError.codes.expired) return new GW_ERR_TOKEN_EXPIRED()
+  return new GW_ERR_TOKEN_INVALID(describe(err))
 }
 
 function readClaim (claims: Claims, path: string[]): string | undefined {
@@ -85,7 +154,7 @@ function readClaim (claims: Claims, path: string[]): string | undefined {
   return undefined
 }
 
-/** fast-jwt's messages say what failed (signature, iss, aud, nbf) and never echo the token. */
+/** fast-jwt's and jwks.ts's messages say what failed (signature, iss, aud, nbf, key) and never echo the token. */
 function describe (err: unknown): string {
   return err instanceof Error ? err.message : 'unverifiable'
 }

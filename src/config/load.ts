@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs'
 import { resolve, dirname } from 'node:path'
 import { Ajv } from 'ajv'
 import { formatSchemaErrors } from '../../protocol/validation.js'
-import { GatewayConfig, type BackendConfig, type EndpointConfig, type LimitsConfig, type PoolMemberConfig } from './schema.js'
+import { GatewayConfig, type AuthConfig, type BackendConfig, type EndpointConfig, type IssuerConfig, type LimitsConfig, type PoolMemberConfig } from './schema.js'
 import { GW_ERR_CONFIG } from '../errors.js'
 
 export class ConfigError extends GW_ERR_CONFIG {
@@ -32,12 +32,14 @@ export function isValidated (config: unknown): config is Readonly<GatewayConfig>
 export function parseConfig (input: unknown, env: NodeJS.ProcessEnv = process.env, baseDir = process.cwd()): Readonly<GatewayConfig> {
   const problems: string[] = []
   const config = substituteEnv(structuredClone(input), env, '', problems)
+  // the schema fills in the default algorithms; whether they were given decides some messages
+  const algorithmsGiven = (config as { auth?: { algorithms?: unknown } } | null)?.auth?.algorithms !== undefined
   if (problems.length === 0 && !validate(config)) {
     problems.push(...formatSchemaErrors(validate.errors))
   }
   if (problems.length > 0) throw new ConfigError(problems)
   const valid = config as GatewayConfig
-  checkAuth(valid, baseDir, problems)
+  checkAuth(valid, baseDir, algorithmsGiven, problems)
   checkEndpoints(valid.endpoints, problems)
   checkPoolsAlone(valid, problems)
   const workers = workersProblem(valid.server.workers, valid)
@@ -98,29 +100,71 @@ function substituteEnv (value: unknown, env: NodeJS.ProcessEnv, path: string, pr
   return value
 }
 
-function checkAuth (config: GatewayConfig, baseDir: string, problems: string[]): void {
+function checkAuth (config: GatewayConfig, baseDir: string, algorithmsGiven: boolean, problems: string[]): void {
   const { auth } = config
-  const hmac = auth.algorithms.filter((a) => a.startsWith('HS'))
-  const asymmetric = auth.algorithms.filter((a) => !a.startsWith('HS'))
+  if (auth.issuers === undefined) {
+    checkKeySource(auth, 'auth', baseDir, problems, algorithmsGiven)
+    return
+  }
+  // With issuers, every key and claim rule belongs to one issuer: a top-level one would be ambiguous.
+  for (const field of ['secret', 'publicKey', 'jwksUrl', 'issuer', 'audience'] as const) {
+    if (auth[field] !== undefined) problems.push(`auth.${field}: is not used with auth.issuers: set it in each issuers[] entry`)
+  }
+  if (algorithmsGiven) problems.push('auth.algorithms: is not used with auth.issuers: set it in each issuers[] entry')
+  const seen = new Map<string, number>()
+  auth.issuers.forEach((entry, i) => {
+    const first = seen.get(entry.issuer)
+    if (first !== undefined) problems.push(`auth.issuers[${i}].issuer: "${entry.issuer}" is already used by auth.issuers[${first}]`)
+    else seen.set(entry.issuer, i)
+    checkKeySource(entry, `auth.issuers[${i}]`, baseDir, problems, true)
+  })
+}
+
+/** One issuer's keys: one source, algorithms of one family that the source can verify. */
+function checkKeySource (source: AuthConfig | IssuerConfig, at: string, baseDir: string, problems: string[], algorithmsGiven: boolean): void {
+  const hmac = source.algorithms.filter((a) => a.startsWith('HS'))
+  const asymmetric = source.algorithms.filter((a) => !a.startsWith('HS'))
   // Mixing families is how HS/RS confusion attacks start: one key, one family.
   if (hmac.length > 0 && asymmetric.length > 0) {
-    problems.push(`auth.algorithms: must be all HS* or all asymmetric, not both (${auth.algorithms.join(', ')})`)
+    problems.push(`${at}.algorithms: must be all HS* or all asymmetric, not both (${source.algorithms.join(', ')})`)
   }
-  if (auth.secret !== undefined && auth.publicKey !== undefined) {
-    problems.push('auth: set either secret (HS*) or publicKey (RS*/PS*/ES*/EdDSA), not both')
-  } else if (hmac.length > 0 && auth.secret === undefined) {
-    problems.push(`auth.secret: is required for ${hmac.join(', ')}`)
-  } else if (asymmetric.length > 0 && auth.publicKey === undefined) {
-    problems.push(`auth.publicKey: is required for ${asymmetric.join(', ')}`)
+  const given = (['secret', 'publicKey', 'jwksUrl'] as const).filter((field) => source[field] !== undefined)
+  if (given.length > 1) {
+    problems.push(`${at}: set one of secret (HS*), publicKey or jwksUrl (RS*/PS*/ES*/EdDSA), not ${given.join(' and ')}`)
+  } else if (source.jwksUrl !== undefined && hmac.length > 0) {
+    const hint = algorithmsGiven ? '' : ' (the default): name the key set\'s algorithms, e.g. ["RS256"]'
+    problems.push(`${at}.algorithms: a JWKS holds public keys, so ${hmac.join(', ')} cannot be checked with jwksUrl${hint}`)
+  } else if (hmac.length > 0 && source.secret === undefined) {
+    problems.push(`${at}.secret: is required for ${hmac.join(', ')}`)
+  } else if (asymmetric.length > 0 && source.publicKey === undefined && source.jwksUrl === undefined) {
+    problems.push(`${at}.publicKey: is required for ${asymmetric.join(', ')} (or ${at}.jwksUrl)`)
   }
-  if (auth.publicKey !== undefined && !auth.publicKey.includes('-----BEGIN')) {
-    const file = resolve(baseDir, auth.publicKey)
+  if (source.jwksUrl !== undefined) {
+    const problem = jwksUrlProblem(source.jwksUrl)
+    if (problem) problems.push(`${at}.jwksUrl: ${problem}`)
+  }
+  if (source.publicKey !== undefined && !source.publicKey.includes('-----BEGIN')) {
+    const file = resolve(baseDir, source.publicKey)
     try {
-      auth.publicKey = readFileSync(file, 'utf8')
+      source.publicKey = readFileSync(file, 'utf8')
     } catch (err) {
-      problems.push(`auth.publicKey: not PEM text, and cannot read it as a file (${file}: ${(err as NodeJS.ErrnoException).code ?? 'unreadable'})`)
+      problems.push(`${at}.publicKey: not PEM text, and cannot read it as a file (${file}: ${(err as NodeJS.ErrnoException).code ?? 'unreadable'})`)
     }
   }
+}
+
+/** http is allowed (loopback identity services, tests); docs/configuration.md says why https is wanted elsewhere. */
+function jwksUrlProblem (text: string): string | undefined {
+  let url: URL
+  try {
+    url = new URL(text)
+  } catch {
+    return 'is not a valid URL'
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') return `must be an https:// (or http://) URL, not ${url.protocol}`
+  // fetch refuses URLs with credentials; say so now rather than at the first handshake
+  if (url.username !== '' || url.password !== '') return 'must not hold credentials (user:password@)'
+  if (url.hash !== '') return 'must not have a #fragment'
 }
 
 function checkEndpoints (endpoints: EndpointConfig[], problems: string[]): void {

@@ -33,12 +33,29 @@ export const Algorithm = Enum(ALGORITHMS)
 export const TokenSource = Enum(['header', 'subprotocol', 'query'])
 const OneOrMany = Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { minItems: 1 })])
 
-export const Auth = Type.Object({
+/** Where one issuer's keys come from: exactly one of these (checked in src/config/load.ts). */
+const keySource = {
   secret: Type.Optional(Type.String({ minLength: 1, description: 'HMAC secret for HS* tokens' })),
   publicKey: Type.Optional(Type.String({ minLength: 1, description: 'PEM text, or a path to a PEM file, for RS*/PS*/ES*/EdDSA tokens' })),
+  jwksUrl: Type.Optional(Type.String({ minLength: 1, description: 'http(s) URL of a JWKS (JSON Web Key Set) for RS*/PS*/ES*/EdDSA tokens, picked by their kid' }))
+}
+
+export const Issuer = Type.Object({
+  issuer: Type.String({ minLength: 1, description: 'the iss claim of this issuer\'s tokens' }),
+  ...keySource,
+  algorithms: Type.Array(Algorithm, { minItems: 1, uniqueItems: true, description: 'algorithms accepted from this issuer' }),
+  audience: Type.Optional(OneOrMany)
+}, strict)
+
+export const Auth = Type.Object({
+  ...keySource,
   algorithms: Type.Array(Algorithm, { minItems: 1, uniqueItems: true, default: ['HS256'] }),
   issuer: Type.Optional(OneOrMany),
   audience: Type.Optional(OneOrMany),
+  issuers: Type.Optional(Type.Array(Issuer, { minItems: 1, description: 'several issuers, each with its own keys, picked by the token\'s iss; replaces the fields above' })),
+  jwksTimeoutMs: Type.Integer({ minimum: 100, default: 3000, description: 'longest one JWKS fetch may take' }),
+  jwksCooldownMs: Type.Integer({ minimum: 100, default: 10000, description: 'least time between two JWKS fetches caused by handshakes (an unknown kid, or after a failed fetch)' }),
+  jwksRefreshMs: Type.Integer({ minimum: 1000, default: 600000, description: 'period of the background JWKS refresh' }),
   requireExp: Type.Boolean({ default: true, description: 'refuse tokens without an exp claim; false lets tokens that never expire in' }),
   userClaim: Type.String({ minLength: 1, default: 'sub', description: 'claim holding the user id; a dotted path reaches nested claims' }),
   maxUserIdLength: Type.Integer({ minimum: 1, default: 256, description: 'longest user id, in UTF-8 bytes; a longer one is refused' }),
@@ -139,6 +156,7 @@ export type PoolMemberConfig = Static<typeof PoolMember>
 export type LimitsConfig = Static<typeof Limits>
 export type QueueConfig = Static<typeof Queue>
 export type AuthConfig = Static<typeof Auth>
+export type IssuerConfig = Static<typeof Issuer>
 export type ClusterConfig = Static<typeof Cluster>
 export type AdminConfig = Static<typeof Admin>
 export type TokenSource = Static<typeof TokenSource>
