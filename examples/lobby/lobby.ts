@@ -102,9 +102,10 @@ export class Lobby implements BackendHandlers {
   }
 
   private rematch (user: string, matchId: unknown): void {
+    if (typeof matchId !== 'string') return this.fail(user, 'you did not play in that match')
     if (this.seats.get(user)?.matchId === matchId) return this.fail(user, 'that match is not over yet')
     const last = this.finished.get(user)
-    if (typeof matchId !== 'string' || last?.matchId !== matchId) return this.fail(user, 'you did not play in that match')
+    if (last?.matchId !== matchId) return this.fail(user, 'you did not play in that match')
     this.challenge(user, last.opponent, true)
   }
 
