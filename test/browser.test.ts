@@ -170,7 +170,16 @@ t.test('two players in real browsers: lobby, chat, a match played to a win, a re
   t.same([await yellow.getAttribute('#game-status', 'data-state'), await yellow.textContent('#game-status')], ['idle', 'Game: not in a match'], 'back in the lobby, the game pill is grey and says so, not red like an error')
   await snap(t, yellow, 'demo-6-back-in-lobby')
 
-  t.same([...a.failed, ...b.failed], [], 'no request of the page failed (the favicon included)')
+  t.same([...a.failed, ...b.failed], [], 'no request of the page failed')
+  const icon = await alice.evaluate(async () => {
+    const href = document.querySelector<HTMLLinkElement>('link[rel~="icon"]')?.href
+    if (!href) return 'no icon declared'
+    const image = new Image()
+    image.src = href
+    await image.decode()
+    return `${image.naturalWidth}x${image.naturalHeight}`
+  })
+  t.match(icon, /^[1-9]\d*x[1-9]\d*$/, `the page has a favicon that loads, so the browser asks for no /favicon.ico (${icon})`)
   t.notOk(logs.some((line) => /eyJ[\w-]+\.eyJ/.test(line)), 'no token appears in any log line')
   const demoRequests = logs.filter((line) => /"url":"\/(demo\/|\?|")/.test(line) || /"url":"\/"/.test(line))
   t.same(demoRequests, [], 'the page\'s own files are not request-logged')
