@@ -9,6 +9,7 @@ import { startGateway, testConfig } from './helpers/gateway.js'
 import { connect, type TestClient } from './helpers/client.js'
 import { tokenFor } from './helpers/tokens.js'
 import { BACKEND_TOKEN, captureLogger, nextOfType, synced } from './sdk-fixtures.js'
+import { Inbox } from './helpers/waiter.js'
 
 type Test = { teardown (fn: () => unknown): void }
 
@@ -129,12 +130,6 @@ tap.test('lobby: challenges are declined, accepted into a match, and dropped whe
   await nextOfType(bob.messages, 'challenged')
   carol.ws.send(JSON.stringify({ type: 'accept', from: 'alice' }))
   t.match(await error(carol), /no such challenge/, 'only the challenged player can accept')
-  bob.ws.send(JSON.stringify({ type: 'accept', from: 'alice' }))
-  const forAlice = await nextOfType<{ matchId: string, opponent: string }>(alice.messages, 'match')
-  const forBob = await nextOfType<{ matchId: string, opponent: string }>(bob.messages, 'match')
-  t.equal(forAlice.matchId, forBob.matchId, 'both get the same match id')
-  t.match(forAlice.matchId, /^[A-Za-z0-9_-]{12}$/, 'safe in a URL path')
-  t.same([forAlice.opponent, forBob.opponent], ['bob', 'alice'], 'each player is told the other is the opponent')
 
   carol.ws.send(JSON.stringify({ type: 'challenge', to: 'alice' }))
   await nextOfType(alice.messages, 'challenged')
@@ -142,10 +137,79 @@ tap.test('lobby: challenges are declined, accepted into a match, and dropped whe
   await nextOfType<{ players: string[] }>(alice.messages, 'players', (m) => !m.players.includes('carol'))
   alice.ws.send(JSON.stringify({ type: 'accept', from: 'carol' }))
   t.match(await error(alice), /no such challenge/, 'a challenge dies with its challenger')
+
+  bob.ws.send(JSON.stringify({ type: 'accept', from: 'alice' }))
+  const forAlice = await nextOfType<{ matchId: string, opponent: string }>(alice.messages, 'match')
+  const forBob = await nextOfType<{ matchId: string, opponent: string }>(bob.messages, 'match')
+  t.equal(forAlice.matchId, forBob.matchId, 'both get the same match id')
+  t.match(forAlice.matchId, /^[A-Za-z0-9_-]{12}$/, 'safe in a URL path')
+  t.same([forAlice.opponent, forBob.opponent], ['bob', 'alice'], 'each player is told the other is the opponent')
+})
+
+type Players = { players: string[], busy: string[] }
+type Welcome = Players & { you: string, match?: { matchId: string, opponent: string } }
+
+tap.test('lobby: players in a match are shown busy, cannot be challenged, find their match again, and may ask a rematch', async (t) => {
+  const { lobby, join, url } = await lobbySetup(t)
+  const alice = await join('alice')
+  const bob = await join('bob')
+  const carol = await join('carol')
+  await nextOfType<Players>(carol.messages, 'players', (m) => m.players.length === 3)
+  // carol's challenge to bob is still open when bob goes into a match with alice
+  carol.ws.send(JSON.stringify({ type: 'challenge', to: 'bob' }))
+  await nextOfType(bob.messages, 'challenged')
+  alice.ws.send(JSON.stringify({ type: 'challenge', to: 'bob' }))
+  await nextOfType(bob.messages, 'challenged', (m: { from: string }) => m.from === 'alice')
+  bob.ws.send(JSON.stringify({ type: 'accept', from: 'alice' }))
+  const { matchId } = await nextOfType<{ matchId: string }>(alice.messages, 'match')
+  t.match(await error(carol), /bob is in a match now/, 'a player whose challenge the match swallowed is told')
+  const busy = await nextOfType<Players>(carol.messages, 'players', (m) => m.busy.length > 0)
+  t.same(busy, { type: 'players', players: ['alice', 'bob', 'carol'], busy: ['alice', 'bob'] }, 'everyone is told who is in a game')
+
+  const refused: Array<[TestClient, unknown, RegExp, string]> = [
+    [carol, { type: 'challenge', to: 'alice' }, /alice is in a match/, 'a challenge to a player in a match'],
+    [alice, { type: 'challenge', to: 'carol' }, /you are in a match/, 'a challenge from a player in a match'],
+    [alice, { type: 'rematch', matchId }, /not over yet/, 'a rematch of a match still being played'],
+    [carol, { type: 'rematch', matchId }, /did not play in that match/, 'a rematch asked by a non-player'],
+    [carol, { type: 'rematch' }, /did not play in that match/, 'a rematch with no match id'],
+    [carol, { type: 'rematch', matchId: { $ne: null } }, /did not play in that match/, 'a rematch with a match id that is not a string'],
+    [carol, { type: 'accept', from: 'bob' }, /no such challenge/, 'accepting a challenge that was never made']
+  ]
+  for (const [client, request, expected, what] of refused) {
+    client.ws.send(JSON.stringify(request))
+    t.match(await error(client), expected, `refused: ${what}`)
+  }
+  t.same(lobby.lobby.busy(), ['alice', 'bob'], 'refusals change nothing')
+
+  // alice closes the tab and comes back: the lobby sends her to her match
+  alice.ws.close()
+  await nextOfType<Players>(bob.messages, 'players', (m) => !m.players.includes('alice'))
+  t.same(lobby.lobby.busy(), ['alice', 'bob'], 'a player who left the lobby is still in the match')
+  const back = await connect(url, { token: tokenFor('alice') })
+  const welcome = await nextOfType<Welcome>(back.messages, 'welcome')
+  t.same(welcome.match, { matchId, opponent: 'bob' }, 'the returning player is told which match to rejoin')
+  t.same(welcome.busy, ['alice', 'bob'], 'and who is in a game')
+  const fresh = await connect(url, { token: tokenFor('dave') })
+  t.equal((await nextOfType<Welcome>(fresh.messages, 'welcome')).match, undefined, 'a player in no match is sent to none')
+
+  lobby.lobby.matchOver(matchId)
+  t.same((await nextOfType<Players>(carol.messages, 'players', (m) => m.busy.length === 0)).busy, [], 'once the game reports the match over, nobody is busy')
+  carol.ws.send(JSON.stringify({ type: 'rematch', matchId }))
+  t.match(await error(carol), /did not play in that match/, 'a non-player still cannot ask a rematch of it')
+  back.ws.send(JSON.stringify({ type: 'rematch', matchId }))
+  t.same(await nextOfType(back.messages, 'challenge-sent'), { type: 'challenge-sent', to: 'bob', rematch: true }, 'the rematch goes to the former opponent')
+  t.same(await nextOfType(bob.messages, 'challenged', (m: { rematch: boolean }) => m.rematch), { type: 'challenged', from: 'alice', rematch: true }, 'who is told it is a rematch')
+  bob.ws.send(JSON.stringify({ type: 'accept', from: 'alice' }))
+  const again = await nextOfType<{ matchId: string, opponent: string }>(back.messages, 'match')
+  t.not(again.matchId, matchId, 'a rematch is a new match')
+  t.equal(again.opponent, 'bob', 'against the same opponent')
+  const reconnect = await connect(url, { token: tokenFor('bob') })
+  t.same((await nextOfType<Welcome>(reconnect.messages, 'welcome')).match, { matchId: again.matchId, opponent: 'alice' }, 'the lobby now sends bob to the new match')
 })
 
 async function gameSetup (t: Test, graceMs: number) {
-  const game = await startGame({ token: BACKEND_TOKEN, graceMs, logger: captureLogger() })
+  const ended = new Inbox<string>()
+  const game = await startGame({ token: BACKEND_TOKEN, graceMs, logger: captureLogger(), onMatchOver: (matchId) => ended.push(matchId) })
   t.teardown(() => game.stop())
   const linked = synced(game.backend, 2)
   const backend = { url: game.url, token: BACKEND_TOKEN, minReconnectDelayMs: 20, maxReconnectDelayMs: 200 }
@@ -155,7 +219,7 @@ async function gameSetup (t: Test, graceMs: number) {
   ]))
   await linked
   const join = async (user: string, matchId = 'm1'): Promise<TestClient> => await connect(gateway.url(`/game/${matchId}`), { token: tokenFor(user) })
-  return { game, gateway, join }
+  return { game, gateway, join, ended }
 }
 
 const state = async (client: TestClient, match: (s: GameState) => boolean = () => true): Promise<GameState> =>
@@ -172,7 +236,7 @@ async function startMatch (t: Pick<typeof tap, 'equal'>, join: (user: string) =>
 }
 
 tap.test('game: seats, turns, illegal moves, a win, and a full match', async (t) => {
-  const { join, gateway } = await gameSetup(t, 30000)
+  const { join, gateway, ended } = await gameSetup(t, 30000)
   const { alice, bob, forBob } = await startMatch(t, join)
   t.same([forBob.you, forBob.players, forBob.turn, forBob.status], ['yellow', { red: 'alice', yellow: 'bob' }, 'red', 'playing'], 'first to arrive plays red and moves first')
 
@@ -199,6 +263,7 @@ tap.test('game: seats, turns, illegal moves, a win, and a full match', async (t)
   const final = await state(bob, (s) => s.status === 'over')
   t.same(final.result, { winner: 'red', reason: 'four', line: [[2, 3], [3, 3], [4, 3], [5, 3]] }, 'red wins with four in column 3, the line named')
   t.equal(final.cells[5][4], 'yellow', 'yellow\'s discs stay where they fell')
+  t.equal(await ended.next(() => true, 10000, 'the match reported over'), 'm1', 'the win is reported to whoever tracks matches (the lobby)')
   bob.ws.send(JSON.stringify({ type: 'move', column: 0 }))
   t.match(await error(bob), /the game is over/, 'no move after the game is over')
 
@@ -206,32 +271,47 @@ tap.test('game: seats, turns, illegal moves, a win, and a full match', async (t)
   t.same(await carol.closed, { code: 4403, reason: 'this match already has two players' }, 'a third player is turned away')
   const bare = await connect(gateway.url('/bare'), { token: tokenFor('dave') })
   t.same(await bare.closed, { code: 4400, reason: 'connect to /game/<matchId>' }, 'an endpoint without :matchId is refused')
+
+  const lonely = await join('erin', 'm2')
+  t.equal((await state(lonely)).status, 'waiting', 'a new match waits for its second player')
+  lonely.ws.close()
+  t.equal(await ended.next(() => true, 10000, 'the abandoned match reported over'), 'm2', 'a match left before the opponent came is reported over, so the lobby frees both')
+  t.same(ended.all, ['m1', 'm2'], 'each match is reported once')
 })
 
 tap.test('game: a player who drops mid-game loses after the grace period', async (t) => {
-  const { join } = await gameSetup(t, 50)
+  const { join, ended } = await gameSetup(t, 50)
   const { alice, bob } = await startMatch(t, join)
   bob.ws.terminate()
-  t.same((await state(alice, (s) => s.away.length > 0)).away, ['bob'], 'the opponent is shown as away')
+  const away = await state(alice, (s) => s.away.length > 0)
+  t.same(away.away, ['bob'], 'the opponent is shown as away')
+  t.same(Object.keys(away.forfeitInMs), ['bob'], 'with a forfeit countdown for them alone')
+  t.ok(away.forfeitInMs.bob >= 0 && away.forfeitInMs.bob <= 50, `the countdown is within the grace period (${away.forfeitInMs.bob} ms)`)
   const over = await state(alice, (s) => s.status === 'over')
   t.same(over.result, { winner: 'red', reason: 'forfeit' }, 'the player who stayed wins by forfeit')
+  t.equal(await ended.next(() => true, 10000, 'the forfeit reported'), 'm1', 'the forfeit ends the match for the lobby')
 })
 
 tap.test('game: a player back within the grace period finds the same match; resigning ends it', async (t) => {
-  const { join, game } = await gameSetup(t, 60000)
+  const { join, game, ended } = await gameSetup(t, 60000)
   const { alice, bob } = await startMatch(t, join)
   alice.ws.send(JSON.stringify({ type: 'move', column: 2 }))
   await state(bob, (s) => s.cells[5][2] === 'red')
+  t.same((await state(alice, (s) => s.cells[5][2] === 'red')).forfeitInMs, {}, 'nobody is away: no countdown')
   bob.ws.close(1001)
-  await state(alice, (s) => s.away.includes('bob'))
+  const away = await state(alice, (s) => s.away.includes('bob'))
+  t.ok(away.forfeitInMs.bob > 0 && away.forfeitInMs.bob <= 60000, 'the opponent is shown how long bob has left')
   const again = await join('bob')
   const resumed = await state(again)
   t.same([resumed.you, resumed.cells[5][2], resumed.turn, resumed.status], ['yellow', 'red', 'yellow', 'playing'], 'same seat, same board, same turn')
-  t.same((await state(alice, (s) => s.away.length === 0)).players, { red: 'alice', yellow: 'bob' }, 'the returning player is no longer away')
+  const back = await state(alice, (s) => s.away.length === 0)
+  t.same(back.players, { red: 'alice', yellow: 'bob' }, 'the returning player is no longer away')
+  t.same(back.forfeitInMs, {}, 'and the forfeit countdown stopped')
 
   again.ws.send(JSON.stringify({ type: 'resign' }))
   t.same((await state(alice, (s) => s.status === 'over')).result, { winner: 'red', reason: 'resign' }, 'resigning gives the other player the win')
   again.ws.send(JSON.stringify({ type: 'resign' }))
   t.match(await error(again), /nothing to resign/, 'a second resign is refused')
   t.equal(game.game.match('m1')?.status, 'over', 'the match is over on the server too')
+  t.equal(await ended.next(() => true, 10000, 'the resignation reported'), 'm1', 'and reported over')
 })

@@ -51,7 +51,7 @@ export async function startDemo (options: DemoOptions = {}): Promise<RunningDemo
   const gameEndpoint = endpointNamed(config, 'game')
   // a config without backend tokens is taken at its word: its gateway presents none, so the services cannot ask for one
   const lobby = await startLobby({ ...listenAt(lobbyEndpoint, options), ...credentials(lobbyEndpoint), logger: log.child({ service: 'lobby' }), linkGraceMs: config.queue.graceMs })
-  const game = await startGame({ ...listenAt(gameEndpoint, options), ...credentials(gameEndpoint), logger: log.child({ service: 'game' }), linkGraceMs: config.queue.graceMs, graceMs: options.gameGraceMs })
+  const game = await startGame({ ...listenAt(gameEndpoint, options), ...credentials(gameEndpoint), logger: log.child({ service: 'game' }), linkGraceMs: config.queue.graceMs, graceMs: options.gameGraceMs, onMatchOver: (matchId) => lobby.lobby.matchOver(matchId) })
 
   // the same config, pointed at the ports the services really got
   const gatewayConfig = structuredClone(config) as GatewayConfig
@@ -60,7 +60,8 @@ export async function startDemo (options: DemoOptions = {}): Promise<RunningDemo
     if (endpoint.name === 'game') endpoint.backend.url = game.url
   }
   const app = await createGateway(gatewayConfig, { env, logStream: options.logStream })
-  await app.register(demoRoutes, { tokens })
+  // the page's files are fetched on every load: their request lines would drown the gateway's log (warnings still show)
+  await app.register(demoRoutes, { tokens, logLevel: 'warn' })
   const { host } = config.server
   await app.listen({ host, port: options.ephemeralPorts === true ? 0 : config.server.port })
   const { port } = app.server.address() as { port: number }

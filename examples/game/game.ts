@@ -16,16 +16,19 @@ export type GameOutbox = Pick<GatehouseBackend, 'send' | 'close'>
 export interface GameOptions {
   /** How long a player who dropped mid-game has to come back before losing. @default 30000 */
   graceMs?: number
+  /** Called once per match when it ends: a result, or abandoned before an opponent came (the lobby frees both players). */
+  onMatchOver?: (matchId: string) => void
 }
 
 export class GameService implements BackendHandlers {
   private readonly matches = new Map<string, Match>()
   /** Seated players who are connected right now, by match. */
   private readonly present = new Map<Match, Set<string>>()
-  private readonly forfeits = new Map<string, NodeJS.Timeout>()
+  private readonly forfeits = new Map<string, { timer: NodeJS.Timeout, at: number }>()
+  private readonly ended = new WeakSet<Match>()
   private readonly graceMs: number
 
-  constructor (private readonly outbox: GameOutbox, options: GameOptions = {}) {
+  constructor (private readonly outbox: GameOutbox, private readonly options: GameOptions = {}) {
     this.graceMs = options.graceMs ?? 30000
   }
 
@@ -45,7 +48,7 @@ export class GameService implements BackendHandlers {
       this.outbox.close(user, GameCloses.MATCH_FULL.code, GameCloses.MATCH_FULL.reason)
       return
     }
-    clearTimeout(this.forfeits.get(forfeitKey(match, user)))
+    clearTimeout(this.forfeits.get(forfeitKey(match, user))?.timer)
     this.forfeits.delete(forfeitKey(match, user))
     this.present.get(match)?.add(user)
     this.publish(match)
@@ -65,6 +68,7 @@ export class GameService implements BackendHandlers {
       return this.tell(user, { type: 'error', message: 'unknown request: expected {"type": "move", "column": 0-6} or {"type": "resign"}' })
     }
     this.publish(match)
+    if (match.status === 'over') this.end(match)
   }
 
   onClose (user: string, _code: number, _reason: string, { params }: { params: Params }): void {
@@ -75,9 +79,10 @@ export class GameService implements BackendHandlers {
       const timer = setTimeout(() => {
         this.forfeits.delete(forfeitKey(match, user))
         if (match.concede(user, 'forfeit')) this.publish(match)
+        this.end(match)
         this.forget(match)
       }, this.graceMs)
-      this.forfeits.set(forfeitKey(match, user), timer)
+      this.forfeits.set(forfeitKey(match, user), { timer, at: Date.now() + this.graceMs })
       this.publish(match)
     } else {
       this.forget(match)
@@ -86,7 +91,7 @@ export class GameService implements BackendHandlers {
 
   /** Clears every pending forfeit timer (service shutdown). */
   stop (): void {
-    for (const timer of this.forfeits.values()) clearTimeout(timer)
+    for (const { timer } of this.forfeits.values()) clearTimeout(timer)
     this.forfeits.clear()
   }
 
@@ -97,11 +102,18 @@ export class GameService implements BackendHandlers {
     return match
   }
 
-  /** A match nobody is connected to and nobody can still lose by forfeit is dropped. */
+  /** A match nobody is connected to and nobody can still lose by forfeit is dropped (one that never began, abandoned). */
   private forget (match: Match): void {
     if ((this.present.get(match)?.size ?? 0) > 0 || match.status === 'playing') return
     this.matches.delete(match.id)
     this.present.delete(match)
+    this.end(match)
+  }
+
+  private end (match: Match): void {
+    if (this.ended.has(match)) return
+    this.ended.add(match)
+    this.options.onMatchOver?.(match.id)
   }
 
   /** Sends the whole state to each connected player, from their side of the board. */
@@ -121,6 +133,10 @@ export class GameService implements BackendHandlers {
         status: match.status,
         ...(match.result ? { result: match.result } : {}),
         away: seated.filter((p) => !present.has(p)),
+        forfeitInMs: Object.fromEntries(seated.flatMap((p) => {
+          const pending = this.forfeits.get(forfeitKey(match, p))
+          return pending ? [[p, Math.max(0, pending.at - Date.now())]] : []
+        })),
         graceMs: this.graceMs
       }
       this.tell(user, state)

@@ -14,6 +14,8 @@ export interface GameServiceOptions {
   linkGraceMs?: number
   /** How long a player who dropped mid-game has to come back. @default 30000 */
   graceMs?: number
+  /** Called once per match when it ends (a result, or abandoned before it began). */
+  onMatchOver?: (matchId: string) => void
 }
 
 export interface RunningGame {
@@ -26,7 +28,7 @@ export interface RunningGame {
 
 export async function startGame (options: GameServiceOptions = {}): Promise<RunningGame> {
   const backend = new GatehouseBackend({ token: options.token, allowUnauthenticated: options.allowUnauthenticated, logger: options.logger, linkGraceMs: options.linkGraceMs })
-  const game = new GameService(backend, { graceMs: options.graceMs })
+  const game = new GameService(backend, { graceMs: options.graceMs, onMatchOver: options.onMatchOver })
   backend.handle(game)
   const { port, url } = await backend.listen({ port: options.port, host: options.host })
   const stop = async (): Promise<void> => {

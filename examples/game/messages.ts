@@ -29,6 +29,8 @@ export interface GameState {
   result?: GameResult
   /** Players whose connection dropped and who lose if they are not back within `graceMs`. */
   away: string[]
+  /** For each away player, how long they have left, in milliseconds, when this state was sent. */
+  forfeitInMs: Record<string, number>
   graceMs: number
 }
 

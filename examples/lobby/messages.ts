@@ -5,6 +5,8 @@ export type LobbyRequest =
   | { type: 'challenge', to: string }
   | { type: 'accept', from: string }
   | { type: 'decline', from: string }
+  /** Another game against the opponent of `matchId`, once it is over: a challenge the opponent accepts or declines. */
+  | { type: 'rematch', matchId: string }
 
 export interface ChatLine {
   from: string
@@ -13,15 +15,23 @@ export interface ChatLine {
   at: number
 }
 
+/** A match a player is in: they cannot be challenged until the game service reports it over. */
+export interface MatchSeat {
+  matchId: string
+  opponent: string
+}
+
 export type LobbyUpdate =
-  | { type: 'welcome', you: string, players: string[], history: ChatLine[] }
-  | { type: 'players', players: string[] }
+  /** `match`: the player is still in a match (a reopened tab rejoins `/game/<matchId>`). */
+  | { type: 'welcome', you: string, players: string[], busy: string[], history: ChatLine[], match?: MatchSeat }
+  /** `busy`: the players in a match, online or not. */
+  | { type: 'players', players: string[], busy: string[] }
   | ({ type: 'chat' } & ChatLine)
-  | { type: 'challenged', from: string }
-  | { type: 'challenge-sent', to: string }
+  | { type: 'challenged', from: string, rematch: boolean }
+  | { type: 'challenge-sent', to: string, rematch: boolean }
   | { type: 'declined', by: string }
   /** An accepted challenge: both players connect to `/game/<matchId>`. */
-  | { type: 'match', matchId: string, opponent: string }
+  | ({ type: 'match' } & MatchSeat)
   | { type: 'error', message: string }
 
 /** Longest chat line, in characters. */

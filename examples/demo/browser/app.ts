@@ -1,9 +1,10 @@
 /**
  * The demo page: pick a name, get a demo token, join the lobby, accept or
- * make a challenge, and play. The name and the current match are kept in
- * sessionStorage, so a reload rejoins the same match.
+ * make a challenge, and play. The name is kept in sessionStorage, so a reload
+ * joins again by itself; the lobby's welcome names the match the player is
+ * still in, so a reload or a reopened tab (same name) goes back to it.
  */
-import type { LobbyRequest, LobbyUpdate } from '../../lobby/messages.js'
+import type { LobbyRequest, LobbyUpdate, MatchSeat } from '../../lobby/messages.js'
 import type { GameRequest, GameUpdate } from '../../game/messages.js'
 import { Connection, type ConnectionState } from './connection.js'
 import { DemoTokens } from './demo-tokens.js'
@@ -12,11 +13,11 @@ import { GameView } from './game-view.js'
 import { LobbyView } from './lobby-view.js'
 
 const NAME_KEY = 'gatehouse-demo-name'
-const MATCH_KEY = 'gatehouse-demo-match'
 
 let tokens: DemoTokens | undefined
 let lobby: Connection | undefined
 let game: Connection | undefined
+let matchId: string | undefined
 
 const lobbyView = new LobbyView({
   chat: (text) => sendLobby({ type: 'chat', text }),
@@ -27,6 +28,7 @@ const lobbyView = new LobbyView({
 const gameView = new GameView({
   move: (column) => sendGame({ type: 'move', column }),
   resign: () => sendGame({ type: 'resign' }),
+  rematch: (id) => sendLobby({ type: 'rematch', matchId: id }),
   leave: () => leaveMatch()
 })
 
@@ -39,12 +41,20 @@ function sendGame (request: GameRequest): void {
 }
 
 /** Mirrors a connection's state into its badge, for people and for the end-to-end test. */
-function showState (which: 'lobby' | 'game') {
+function showState (which: 'Lobby' | 'Game') {
   return (state: ConnectionState, detail: string): void => {
-    const badge = byId(`${which}-status`)
+    const badge = byId(`${which.toLowerCase()}-status`)
     badge.dataset.state = state
-    badge.textContent = `${which}: ${state}${detail ? ` (${detail})` : ''}`
+    badge.textContent = `${which}: ${detail}`
   }
+}
+
+/** Another tab took over this player (4409): say so, and stop taking input that would go nowhere. */
+function replaced (): void {
+  byId('replaced').hidden = false
+  document.querySelector('main')?.setAttribute('inert', '')
+  lobby?.close('opened in another tab', 'closed')
+  game?.close('opened in another tab', 'closed')
 }
 
 async function join (name: string): Promise<void> {
@@ -62,24 +72,26 @@ async function join (name: string): Promise<void> {
   byId('join').hidden = true
   byId('lobby').hidden = false
   lobby = new Connection('/lobby', tokens, {
-    state: showState('lobby'),
+    state: showState('Lobby'),
+    replaced,
     message: (data) => {
       const update = data as LobbyUpdate
-      if (update.type === 'match') playMatch(update.matchId)
+      if (update.type === 'match') playMatch(update)
+      if (update.type === 'welcome' && update.match) playMatch(update.match)
       lobbyView.update(update)
     }
   })
-  const matchId = sessionStorage.getItem(MATCH_KEY)
-  if (matchId) playMatch(matchId)
 }
 
-function playMatch (matchId: string): void {
-  if (!tokens) return
-  game?.close()
-  sessionStorage.setItem(MATCH_KEY, matchId)
-  gameView.open(matchId)
-  game = new Connection(`/game/${encodeURIComponent(matchId)}`, tokens, {
-    state: showState('game'),
+function playMatch ({ matchId: id, opponent }: MatchSeat): void {
+  // the lobby's welcome after a blip names the match this page is already in
+  if (!tokens || (id === matchId && game)) return
+  game?.close('not in a match')
+  matchId = id
+  gameView.open(id, opponent)
+  game = new Connection(`/game/${encodeURIComponent(id)}`, tokens, {
+    state: showState('Game'),
+    replaced,
     message: (data) => {
       const update = data as GameUpdate
       if (update.type === 'state') gameView.show(update)
@@ -89,9 +101,10 @@ function playMatch (matchId: string): void {
 }
 
 function leaveMatch (): void {
-  game?.close()
+  game?.close('not in a match')
   game = undefined
-  sessionStorage.removeItem(MATCH_KEY)
+  matchId = undefined
+  lobbyView.say('')
   gameView.close()
 }
 

@@ -6,18 +6,21 @@
 import { GatehouseClient } from 'gatehouse-client'
 import type { DemoTokens } from './demo-tokens.js'
 
-export type ConnectionState = 'connecting' | 'open' | 'closed'
+/** `idle`: not connected and not meant to be (the player left the match). */
+export type ConnectionState = 'idle' | 'connecting' | 'open' | 'closed'
 
 export interface ConnectionEvents {
+  /** `detail` is for people: plain words, no close codes. */
   state (state: ConnectionState, detail: string): void
   message (data: unknown): void
+  /** The same player opened the page elsewhere (4409): this connection is over. */
+  replaced (): void
 }
 
-/** What the page says when a close ends the connection: the gateway's 4409 and the game's own codes. */
+/** What the page says when a close ends the connection: the game's own codes. */
 const ENDINGS = new Map<number, string>([
-  [4409, 'replaced by a newer connection (another tab?)'],
   [4403, 'this match already has two players'],
-  [4400, 'no match id']
+  [4400, 'no match to join']
 ])
 
 export class Connection {
@@ -35,13 +38,18 @@ export class Connection {
       minDelayMs: 250,
       maxDelayMs: 5000
     })
-    on.state('connecting', '')
-    this.client.on('open', () => on.state('open', ''))
+    on.state('connecting', 'connecting…')
+    this.client.on('open', () => on.state('open', 'connected'))
     this.client.on('message', ({ data }) => this.receive(data))
-    this.client.on('closed', ({ code, reason, retry, delayMs }) => {
+    this.client.on('replaced', () => {
+      this.left = true
+      on.state('closed', 'opened in another tab')
+      on.replaced()
+    })
+    this.client.on('closed', ({ code, retry, delayMs }) => {
       if (this.left) return
-      if (retry) on.state('connecting', `reconnecting in ${Math.ceil(delayMs / 1000)} s`)
-      else on.state('closed', ENDINGS.get(code) ?? (reason || 'could not connect'))
+      if (retry) on.state('connecting', `connection lost, trying again in ${Math.max(1, Math.ceil(delayMs / 1000))} s`)
+      else on.state('closed', ENDINGS.get(code) ?? 'disconnected: reload the page to try again')
     })
   }
 
@@ -49,10 +57,12 @@ export class Connection {
     this.client.sendJson(request)
   }
 
-  close (): void {
+  /** Ends on purpose: the badge shows `state` (grey `idle` by default) with `detail`. */
+  close (detail: string, state: ConnectionState = 'idle'): void {
+    if (this.left) return
     this.left = true
     this.client.close(1000, 'left')
-    this.on.state('closed', 'left')
+    this.on.state(state, detail)
   }
 
   private receive (data: unknown): void {

@@ -1,10 +1,11 @@
-/** The game panel: the Connect Four board (click a column to drop a disc) and what is going on. */
+/** The game panel: the Connect Four board (click a column to drop a disc), what is going on, and the forfeit countdown. */
 import type { GameState } from '../../game/messages.js'
 import { byId, el } from './dom.js'
 
 export interface GameActions {
   move (column: number): void
   resign (): void
+  rematch (matchId: string): void
   leave (): void
 }
 
@@ -17,6 +18,10 @@ export class GameView {
   private readonly info = byId('game-info')
   private readonly board = byId('board')
   private readonly resign = byId<HTMLButtonElement>('resign')
+  private readonly rematch = byId<HTMLButtonElement>('rematch')
+  private readonly leave = byId<HTMLButtonElement>('leave')
+  private matchId = ''
+  private countdown: ReturnType<typeof setInterval> | undefined
 
   constructor (actions: GameActions) {
     for (let column = 0; column < COLUMNS; column++) {
@@ -26,21 +31,38 @@ export class GameView {
       this.board.append(button)
     }
     this.resign.addEventListener('click', () => actions.resign())
-    byId('leave').addEventListener('click', () => actions.leave())
+    this.rematch.addEventListener('click', () => {
+      this.rematch.disabled = true
+      actions.rematch(this.matchId)
+    })
+    this.leave.addEventListener('click', () => actions.leave())
   }
 
-  open (matchId: string): void {
+  open (matchId: string, opponent?: string): void {
+    this.stopCountdown()
+    this.matchId = matchId
     this.panel.hidden = false
-    this.panel.dataset.status = 'connecting'
-    this.title.textContent = `Match ${matchId}`
+    Object.assign(this.panel.dataset, { match: matchId, status: 'connecting', result: '', moves: '0' })
+    this.title.textContent = opponent ? `Match against ${opponent}` : 'Your match'
     this.info.textContent = 'Joining the match…'
+    this.board.querySelectorAll<HTMLElement>('.cell').forEach((cell) => {
+      delete cell.dataset.disc
+      cell.classList.remove('winning')
+    })
+    this.board.querySelectorAll<HTMLButtonElement>('.column').forEach((button) => { button.disabled = true })
+    this.resign.disabled = true
+    this.rematch.hidden = true
+    this.leave.hidden = false
+    this.panel.scrollIntoView({ block: 'start' })
   }
 
   close (): void {
+    this.stopCountdown()
     this.panel.hidden = true
   }
 
   show (state: GameState): void {
+    this.stopCountdown()
     const opponent = state.players[state.you === 'red' ? 'yellow' : 'red']
     const yourTurn = state.status === 'playing' && state.turn === state.you
     Object.assign(this.panel.dataset, { you: state.you, status: state.status, turn: state.turn, moves: String(state.cells.flat().filter(Boolean).length) })
@@ -56,12 +78,38 @@ export class GameView {
     }
     this.board.querySelectorAll<HTMLButtonElement>('.column').forEach((button) => { button.disabled = !yourTurn })
     this.resign.disabled = state.status !== 'playing'
+    // a match in play is left by resigning; one over (or never begun) by going back
+    this.leave.hidden = state.status === 'playing'
+    this.rematch.hidden = state.status !== 'over' || opponent === null
+    this.rematch.disabled = false
     this.panel.dataset.result = state.result ? (state.result.winner === null ? 'draw' : state.result.winner === state.you ? 'win' : 'loss') : ''
-    this.info.textContent = describe(state, opponent)
+    const forfeitInMs = opponent === null ? undefined : state.forfeitInMs[opponent]
+    if (opponent !== null && forfeitInMs !== undefined && state.status === 'playing') {
+      this.countDown(opponent, Date.now() + forfeitInMs)
+    } else {
+      delete this.panel.dataset.away
+      this.info.textContent = describe(state, opponent)
+    }
   }
 
   error (message: string): void {
     this.info.textContent = message
+  }
+
+  /** The opponent is away: say how long they have left, every second, until a new state comes. */
+  private countDown (opponent: string, deadline: number): void {
+    this.panel.dataset.away = opponent
+    const tick = (): void => {
+      const seconds = Math.max(0, Math.ceil((deadline - Date.now()) / 1000))
+      this.info.textContent = `${opponent} left the game. They lose in ${seconds} s unless they come back.`
+    }
+    tick()
+    this.countdown = setInterval(tick, 500)
+  }
+
+  private stopCountdown (): void {
+    clearInterval(this.countdown)
+    this.countdown = undefined
   }
 }
 
@@ -73,8 +121,5 @@ function describe (state: GameState, opponent: string | null): string {
     return result.winner === state.you ? `You win! (${how})` : `You lose (${how}).`
   }
   if (state.status === 'waiting') return 'Waiting for your opponent to join…'
-  if (opponent && state.away.includes(opponent)) {
-    return `${opponent} dropped out; they lose unless they are back within ${Math.round(state.graceMs / 1000)} s.`
-  }
   return state.turn === state.you ? 'Your turn: click a column.' : `${opponent ?? 'Opponent'} is thinking…`
 }
