@@ -4,13 +4,13 @@
  * socket and echoes no token, operator routes refuse upgrades, and no token
  * reaches a log line at any level.
  */
-import { connect as tcpConnect } from 'node:net'
 import t from 'tap'
 import { backendFor } from './helpers/backend.js'
 import { startGateway, testConfig, type TestGateway } from './helpers/gateway.js'
 import { connect, refusal } from './helpers/client.js'
 import { AUDIENCE, ISSUER, SECRET, signWith, tokenFor } from './helpers/tokens.js'
 import { parseConfig, ConfigError } from '../src/index.js'
+import { raw, upgradeRequest } from './helpers/raw-http.js'
 
 type Teardown = { teardown (fn: () => unknown): void }
 
@@ -22,42 +22,6 @@ async function setup (t: Teardown, overrides: Record<string, unknown> = {}): Pro
   const gateway = await startGateway(t, testConfig([{ name: 'lobby', path: '/lobby/:room', backend: backend.url }], overrides))
   await backend.next('hello')
   return gateway
-}
-
-interface RawAnswer {
-  /** The bytes the server sent, head and body. */
-  response: string
-  status: number
-  /** True once the server ended the TCP connection; false if it still held it after `waitMs`. */
-  ended: boolean
-}
-
-/**
- * Sends `request` on a raw TCP socket and waits for the server to end the
- * connection; the client itself never closes it, so only the server can.
- */
-async function raw (port: number, request: string, waitMs = 10000): Promise<RawAnswer> {
-  const socket = tcpConnect(port, '127.0.0.1')
-  let response = ''
-  socket.on('data', (chunk: Buffer) => { response += chunk.toString('latin1') })
-  socket.on('error', () => {})
-  socket.write(request)
-  const ended = await new Promise<boolean>((resolve) => {
-    const timer = setTimeout(() => resolve(false), waitMs)
-    const done = (): void => {
-      clearTimeout(timer)
-      resolve(true)
-    }
-    socket.once('end', done)
-    socket.once('close', done)
-  })
-  socket.destroy()
-  return { response, status: Number(/^HTTP\/1\.1 (\d{3})/.exec(response)?.[1] ?? 0), ended }
-}
-
-function upgradeRequest (path: string, extraHeaders = ''): string {
-  return `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
-    `Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n${extraHeaders}\r\n`
 }
 
 /**

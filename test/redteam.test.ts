@@ -6,7 +6,6 @@
  * frames, odd claims, tokens in trace logs).
  */
 import { createHmac } from 'node:crypto'
-import { connect as tcpConnect } from 'node:net'
 import { Redis } from 'ioredis'
 import t from 'tap'
 import { backendFor, type TestBackend } from './helpers/backend.js'
@@ -15,6 +14,7 @@ import { connect, refusal } from './helpers/client.js'
 import { redisFor } from './helpers/redis.js'
 import { eventually } from './helpers/cluster.js'
 import { AUDIENCE, ISSUER, SECRET, tokenFor } from './helpers/tokens.js'
+import { raw, upgradeRequest } from './helpers/raw-http.js'
 
 type Teardown = { teardown (fn: () => unknown): void }
 
@@ -40,29 +40,6 @@ async function setup (t: Teardown, endpoint: Record<string, unknown> = {}, overr
   const gateway = await startGateway(t, testConfig([{ name: 'lobby', path: '/lobby/:room', backend: backend.url, ...endpoint }], { log: { level: 'trace' }, ...overrides }))
   await backend.next('hello')
   return { gateway, backend }
-}
-
-/** Writes `request` on a raw TCP socket the client never closes; whether the server ended it within `waitMs`, and what it sent. */
-async function raw (port: number, request: string, waitMs = 10000): Promise<{ response: string, ended: boolean }> {
-  const socket = tcpConnect(port, '127.0.0.1')
-  let response = ''
-  socket.on('data', (chunk: Buffer) => { response += chunk.toString('latin1') })
-  socket.on('error', () => {})
-  socket.write(request)
-  const ended = await new Promise<boolean>((resolve) => {
-    const timer = setTimeout(() => resolve(false), waitMs)
-    socket.once('close', () => {
-      clearTimeout(timer)
-      resolve(true)
-    })
-  })
-  socket.destroy()
-  return { response, ended }
-}
-
-function upgradeRequest (path: string, extraHeaders = ''): string {
-  return `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
-    `Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n${extraHeaders}\r\n`
 }
 
 t.test('an upgrade pipelined behind another request on one connection has its socket ended, unauthenticated or not', async (t) => {
