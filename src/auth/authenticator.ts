@@ -1,22 +1,18 @@
 /**
- * Verifies a handshake's JWT with @fastify/jwt (fast-jwt underneath) and turns
- * it into an identity. Each issuer is one @fastify/jwt namespace, checked with
- * `request.<namespace>JwtVerify()`: its algorithms are pinned by config, so
- * `alg: none` and HS/RS confusion fail the algorithm or signature checks. With
- * `auth.issuers` the token's `iss` picks the issuer whose keys and rules apply.
- * A JWKS issuer's secret is a function that hands over the key of
- * src/auth/jwks.ts fitting the token's `kid` and `alg`; @fastify/jwt keeps one
- * verifier per key it returns, so no handshake builds a verifier.
+ * Verifies a handshake's JWT with fast-jwt and turns it into an identity.
+ * Algorithms are pinned by config, per issuer, so `alg: none` and HS/RS
+ * confusion fail the algorithm or signature checks. With `auth.issuers` the
+ * token's `iss` picks the issuer whose keys and rules apply; a JWKS issuer's
+ * keys come from src/auth/jwks.ts.
  */
 import { KeyObject, type webcrypto } from 'node:crypto'
-import type { FastifyInstance, FastifyRequest } from 'fastify'
-import fastifyJwt, { type FastifyJWTOptions, type JwtVerifyFunction, type TokenOrHeader } from '@fastify/jwt'
-import { createDecoder, TokenError } from 'fast-jwt'
-import type { CryptoKey, JWSHeaderParameters } from 'jose'
+import type { FastifyInstance } from 'fastify'
+import { createDecoder, createVerifier, TokenError } from 'fast-jwt'
+import type { CryptoKey } from 'jose'
 import type { AuthConfig, IssuerConfig } from '../config/schema.js'
 import { GW_ERR_KEYS_UNAVAILABLE, GW_ERR_TOKEN_EXPIRED, GW_ERR_TOKEN_INVALID, GW_ERR_TOKEN_MISSING } from '../errors.js'
 import { JwksKeys, KeysUnavailable } from './jwks.js'
-import { extractToken } from './token-sources.js'
+import { extractToken, type TokenCarrier } from './token-sources.js'
 
 /**
  * The claims go into every `open` and `sync` through JSON.stringify, which
@@ -39,69 +35,43 @@ export interface Authenticator {
    * Rejects with a GW_ERR_TOKEN_* error (HTTP 401) when the request carries no acceptable token, or
    * GW_ERR_KEYS_UNAVAILABLE (503) when the token's key is not held and cannot be fetched now.
    */
-  authenticate (request: FastifyRequest): Promise<Identity>
+  authenticate (request: TokenCarrier): Promise<Identity>
 }
 
-/** The name of the request decorator that verifies with one issuer's namespace. */
-type VerifierName = string
+type Verify = (token: string) => Claims | Promise<Claims>
 
 /** One issuer: where its keys come from and what its tokens must hold. */
 type IssuerRules = Pick<IssuerConfig, 'secret' | 'publicKey' | 'jwksUrl' | 'algorithms' | 'audience'> & { issuer?: string | string[] }
 
+const decodeComplete = createDecoder({ complete: true })
 const decodePayload = createDecoder()
-
-/** Refusals keep fast-jwt's own words (what failed, never the token) rather than @fastify/jwt's prefixed ones. */
-const MESSAGES: FastifyJWTOptions['messages'] = {
-  authorizationTokenInvalid: (err) => err.message,
-  authorizationTokenUnsigned: 'The token signature is missing.'
-}
 
 export async function registerAuthenticator (app: FastifyInstance, auth: Readonly<AuthConfig>): Promise<Authenticator> {
   const sets: JwksKeys[] = []
-  const extract = (request: FastifyRequest): string | undefined => extractToken(request, auth.tokenSources)
-  let registered = 0
-  const register = async (rules: Readonly<IssuerRules>): Promise<VerifierName> => {
-    const namespace = `gatehouseIssuer${registered++}`
-    await app.register(fastifyJwt, {
-      namespace,
-      secret: rules.jwksUrl === undefined ? rules.secret ?? { public: rules.publicKey as string } : jwksSecret(jwksOf(rules), rules.algorithms),
-      // the secret function reads the token's header
-      decode: { complete: true },
-      verify: { ...checks(auth, rules), extractToken: extract },
-      messages: MESSAGES
-    })
-    return `${namespace}JwtVerify`
-  }
-  const jwksOf = (rules: Readonly<IssuerRules>): JwksKeys => {
+  const verifierOf = (rules: Readonly<IssuerRules>): Verify => {
+    if (rules.jwksUrl === undefined) return createVerifier({ key: (rules.secret ?? rules.publicKey) as string, ...checks(auth, rules) })
     const keys = new JwksKeys({
-      url: rules.jwksUrl as string,
+      url: rules.jwksUrl,
       algorithms: rules.algorithms,
       timeoutMs: auth.jwksTimeoutMs,
       cooldownMs: auth.jwksCooldownMs,
       refreshMs: auth.jwksRefreshMs
     }, app.log)
     sets.push(keys)
-    return keys
+    return jwksVerifier(keys, checks(auth, rules))
   }
-  let issuers: Map<string, VerifierName> | undefined
-  let single: VerifierName | undefined
-  if (auth.issuers === undefined) single = await register(auth)
-  else {
-    issuers = new Map()
-    for (const entry of auth.issuers) issuers.set(entry.issuer, await register(entry))
-  }
+  const issuers = auth.issuers === undefined ? undefined : new Map(auth.issuers.map((entry) => [entry.issuer, verifierOf(entry)]))
+  const single = issuers === undefined ? verifierOf(auth) : undefined
   app.addHook('onClose', async () => { for (const keys of sets) keys.close() })
   const claimPath = auth.userClaim.split('.')
 
   return {
     async authenticate (request) {
-      const token = extract(request)
+      const token = extractToken(request, auth.tokenSources)
       if (token === undefined) throw new GW_ERR_TOKEN_MISSING()
       let claims: Claims
       try {
-        const verifier = single ?? pickIssuer(issuers as Map<string, VerifierName>, token)
-        // called without options, so @fastify/jwt uses its verifiers built once (per key for JWKS)
-        claims = await (request as unknown as Record<VerifierName, JwtVerifyFunction>)[verifier]<Claims>()
+        claims = await (single ?? pickIssuer(issuers as Map<string, Verify>, token))(token)
       } catch (err) {
         throw refusal(err)
       }
@@ -135,40 +105,41 @@ function requiredClaims (auth: Readonly<AuthConfig>, rules: Readonly<IssuerRules
 }
 
 /**
- * A JWKS issuer's @fastify/jwt secret: the PEM of the key the token's `kid`
- * and `alg` name. The same key always yields the same PEM string, which
- * @fastify/jwt caches its verifier by (a string: it caches none for a Buffer).
+ * Verifies against the JWKS key the token's `kid` and `alg` name, with one
+ * fast-jwt verifier per key (jose imports a key once per algorithm, so the
+ * verifier is pinned to that one).
  */
-function jwksSecret (keys: JwksKeys, algorithms: readonly string[]) {
-  const pems = new WeakMap<CryptoKey, string>()
-  return async (_request: FastifyRequest, decoded: TokenOrHeader): Promise<string> => {
-    const { header } = decoded as { header: { alg?: unknown } }
+function jwksVerifier (keys: JwksKeys, options: ReturnType<typeof checks>): Verify {
+  const verifiers = new WeakMap<CryptoKey, Verify>()
+  return async (token) => {
+    const { header } = decodeComplete(token) as { header: { alg: unknown, kid?: unknown } }
     // before the key lookup, the one step that may wait for a fetch
-    if (typeof header.alg !== 'string' || !algorithms.includes(header.alg)) {
+    if (typeof header.alg !== 'string' || !(options.algorithms as string[]).includes(header.alg)) {
       throw new TokenError(TokenError.codes.invalidAlgorithm, 'The token algorithm is invalid.')
     }
-    const key = await keys.key(header as JWSHeaderParameters)
-    let pem = pems.get(key)
-    if (pem === undefined) {
-      pem = KeyObject.from(key as webcrypto.CryptoKey).export({ type: 'spki', format: 'pem' }) as string
-      pems.set(key, pem)
+    const key = await keys.key(header as { alg: string })
+    let verify = verifiers.get(key)
+    if (verify === undefined) {
+      const pem = KeyObject.from(key as webcrypto.CryptoKey).export({ type: 'spki', format: 'pem' }) as string
+      verify = createVerifier({ key: pem, ...options, algorithms: [header.alg] as typeof options.algorithms })
+      verifiers.set(key, verify)
     }
-    return pem
+    return verify(token)
   }
 }
 
 /** The issuer a token claims picks the keys and rules; verifying then requires that same `iss`. */
-function pickIssuer (issuers: Map<string, VerifierName>, token: string): VerifierName {
+function pickIssuer (issuers: Map<string, Verify>, token: string): Verify {
   const { iss } = decodePayload(token) as Claims
-  const verifier = typeof iss === 'string' ? issuers.get(iss) : undefined
-  if (verifier === undefined) throw new GW_ERR_TOKEN_INVALID(iss === undefined ? 'no iss claim' : 'the token\'s issuer (iss) is not accepted')
-  return verifier
+  const verify = typeof iss === 'string' ? issuers.get(iss) : undefined
+  if (verify === undefined) throw new GW_ERR_TOKEN_INVALID(iss === undefined ? 'no iss claim' : 'the token\'s issuer (iss) is not accepted')
+  return verify
 }
 
 function refusal (err: unknown): Error {
   if (err instanceof GW_ERR_TOKEN_INVALID) return err
   if (err instanceof KeysUnavailable) return new GW_ERR_KEYS_UNAVAILABLE()
-  if ((err as { code?: unknown } | null)?.code === 'FST_JWT_AUTHORIZATION_TOKEN_EXPIRED') return new GW_ERR_TOKEN_EXPIRED()
+  if (err instanceof TokenError && err.code === TokenError.codes.expired) return new GW_ERR_TOKEN_EXPIRED()
   return new GW_ERR_TOKEN_INVALID(describe(err))
 }
 
@@ -183,7 +154,7 @@ function readClaim (claims: Claims, path: string[]): string | undefined {
   return undefined
 }
 
-/** fast-jwt's (kept by MESSAGES) and jwks.ts's messages say what failed (signature, iss, aud, nbf, key) and never echo the token. */
+/** fast-jwt's and jwks.ts's messages say what failed (signature, iss, aud, nbf, key) and never echo the token. */
 function describe (err: unknown): string {
   return err instanceof Error ? err.message : 'unverifiable'
 }
