@@ -1,5 +1,5 @@
 /**
- * Verifies a handshake's JWT with fast-jwt and turns it into an identity.
+ * Verifies a handshake's JWT (with @fastify/jwt for static keys, fast-jwt for JWKS keys) and turns it into an identity.
  * Algorithms are pinned by config, per issuer, so `alg: none` and HS/RS
  * confusion fail the algorithm or signature checks. With `auth.issuers` the
  * token's `iss` picks the issuer whose keys and rules apply; a JWKS issuer's
@@ -7,6 +7,7 @@
  */
 import { KeyObject, type webcrypto } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
+import fastifyJwt, { type JWT } from '@fastify/jwt'
 import { createDecoder, createVerifier, TokenError } from 'fast-jwt'
 import type { CryptoKey } from 'jose'
 import type { AuthConfig, IssuerConfig } from '../config/schema.js'
@@ -48,8 +49,9 @@ const decodePayload = createDecoder()
 
 export async function registerAuthenticator (app: FastifyInstance, auth: Readonly<AuthConfig>): Promise<Authenticator> {
   const sets: JwksKeys[] = []
-  const verifierOf = (rules: Readonly<IssuerRules>): Verify => {
-    if (rules.jwksUrl === undefined) return createVerifier({ key: (rules.secret ?? rules.publicKey) as string, ...checks(auth, rules) })
+  let namespaces = 0
+  const verifierOf = async (rules: Readonly<IssuerRules>): Promise<Verify> => {
+    if (rules.jwksUrl === undefined) return await staticVerifier(app, `gatehouseIssuer${namespaces++}`, rules, checks(auth, rules))
     const keys = new JwksKeys({
       url: rules.jwksUrl,
       algorithms: rules.algorithms,
@@ -60,8 +62,10 @@ export async function registerAuthenticator (app: FastifyInstance, auth: Readonl
     sets.push(keys)
     return jwksVerifier(keys, checks(auth, rules))
   }
-  const issuers = auth.issuers === undefined ? undefined : new Map(auth.issuers.map((entry) => [entry.issuer, verifierOf(entry)]))
-  const single = issuers === undefined ? verifierOf(auth) : undefined
+  const issuers = auth.issuers === undefined
+    ? undefined
+    : new Map(await Promise.all(auth.issuers.map(async (entry) => [entry.issuer, await verifierOf(entry)] as const)))
+  const single = issuers === undefined ? await verifierOf(auth) : undefined
   app.addHook('onClose', async () => { for (const keys of sets) keys.close() })
   const claimPath = auth.userClaim.split('.')
 
@@ -102,6 +106,19 @@ function requiredClaims (auth: Readonly<AuthConfig>, rules: Readonly<IssuerRules
   if (rules.audience !== undefined) claims.push('aud')
   if (auth.requireExp) claims.push('exp')
   return claims
+}
+
+/**
+ * A static secret or public key, through @fastify/jwt (one namespace per
+ * issuer). Its app-level `verify` holds nothing of the request; a JWKS key
+ * needs a lookup per token, which only its request decorator offers, and that
+ * keeps each player's handshake alive for the life of its socket, so JWKS
+ * keys go to fast-jwt (@fastify/jwt's engine) directly below.
+ */
+async function staticVerifier (app: FastifyInstance, namespace: string, rules: Readonly<IssuerRules>, verify: ReturnType<typeof checks>): Promise<Verify> {
+  await app.register(fastifyJwt, { namespace, secret: rules.secret ?? { public: rules.publicKey as string }, verify })
+  const jwt = (app.jwt as unknown as Record<string, JWT>)[namespace]
+  return (token) => jwt.verify<Claims>(token)
 }
 
 /**
