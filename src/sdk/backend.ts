@@ -18,6 +18,7 @@ import { LinkServer } from './link-server.js'
 import { Roster, type RosterChange } from './roster.js'
 import { TaskQueue } from './task-queue.js'
 import { Registration, type RegisterOptions } from './registration.js'
+import type { BackendLogger } from './logger.js'
 
 /**
  * Where an event stands in acknowledged delivery (PROTOCOL.md §5a), passed
@@ -46,14 +47,6 @@ export interface BackendHandlers {
   onClose? (user: string, code: number, reason: string, info: { params: Params } & EventDelivery): void | Promise<void>
   /** After `drain()`: this gateway's pool holds nothing on this service any more (docs/pools.md); once every gateway has said so, it may exit. */
   onDrained? (info: LinkInfo): void | Promise<void>
-}
-
-/** The pino methods the SDK logs through; a pino or fastify logger fits. */
-export interface BackendLogger {
-  debug (obj: object, msg: string): void
-  info (obj: object, msg: string): void
-  warn (obj: object, msg: string): void
-  error (obj: object, msg: string): void
 }
 
 export interface BackendOptions {

@@ -14,9 +14,10 @@
  */
 export {
   GatehouseBackend,
-  type BackendEvents, type BackendHandlers, type BackendLogger, type BackendOptions,
+  type BackendEvents, type BackendHandlers, type BackendOptions,
   type BackendStats, type EventDelivery, type LinkInfo, type SendOptions
 } from './backend.js'
+export type { BackendLogger } from './logger.js'
 export { InferredCloses } from './roster.js'
 export { Registration, type RegisterOptions } from './registration.js'
 export type { Claims, Params } from '../../protocol/index.js'

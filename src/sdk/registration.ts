@@ -5,7 +5,7 @@
  * Failures are logged (never the admin token) and retried with backoff, so
  * a gateway that starts later, or restarts, gets the member back.
  */
-import type { BackendLogger } from './backend.js'
+import type { BackendLogger } from './logger.js'
 
 export interface RegisterOptions {
   /** The gateway's HTTP base URL, e.g. `http://gateway:8080`. */
