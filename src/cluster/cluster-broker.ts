@@ -41,6 +41,8 @@ export class ClusterBroker extends EventEmitter<BrokerEvents> implements Broker 
   private upSince = 0
   private downSince = 0
   private joining = false
+  /** Another `up` arrived while a join ran: join again once it ends. */
+  private rejoin = false
   private closed = false
   private timer?: NodeJS.Timeout
   private reaper?: Reaper
@@ -201,8 +203,14 @@ export class ClusterBroker extends EventEmitter<BrokerEvents> implements Broker 
 
   /** The transport is back: take the lease, register every connection connected here, then serve. */
   private async join (): Promise<void> {
-    if (this.joining || this.closed || !this.transport.isUp) return
+    if (this.closed || !this.transport.isUp) return
+    // the transport came back while a join ran: what that join set up (its subscription) may have died with the old connection
+    if (this.joining) {
+      this.rejoin = true
+      return
+    }
     this.joining = true
+    this.rejoin = false
     try {
       await this.transport.bus.subscribe([nodeChannel(this.options.nodeId), ALL])
       await this.transport.presence.renewLease()
@@ -213,6 +221,7 @@ export class ClusterBroker extends EventEmitter<BrokerEvents> implements Broker 
       this.failed('join', err as Error)
     } finally {
       this.joining = false
+      if (this.rejoin) void this.join()
     }
   }
 

@@ -15,6 +15,7 @@ import type { LocalNode } from '../../src/cluster/broker.js'
 import { ClusterBroker } from '../../src/cluster/cluster-broker.js'
 import { MemoryHub, type MemoryTransport } from '../../src/cluster/memory-transport.js'
 import { Inbox } from '../helpers/waiter.js'
+import { eventually } from '../helpers/cluster.js'
 
 type Call =
   | { kind: 'evict', user: string, id: string, why: Eviction }
@@ -190,4 +191,28 @@ t.test('an abandoned handshake gives its claim back: the user is free again, or 
   await released.next(() => true, 10_000, 'the release')
   t.same(hub.presence.get('lobby:carol'), { n: 'a', c: live.id, s: live.since }, 'given back, the live connection holds carol again')
   t.same(await b.broker.claim(connection(b, 'carol', 'reject')), { outcome: 'refused' }, 'so b refuses carol under reject')
+})
+
+t.test('bad input: the transport drops and returns while a join runs; the node joins again and listens on its channels', async (t) => {
+  const hub = new MemoryHub()
+  const transport = hub.transport('A', 3000)
+  const subscribe = transport.bus.subscribe.bind(transport.bus)
+  let subscribes = 0
+  transport.bus.subscribe = async (channels) => {
+    await subscribe(channels)
+    // a blip right after the first SUBSCRIBE, while that join still runs: the subscription dies with it
+    if (subscribes++ === 0) {
+      hub.cut('A')
+      hub.restore('A')
+    }
+  }
+  const broker = new ClusterBroker(transport, { name: 'c', nodeId: 'A', presenceTtlMs: 3000, handoffTimeoutMs: 500, metrics: new GatewayMetrics(), log: pino({ level: 'silent' }) })
+  t.teardown(async () => await broker.close())
+  const local = new FakeNode('A', new Inbox())
+  await broker.start(local, 1000)
+  const settled = await eventually(async () => ({ state: broker.state, listening: transport.listensTo('node:A'), subscribes }),
+    (now) => now.state === 'up' && now.listening, 5000, 'the node up and listening')
+  t.equal(settled.state, 'up', 'the node is up')
+  t.ok(settled.listening, 'and subscribed to its own channel again')
+  t.equal(settled.subscribes, 2, 'by a second join after the one the blip cut short')
 })
