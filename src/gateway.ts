@@ -105,6 +105,7 @@ async function registerGateway (app: FastifyInstance, options: GatehousePluginOp
         endpoint: endpoint.name, nodeId, cluster: broker.cluster, url: member.url, member: member.id, announceMember: backend.urls !== undefined,
         backend, queue: config.queue, metrics, log: backend.urls === undefined ? log : log.child({ member: member.id })
       }),
+      maxClientBytes: config.queue.maxClientBytes,
       metrics,
       log
     })

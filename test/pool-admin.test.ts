@@ -252,6 +252,18 @@ t.test('the admin routes refuse bad requests: 401, 400 by field, 404, 409, the m
   t.notOk(gateway.logs.some((line) => line.includes(ADMIN_TOKEN) || line.includes(WRONG_TOKEN)), 'no log line holds the admin token, or a wrong one')
 })
 
+t.test('bad input: members registered and deleted over and over leave no metric series behind', async (t) => {
+  const a = await service(t)
+  const gateway = await startGateway(t, adminConfig(a.url, { maxMembers: 2 }))
+  for (let i = 0; i < 20; i++) {
+    const path = `/_gatehouse/pools/game/members/pod-${i}`
+    t.equal((await adminCall(gateway, 'PUT', path, { body: { url: `ws://127.0.0.1:9/pod-${i}` } })).status, 201, `pod-${i} registers`)
+    t.equal((await adminCall(gateway, 'DELETE', path)).status, 204, `pod-${i} leaves`)
+  }
+  const series = (await gateway.get('/metrics')).body.split('\n').filter((line) => !line.startsWith('#') && line.includes('member="pod-'))
+  t.same(series, [], 'no series names a member that left: a leaked admin token cannot grow /metrics without bound')
+})
+
 t.test('the SDK logs a refused registration without the token, and retries', async (t) => {
   const a = await service(t)
   const gateway = await startGateway(t, adminConfig(a.url))

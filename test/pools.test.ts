@@ -355,6 +355,27 @@ t.test('a player moving to a match on another member: its close there is committ
   moved.ws.close()
 })
 
+t.test('bad input: a moving player flooding while its old close is unacknowledged is held to queue.maxClientBytes and closed (1008)', async (t) => {
+  const pool = await members(t, 2)
+  const ids = ['m0', 'm1']
+  const gateway = await startGateway(t, poolConfig(pool, { acks: true }, '/game/:matchId', { queue: { maxClientBytes: 4096 } }))
+  await Promise.all(pool.map(async (m) => await m.next('hello')))
+  await allUp(gateway, 2)
+  const on = (id: string): string => Array.from({ length: 50 }, (_, i) => `y-${i}`).find((m) => hrwOwner(m, ids) === id) as string
+  const [from, to] = [on('m0'), on('m1')]
+  await player(gateway, 'f', from)
+  await pool[0].next('open', 'f')
+  pool[0].holdAcks = true
+  const moved = await player(gateway, 'f', to)
+  await pool[0].next('close', 'f')
+  // each waits behind the unacknowledged close: without a bound they would pile up for as long as the old member takes
+  for (let i = 0; i < 10; i++) moved.ws.send('x'.repeat(1000))
+  t.same(await moved.closed, { code: 1008, reason: 'too much queued for the backend, slow down' }, 'the flooder is closed as over its share')
+  t.ok(await gateway.metric('gatehouse_dropped_events_total', { reason: 'client_share' }) >= 1, 'the refused message is counted')
+  pool[0].holdAcks = false
+  pool[0].ack()
+})
+
 t.test('a member whose link flaps faster than failoverMs keeps its matches: no failover', async (t) => {
   const pool = await members(t, 2)
   const ids = ['m0', 'm1']

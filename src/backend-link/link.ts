@@ -260,6 +260,13 @@ export class BackendLink extends EventEmitter<LinkEvents> {
     this.rws?.close(1001, 'gateway shutting down')
   }
 
+  /** Closes for good and drops this member's series: a member that left the pool must not stay in /metrics for ever. */
+  retire (): void {
+    this.close()
+    const { metrics } = this.options
+    for (const series of [metrics.linkUp, metrics.queueEvents, metrics.queueBytes, metrics.linkReconnects]) series.remove(this.memberLabels)
+  }
+
   private onOpen (): void {
     const { log, metrics, endpoint, nodeId } = this.options
     const socket = this.socket

@@ -60,6 +60,8 @@ export interface PoolOptions {
   members: readonly PoolMemberConfig[]
   /** Builds the link of one member. */
   dial (member: PoolMemberConfig): BackendLink
+  /** `queue.maxClientBytes`: also the bound on a client's messages waiting for its previous `close` on another member. */
+  maxClientBytes: number
   metrics: GatewayMetrics
   log: FastifyBaseLogger
 }
@@ -86,6 +88,8 @@ type Keyed = OutboundEvent & { key: string }
 interface Gate {
   member: Member
   waiting: Keyed[]
+  /** Bytes of the waiting messages, held to `queue.maxClientBytes` as a link's queue holds them. */
+  waitingBytes: number
 }
 
 export class BackendPool extends EventEmitter<PoolEvents> {
@@ -167,7 +171,8 @@ export class BackendPool extends EventEmitter<PoolEvents> {
     member.left = true
     this.members.delete(id)
     this.failover(member)
-    member.link.close()
+    member.link.retire()
+    this.options.metrics.poolFailovers.remove({ ...this.labels, member: id })
     for (const state of MEMBER_STATES) this.options.metrics.poolMemberState.remove({ ...this.labels, member: id, state })
     this.options.metrics.poolMemberKeys.remove({ ...this.labels, member: id })
     this.options.metrics.poolMemberClients.remove({ ...this.labels, member: id })
@@ -229,11 +234,17 @@ export class BackendPool extends EventEmitter<PoolEvents> {
     const member = this.memberFor(event.key)
     const gate = this.gates.get(event.user)
     if (gate !== undefined && (gate.waiting.length > 0 || gate.member !== member)) {
+      if (event.kind === 'message' && gate.waitingBytes + event.bytes > this.options.maxClientBytes) {
+        this.options.metrics.droppedEvents.inc({ ...this.labels, reason: 'client_share' })
+        this.emit('overShare', event.user)
+        return false
+      }
       gate.waiting.push(event)
+      if (event.kind === 'message') gate.waitingBytes += event.bytes
       return true
     }
     if (event.kind !== 'close') return member.link.send(event)
-    const closing: Gate = { member, waiting: [] }
+    const closing: Gate = { member, waiting: [], waitingBytes: 0 }
     this.gates.set(event.user, closing)
     const settled = event.settled
     const sent = member.link.send({ ...event, settled: () => { settled?.(); this.release(event.user, closing) } })
@@ -352,7 +363,8 @@ export class BackendPool extends EventEmitter<PoolEvents> {
       const gate = this.gates.get(event.user)
       // the close a gate waits on is committed by its new member now
       if (event.kind === 'close' && gate?.member === dead) gate.member = heir
-      heir.link.send(event)
+      // a heir that has given up refuses it: its close is settled all the same, so the gate waiting on it opens
+      if (!heir.link.send(event)) event.settled?.()
       if (event.kind === 'open') rehomed++
     }
     metrics.poolFailovers.inc({ ...this.labels, member: dead.id })

@@ -106,6 +106,7 @@ export class ClientSide {
     if (existing?.isHeld) {
       if (sameParams(existing.params, params)) {
         this.resume(existing, socket, identity, connection)
+        if (unchecked) cluster.register(connection)
         return
       }
       // back, but somewhere else (another match): the held session is over
