@@ -96,7 +96,9 @@ function checks (auth: Readonly<AuthConfig>, rules: Readonly<IssuerRules>) {
     allowedAud: rules.audience === undefined ? undefined : [rules.audience].flat(),
     // fast-jwt checks iss/aud/exp only when the token has them: configured means required
     requiredClaims: requiredClaims(auth, rules),
-    clockTolerance: auth.clockToleranceSec * 1000
+    clockTolerance: auth.clockToleranceSec * 1000,
+    // keyed by a hash of the whole token, held at most until its exp (with the tolerance) and never before its nbf: docs/configuration.md
+    cache: auth.verifyCacheSize
   }
 }
 
