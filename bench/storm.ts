@@ -74,7 +74,7 @@ async function killAndWait (child: Child): Promise<void> {
   await gone
 }
 
-async function startSide (side: StormSide): Promise<StormServer> {
+async function startSide (side: StormSide, cpuProfDir: string | undefined): Promise<StormServer> {
   const port = await freePort()
   if (side === 'direct') {
     const start = async (): Promise<Child> => (await forkChild('storm echo server', ECHO_SERVER, { execArgv: NODE_FLAGS, args: [String(port)] })).child
@@ -97,7 +97,7 @@ async function startSide (side: StormSide): Promise<StormServer> {
     auth: { ...(base.auth as object), verifyCacheSize: side === 'gatehouse' ? 10000 : 0 }
   })
   const start = async (): Promise<Child> => {
-    const { child } = await forkChild(`storm ${side}`, GATEWAY, { execArgv: NODE_FLAGS, args: [config] })
+    const { child } = await forkChild(`storm ${side}`, GATEWAY, { execArgv: cpuProfDir ? [...NODE_FLAGS, '--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : NODE_FLAGS, args: [config] })
     await child.call('ready')
     return child
   }
@@ -132,8 +132,8 @@ async function when (ok: () => Promise<boolean>, timeoutMs: number): Promise<num
   return undefined
 }
 
-async function stormOnce (mode: StormMode, side: StormSide, clients: number, pool: LoadPool, problems: string[]): Promise<StormRun | undefined> {
-  const server = await startSide(side)
+async function stormOnce (mode: StormMode, side: StormSide, clients: number, pool: LoadPool, problems: string[], cpuProfDir: string | undefined): Promise<StormRun | undefined> {
+  const server = await startSide(side, cpuProfDir)
   const group = 'storm'
   const what = `storm (${mode}) ${side}, ${clients} clients`
   try {
@@ -202,7 +202,7 @@ export async function storms (options: BenchOptions, pool: LoadPool, contenders:
       for (let run = 0; run < options.runs; run++) {
         for (let k = 0; k < sides.length; k++) {
           const side = sides[(k + run) % sides.length]
-          const r = await stormOnce(mode, side, clients, pool, problems)
+          const r = await stormOnce(mode, side, clients, pool, problems, options.cpuProfDir)
           if (r === undefined) continue
           runs.get(side)?.push(r)
           say(`(f) storm (${mode}), ${clients} clients, run ${run + 1}/${options.runs}, ${side}: all back in ${r.backMs.toFixed(0)} ms${r.opensMs === undefined ? '' : `, every open at the backend in ${r.opensMs.toFixed(0)} ms`}${r.restartMs === undefined ? '' : ` (restart took ${r.restartMs.toFixed(0)} ms)`}, ${r.retries} retried connects`)
