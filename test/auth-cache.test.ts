@@ -74,3 +74,15 @@ t.test('a cached token with another signature is refused; a token not yet valid 
   await connect(gateway.url('/lobby'), { token: early })
   t.equal((await backends.lobby.next('open', 'cy')).user, 'cy', 'after nbf the same token is accepted')
 })
+
+t.test('a refusal is not remembered: a token refused before nbf − clockToleranceSec passes once inside it', async (t) => {
+  // fast-jwt would keep a refusal for clockTolerance ms (4 s here); the retry comes within 1-2.2 s of the refusal
+  const { backends, gateway } = await lobby(t, { clockToleranceSec: 4, verifyCacheSize: 10000 })
+  const nbf = now() + 6
+  const early = signWith(SECRET, 'HS256', { sub: 'dee', iss: ISSUER, aud: AUDIENCE, nbf, exp: nbf + 600 })
+  const refused = await refusal(gateway.url('/lobby'), { token: early })
+  t.equal(refused.status, 401, 'more than the tolerance before nbf: 401')
+  await clockPast(nbf * 1000 - 4000 + 200)
+  await connect(gateway.url('/lobby'), { token: early })
+  t.equal((await backends.lobby.next('open', 'dee')).user, 'dee', 'within the tolerance of nbf the same token is accepted')
+})
