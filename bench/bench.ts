@@ -13,6 +13,7 @@ import type { BenchOptions } from './options.js'
 import { LoadPool, type HandshakeResult, type RoundTripResult } from './load/pool.js'
 import { cpuMs, tcpConnections, totalRss, rssBytes } from './procfs.js'
 import { median } from './stats.js'
+import { storms, type StormFigures } from './storm.js'
 
 export interface RoundTripFigure { rate: number, p50Ms: number, p99Ms: number, runs: RoundTripResult[] }
 export interface HandshakeFigure { rate: number, p50Ms: number, p99Ms: number, runs: HandshakeResult[] }
@@ -44,6 +45,8 @@ export interface BenchResult {
   contenders: ContenderName[]
   skipped: Array<{ name: ContenderName, why: string }>
   figures: Partial<Record<ContenderName, ContenderFigures>>
+  /** (f) the reconnect storm, when it ran (bench/storm.ts). */
+  storm?: StormFigures
   /** Echoes that came back wrong, answers that never came, sockets that closed under load. */
   problems: string[]
 }
@@ -83,8 +86,9 @@ export async function runBench (options: BenchOptions, say: (line: string) => vo
   for (const name of contenders) figures[name] = { roundTrip: {}, idle: {} }
   const problems: string[] = []
   const pool = await LoadPool.start(options.workers)
+  let storm: StormFigures | undefined
   try {
-    if (options.workloads.some((w) => w !== 'idle')) {
+    if (options.workloads.some((w) => w !== 'idle' && w !== 'storm')) {
       say(`starting ${contenders.join(', ')}`)
       const running: Contender[] = []
       try {
@@ -97,6 +101,7 @@ export async function runBench (options: BenchOptions, say: (line: string) => vo
       }
     }
     if (options.workloads.includes('idle')) await idle(options, pool, contenders, startOptions, figures, say)
+    if (options.workloads.includes('storm')) storm = await storms(options, pool, contenders, problems, say)
   } finally {
     await pool.stop()
   }
@@ -114,6 +119,7 @@ export async function runBench (options: BenchOptions, say: (line: string) => vo
     contenders,
     skipped,
     figures,
+    storm,
     problems
   }
 }

@@ -24,10 +24,10 @@ export type ContenderName = typeof ALL_CONTENDERS[number]
 
 export { PATH } from './endpoints.js'
 
-const ECHO_SERVER = fileURLToPath(new URL('./servers/echo-server.js', import.meta.url))
-const ECHO_BACKEND = fileURLToPath(new URL('./servers/echo-backend.js', import.meta.url))
+export const ECHO_SERVER = fileURLToPath(new URL('./servers/echo-server.js', import.meta.url))
+export const ECHO_BACKEND = fileURLToPath(new URL('./servers/echo-backend.js', import.meta.url))
 const SOCKETIO_SERVER = fileURLToPath(new URL('./servers/socketio-server.js', import.meta.url))
-const GATEWAY = fileURLToPath(new URL('./servers/gateway-server.js', import.meta.url))
+export const GATEWAY = fileURLToPath(new URL('./servers/gateway-server.js', import.meta.url))
 
 export interface Contender {
   name: ContenderName
@@ -54,7 +54,7 @@ export interface StartOptions {
   gatehouseB?: string
 }
 
-const NODE_FLAGS = ['--expose-gc']
+export const NODE_FLAGS = ['--expose-gc']
 
 async function echoServer (name: string): Promise<{ child: Child, port: number }> {
   const { child, ready } = await forkChild<{ port: number }>(name, ECHO_SERVER, { execArgv: NODE_FLAGS })

@@ -12,6 +12,7 @@ import { runBench } from './bench.js'
 import { KNOBS, optionsFromEnv } from './options.js'
 import { renderConditions, renderMarkdown, renderTable, renderTargets } from './report.js'
 import { renderSvg } from './svg.js'
+import { renderStorm } from './storm.js'
 
 /** bench/ in the source tree (this file runs from dist/bench/). */
 const SOURCE_DIR = fileURLToPath(new URL('../../bench/', import.meta.url))
@@ -36,6 +37,7 @@ const out = [
   '',
   renderTable(result),
   ...result.skipped.map((s) => `(${s.name} skipped: ${s.why})`),
+  ...(result.storm ? ['', 'reconnect storm (ms until all back; gatehouse: until every open reached the backend):', ...renderStorm(result.storm)] : []),
   '',
   'targets (issue 5):',
   renderTargets(result),

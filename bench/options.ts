@@ -1,7 +1,7 @@
 /** What one bench run does, from defaults, the smoke preset and BENCH_* environment knobs. */
 import { ALL_CONTENDERS, CONTENDERS, type ContenderName } from './contenders.js'
 
-export const WORKLOADS = ['throughput', 'handshake', 'idle', 'broadcast'] as const
+export const WORKLOADS = ['throughput', 'handshake', 'idle', 'broadcast', 'storm'] as const
 export type Workload = typeof WORKLOADS[number]
 
 export interface BenchOptions {
@@ -21,6 +21,8 @@ export interface BenchOptions {
   idleCounts: number[]
   /** (e) clients every contender holds while its server sends one message to all of them, once per run. */
   broadcastClients: number
+  /** (f) clients in each reconnect storm, one figure per count. */
+  stormClients: number[]
   /** Runs of the idle workload (fresh processes each). */
   idleRuns: number
   /** Pause before memory is read. */
@@ -38,8 +40,8 @@ export interface BenchOptions {
 }
 
 export const KNOBS = `BENCH_RUNS (5), BENCH_IDLE_RUNS (3), BENCH_CLIENTS (10,100,1000), BENCH_IDLE (1000,15000), BENCH_BROADCAST_CLIENTS (10000),
-BENCH_DURATION_MS (3000), BENCH_WARMUP_MS (1000), BENCH_HANDSHAKE_MS (3000), BENCH_HANDSHAKE_CONCURRENCY (64),
-BENCH_WORKERS (auto), BENCH_CONTENDERS (direct,nginx,socketio,gatehouse), BENCH_WORKLOADS (throughput,handshake,idle,broadcast),
+BENCH_STORM_CLIENTS (1000,15000), BENCH_DURATION_MS (3000), BENCH_WARMUP_MS (1000), BENCH_HANDSHAKE_MS (3000), BENCH_HANDSHAKE_CONCURRENCY (64),
+BENCH_WORKERS (auto), BENCH_CONTENDERS (direct,nginx,socketio,gatehouse), BENCH_WORKLOADS (throughput,handshake,idle,broadcast,storm),
 BENCH_NGINX_WORKERS (auto), BENCH_GATEHOUSE_B=/other/checkout/dist/src/index.js, BENCH_NO_INSTALL=1, NGINX=/path/to/nginx, BENCH_CPU_PROF=DIR, BENCH_OUT=DIR, BENCH_SMOKE=1`
 
 export function defaultOptions (): BenchOptions {
@@ -56,6 +58,7 @@ export function defaultOptions (): BenchOptions {
     idleCounts: [1000, 15000],
     idleRuns: 3,
     broadcastClients: 10000,
+    stormClients: [1000, 15000],
     settleMs: 1000,
     workers: 2,
     nginx: 'install',
@@ -77,6 +80,7 @@ export function smokeOptions (): BenchOptions {
     idleCounts: [20, 50],
     idleRuns: 1,
     broadcastClients: 50,
+    stormClients: [20],
     settleMs: 200,
     workers: 2,
     nginx: 'optional',
@@ -119,6 +123,7 @@ export function optionsFromEnv (env: NodeJS.ProcessEnv = process.env): BenchOpti
     handshakeConcurrency: positive('BENCH_HANDSHAKE_CONCURRENCY', env.BENCH_HANDSHAKE_CONCURRENCY) ?? base.handshakeConcurrency,
     idleCounts: counts('BENCH_IDLE', env.BENCH_IDLE) ?? base.idleCounts,
     broadcastClients: Math.round(positive('BENCH_BROADCAST_CLIENTS', env.BENCH_BROADCAST_CLIENTS) ?? base.broadcastClients),
+    stormClients: counts('BENCH_STORM_CLIENTS', env.BENCH_STORM_CLIENTS) ?? base.stormClients,
     nginx: env.BENCH_NO_INSTALL === '1' ? 'optional' : base.nginx,
     nginxWorkers: env.BENCH_NGINX_WORKERS ?? base.nginxWorkers,
     cpuProfDir: env.BENCH_CPU_PROF || undefined,
@@ -127,7 +132,7 @@ export function optionsFromEnv (env: NodeJS.ProcessEnv = process.env): BenchOpti
   if (o.contenders.includes('gatehouse-b') && !o.gatehouseB) throw new Error('the gatehouse-b contender needs BENCH_GATEHOUSE_B=/path/to/dist/src/index.js')
   // the broadcast workload holds every contender's clients at once
   const broadcastSockets = o.workloads.includes('broadcast') ? o.broadcastClients * o.contenders.length : 0
-  const largest = Math.max(...o.idleCounts, ...o.clientCounts, broadcastSockets)
+  const largest = Math.max(...o.idleCounts, ...o.clientCounts, broadcastSockets, ...(o.workloads.includes('storm') ? o.stormClients : []))
   // ~8,000 sockets per load-generator process keeps each well under the 20,000 open-file limit
   o.workers = positive('BENCH_WORKERS', env.BENCH_WORKERS) ?? Math.max(base.workers, Math.ceil(largest / 8000))
   return o

@@ -1,6 +1,7 @@
 /** The bench's one table (ratios to the baselines), the issue-5 targets, and bench/results.md. */
 import type { BenchResult, ContenderFigures } from './bench.js'
 import type { ContenderName } from './contenders.js'
+import { renderStorm } from './storm.js'
 
 interface Column {
   title: string
@@ -153,6 +154,7 @@ export function renderConditions (result: BenchResult): string {
     `- (c) idle: ${o.idleCounts.join(' then ')} authenticated idle clients, ${o.idleRuns} runs on fresh processes, median; RSS read from /proc after ${o.settleMs} ms and a full GC in every Node process; per-connection = (RSS now − RSS before any client) ÷ clients; nginx's RSS is master + workers`,
     '- (d) backend: RSS and established TCP connections of the process holding the game end (direct, socketio: the echo server itself; nginx: the echo server behind it; gatehouse: the echo backend behind its one link)',
     `- (e) broadcast: ${o.broadcastClients} clients per contender, all contenders' clients held at once; per run the game end sends one message to every client (direct, nginx: a loop of ws sends in the echo server; socketio: io.emit; gatehouse: one send to all down the link); completion = last client's receipt − send time; server CPU = user + system time (10 ms ticks) of hop and backend processes from the send to the last receipt; one unmeasured broadcast first, ${o.runs} runs interleaved, median; every client must get each exactly once`,
+    ...(o.workloads.includes('storm') ? [`- (f) reconnect storm: ${o.stormClients.join(' and ')} clients, fresh processes per run, ${o.runs} runs with sides interleaved, median; restart = SIGTERM (gatehouse drains with 1001; the ws echo server closes with 1001) then the same server started on the same port, the clock starting when it is ready; drop = the clients' sockets are cut while the server stays up, the clock starting once the server has let go of all; then every client reconnects at once with its token, a failed connect retried after 20-100 ms; any refusal but 503 is a problem`] : []),
     '- contenders: direct = ws echo server; nginx = reverse proxy (one upstream connection per client) → ws echo server; socketio = socket.io echo server (websocket transport only, each echo event answered with an echo event; clients speak Engine.IO v4/Socket.IO v5 framing over ws and answer its pings; each frame carries 42["echo",…] around the same JSON); gatehouse = gateway (dist/src createGateway, log silent, rate limit raised out of the way) → one link → echo backend answering each message with a send to the same user'
   ].join('\n')
 }
@@ -195,6 +197,7 @@ verified by gatehouse only); \`KiB/idle conn @N\` RSS growth of the hop (the
 proxy or gateway; for direct and socketio, the echo server) per idle client; \`backend\`
 RSS and established TCP connections of the process behind the hop.
 
+${result.storm ? `\n## Reconnect storm\n\n${renderStorm(result.storm).join('\n')}\n\nTime until every client is back after its server went away, from when the new server was ready (restart) or the clients were dropped (drop); for gatehouse in brackets until its backend had every \`open\`, which is what the ratios use (target ≥ 0.8, issue 15).\n` : ''}
 ## Issue-5 targets
 
 ${renderTargets(result)}

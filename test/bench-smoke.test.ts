@@ -78,6 +78,20 @@ t.test('a smoke run measures every contender and writes the report', async (t) =
     if (result.figures.nginx) t.equal(result.figures.nginx.idle[k].backendSockets, k, `the echo server behind nginx holds ${k} connections`)
   }
 
+  // (f) the reconnect storm: every side came back in every mode (a client not back, or refused, is in result.problems)
+  const stormClients = result.options.stormClients[0]
+  for (const mode of ['restart', 'drop'] as const) {
+    const sides = result.storm?.[mode]?.[stormClients]
+    for (const side of ['direct', 'gatehouse', 'gatehouse, no cache'] as const) {
+      const runs = sides?.[side]?.runs ?? []
+      t.equal(runs.length, result.options.runs, `storm (${mode}), ${side}: one figure per run`)
+      t.ok(runs.every((r) => r.backMs > 0), `storm (${mode}), ${side}: every client came back after the start`)
+      if (side !== 'direct') t.ok(runs.every((r) => r.opensMs !== undefined), `storm (${mode}), ${side}: every open reached the backend`)
+      if (mode === 'restart') t.ok(runs.every((r) => r.closeCodes[1001] === stormClients), `storm (restart), ${side}: every client was closed with 1001`)
+    }
+  }
+  t.match(stdout, new RegExp(`\\| restart \\| ${stormClients} \\|`), 'the storm table is printed')
+
   // the printed table: a header, then a row per contender with a figure in every column
   const lines = stdout.split('\n').filter((l) => l.startsWith('| '))
   const header = lines[0].split('|').map((s) => s.trim()).filter(Boolean)

@@ -25,7 +25,7 @@ export interface HandshakeResult {
 }
 
 /** Splits `items` into `n` nearly equal slices. */
-function split<T> (items: readonly T[], n: number): T[][] {
+export function split<T> (items: readonly T[], n: number): T[][] {
   const out: T[][] = Array.from({ length: n }, () => [])
   items.forEach((item, i) => out[i % n].push(item))
   return out
@@ -108,6 +108,11 @@ export class LoadPool {
       missing: parts.reduce((sum, p) => sum + p.missing, 0),
       duplicates: parts.reduce((sum, p) => sum + p.duplicates, 0)
     }
+  }
+
+  /** One command on every worker, with `args(i)` for worker i; the answers in worker order. */
+  async each<T> (cmd: string, args: (i: number) => unknown): Promise<T[]> {
+    return await Promise.all(this.workers.map((w, i) => w.call<T>(cmd, args(i))))
   }
 
   async stop (): Promise<void> {

@@ -9,6 +9,7 @@ import { serveIpc } from '../ipc.js'
 import { echoFrame, isPing, openClient, type ClientProtocol } from './protocol.js'
 import { Histogram } from '../stats.js'
 import { signToken } from '../tokens.js'
+import { stormHandlers } from './storm-clients.js'
 
 /** A set of open client connections, named by the orchestrator. */
 interface Group {
@@ -233,6 +234,7 @@ async function handshake ({ protocol, url, users, concurrency, durationMs }: Han
 }
 
 serveIpc({
+  ...stormHandlers,
   connect,
   disconnect,
   roundTrip,

@@ -12,7 +12,8 @@ import { serverHandlers } from './common.js'
 
 const wss = new WebSocketServer({
   host: '127.0.0.1',
-  port: 0,
+  // a fixed port (argv) lets the reconnect storm restart it where its clients were
+  port: Number(process.argv[2] ?? 0),
   perMessageDeflate: false,
   maxPayload: 65536,
   backlog: 4096,
@@ -22,6 +23,12 @@ await once(wss, 'listening')
 wss.on('connection', (socket) => {
   socket.on('error', () => {})
   socket.on('message', (data: Buffer, isBinary: boolean) => socket.send(data, { binary: isBinary }))
+})
+
+// a restart in the reconnect storm: what a ws server going down for a deploy does (1001, going away)
+process.once('SIGTERM', () => {
+  for (const client of wss.clients) client.close(1001, 'restarting')
+  wss.close(() => process.exit(0))
 })
 
 serveIpc({

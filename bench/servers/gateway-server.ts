@@ -14,7 +14,10 @@ const entry = process.argv[3] ? pathToFileURL(process.argv[3]).href : '../../src
 const { createGateway } = await import(entry) as { createGateway: typeof CreateGateway }
 const logStream = new Writable({ write (_chunk, _enc, done) { done() } })
 const app = await createGateway(config, { logStream })
-await app.listen({ host: '127.0.0.1', port: 0 })
+// the port from the config: the reconnect storm restarts the gateway where its clients were
+await app.listen({ host: '127.0.0.1', port: (config.server as { port?: number } | undefined)?.port ?? 0 })
+// SIGTERM drains as the CLI does (docs/operations.md): clients get 1001
+process.once('SIGTERM', () => { void app.close().then(() => process.exit(0)) })
 const port = (app.server.address() as { port: number }).port
 
 serveIpc({

@@ -96,7 +96,12 @@ function checks (auth: Readonly<AuthConfig>, rules: Readonly<IssuerRules>) {
     allowedAud: rules.audience === undefined ? undefined : [rules.audience].flat(),
     // fast-jwt checks iss/aud/exp only when the token has them: configured means required
     requiredClaims: requiredClaims(auth, rules),
-    clockTolerance: auth.clockToleranceSec * 1000
+    clockTolerance: auth.clockToleranceSec * 1000,
+    // keyed by a hash of the whole token, held at most until its exp (with the tolerance) and never before its nbf: docs/configuration.md
+    cache: auth.verifyCacheSize,
+    // fast-jwt keeps a refusal until now + clockTolerance + errorCacheTTL; this puts that in the past, so a
+    // refusal is never served from the cache (a token refused before its nbf must pass once it is valid)
+    errorCacheTTL: () => -auth.clockToleranceSec * 1000 - 1
   }
 }
 

@@ -60,7 +60,8 @@ export const Auth = Type.Object({
   userClaim: Type.String({ minLength: 1, default: 'sub', description: 'claim holding the user id; a dotted path reaches nested claims' }),
   maxUserIdLength: Type.Integer({ minimum: 1, default: 256, description: 'longest user id, in UTF-8 bytes; a longer one is refused' }),
   tokenSources: Type.Array(TokenSource, { minItems: 1, uniqueItems: true, default: ['header', 'subprotocol', 'query'] }),
-  clockToleranceSec: Type.Number({ minimum: 0, default: 0, description: 'leeway for exp/nbf checks' })
+  clockToleranceSec: Type.Number({ minimum: 0, default: 0, description: 'leeway for exp/nbf checks' }),
+  verifyCacheSize: Type.Integer({ minimum: 0, default: 10000, description: 'verified tokens remembered per issuer key (LRU, each until its exp); 0 verifies every handshake' })
 }, strict)
 
 const BackendUrl = Type.String({ pattern: '^wss?://', description: 'ws:// or wss:// URL the gateway dials' })
