@@ -14,6 +14,7 @@ import { WebSocket } from 'ws'
 import { serveIpc } from '../ipc.js'
 import { openSocket } from './open-socket.js'
 import { signToken } from '../tokens.js'
+import { inLanes } from './lanes.js'
 
 export interface Target { url: string, localAddress?: string }
 
@@ -89,27 +90,17 @@ async function connect ({ group, targets, users, concurrency }: ConnectArgs): Pr
   const entry: Group = groups.get(group) ?? { sockets: [], receipts: new Map(), duplicates: 0, outOfOrder: 0, strays: 0, closes: {} }
   groups.set(group, entry)
   const perTarget = targets.map(() => 0)
-  let next = 0
-  let failed = 0
-  const errors = new Map<string, number>()
   const start = performance.now()
-  const lane = async (): Promise<void> => {
-    while (next < users.length) {
-      const i = next++
-      const t = i % targets.length
-      try {
-        const ws = await open(targets[t], tokens[i])
-        watch(entry, ws, t, targets.length)
-        entry.sockets.push(ws)
-        perTarget[t]++
-      } catch (err) {
-        failed++
-        const message = `${(err as Error).message} (${targets[t].url}${targets[t].localAddress ? ` from ${targets[t].localAddress}` : ''})`
-        errors.set(message, (errors.get(message) ?? 0) + 1)
-      }
-    }
-  }
-  await Promise.all(Array.from({ length: Math.min(concurrency, users.length) }, lane))
+  const { failed, errors } = await inLanes(users.length, concurrency, async (i) => {
+    const t = i % targets.length
+    const ws = await open(targets[t], tokens[i])
+    watch(entry, ws, t, targets.length)
+    entry.sockets.push(ws)
+    perTarget[t]++
+  }, (err, i) => {
+    const target = targets[i % targets.length]
+    return `${err.message} (${target.url}${target.localAddress ? ` from ${target.localAddress}` : ''})`
+  })
   return {
     opened: users.length - failed,
     failed,

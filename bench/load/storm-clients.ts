@@ -9,6 +9,7 @@ import { performance } from 'node:perf_hooks'
 import { WebSocket } from 'ws'
 import { signToken } from '../tokens.js'
 import { openSocket } from './open-socket.js'
+import { inLanes } from './lanes.js'
 
 interface StormGroup {
   url: string
@@ -36,22 +37,8 @@ function watch (group: StormGroup, i: number, ws: WebSocket): void {
 async function stormConnect ({ group, url, users, concurrency }: { group: string, url: string, users: string[], concurrency: number }): Promise<{ failed: number, errors: string[] }> {
   const entry: StormGroup = { url, tokens: users.map((user) => signToken(user)), sockets: [], closeCodes: {}, open: 0 }
   groups.set(group, entry)
-  let next = 0
-  let failed = 0
-  const errors = new Set<string>()
-  const lane = async (): Promise<void> => {
-    while (next < users.length) {
-      const i = next++
-      try {
-        watch(entry, i, await openSocket(url, entry.tokens[i]))
-      } catch (err) {
-        failed++
-        errors.add((err as Error).message)
-      }
-    }
-  }
-  await Promise.all(Array.from({ length: Math.min(concurrency, users.length) }, lane))
-  return { failed, errors: [...errors].slice(0, 5) }
+  const { failed, errors } = await inLanes(users.length, concurrency, async (i) => { watch(entry, i, await openSocket(url, entry.tokens[i])) })
+  return { failed, errors: [...errors.keys()].slice(0, 5) }
 }
 
 /** Drops every client (the network's doing, not the server's). */

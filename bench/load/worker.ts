@@ -10,6 +10,7 @@ import { echoFrame, isPing, openClient, type ClientProtocol } from './protocol.j
 import { Histogram } from '../stats.js'
 import { signToken } from '../tokens.js'
 import { stormHandlers } from './storm-clients.js'
+import { inLanes } from './lanes.js'
 
 /** A set of open client connections, named by the orchestrator. */
 interface Group {
@@ -52,25 +53,13 @@ async function connect ({ group, protocol, url, users, concurrency, payloadBytes
   const tokens = users.map((user) => signToken(user))
   const entry = groups.get(group) ?? { protocol, sockets: [], payloads: [], unexpectedCloses: 0 }
   groups.set(group, entry)
-  let next = 0
-  let failed = 0
-  const errors = new Set<string>()
-  const lane = async (): Promise<void> => {
-    while (next < users.length) {
-      const i = next++
-      try {
-        const ws = await openClient(protocol, url, tokens[i])
-        ws.on('close', () => { if (entry.sockets.includes(ws)) entry.unexpectedCloses++ })
-        entry.sockets.push(ws)
-        entry.payloads.push(echoFrame(protocol, payload(users[i], payloadBytes)))
-      } catch (err) {
-        failed++
-        errors.add((err as Error).message)
-      }
-    }
-  }
-  await Promise.all(Array.from({ length: Math.min(concurrency, users.length) }, lane))
-  return { opened: users.length - failed, failed, errors: [...errors].slice(0, 5) }
+  const { failed, errors } = await inLanes(users.length, concurrency, async (i) => {
+    const ws = await openClient(protocol, url, tokens[i])
+    ws.on('close', () => { if (entry.sockets.includes(ws)) entry.unexpectedCloses++ })
+    entry.sockets.push(ws)
+    entry.payloads.push(echoFrame(protocol, payload(users[i], payloadBytes)))
+  })
+  return { opened: users.length - failed, failed, errors: [...errors.keys()].slice(0, 5) }
 }
 
 async function disconnect ({ group }: { group: string }): Promise<{ closed: number }> {
