@@ -11,6 +11,7 @@ import { Ajv } from 'ajv'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { formatSchemaErrors } from '../protocol/validation.js'
 import type { PoolLeases } from '../src/pool/leases.js'
+import { memberUrlProblem } from '../src/config/member-url.js'
 import {
   GW_ERR_ADMIN_UNAUTHORIZED, GW_ERR_BAD_REGISTRATION, GW_ERR_MEMBER_CONFLICT, GW_ERR_NO_MEMBER, GW_ERR_NO_POOL, GW_ERR_POOL_FULL
 } from '../src/errors.js'
@@ -61,7 +62,7 @@ export async function adminRoutes (app: FastifyInstance, { token, leases }: Admi
   }, async (request, reply) => {
     const { endpoint, id } = request.params
     const { url, weight } = request.body
-    const problem = urlProblem(url)
+    const problem = memberUrlProblem(url)
     if (problem !== undefined) throw new GW_ERR_BAD_REGISTRATION(`body.url: ${problem}`)
     const outcome = leases.register(endpoint, { id, url, weight })
     if (!outcome.ok) throw outcome.why === 'full' ? new GW_ERR_POOL_FULL(outcome.detail) : new GW_ERR_MEMBER_CONFLICT(outcome.detail)
@@ -91,13 +92,3 @@ function digest (text: string): Buffer {
   return createHash('sha256').update(text).digest()
 }
 
-/** What `ws` would refuse in a URL the pattern lets through (as the config checks `backend.urls`). */
-function urlProblem (url: string): string | undefined {
-  let parsed: URL
-  try {
-    parsed = new URL(url)
-  } catch {
-    return 'is not a valid URL'
-  }
-  if (parsed.hash) return 'must not have a #fragment'
-}

@@ -9,6 +9,7 @@ import { Ajv } from 'ajv'
 import { formatSchemaErrors } from '../../protocol/validation.js'
 import { GatewayConfig, type AuthConfig, type BackendConfig, type EndpointConfig, type IssuerConfig, type LimitsConfig, type PoolMemberConfig } from './schema.js'
 import { GW_ERR_CONFIG } from '../errors.js'
+import { memberUrlProblem } from './member-url.js'
 
 export class ConfigError extends GW_ERR_CONFIG {
   constructor (readonly problems: string[]) {
@@ -216,14 +217,8 @@ function checkBackend (endpoint: EndpointConfig, at: string, problems: string[])
   const urls = new Map<string, number>()
   backendMembers(backend).forEach((member, j) => {
     const field = backend.urls === undefined ? `${at}.url` : `${at}.urls[${j}]`
-    // `ws` refuses some URLs the pattern lets through; say so now, not at the first dial
-    let url: URL | undefined
-    try {
-      url = new URL(member.url)
-    } catch {
-      problems.push(`${field}: is not a valid URL`)
-    }
-    if (url?.hash) problems.push(`${field}: must not have a #fragment`)
+    const problem = memberUrlProblem(member.url)
+    if (problem !== undefined) problems.push(`${field}: ${problem}`)
     const sameId = ids.get(member.id)
     const sameUrl = urls.get(member.url)
     if (sameUrl !== undefined) problems.push(`${field}: ${member.url} is already ${at}.urls[${sameUrl}]`)
