@@ -1,6 +1,6 @@
 /**
  * The composition root: config → auth → cluster broker → per endpoint
- * (registry, link, relay) → routes, wired here and nowhere else. The parts know nothing of each
+ * (registry, pool of backend links, relay) → routes, wired here and nowhere else. The parts know nothing of each
  * other; they meet through the small interfaces each one declares.
  */
 import { hostname } from 'node:os'
@@ -97,7 +97,7 @@ async function registerGateway (app: FastifyInstance, options: GatehousePluginOp
     const registry = new SessionRegistry(endpoint.duplicate)
     const { backend } = endpoint
     const members = backendMembers(backend)
-    const link = new BackendPool({
+    const pool = new BackendPool({
       endpoint: endpoint.name,
       backend,
       members,
@@ -110,15 +110,15 @@ async function registerGateway (app: FastifyInstance, options: GatehousePluginOp
       log
     })
     const relay = new EndpointRelay(
-      new ClientSide({ endpoint, limits, registry, sink: link, cluster: broker, metrics, log, clockToleranceSec: config.auth.clockToleranceSec }),
+      new ClientSide({ endpoint, limits, registry, sink: pool, cluster: broker, metrics, log, clockToleranceSec: config.auth.clockToleranceSec }),
       new ActionDispatch({ endpoint: endpoint.name, registry, cluster: broker, metrics, log })
     )
-    link.on('actions', (actions) => relay.dispatch(actions))
-    link.on('state', (state) => {
+    pool.on('actions', (actions) => relay.dispatch(actions))
+    pool.on('state', (state) => {
       if (state === 'unavailable') relay.closeAll(CloseCodes.BACKEND_UNAVAILABLE)
     })
-    link.on('overShare', (user) => registry.get(user)?.close(CloseCodes.QUEUE_SHARE_EXCEEDED))
-    link.on('unavailable', (users) => {
+    pool.on('overShare', (user) => registry.get(user)?.close(CloseCodes.QUEUE_SHARE_EXCEEDED))
+    pool.on('unavailable', (users) => {
       for (const user of users) registry.get(user)?.close(CloseCodes.BACKEND_UNAVAILABLE)
     })
     const route: EndpointRoute = {
@@ -126,12 +126,12 @@ async function registerGateway (app: FastifyInstance, options: GatehousePluginOp
       limits,
       registry,
       relay,
-      available: () => link.state !== 'unavailable',
-      routable: (identity, params) => link.routable({ user: identity.user, claims: identity.claims, params }),
+      available: () => pool.state !== 'unavailable',
+      routable: (identity, params) => pool.routable({ user: identity.user, claims: identity.claims, params }),
       claim: async (identity, params) => await admissions.claim(endpoint, identity, params),
       release: (ticket) => admissions.release(ticket, registry.get(ticket.connection.user)?.connection)
     }
-    return { route, link, relay, members }
+    return { route, pool, relay, members }
   })
   const relays = new Map(endpoints.map((e) => [e.route.config.name, e.relay]))
   const relayFor = (endpoint: string): EndpointRelay | undefined => {
@@ -170,8 +170,8 @@ async function registerGateway (app: FastifyInstance, options: GatehousePluginOp
       draining = true
       const deadline = Date.now() + config.server.shutdownTimeoutMs
       await Promise.all(endpoints.map((e) => e.relay.shutdown(config.server.shutdownTimeoutMs / 2)))
-      await Promise.all(endpoints.map(async ({ link, route }) => {
-        const left = await link.settle(Math.max(0, deadline - Date.now()))
+      await Promise.all(endpoints.map(async ({ pool, route }) => {
+        const left = await pool.settle(Math.max(0, deadline - Date.now()))
         if (left > 0) app.log.warn({ endpoint: route.config.name, undelivered: left }, 'shutdown: events not delivered to the backend')
       }))
     }
@@ -193,29 +193,29 @@ async function registerGateway (app: FastifyInstance, options: GatehousePluginOp
   // members join at run time only pools (`backend.urls`), and only with an admin token configured
   let leases: PoolLeases | undefined
   if (config.admin !== undefined) {
-    const pools = endpoints.filter((e) => e.route.config.backend.urls !== undefined).map((e) => [e.route.config.name, { pool: e.link, configured: e.members }] as const)
+    const pools = endpoints.filter((e) => e.route.config.backend.urls !== undefined).map((e) => [e.route.config.name, { pool: e.pool, configured: e.members }] as const)
     leases = new PoolLeases(new Map(pools), config.admin, app.log.child({ component: 'admin' }))
     await app.register(adminRoutes, { token: config.admin.token, leases })
   }
   await app.register(healthRoutes, {
     registry: metrics.registry,
-    links: () => Object.fromEntries(endpoints.map((e) => [e.route.config.name, e.link.state])),
-    members: () => Object.fromEntries(endpoints.filter((e) => e.route.config.backend.urls !== undefined).map((e) => [e.route.config.name, e.link.memberStates()])),
+    links: () => Object.fromEntries(endpoints.map((e) => [e.route.config.name, e.pool.state])),
+    members: () => Object.fromEntries(endpoints.filter((e) => e.route.config.backend.urls !== undefined).map((e) => [e.route.config.name, e.pool.memberStates()])),
     broker: () => broker.state
   })
 
   app.addHook('onReady', async () => {
-    app.log.info({ nodeId, cluster: broker.cluster, endpoints: endpoints.map((e) => `${e.route.config.path} -> ${e.link.target}`) }, 'gateway starting')
+    app.log.info({ nodeId, cluster: broker.cluster, endpoints: endpoints.map((e) => `${e.route.config.path} -> ${e.pool.target}`) }, 'gateway starting')
     // a third of a lease: long enough to join a reachable Redis, short enough to start degraded without one
     await broker.start(node, Math.floor(cluster.presenceTtlMs / 3))
-    for (const { link, relay } of endpoints) {
-      link.start()
+    for (const { pool, relay } of endpoints) {
+      pool.start()
       relay.start()
     }
   })
   app.addHook('onClose', async () => {
     leases?.close()
-    for (const { link } of endpoints) link.close()
+    for (const { pool } of endpoints) pool.close()
     await broker.close()
   })
 }
