@@ -34,7 +34,19 @@ export function tcpConnections (pid: number): number {
       if (match) inodes.add(match[1])
     } catch {}
   }
-  let count = 0
+  // /proc/net/tcp is read in pages: a table that changes between two reads can list a socket twice or skip one,
+  // so count by inode, and read again until two readings agree
+  let last = establishedAmong(pid, inodes)
+  for (let tries = 0; tries < 5; tries++) {
+    const now = establishedAmong(pid, inodes)
+    if (now === last) return now
+    last = now
+  }
+  return last
+}
+
+function establishedAmong (pid: number, inodes: Set<string>): number {
+  const established = new Set<string>()
   for (const table of ['tcp', 'tcp6']) {
     let text: string
     try {
@@ -45,10 +57,10 @@ export function tcpConnections (pid: number): number {
     for (const line of text.split('\n').slice(1)) {
       const fields = line.trim().split(/\s+/)
       // st 01 is ESTABLISHED; field 9 is the inode
-      if (fields.length > 9 && fields[3] === '01' && inodes.has(fields[9])) count++
+      if (fields.length > 9 && fields[3] === '01' && inodes.has(fields[9])) established.add(fields[9])
     }
   }
-  return count
+  return established.size
 }
 
 /** Direct children of `pid`, from each process's parent id. */
