@@ -119,12 +119,13 @@ export function withoutSeq (stampedEvent: string, seq: number): string {
 /** Sent to a draining pool member once it holds no key. */
 export const DRAINED_EVENT = JSON.stringify({ event: 'drained' })
 
-export function encodeOpen (user: string, claims: Claims, params: Params): string {
-  return JSON.stringify({ event: 'open', user, claims, params })
+/** `conn` only on `duplicate: "allow"` endpoints; without it the event is byte for byte what it always was. */
+export function encodeOpen (user: string, claims: Claims, params: Params, conn?: string): string {
+  return JSON.stringify({ event: 'open', user, conn, claims, params })
 }
 
-export function encodeClose (user: string, params: Params, code: number, reason: string): string {
-  return JSON.stringify({ event: 'close', user, params, code, reason })
+export function encodeClose (user: string, params: Params, code: number, reason: string, conn?: string): string {
+  return JSON.stringify({ event: 'close', user, conn, params, code, reason })
 }
 
 /**
@@ -132,8 +133,9 @@ export function encodeClose (user: string, params: Params, code: number, reason:
  * connection. Only the gateway writes it, so nothing a client sends can
  * change `user` or `params`.
  */
-export function messagePrefix (user: string, params: Params): string {
-  return `{"event":"message","user":${JSON.stringify(user)},"params":${JSON.stringify(params)},"data":`
+export function messagePrefix (user: string, params: Params, conn?: string): string {
+  const id = conn === undefined ? '' : `"conn":${JSON.stringify(conn)},`
+  return `{"event":"message","user":${JSON.stringify(user)},${id}"params":${JSON.stringify(params)},"data":`
 }
 
 /**

@@ -14,6 +14,8 @@ const CloseCodeNumber = Type.Integer({ minimum: 1000, maximum: 4999 })
 const Reason = Type.String({ maxUtf8Bytes: MAX_REASON_BYTES })
 /** An empty list names nobody: refused like any other action that would do nothing, so the mistake is seen. */
 const Users = Type.Array(User, { minItems: 1 })
+/** One connection of a user, on endpoints with `duplicate: "allow"` only (PROTOCOL.md §6a): opaque, unique across the cluster and time. */
+const Conn = Type.String({ minLength: 1, maxLength: 256, description: 'connection id, with duplicate: "allow" only' })
 
 /** Actions are strict so a backend's typo is caught; events are open, so a backend ignores fields added later (PROTOCOL.md §9). */
 const strict = { additionalProperties: false }
@@ -34,7 +36,7 @@ export const HelloEvent = Type.Object({
   member: Type.Optional(Type.String({ minLength: 1, description: 'with `backend.urls`: the id the gateway gives this backend in its pool' }))
 }, open)
 
-export const SyncUser = Type.Object({ user: User, claims: Claims, params: Params }, open)
+export const SyncUser = Type.Object({ user: User, conn: Type.Optional(Conn), claims: Claims, params: Params }, open)
 
 export const SyncEvent = Type.Object({
   event: Type.Literal('sync'),
@@ -45,6 +47,7 @@ export const SyncEvent = Type.Object({
 export const OpenEvent = Type.Object({
   event: Type.Literal('open'),
   user: User,
+  conn: Type.Optional(Conn),
   claims: Claims,
   params: Params,
   seq: Seq
@@ -53,6 +56,7 @@ export const OpenEvent = Type.Object({
 export const MessageEvent = Type.Object({
   event: Type.Literal('message'),
   user: User,
+  conn: Type.Optional(Conn),
   params: Params,
   data: Type.Unknown(),
   binary: Type.Optional(Type.Literal(true)),
@@ -62,6 +66,7 @@ export const MessageEvent = Type.Object({
 export const CloseEvent = Type.Object({
   event: Type.Literal('close'),
   user: User,
+  conn: Type.Optional(Conn),
   params: Params,
   code: CloseCodeNumber,
   reason: Type.String(),
@@ -77,12 +82,14 @@ export const Event = Type.Union([HelloEvent, SyncEvent, OpenEvent, MessageEvent,
 
 // ---- actions: backend → gateway ----
 
-/** Who an action is for: one user, a list of them, or (`send` only) every client of the endpoint. */
+/** Who an action is for: one user (all their connections), a list of them, one connection, or (`send` only) every client of the endpoint. */
 const ToUser = Type.Object({ user: User })
 const ToUsers = Type.Object({ users: Users })
 const ToAll = Type.Object({ all: Type.Literal(true) })
-export const SendTarget = Type.Union([ToUser, ToUsers, ToAll])
-export const CloseTarget = Type.Union([ToUser, ToUsers])
+/** One connection of a user, by the `conn` its events carry (`duplicate: "allow"` endpoints). */
+const ToConn = Type.Object({ conn: Conn })
+export const SendTarget = Type.Union([ToUser, ToUsers, ToAll, ToConn])
+export const CloseTarget = Type.Union([ToUser, ToUsers, ToConn])
 
 /**
  * An action: its kind, exactly one of `targets`, and its other fields. ajv

@@ -10,7 +10,7 @@ import fp from 'fastify-plugin'
 import websocket from '@fastify/websocket'
 import type { DestinationStream } from 'pino'
 import { parseConfig, endpointLimits, isValidated, backendMembers } from './config/load.js'
-import type { GatewayConfig } from './config/schema.js'
+import { DEFAULT_MAX_PER_USER, type GatewayConfig } from './config/schema.js'
 import { registerAuthenticator } from './auth/authenticator.js'
 import { selectSubprotocol } from './auth/token-sources.js'
 import { BackendLink } from './backend-link/link.js'
@@ -94,7 +94,7 @@ async function registerGateway (app: FastifyInstance, options: GatehousePluginOp
   const endpoints = config.endpoints.map((endpoint) => {
     const log = app.log.child({ endpoint: endpoint.name })
     const limits = endpointLimits(config, endpoint)
-    const registry = new SessionRegistry(endpoint.duplicate)
+    const registry = new SessionRegistry(endpoint.duplicate, endpoint.maxPerUser ?? DEFAULT_MAX_PER_USER)
     const { backend } = endpoint
     const members = backendMembers(backend)
     const pool = new BackendPool({
@@ -117,9 +117,9 @@ async function registerGateway (app: FastifyInstance, options: GatehousePluginOp
     pool.on('state', (state) => {
       if (state === 'unavailable') relay.closeAll(CloseCodes.BACKEND_UNAVAILABLE)
     })
-    pool.on('overShare', (user) => registry.get(user)?.close(CloseCodes.QUEUE_SHARE_EXCEEDED))
-    pool.on('unavailable', (users) => {
-      for (const user of users) registry.get(user)?.close(CloseCodes.BACKEND_UNAVAILABLE)
+    pool.on('overShare', (client) => registry.client(client)?.close(CloseCodes.QUEUE_SHARE_EXCEEDED))
+    pool.on('unavailable', (clients) => {
+      for (const client of clients) registry.client(client)?.close(CloseCodes.BACKEND_UNAVAILABLE)
     })
     const route: EndpointRoute = {
       config: endpoint,

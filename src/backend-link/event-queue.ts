@@ -17,6 +17,8 @@ import type { SyncUser } from '../../protocol/index.js'
 export interface OutboundEvent {
   kind: 'open' | 'message' | 'close'
   user: string
+  /** The connection, on `duplicate: "allow"` endpoints: the client is then this, not the user. */
+  conn?: string
   text: string
   /** UTF-8 size of `text` as encoded (a control character a client sent counts as its 6-byte JSON escape). */
   bytes: number
@@ -30,6 +32,11 @@ export interface OutboundEvent {
   settled?: () => void
 }
 
+/** The client an event is about, for rosters, routing and shares: its connection under `duplicate: "allow"`, else its user. */
+export function clientOf (event: { user: string, conn?: string }): string {
+  return event.conn ?? event.user
+}
+
 /** What `push` did: queued, or refused because the queue (`full`) or the user's share of it (`over_share`) would pass its bound. */
 export type PushResult = 'queued' | 'full' | 'over_share'
 
@@ -40,7 +47,7 @@ export class EventQueue {
   /** Index of the first unwritten event. */
   private cursor = 0
   private byteCount = 0
-  /** Uncommitted bytes per user. */
+  /** Uncommitted bytes per client (`clientOf`). */
   private readonly userBytes = new Map<string, number>()
 
   constructor (private readonly maxEvents: number, private readonly maxBytes: number, private readonly maxClientBytes: number) {}
@@ -58,20 +65,21 @@ export class EventQueue {
     return this.byteCount
   }
 
-  /** Uncommitted bytes of one user's events. */
-  bytesOf (user: string): number {
-    return this.userBytes.get(user) ?? 0
+  /** Uncommitted bytes of one client's events (`clientOf`). */
+  bytesOf (client: string): number {
+    return this.userBytes.get(client) ?? 0
   }
 
   /** Queues the event unless it would pass a bound; a refused event leaves the queue as it was. */
   push (event: OutboundEvent): PushResult {
-    const share = this.bytesOf(event.user)
+    const client = clientOf(event)
+    const share = this.bytesOf(client)
     // the share first: a flooder that would also fill the queue is refused alone
     if (event.kind === 'message' && share + event.bytes > this.maxClientBytes) return 'over_share'
     if (event.kind !== 'close' && (this.length + 1 > this.maxEvents || this.byteCount + event.bytes > this.maxBytes)) return 'full'
     this.items.push(event)
     this.byteCount += event.bytes
-    this.userBytes.set(event.user, share + event.bytes)
+    this.userBytes.set(client, share + event.bytes)
     return 'queued'
   }
 
@@ -124,9 +132,10 @@ export class EventQueue {
     const out = this.items.slice(this.head, end)
     for (const event of out) {
       this.byteCount -= event.bytes
-      const left = this.bytesOf(event.user) - event.bytes
-      if (left > 0) this.userBytes.set(event.user, left)
-      else this.userBytes.delete(event.user)
+      const client = clientOf(event)
+      const left = this.bytesOf(client) - event.bytes
+      if (left > 0) this.userBytes.set(client, left)
+      else this.userBytes.delete(client)
     }
     this.head = end
     if (this.head === this.items.length) {

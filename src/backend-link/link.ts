@@ -18,7 +18,7 @@ import {
 import type { BackendConfig, QueueConfig } from '../config/schema.js'
 import type { GatewayMetrics } from '../metrics.js'
 import { linkSocketClass } from './link-socket.js'
-import { EventQueue, type OutboundEvent } from './event-queue.js'
+import { clientOf, EventQueue, type OutboundEvent } from './event-queue.js'
 
 /** `connecting` covers the first dial and every outage still within `queue.graceMs`. */
 export type LinkState = 'connecting' | 'up' | 'unavailable' | 'closed'
@@ -31,8 +31,8 @@ export interface LinkEvents {
   state: [LinkState]
   /** Everything queued has been written out to the kernel. */
   drained: []
-  /** A client's message passed its share of the queue (`queue.maxClientBytes`) and was dropped: close that client. */
-  overShare: [user: string]
+  /** A client's message passed its share of the queue (`queue.maxClientBytes`) and was dropped: close that client (`clientOf`: its user, or its connection under `allow`). */
+  overShare: [client: string]
 }
 
 export interface LinkOptions {
@@ -76,7 +76,7 @@ export class BackendLink extends EventEmitter<LinkEvents> {
   private rws?: ReconnectingWebSocket
   private socket?: WebSocket
   private readonly queue: EventQueue
-  /** Who the backend has been told is connected: every open/close committed so far. */
+  /** Who the backend has been told is connected, by client (`clientOf`): every open/close committed so far. */
   private readonly roster = new Map<string, SyncUser>()
   private readonly acks: boolean
   /** With acks: the next event's seq, and the last one the backend acknowledged. */
@@ -165,8 +165,9 @@ export class BackendLink extends EventEmitter<LinkEvents> {
     if (result === 'over_share') {
       const { metrics, log, queue } = this.options
       metrics.droppedEvents.inc({ ...this.labels, reason: 'client_share' })
-      log.warn({ user: event.user, queuedBytes: this.queue.bytesOf(event.user), maxClientBytes: queue.maxClientBytes }, 'a client passed its share of the event queue (queue.maxClientBytes); closing it (1008)')
-      this.emit('overShare', event.user)
+      const client = clientOf(event)
+      log.warn({ user: event.user, conn: event.conn, queuedBytes: this.queue.bytesOf(client), maxClientBytes: queue.maxClientBytes }, 'a client passed its share of the event queue (queue.maxClientBytes); closing it (1008)')
+      this.emit('overShare', client)
       return false
     }
     if (result === 'full') {
@@ -409,8 +410,8 @@ export class BackendLink extends EventEmitter<LinkEvents> {
   }
 
   private commit (event: OutboundEvent): void {
-    if (event.kind === 'open' && event.opened) this.roster.set(event.user, event.opened)
-    else if (event.kind === 'close') this.roster.delete(event.user)
+    if (event.kind === 'open' && event.opened) this.roster.set(clientOf(event), event.opened)
+    else if (event.kind === 'close') this.roster.delete(clientOf(event))
     if (event.seq !== undefined) this.ackedSeq = event.seq
     event.settled?.()
   }

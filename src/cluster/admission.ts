@@ -59,8 +59,8 @@ export class Admissions {
       this.forget(connection)
       throw err
     }
-    // the newest claim holds the user now: handshakes of this node claimed before it lose
-    for (const other of this.pending.get(field) ?? []) {
+    // the newest claim holds the user now: handshakes of this node claimed before it lose (under `allow` they all go live)
+    for (const other of endpoint.duplicate === 'allow' ? [] : this.pending.get(field) ?? []) {
       if (other !== entry && claimedNoLater(other.connection.id, connection.id)) other.evicted ??= 'replaced'
     }
     const upgrade = (): Eviction | undefined => {

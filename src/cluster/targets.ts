@@ -1,9 +1,9 @@
 /** Who an action names, and the same action for a subset of them. */
 import type { ClientAction } from '../../protocol/index.js'
 
-/** The users an action names; empty for `all`. */
+/** The users an action names; empty for `all` and for one connection (`conn`, which is never forwarded). */
 export function targetsOf (action: ClientAction): readonly string[] {
-  if ('all' in action) return []
+  if ('all' in action || 'conn' in action) return []
   return 'users' in action ? action.users : [action.user]
 }
 

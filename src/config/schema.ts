@@ -95,11 +95,15 @@ export const Backend = Type.Object({
   maxFrameBytes: Type.Integer({ minimum: 1024, default: 16777216, description: 'largest frame accepted from the backend; a bigger one drops and redials the link' })
 }, strict)
 
+/** Connections one user may hold on a `duplicate: "allow"` endpoint when `maxPerUser` is not set. */
+export const DEFAULT_MAX_PER_USER = 10
+
 export const Endpoint = Type.Object({
   name: Type.String({ pattern: '^[A-Za-z0-9_-]+$', description: 'label in logs, metrics and hello' }),
   path: Type.String({ pattern: '^/', description: 'URL path; may hold :params' }),
   backend: Backend,
-  duplicate: Enum(['replace', 'reject'], { default: 'replace', description: 'a second connection of a user: replace the old one (4409) or refuse the new one (409)' }),
+  duplicate: Enum(['replace', 'reject', 'allow'], { default: 'replace', description: 'a second connection of a user: replace the old one (4409), refuse the new one (409), or allow several (up to maxPerUser)' }),
+  maxPerUser: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: `with duplicate "allow": connections one user may hold on the endpoint; past it the oldest is closed with 4409 (default ${DEFAULT_MAX_PER_USER})` })),
   enforceExpiry: Type.Boolean({ default: false, description: 'close with 4401 when the token expires' }),
   resumeGraceMs: Ms(5000, 'a client dropped without a close frame is held this long for the same user to come back; 0 reports the close at once'),
   limits: Type.Optional(LimitOverrides)

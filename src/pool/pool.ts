@@ -25,7 +25,7 @@ import { DRAINED_EVENT, encodeOpen, type ClientAction, type PoolAction, type Syn
 import type { BackendConfig, PoolMemberConfig } from '../config/schema.js'
 import type { GatewayMetrics } from '../metrics.js'
 import type { BackendLink, LinkState } from '../backend-link/link.js'
-import type { OutboundEvent } from '../backend-link/event-queue.js'
+import { clientOf, type OutboundEvent } from '../backend-link/event-queue.js'
 import { Assignments } from './assignments.js'
 import { pick } from './hrw.js'
 import { routeKeyOf, type RouteKey } from './routing-key.js'
@@ -49,9 +49,9 @@ export interface PoolEvents {
   actions: [ClientAction[]]
   /** The endpoint's state: `up` while any member is, `unavailable` once every one is. */
   state: [LinkState]
-  overShare: [user: string]
+  overShare: [client: string]
   /** A member gave up (`queue.graceMs`, or its queue filled) while others serve: close these clients (1013). */
-  unavailable: [users: string[]]
+  unavailable: [clients: string[]]
 }
 
 export interface PoolOptions {
@@ -96,7 +96,7 @@ export class BackendPool extends EventEmitter<PoolEvents> {
   private readonly members = new Map<string, Member>()
   private readonly assignments: Assignments
   private readonly routeKey: RouteKey
-  /** Each connected client's routing key. */
+  /** Each connected client's routing key, by `clientOf` (the user, or the connection under `allow`). */
   private readonly clients = new Map<string, string>()
   private readonly gates = new Map<string, Gate>()
   private current: LinkState = 'connecting'
@@ -213,30 +213,33 @@ export class BackendPool extends EventEmitter<PoolEvents> {
    */
   send (event: OutboundEvent): boolean {
     const { user } = event
-    let key = this.clients.get(user)
+    // under `allow` each connection is a client of its own, routed by its own key
+    const client = clientOf(event)
+    let key = this.clients.get(client)
     if (event.kind === 'open' && event.opened) {
       // refused at the handshake when missing; a user id key keeps the event routable whatever comes
       const opened = this.routeKey(event.opened) ?? user
       if (key !== opened) {
         if (key !== undefined) this.assignments.leave(key)
         key = opened
-        this.clients.set(user, key)
+        this.clients.set(client, key)
         this.assignments.join(key, () => this.choose(opened).id)
       }
     }
     key ??= user
-    if (event.kind === 'close') this.clients.delete(user)
+    if (event.kind === 'close') this.clients.delete(client)
     return this.deliver({ ...event, key })
   }
 
   /** Hands the event to its key's member, unless it must wait for the client's previous `close` to be committed on another member. */
   private deliver (event: Keyed): boolean {
     const member = this.memberFor(event.key)
-    const gate = this.gates.get(event.user)
+    const client = clientOf(event)
+    const gate = this.gates.get(client)
     if (gate !== undefined && (gate.waiting.length > 0 || gate.member !== member)) {
       if (event.kind === 'message' && gate.waitingBytes + event.bytes > this.options.maxClientBytes) {
         this.options.metrics.droppedEvents.inc({ ...this.labels, reason: 'client_share' })
-        this.emit('overShare', event.user)
+        this.emit('overShare', client)
         return false
       }
       gate.waiting.push(event)
@@ -245,18 +248,18 @@ export class BackendPool extends EventEmitter<PoolEvents> {
     }
     if (event.kind !== 'close') return member.link.send(event)
     const closing: Gate = { member, waiting: [], waitingBytes: 0 }
-    this.gates.set(event.user, closing)
+    this.gates.set(client, closing)
     const settled = event.settled
-    const sent = member.link.send({ ...event, settled: () => { settled?.(); this.release(event.user, closing) } })
+    const sent = member.link.send({ ...event, settled: () => { settled?.(); this.release(client, closing) } })
     this.assignments.leave(event.key)
-    if (!sent) this.release(event.user, closing)
+    if (!sent) this.release(client, closing)
     return sent
   }
 
   /** A client's `close` was committed (or dropped): its waiting events go on, in order. */
-  private release (user: string, gate: Gate): void {
-    if (this.gates.get(user) !== gate) return
-    this.gates.delete(user)
+  private release (client: string, gate: Gate): void {
+    if (this.gates.get(client) !== gate) return
+    this.gates.delete(client)
     for (const event of gate.waiting) this.deliver(event)
   }
 
@@ -354,13 +357,13 @@ export class BackendPool extends EventEmitter<PoolEvents> {
     let rehomed = 0
     for (const client of roster) {
       const key = this.routeKey(client) ?? client.user
-      const text = encodeOpen(client.user, client.claims, client.params)
-      this.memberFor(key).link.send({ kind: 'open', user: client.user, text, bytes: Buffer.byteLength(text), opened: client, key })
+      const text = encodeOpen(client.user, client.claims, client.params, client.conn)
+      this.memberFor(key).link.send({ kind: 'open', user: client.user, conn: client.conn, text, bytes: Buffer.byteLength(text), opened: client, key })
       rehomed++
     }
     for (const event of events as Keyed[]) {
       const heir = this.memberFor(event.key)
-      const gate = this.gates.get(event.user)
+      const gate = this.gates.get(clientOf(event))
       // the close a gate waits on is committed by its new member now
       if (event.kind === 'close' && gate?.member === dead) gate.member = heir
       // a heir that has given up refuses it: its close is settled all the same, so the gate waiting on it opens

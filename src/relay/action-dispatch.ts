@@ -8,6 +8,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { CloseCodes, sendPayload, type ClientAction, type CloseAction, type SendAction } from '../../protocol/index.js'
 import type { GatewayMetrics } from '../metrics.js'
 import { forUsers, targetsOf } from '../cluster/targets.js'
+import type { ClientSession } from '../sessions/client-session.js'
 import type { SessionRegistry } from '../sessions/registry.js'
 
 /** The rest of the cluster, as action dispatch needs it. */
@@ -19,7 +20,7 @@ export interface ForwardPort {
 export interface ActionDispatchOptions {
   endpoint: string
   /** Only looked up: sessions come and go on the client side. */
-  registry: Pick<SessionRegistry, 'get' | 'values'>
+  registry: Pick<SessionRegistry, 'connectionsOf' | 'connection' | 'values'>
   cluster: ForwardPort
   metrics: GatewayMetrics
   log: FastifyBaseLogger
@@ -76,42 +77,71 @@ export class ActionDispatch {
     }
   }
 
-  /** Delivers to the users connected here; returns the ones that are not. */
+  /** Delivers to every connection here of the users named (one connection for `conn`); returns the users not connected here. */
   private send (action: SendAction): string[] {
-    const { registry, metrics, log } = this.options
-    const users = 'all' in action ? [...registry.values()].map((s) => s.user) : targetsOf(action)
+    const { registry } = this.options
     const payload = sendPayload(action.data, action.binary)
-    // encode once, write many: ws would otherwise re-encode a string per socket
-    const frame = users.length > 1 && typeof payload === 'string' ? Buffer.from(payload) : payload
     const binary = action.binary === true
+    if ('conn' in action) {
+      const session = this.connection(action.conn)
+      if (session) this.deliver(session, payload, binary)
+      return []
+    }
+    const sessions: ClientSession[] = []
     const missing: string[] = []
-    for (const user of users) {
-      const session = registry.get(user)
-      if (!session) {
-        missing.push(user)
-        continue
+    if ('all' in action) {
+      sessions.push(...registry.values())
+    } else {
+      for (const user of targetsOf(action)) {
+        const own = registry.connectionsOf(user)
+        if (own.length === 0) missing.push(user)
+        else sessions.push(...own)
       }
-      const outcome = session.deliver(frame, binary)
-      if (outcome === 'sent') {
-        this.messagesOut++
-      } else if (outcome === 'slow') {
-        metrics.droppedActions.inc({ ...this.labels, reason: 'slow_consumer' })
-        log.info({ user }, 'client too slow to read; closed (1013)')
-      } else if (outcome === 'gone') {
-        metrics.droppedActions.inc({ ...this.labels, reason: 'resume_expired' })
-      }
+    }
+    // encode once, write many: ws would otherwise re-encode a string per socket
+    const frame = sessions.length > 1 && typeof payload === 'string' ? Buffer.from(payload) : payload
+    for (const session of sessions) this.deliver(session, frame, binary)
+    return missing
+  }
+
+  private deliver (session: ClientSession, frame: string | Buffer, binary: boolean): void {
+    const { metrics, log } = this.options
+    const outcome = session.deliver(frame, binary)
+    if (outcome === 'sent') {
+      this.messagesOut++
+    } else if (outcome === 'slow') {
+      metrics.droppedActions.inc({ ...this.labels, reason: 'slow_consumer' })
+      log.info({ user: session.user, conn: session.conn }, 'client too slow to read; closed (1013)')
+    } else if (outcome === 'gone') {
+      metrics.droppedActions.inc({ ...this.labels, reason: 'resume_expired' })
+    }
+  }
+
+  /** Closes every connection here of the users named (one connection for `conn`); returns the users not connected here. */
+  private close (action: CloseAction): string[] {
+    const how = { code: action.code ?? CloseCodes.NORMAL.code, reason: action.reason ?? '' }
+    if ('conn' in action) {
+      this.connection(action.conn)?.close(how)
+      return []
+    }
+    const missing: string[] = []
+    for (const user of targetsOf(action)) {
+      const own = this.options.registry.connectionsOf(user)
+      if (own.length === 0) missing.push(user)
+      // a copy: each close removes its session from the list
+      for (const session of [...own]) session.close(how)
     }
     return missing
   }
 
-  /** Closes the users connected here; returns the ones that are not. */
-  private close (action: CloseAction): string[] {
-    const missing: string[] = []
-    for (const user of targetsOf(action)) {
-      const session = this.options.registry.get(user)
-      if (session) session.close({ code: action.code ?? CloseCodes.NORMAL.code, reason: action.reason ?? '' })
-      else missing.push(user)
-    }
-    return missing
+  /**
+   * The session of connection `conn` here. A connection id is never
+   * forwarded (only `duplicate: "allow"` endpoints hand them out, on one
+   * gateway): one not here is dropped and counted.
+   */
+  private connection (conn: string): ClientSession | undefined {
+    const session = this.options.registry.connection(conn)
+    if (!session) this.options.metrics.droppedActions.inc({ ...this.labels, reason: 'not_connected' })
+    return session
   }
 }

@@ -64,7 +64,7 @@ export class ClientSide {
     const { endpoint, limits, clockToleranceSec } = options
     this.labels = { endpoint: endpoint.name }
     this.rates = new RateBuckets(limits.messagesPerSecond, limits.burst)
-    this.sessionLimits = { maxBufferedBytes: limits.maxBufferedBytes, enforceExpiry: endpoint.enforceExpiry, clockToleranceSec }
+    this.sessionLimits = { maxBufferedBytes: limits.maxBufferedBytes, enforceExpiry: endpoint.enforceExpiry, clockToleranceSec, connIds: endpoint.duplicate === 'allow' }
   }
 
   get connections (): number {
@@ -102,7 +102,10 @@ export class ClientSide {
       this.refuse(socket, connection, superseded === 'replaced' ? CloseCodes.REPLACED : CloseCodes.DUPLICATE_REJECTED)
       return
     }
-    const existing = registry.get(identity.user)
+    // under `allow` the user's oldest held session with these params resumes; the others are their own connections
+    const existing = registry.policy === 'allow'
+      ? registry.connectionsOf(identity.user).find((s) => s.isHeld && sameParams(s.params, params))
+      : registry.get(identity.user)
     if (existing?.isHeld) {
       if (sameParams(existing.params, params)) {
         this.resume(existing, socket, identity, connection)
@@ -192,9 +195,9 @@ export class ClientSide {
   }
 
   /** Queues a `close` event; `settled` runs once it is committed, or at once when it was dropped. */
-  private reportClose (user: string, params: Params, code: number, reason: string, settled?: () => void): void {
-    const text = encodeClose(user, params, code, reason)
-    if (!this.options.sink.send({ kind: 'close', user, text, bytes: Buffer.byteLength(text), settled })) settled?.()
+  private reportClose (user: string, params: Params, code: number, reason: string, settled?: () => void, conn?: string): void {
+    const text = encodeClose(user, params, code, reason, conn)
+    if (!this.options.sink.send({ kind: 'close', user, conn, text, bytes: Buffer.byteLength(text), settled })) settled?.()
   }
 
   /** A handshake that lost a race with another of the same user closes as it opens; the backend never saw it. */
@@ -206,9 +209,10 @@ export class ClientSide {
   }
 
   private announce (session: ClientSession): void {
-    const { user, claims, params } = session
-    const text = encodeOpen(user, claims, params)
-    this.options.sink.send({ kind: 'open', user, text, bytes: Buffer.byteLength(text), opened: { user, claims, params } })
+    const { user, claims, params, conn } = session
+    const text = encodeOpen(user, claims, params, conn)
+    const opened = conn === undefined ? { user, claims, params } : { user, conn, claims, params }
+    this.options.sink.send({ kind: 'open', user, conn, text, bytes: Buffer.byteLength(text), opened })
   }
 
   /** The backend sees nothing: same session, new socket, kept frames first. */
@@ -264,7 +268,7 @@ export class ClientSide {
       return
     }
     const text = isBinary ? encodeBinaryMessage(session.prefix, data) : encodeTextMessage(session.prefix, data.toString())
-    sink.send({ kind: 'message', user: session.user, text, bytes: Buffer.byteLength(text) })
+    sink.send({ kind: 'message', user: session.user, conn: session.conn, text, bytes: Buffer.byteLength(text) })
     if (this.messagesIn++ === 0) setImmediate(this.publishMessagesIn)
   }
 
@@ -279,7 +283,7 @@ export class ClientSide {
     if (session.keptFrames > 0) metrics.droppedActions.inc({ ...this.labels, reason: 'resume_expired' }, session.keptFrames)
     const settled = this.evictions.get(session)
     this.evictions.delete(session)
-    this.reportClose(session.user, session.params, code, reason, settled)
+    this.reportClose(session.user, session.params, code, reason, settled, session.conn)
     metrics.connections.dec(this.labels)
     // application codes (3000-4999) are the client's to choose: one label for all, so series stay bounded
     metrics.clientCloses.inc({ ...this.labels, code: code >= 3000 && !GATEWAY_CODES.has(code) ? 'application' : String(code) })

@@ -19,6 +19,8 @@ export interface SessionLimits {
   enforceExpiry: boolean
   /** `auth.clockToleranceSec`: a token is expired only this long after `exp`. */
   clockToleranceSec: number
+  /** `duplicate: "allow"`: each session is known to the backend by its connection id, `conn` on its events. */
+  connIds: boolean
 }
 
 /** Told once when a session ends: by the client, by the gateway, or by its backend. */
@@ -37,6 +39,11 @@ export class ClientSession {
   readonly claims: Record<string, unknown>
   /** Head of every `message` event of this client, built once. */
   readonly prefix: string
+  /**
+   * With `limits.connIds`: the id of the connection that opened the session,
+   * `conn` on its events; a resume keeps it, so the backend sees one connection.
+   */
+  readonly conn?: string
   /** The cluster's record of this connection; a resume brings a new one. */
   connection: Connection
   private state: 'open' | 'held' | 'ended' = 'open'
@@ -60,7 +67,8 @@ export class ClientSession {
     this.connection = connection
     this.user = identity.user
     this.claims = identity.claims
-    this.prefix = messagePrefix(identity.user, connection.params)
+    if (limits.connIds) this.conn = connection.id
+    this.prefix = messagePrefix(identity.user, connection.params, this.conn)
     this.watchPongs(socket)
   }
 
