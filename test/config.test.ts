@@ -50,7 +50,7 @@ t.test('bad configs: each problem names its field and what was expected', async 
     'endpoints[0].path: must match pattern "^/"',
     'endpoints[0].backend.url: must match pattern "^wss?://"'
   ], 'a path without / and an http backend url are both named')
-  t.same(problems({ ...minimal, endpoints: [{ ...minimal.endpoints[0], duplicate: 'kick' }] }), ['endpoints[0].duplicate: must be one of "replace", "reject"'], 'an unknown duplicate policy lists the allowed ones')
+  t.same(problems({ ...minimal, endpoints: [{ ...minimal.endpoints[0], duplicate: 'kick' }] }), ['endpoints[0].duplicate: must be one of "replace", "reject", "allow"'], 'an unknown duplicate policy lists the allowed ones')
   t.same(problems({ ...minimal, endpoints: [{ ...minimal.endpoints[0], limits: { burst: 0 } }] }), ['endpoints[0].limits.burst: must be >= 1'], 'an endpoint\'s limits are checked too')
   t.same(problems({ ...minimal, auth: { secret: 's', algorithms: ['none'] } }), [
     'auth.algorithms[0]: must be one of "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"'

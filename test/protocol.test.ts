@@ -74,8 +74,8 @@ t.test('actions: valid ones pass, each bad one is named by index and field', asy
   t.same(decodeActions(JSON.stringify(good[0])).items, [good[0]], 'a single object is a frame too')
 
   const bad: Array<[unknown, string]> = [
-    [{ action: 'send', data: 1 }, 'action: must have exactly one of user, users, all'],
-    [{ action: 'send', user: 'a', all: true, data: 1 }, 'action: must have exactly one of user, users, all'],
+    [{ action: 'send', data: 1 }, 'action: must have exactly one of user, users, all, conn'],
+    [{ action: 'send', user: 'a', all: true, data: 1 }, 'action: must have exactly one of user, users, all, conn'],
     [{ action: 'send', user: 'a' }, 'action.data: is required'],
     [{ action: 'send', user: '', data: 1 }, 'action.user: must NOT have fewer than 1 characters'],
     [{ action: 'send', user: 'a', data: 1, binary: true }, 'action.data: must be string'],
@@ -84,7 +84,7 @@ t.test('actions: valid ones pass, each bad one is named by index and field', asy
     [{ action: 'close', user: 'a', code: 1001 }, 'action.code: must be 1000 or 4000-4999'],
     [{ action: 'close', user: 'a', code: 5000 }, 'action.code: must be 1000 or 4000-4999'],
     [{ action: 'close', user: 'a', reason: 'r'.repeat(124) }, 'action.reason: must be at most 123 bytes of UTF-8'],
-    [{ action: 'close', all: true }, 'action: must have exactly one of user, users'],
+    [{ action: 'close', all: true }, 'action: must have exactly one of user, users, conn'],
     [{ action: 'send', user: 'a', data: 1, extra: 1 }, 'action.extra: is not a known field'],
     [{ action: 'launch' }, 'action.action: must be one of send, close, ack, drain, undrain'],
     [{ user: 'a' }, 'action.action: must be one of send, close, ack, drain, undrain'],

@@ -7,6 +7,7 @@
  * the writing.
  */
 import type { SyncUser } from '../../protocol/index.js'
+import { clientKey } from './roster.js'
 
 /** Acks go out at least this often while events flow (PROTOCOL.md §5a)... */
 export const ACK_INTERVAL_MS = 100
@@ -62,7 +63,7 @@ export class AckLedger {
       this.pending = undefined
       return users
     }
-    this.pending = { users: new Map(users.map((entry) => [entry.user, entry])), seq, until: this.handed }
+    this.pending = { users: new Map(users.map((entry) => [clientKey(entry), entry])), seq, until: this.handed }
     return undefined
   }
 
@@ -79,10 +80,11 @@ export class AckLedger {
    * A skipped replay: its roster effect goes into the pending roster. Returns
    * that roster once the last event this process had taken (P) is by.
    */
-  replayed (seq: number, effect: { event: string, user: string, claims?: SyncUser['claims'], params: SyncUser['params'] }): PendingRoster | undefined {
+  replayed (seq: number, effect: { event: string, user: string, conn?: string, claims?: SyncUser['claims'], params: SyncUser['params'] }): PendingRoster | undefined {
     if (!this.pending) return undefined
-    if (effect.event === 'open') this.pending.users.set(effect.user, { user: effect.user, claims: effect.claims ?? {}, params: effect.params })
-    if (effect.event === 'close') this.pending.users.delete(effect.user)
+    const { user, conn } = effect
+    if (effect.event === 'open') this.pending.users.set(clientKey(effect), { user, ...(conn === undefined ? {} : { conn }), claims: effect.claims ?? {}, params: effect.params })
+    if (effect.event === 'close') this.pending.users.delete(clientKey(effect))
     return seq >= this.pending.until ? this.takePending() : undefined
   }
 

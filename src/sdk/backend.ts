@@ -37,14 +37,23 @@ export interface EventDelivery {
   ack (): void
 }
 
+/**
+ * Which connection of the user an event is about: set only for a gateway
+ * endpoint with `duplicate: "allow"`, where a user may hold several
+ * (PROTOCOL.md §6a); `sendToConnection` and `closeConnection` take it.
+ */
+export interface ConnectionInfo {
+  conn?: string
+}
+
 /** What the service implements; every handler may be async, and is then awaited before the link's next event. */
 export interface BackendHandlers {
   /** A player connected (or a `sync` revealed one we did not know of). */
-  onOpen? (user: string, claims: Claims, params: Params, delivery: EventDelivery): void | Promise<void>
+  onOpen? (user: string, claims: Claims, params: Params, delivery: EventDelivery & ConnectionInfo): void | Promise<void>
   /** A player sent a frame: `data` is its JSON value (or the text as a string); base64 text when `binary`. */
-  onMessage? (user: string, data: unknown, info: { binary: boolean, params: Params } & EventDelivery): void | Promise<void>
-  /** A player's connection ended; exactly once per `onOpen`. Codes the SDK infers itself: see `InferredCloses`. */
-  onClose? (user: string, code: number, reason: string, info: { params: Params } & EventDelivery): void | Promise<void>
+  onMessage? (user: string, data: unknown, info: { binary: boolean, params: Params } & ConnectionInfo & EventDelivery): void | Promise<void>
+  /** A player's connection ended; exactly once per `onOpen` (per connection). Codes the SDK infers itself: see `InferredCloses`. */
+  onClose? (user: string, code: number, reason: string, info: { params: Params } & ConnectionInfo & EventDelivery): void | Promise<void>
   /** After `drain()`: this gateway's pool holds nothing on this service any more (docs/pools.md); once every gateway has said so, it may exit. */
   onDrained? (info: LinkInfo): void | Promise<void>
 }
@@ -229,13 +238,43 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
     return this.roster.users()
   }
 
-  /** A connected user's claims and path params, or undefined. */
+  /** A connected user's claims and path params (of their oldest connection, when they have several), or undefined. */
   connection (user: string): { claims: Claims, params: Params, gateway?: string } | undefined {
     const presence = this.roster.get(user)
     return presence && { claims: presence.claims, params: presence.params, gateway: presence.link.gateway }
   }
 
-  /** Sends `data` to one or several users, each down the link they are connected through. Returns how many were sent to. */
+  /** Every connection of a user, oldest first (one, without `conn`, unless the endpoint has `duplicate: "allow"`). */
+  connections (user: string): Array<{ conn?: string, claims: Claims, params: Params, gateway?: string }> {
+    return this.roster.connectionsOf(user).map((p) => ({ ...(p.conn === undefined ? {} : { conn: p.conn }), claims: p.claims, params: p.params, gateway: p.link.gateway }))
+  }
+
+  /** Sends `data` to one connection (its `conn`, `duplicate: "allow"` endpoints), down its link. True when sent. */
+  sendToConnection (conn: string, data: unknown, options: SendOptions = {}): boolean {
+    const presence = this.roster.connection(conn)
+    if (!presence) {
+      this.drop(1, [], 'send for a connection that is not open')
+      return false
+    }
+    const body = payload(data, options)
+    if (!body) {
+      this.drop(1, [presence.user], 'binary send whose data is neither bytes nor a base64 string')
+      return false
+    }
+    return this.write(presence.link, { action: 'send', conn, ...body }, 1)
+  }
+
+  /** Asks the gateway to close one connection (its `conn`); `onClose` follows as for `close`. True when asked. */
+  closeConnection (conn: string, code = 1000, reason = ''): boolean {
+    const presence = this.roster.connection(conn)
+    if (!presence) {
+      this.drop(1, [], 'close for a connection that is not open')
+      return false
+    }
+    return this.write(presence.link, { action: 'close', conn, code: this.closeCode(code), reason: truncateReason(reason) }, 1)
+  }
+
+  /** Sends `data` to one or several users (every connection of each), each down the links they are connected through. Returns how many users were sent to. */
   send (to: string | readonly string[], data: unknown, options: SendOptions = {}): number {
     const users = typeof to === 'string' ? [to] : to
     const { byLink, missing } = this.roster.group(users)
@@ -279,10 +318,7 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
    * 1000, logged); `reason` is cut to 123 bytes.
    */
   close (to: string | readonly string[], code = 1000, reason = ''): number {
-    if (!isBackendCloseCode(code)) {
-      this.log.warn({ code }, 'close code must be 1000 or 4000-4999; using 1000')
-      code = 1000
-    }
+    code = this.closeCode(code)
     const users = typeof to === 'string' ? [to] : to
     const { byLink, missing } = this.roster.group(users)
     this.drop(missing.length, missing, 'close for a user who is not connected')
@@ -291,6 +327,12 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
       if (this.write(link, { action: 'close', ...target(list), code, reason: truncateReason(reason) }, list.length)) closed += list.length
     }
     return closed
+  }
+
+  private closeCode (code: number): number {
+    if (isBackendCloseCode(code)) return code
+    this.log.warn({ code }, 'close code must be 1000 or 4000-4999; using 1000')
+    return 1000
   }
 
   private accept (socket: WebSocket): void {
@@ -340,12 +382,12 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
       case 'sync':
         return this.synced(link, event.users.length, event.seq, this.apply(this.roster.sync(link, event.users), delivery))
       case 'open':
-        return this.apply(this.roster.open(link, event.user, event.claims, event.params), delivery)
+        return this.apply(this.roster.open(link, event.user, event.claims, event.params, event.conn), delivery)
       case 'message':
-        if (this.roster.linkOf(event.user) !== link) return this.stray(link, event)
-        return this.call('onMessage', event.user, () => this.handlers.onMessage?.(event.user, event.data, { binary: event.binary === true, params: event.params, ...delivery }))
+        if (!this.roster.holds(link, event.user, event.conn)) return this.stray(link, event)
+        return this.call('onMessage', event.user, () => this.handlers.onMessage?.(event.user, event.data, { binary: event.binary === true, params: event.params, ...connOf(event), ...delivery }))
       case 'close': {
-        const changes = this.roster.close(link, event.user, event.code, event.reason)
+        const changes = this.roster.close(link, event.user, event.code, event.reason, event.conn)
         return changes.length > 0 ? this.apply(changes, delivery) : this.stray(link, event)
       }
     }
@@ -517,10 +559,11 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
   }
 
   private announce (change: RosterChange<GatewayLink>, delivery: EventDelivery): void | Promise<void> {
-    const { user, claims, params, link } = change.presence
-    if (change.kind === 'open') return this.call('onOpen', user, () => this.handlers.onOpen?.(user, claims, params, delivery))
-    if (change.displaced) this.write(link, { action: 'close', user, code: change.code, reason: change.reason }, 1)
-    return this.call('onClose', user, () => this.handlers.onClose?.(user, change.code, change.reason, { params, ...delivery }))
+    const { user, claims, params, link, conn } = change.presence
+    const which = connOf(change.presence)
+    if (change.kind === 'open') return this.call('onOpen', user, () => this.handlers.onOpen?.(user, claims, params, conn === undefined ? delivery : { ...delivery, conn }))
+    if (change.displaced) this.write(link, { action: 'close', ...(conn === undefined ? { user } : { conn }), code: change.code, reason: change.reason }, 1)
+    return this.call('onClose', user, () => this.handlers.onClose?.(user, change.code, change.reason, { params, ...which, ...delivery }))
   }
 
   /** Runs a handler; a throw or a rejection is logged and counted, never passed on. */
@@ -574,6 +617,11 @@ const UNSEQUENCED: EventDelivery = Object.freeze({ ack: () => {} })
 /** A gateway's identity: its node id and endpoint. A reconnect with the same one carries its users over, and its ack ledger within one session. */
 function identity (link: GatewayLink): string {
   return `${link.gateway ?? ''}\n${link.endpoint ?? ''}`
+}
+
+/** `{ conn }` for an event of an `allow` endpoint, else nothing: handlers of other endpoints see what they always saw. */
+function connOf (entry: { conn?: string }): ConnectionInfo {
+  return entry.conn === undefined ? {} : { conn: entry.conn }
 }
 
 function target (users: readonly string[]): { user: string } | { users: string[] } {

@@ -15,7 +15,7 @@
 export {
   GatehouseBackend,
   type BackendEvents, type BackendHandlers, type BackendOptions,
-  type BackendStats, type EventDelivery, type LinkInfo, type SendOptions
+  type BackendStats, type ConnectionInfo, type EventDelivery, type LinkInfo, type SendOptions
 } from './backend.js'
 export type { BackendLogger } from './logger.js'
 export { InferredCloses } from './roster.js'

@@ -23,6 +23,8 @@ export const InferredCloses = {
 
 export interface Presence<L> {
   user: string
+  /** The connection id, from a gateway endpoint with `duplicate: "allow"` (PROTOCOL.md §6a); such a user may have several presences. */
+  conn?: string
   claims: Claims
   params: Params
   link: L
@@ -42,17 +44,40 @@ export interface LinkRelations<L> {
 
 const UNRELATED: LinkRelations<unknown> = { sameCluster: () => false, isOpen: () => true }
 
+/**
+ * What the roster keys a presence by: the user, or with a `conn` that
+ * connection (prefixes keep a user id from ever equalling a connection id).
+ */
+export function clientKey (entry: { user: string, conn?: string }): string {
+  return entry.conn === undefined ? `u:${entry.user}` : `c:${entry.conn}`
+}
+
 export class Roster<L> {
-  private readonly byUser = new Map<string, Presence<L>>()
+  private readonly byKey = new Map<string, Presence<L>>()
+  /** Each user's presence keys, in the order they opened. */
+  private readonly byUser = new Map<string, Set<string>>()
 
   constructor (private readonly relations: LinkRelations<L> = UNRELATED) {}
 
+  /** Connections known: users, each counted once per connection. */
   get size (): number {
-    return this.byUser.size
+    return this.byKey.size
   }
 
+  /** The user's presence (their oldest connection, when they have several). */
   get (user: string): Presence<L> | undefined {
-    return this.byUser.get(user)
+    const first = this.byUser.get(user)?.values().next()
+    return first === undefined || first.done === true ? undefined : this.byKey.get(first.value)
+  }
+
+  /** Every presence of the user, oldest first. */
+  connectionsOf (user: string): Array<Presence<L>> {
+    return [...this.byUser.get(user) ?? []].map((key) => this.byKey.get(key) as Presence<L>)
+  }
+
+  /** The presence of connection `conn`. */
+  connection (conn: string): Presence<L> | undefined {
+    return this.byKey.get(clientKey({ user: '', conn }))
   }
 
   users (): string[] {
@@ -61,69 +86,81 @@ export class Roster<L> {
 
   /** The link `user` is connected through; an event about them from another link is about a stale connection. */
   linkOf (user: string): L | undefined {
-    return this.byUser.get(user)?.link
+    return this.get(user)?.link
+  }
+
+  /** Whether `link` holds this user's connection (`conn`, or the user's only one): events about others are stale. */
+  holds (link: L, user: string, conn?: string): boolean {
+    return this.byKey.get(clientKey({ user, conn }))?.link === link
   }
 
   /**
-   * A user opened through `link`; whoever had the name before is closed
-   * first. A connection on another gateway is closed there too, unless that
-   * gateway is of the same cluster, which settles duplicates itself.
+   * A user opened through `link`; whoever had the name (or the connection
+   * id) before is closed first. A connection on another gateway is closed
+   * there too, unless that gateway is of the same cluster, which settles
+   * duplicates itself.
    */
-  open (link: L, user: string, claims: Claims, params: Params): RosterChange<L>[] {
+  open (link: L, user: string, claims: Claims, params: Params, conn?: string): RosterChange<L>[] {
     const changes: RosterChange<L>[] = []
-    const previous = this.byUser.get(user)
+    const key = clientKey({ user, conn })
+    const previous = this.byKey.get(key)
     if (previous) {
       const why = previous.link === link ? InferredCloses.REPLACED : InferredCloses.MOVED
       const displaced = previous.link !== link && !this.relations.sameCluster(previous.link, link)
+      this.forget(key, previous)
       changes.push({ kind: 'close', presence: previous, code: why.code, reason: why.reason, displaced })
     }
-    const presence = { user, claims, params, link }
-    this.byUser.set(user, presence)
+    const presence: Presence<L> = conn === undefined ? { user, claims, params, link } : { user, conn, claims, params, link }
+    this.byKey.set(key, presence)
+    const keys = this.byUser.get(user)
+    if (keys) keys.add(key)
+    else this.byUser.set(user, new Set([key]))
     changes.push({ kind: 'open', presence })
     return changes
   }
 
   /**
-   * A `close` event; ignored (empty) when `link` does not hold the user,
-   * unless the link that does is down and of the same cluster: a surviving
-   * node reporting the users of a dead one.
+   * A `close` event; ignored (empty) when `link` does not hold the user (or
+   * the connection), unless the link that does is down and of the same
+   * cluster: a surviving node reporting the users of a dead one.
    */
-  close (link: L, user: string, code: number, reason: string): RosterChange<L>[] {
-    const presence = this.byUser.get(user)
+  close (link: L, user: string, code: number, reason: string, conn?: string): RosterChange<L>[] {
+    const key = clientKey({ user, conn })
+    const presence = this.byKey.get(key)
     if (!presence) return []
     const holder = presence.link
     if (holder !== link && !(this.relations.sameCluster(holder, link) && !this.relations.isOpen(holder))) return []
-    this.byUser.delete(user)
+    this.forget(key, presence)
     return [{ kind: 'close', presence, code, reason, displaced: false }]
   }
 
   /**
-   * A `sync` from `link` (PROTOCOL.md §5): users of the link it no longer lists
-   * are closed, listed users we do not know are opened, and a listed user
-   * whose claims or params changed is closed and opened again.
+   * A `sync` from `link` (PROTOCOL.md §5): connections of the link it no
+   * longer lists are closed, listed ones we do not know are opened, and a
+   * listed one whose claims or params changed is closed and opened again.
    */
   sync (link: L, listed: readonly SyncUser[]): RosterChange<L>[] {
-    const wanted = new Map(listed.map((entry) => [entry.user, entry]))
+    const wanted = new Map(listed.map((entry) => [clientKey(entry), entry]))
     const changes: RosterChange<L>[] = []
-    for (const presence of [...this.byUser.values()]) {
+    for (const [key, presence] of [...this.byKey]) {
       if (presence.link !== link) continue
-      const entry = wanted.get(presence.user)
+      const entry = wanted.get(key)
       if (entry && sameJson(entry.claims, presence.claims) && sameJson(entry.params, presence.params)) {
-        wanted.delete(presence.user)
+        wanted.delete(key)
       } else {
-        changes.push(...this.close(link, presence.user, InferredCloses.ABSENT_FROM_SYNC.code, InferredCloses.ABSENT_FROM_SYNC.reason))
+        changes.push(...this.close(link, presence.user, InferredCloses.ABSENT_FROM_SYNC.code, InferredCloses.ABSENT_FROM_SYNC.reason, presence.conn))
       }
     }
-    for (const entry of wanted.values()) changes.push(...this.open(link, entry.user, entry.claims, entry.params))
+    for (const entry of wanted.values()) changes.push(...this.open(link, entry.user, entry.claims, entry.params, entry.conn))
     return changes
   }
 
   /** Every user of a link that is gone for good. */
   dropLink (link: L): RosterChange<L>[] {
     const changes: RosterChange<L>[] = []
-    for (const presence of [...this.byUser.values()]) {
+    for (const presence of [...this.byKey.values()]) {
       if (presence.link === link) {
-        changes.push(...this.close(link, presence.user, InferredCloses.LINK_LOST.code, InferredCloses.LINK_LOST.reason))
+        changes.push(...this.close(link, presence.user, InferredCloses.LINK_LOST.code, InferredCloses.LINK_LOST.reason, presence.conn))
       }
     }
     return changes
@@ -131,26 +168,41 @@ export class Roster<L> {
 
   /** A gateway came back on a new socket: its users now travel on that one. */
   moveLink (from: L, to: L): void {
-    for (const presence of this.byUser.values()) {
+    for (const presence of this.byKey.values()) {
       if (presence.link === from) presence.link = to
     }
   }
 
-  /** Users grouped by the link they are connected through; names we do not know come back in `missing`. */
+  /**
+   * Users grouped by the links they are connected through (a user with
+   * connections through several links is listed under each); names we do
+   * not know come back in `missing`.
+   */
   group (users: readonly string[]): { byLink: Map<L, string[]>, missing: string[] } {
     const byLink = new Map<L, string[]>()
     const missing: string[] = []
     for (const user of users) {
-      const link = this.byUser.get(user)?.link
-      if (link === undefined) {
+      const keys = this.byUser.get(user)
+      if (keys === undefined) {
         missing.push(user)
         continue
       }
-      const list = byLink.get(link)
-      if (list) list.push(user)
-      else byLink.set(link, [user])
+      const links = new Set<L>()
+      for (const key of keys) links.add((this.byKey.get(key) as Presence<L>).link)
+      for (const link of links) {
+        const list = byLink.get(link)
+        if (list) list.push(user)
+        else byLink.set(link, [user])
+      }
     }
     return { byLink, missing }
+  }
+
+  private forget (key: string, presence: Presence<L>): void {
+    this.byKey.delete(key)
+    const keys = this.byUser.get(presence.user)
+    keys?.delete(key)
+    if (keys?.size === 0) this.byUser.delete(presence.user)
   }
 }
 
