@@ -129,7 +129,8 @@ async function registerGateway (app: FastifyInstance, options: GatehousePluginOp
       available: () => pool.state !== 'unavailable',
       routable: (identity, params) => pool.routable({ user: identity.user, claims: identity.claims, params }),
       claim: async (identity, params) => await admissions.claim(endpoint, identity, params),
-      release: (ticket) => admissions.release(ticket, registry.get(ticket.connection.user)?.connection)
+      // under `allow` a handshake given back took over nobody's claim
+      release: (ticket) => admissions.release(ticket, endpoint.duplicate === 'allow' ? undefined : registry.get(ticket.connection.user)?.connection)
     }
     return { route, pool, relay, members }
   })
@@ -144,7 +145,7 @@ async function registerGateway (app: FastifyInstance, options: GatehousePluginOp
       admissions.evict(endpoint, user, id, why)
       await relayFor(endpoint)?.evict(user, id, why)
     },
-    reportLost: async (endpoint, user, params) => await relayFor(endpoint)?.reportLost(user, params),
+    reportLost: async (endpoint, user, params, conn) => await relayFor(endpoint)?.reportLost(user, params, conn),
     reopen: (endpoint, user, id) => relayFor(endpoint)?.reopen(user, id),
     deliver: (endpoint, actions) => relayFor(endpoint)?.dispatch(actions, true),
     * connections () {

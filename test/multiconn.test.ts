@@ -265,9 +265,7 @@ t.test('bad input: configs, actions and frames', async (t) => {
   t.same(problems({ maxPerUser: '2' }), ['endpoints[0].maxPerUser: must be integer'], 'a string is refused')
   t.same(problems({ maxPerUser: 100000 }), ['endpoints[0].maxPerUser: must be <= 1000'], 'a huge bound is refused')
   t.same(problems({ duplicate: 'replace', maxPerUser: 2 }), ['endpoints[0].maxPerUser: applies only with duplicate "allow", but duplicate is "replace"'], 'maxPerUser without allow is a mistake, named')
-  t.same(problems({}, { cluster: { redis: 'redis://127.0.0.1:1' } }), [
-    'endpoints[0].duplicate: "allow" (several connections per user) runs on one gateway only for now, but cluster.redis is set (docs/configuration.md)'
-  ], 'allow with a cluster is refused at start, by field')
+  t.same(problems({}, { cluster: { redis: 'redis://127.0.0.1:1' } }), [], 'allow runs in a cluster (test/multiconn-cluster.test.ts)')
   t.same(problems({ maxPerUser: 1 }), [], 'maxPerUser 1 is fine')
 
   const { gateway, backend } = await allowing(t, { maxPerUser: 1 })

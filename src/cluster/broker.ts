@@ -37,8 +37,8 @@ export interface LocalNode {
    * to the backend link, or at once when it is no longer here.
    */
   evict (endpoint: string, user: string, id: string, why: Eviction): Promise<void>
-  /** Reports on this node's link that a user of a lost node is gone (close 1006); resolves once committed. */
-  reportLost (endpoint: string, user: string, params: Params): Promise<void>
+  /** Reports on this node's link that a user (or under `allow` their connection `conn`) of a lost node is gone (close 1006); resolves once committed. */
+  reportLost (endpoint: string, user: string, params: Params, conn?: string): Promise<void>
   /** Reports `open` again for a connection the cluster had reported closed while this node was cut off. */
   reopen (endpoint: string, user: string, id: string): void
   /** Carries out actions another node forwarded, for clients of this node only. */
@@ -66,7 +66,10 @@ export interface Broker extends EventEmitter<BrokerEvents> {
   /**
    * Actions for users this node does not hold, or `all`: carried to the
    * nodes concerned, in order. Users connected nowhere are counted as dropped.
+   * `everywhere` (an endpoint with `duplicate: "allow"`, whose users may have
+   * connections on several nodes): carried to every other node, which
+   * delivers to the connections it has (PROTOCOL.md §6a).
    */
-  forward (endpoint: string, actions: ClientAction[]): void
+  forward (endpoint: string, actions: ClientAction[], everywhere?: boolean): void
   close (): Promise<void>
 }

@@ -17,6 +17,7 @@ import type { ClientAction } from '../../protocol/index.js'
 import type { Connection, Eviction } from '../domain.js'
 import type { GatewayMetrics } from '../metrics.js'
 import type { Broker, BrokerEvents, BrokerState, Claim, LocalNode } from './broker.js'
+import { presenceField } from './connection-id.js'
 import { Forwarder } from './forwarder.js'
 import { Handoffs } from './handoff.js'
 import { ALL, nodeChannel, type ClusterMessage, type Post } from './messages.js'
@@ -75,7 +76,7 @@ export class ClusterBroker extends EventEmitter<BrokerEvents> implements Broker 
   async start (node: LocalNode, waitMs: number): Promise<void> {
     this.node = node
     const { metrics, log } = this.options
-    this.reaper = new Reaper({ presence: this.transport.presence, node, release: (tombstone) => this.release(tombstone), metrics, log })
+    this.reaper = new Reaper({ presence: this.transport.presence, node, release: (field, id) => this.releaseField(field, id), metrics, log })
     this.transport.on('up', () => { void this.join() })
     this.transport.on('down', () => this.setState('down'))
     this.transport.bus.onMessage((channel, text) => {
@@ -116,13 +117,17 @@ export class ClusterBroker extends EventEmitter<BrokerEvents> implements Broker 
   }
 
   release (connection: Connection, holder?: Connection): void {
-    if (this.current === 'down') return // registered again, or not, when the transport returns
-    this.transport.presence.release(fieldOf(connection), connection.id, holder && this.registration(holder))
-      .catch((err: Error) => this.failed('release', err))
+    this.releaseField(fieldOf(connection), connection.id, holder)
   }
 
-  forward (endpoint: string, actions: ClientAction[]): void {
-    this.forwarder.forward(endpoint, actions)
+  forward (endpoint: string, actions: ClientAction[], everywhere = false): void {
+    this.forwarder.forward(endpoint, actions, everywhere)
+  }
+
+  private releaseField (field: string, id: string, holder?: Connection): void {
+    if (this.current === 'down') return // registered again, or not, when the transport returns
+    this.transport.presence.release(field, id, holder && this.registration(holder))
+      .catch((err: Error) => this.failed('release', err))
   }
 
   async close (): Promise<void> {
@@ -307,6 +312,6 @@ export class ClusterBroker extends EventEmitter<BrokerEvents> implements Broker 
   }
 }
 
-function fieldOf (connection: Pick<Connection, 'endpoint' | 'user'>): string {
-  return `${connection.endpoint}:${connection.user}`
+function fieldOf (connection: Connection): string {
+  return presenceField(connection)
 }

@@ -29,7 +29,8 @@ export interface ForwarderOptions {
   log: FastifyBaseLogger
 }
 
-interface Forward { endpoint: string, actions: ClientAction[] }
+/** `everywhere`: for every other node, no lookup (users of `duplicate: "allow"` endpoints, PROTOCOL.md §6a). */
+interface Forward { endpoint: string, actions: ClientAction[], everywhere?: boolean }
 
 export class Forwarder {
   private pending: Forward[] = []
@@ -43,8 +44,8 @@ export class Forwarder {
 
   constructor (private readonly options: ForwarderOptions) {}
 
-  forward (endpoint: string, actions: ClientAction[]): void {
-    this.pending.push({ endpoint, actions })
+  forward (endpoint: string, actions: ClientAction[], everywhere = false): void {
+    this.pending.push({ endpoint, actions, everywhere })
     if (!this.pumping) void this.pump()
   }
 
@@ -83,7 +84,7 @@ export class Forwarder {
     const dropped = (endpoint: string, reason: string, count: number): void => {
       if (count > 0) metrics.droppedActions.inc({ endpoint, reason }, count)
     }
-    const fields = [...new Set(batch.flatMap(({ endpoint, actions }) => actions.flatMap((a) => targetsOf(a).map((u) => `${endpoint}:${u}`))))]
+    const fields = [...new Set(batch.flatMap(({ endpoint, actions, everywhere }) => everywhere ? [] : actions.flatMap((a) => targetsOf(a).map((u) => `${endpoint}:${u}`))))]
     let owners = new Map<string, string>()
     try {
       if (!this.options.isUp()) throw new Error('redis is unreachable')
@@ -104,9 +105,9 @@ export class Forwarder {
       for (const { node, endpoint, actions } of outbox.values()) this.sendActions(nodeChannel(node), endpoint, actions, true)
       outbox = new Map()
     }
-    for (const { endpoint, actions } of batch) {
+    for (const { endpoint, actions, everywhere } of batch) {
       for (const action of actions) {
-        if ('all' in action) {
+        if ('all' in action || everywhere === true) {
           flush()
           this.sendActions(ALL, endpoint, [action], false)
           continue

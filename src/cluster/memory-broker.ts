@@ -27,7 +27,9 @@ export class MemoryBroker extends EventEmitter<BrokerEvents> implements Broker {
 
   release (): void {}
 
-  forward (endpoint: string, actions: ClientAction[]): void {
+  /** `everywhere` forwards name users delivered here too: with no other node, they were never for elsewhere. */
+  forward (endpoint: string, actions: ClientAction[], everywhere = false): void {
+    if (everywhere) return
     const missed = actions.reduce((sum, action) => sum + targetCount(action), 0)
     if (missed > 0) this.metrics.droppedActions.inc({ endpoint, reason: 'not_connected' }, missed)
   }

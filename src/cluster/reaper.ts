@@ -5,16 +5,16 @@
  * their presence up.
  */
 import type { FastifyBaseLogger } from 'fastify'
-import type { Connection } from '../domain.js'
 import type { GatewayMetrics } from '../metrics.js'
 import type { LocalNode } from './broker.js'
+import { parseField } from './connection-id.js'
 import type { PresenceStore } from './transport.js'
 
 export interface ReaperOptions {
   presence: PresenceStore
   node: LocalNode
-  /** Gives up the reaper's tombstone of a reported user. */
-  release: (tombstone: Connection) => void
+  /** Gives up the reaper's tombstone (connection `id`) of a reported user's field. */
+  release: (field: string, id: string) => void
   metrics: GatewayMetrics
   log: FastifyBaseLogger
 }
@@ -46,13 +46,11 @@ export class Reaper {
     const taken = await presence.reap(dead)
     log.warn({ node: dead, users: taken.length }, 'gateway node lost (its lease expired); reporting its users closed (1006)')
     for (const [field, entry] of taken) {
-      const at = field.indexOf(':')
-      const endpoint = field.slice(0, at)
-      const user = field.slice(at + 1)
+      const { endpoint, user, conn } = parseField(field, entry.c)
       metrics.clusterLostUsers.inc({ endpoint })
-      const report = node.reportLost(endpoint, user, entry.p).finally(() => {
+      const report = node.reportLost(endpoint, user, entry.p, conn).finally(() => {
         this.reporting.delete(field)
-        release({ endpoint, user, id: `reap:${entry.c}`, params: entry.p, since: entry.s, policy: 'replace' })
+        release(field, `reap:${entry.c}`)
       })
       this.reporting.set(field, report)
     }

@@ -242,11 +242,6 @@ function checkBackend (endpoint: EndpointConfig, at: string, problems: string[])
  */
 function checkPoolsAlone (config: GatewayConfig, problems: string[]): void {
   if (config.cluster.redis === undefined) return
-  config.endpoints.forEach((endpoint, i) => {
-    if (endpoint.duplicate === 'allow') {
-      problems.push(`endpoints[${i}].duplicate: "allow" (several connections per user) runs on one gateway only for now, but cluster.redis is set (docs/configuration.md)`)
-    }
-  })
   if (config.admin !== undefined) problems.push('admin: members registered at run time join the pool of one gateway only for now, but cluster.redis is set (docs/pools.md)')
   config.endpoints.forEach((endpoint, i) => {
     if ((endpoint.backend.urls?.length ?? 0) > 1) {

@@ -13,14 +13,16 @@ import type { SessionRegistry } from '../sessions/registry.js'
 
 /** The rest of the cluster, as action dispatch needs it. */
 export interface ForwardPort {
-  /** Actions for users not connected here (and `all`), for the nodes they are connected to. */
-  forward (endpoint: string, actions: ClientAction[]): void
+  /** The cluster's name; absent for a node alone. */
+  readonly cluster?: string
+  /** Actions for users not connected here (and `all`), for the nodes they are connected to; `everywhere`: for every other node. */
+  forward (endpoint: string, actions: ClientAction[], everywhere?: boolean): void
 }
 
 export interface ActionDispatchOptions {
   endpoint: string
   /** Only looked up: sessions come and go on the client side. */
-  registry: Pick<SessionRegistry, 'connectionsOf' | 'connection' | 'values'>
+  registry: Pick<SessionRegistry, 'connectionsOf' | 'connection' | 'values' | 'policy'>
   cluster: ForwardPort
   metrics: GatewayMetrics
   log: FastifyBaseLogger
@@ -41,12 +43,17 @@ export class ActionDispatch {
    * `forwarded` are for this node's clients only.
    */
   dispatch (actions: readonly ClientAction[], forwarded = false): void {
-    const { metrics, cluster, endpoint, log } = this.options
+    const { metrics, cluster, endpoint, log, registry } = this.options
+    // a user of an `allow` endpoint may have connections here and on other nodes: what names users goes to every node
+    const everywhere = registry.policy === 'allow' && cluster.cluster !== undefined
     const onward: ClientAction[] = []
     for (const action of actions) {
       const missing = this.perform(action, forwarded)
       if (missing === undefined) continue
-      if (missing.length > 0) {
+      if (everywhere) {
+        // each node delivers to the connections it has, so one without any is no loss to count
+        if (!forwarded && !('conn' in action)) onward.push(action)
+      } else if (missing.length > 0) {
         log.debug({ users: missing.length, action: action.action, forwarded }, 'action for users not connected here')
         if (forwarded) metrics.droppedActions.inc({ ...this.labels, reason: 'not_connected' }, missing.length)
         else onward.push(forUsers(action, missing))
@@ -54,7 +61,7 @@ export class ActionDispatch {
         onward.push(action)
       }
     }
-    if (onward.length > 0) cluster.forward(endpoint, onward)
+    if (onward.length > 0) cluster.forward(endpoint, onward, everywhere)
     if (this.messagesOut > 0) {
       metrics.messagesOut.inc(this.labels, this.messagesOut)
       this.messagesOut = 0

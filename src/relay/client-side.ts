@@ -109,7 +109,7 @@ export class ClientSide {
     if (existing?.isHeld) {
       if (sameParams(existing.params, params)) {
         this.resume(existing, socket, identity, connection)
-        if (unchecked) cluster.register(connection)
+        if (unchecked && existing.conn === undefined) cluster.register(connection)
         return
       }
       // back, but somewhere else (another match): the held session is over
@@ -150,16 +150,16 @@ export class ClientSide {
     await committed
   }
 
-  /** Reports a user of a dead node closed (1006) on this node's link; resolves once committed. */
-  async reportLost (user: string, params: Params): Promise<void> {
+  /** Reports a user (under `allow`, their connection `conn`) of a dead node closed (1006) on this node's link; resolves once committed. */
+  async reportLost (user: string, params: Params, conn?: string): Promise<void> {
     const { code, reason } = CloseCodes.NODE_LOST
-    await new Promise<void>((resolve) => this.reportClose(user, params, code, reason, resolve))
+    await new Promise<void>((resolve) => this.reportClose(user, params, code, reason, resolve, conn))
   }
 
   /** Reports `open` again for a connection the cluster reported closed while this node was cut off. */
   reopen (user: string, id: string): void {
-    const session = this.options.registry.get(user)
-    if (session?.connection.id === id && !session.isEnded) this.announce(session)
+    const session = this.options.registry.connectionsOf(user).find((s) => s.connection.id === id)
+    if (session && !session.isEnded) this.announce(session)
   }
 
   /** Closes every client of the endpoint with `code`. */
@@ -215,11 +215,17 @@ export class ClientSide {
     this.options.sink.send({ kind: 'open', user, conn, text, bytes: Buffer.byteLength(text), opened })
   }
 
-  /** The backend sees nothing: same session, new socket, kept frames first. */
+  /**
+   * The backend sees nothing: same session, new socket, kept frames first.
+   * Under `allow` the session stays the connection it was (its `conn`, its
+   * place in the cluster), and the new handshake's claim is given back.
+   */
   private resume (session: ClientSession, socket: WebSocket, identity: Identity, connection: Connection): void {
-    const { metrics } = this.options
+    const { metrics, cluster } = this.options
     this.listen(session, socket)
-    const flushed = session.resume(socket, connection, identity.exp)
+    const keep = session.conn !== undefined
+    if (keep) cluster.release(connection)
+    const flushed = session.resume(socket, keep ? session.connection : connection, identity.exp)
     metrics.resumes.inc(this.labels)
     metrics.messagesOut.inc(this.labels, flushed)
   }

@@ -38,8 +38,8 @@ export class EndpointRelay {
     await this.clients.evict(user, id, why)
   }
 
-  async reportLost (user: string, params: Params): Promise<void> {
-    await this.clients.reportLost(user, params)
+  async reportLost (user: string, params: Params, conn?: string): Promise<void> {
+    await this.clients.reportLost(user, params, conn)
   }
 
   reopen (user: string, id: string): void {

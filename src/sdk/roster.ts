@@ -174,9 +174,10 @@ export class Roster<L> {
   }
 
   /**
-   * Users grouped by the links they are connected through (a user with
-   * connections through several links is listed under each); names we do
-   * not know come back in `missing`.
+   * Users grouped by the links they are connected through; names we do not
+   * know come back in `missing`. A user with connections through several
+   * gateways is listed under the link of each, but once per cluster: one
+   * link of a cluster reaches the user's connections on all its nodes.
    */
   group (users: readonly string[]): { byLink: Map<L, string[]>, missing: string[] } {
     const byLink = new Map<L, string[]>()
@@ -187,8 +188,11 @@ export class Roster<L> {
         missing.push(user)
         continue
       }
-      const links = new Set<L>()
-      for (const key of keys) links.add((this.byKey.get(key) as Presence<L>).link)
+      const links: L[] = []
+      for (const key of keys) {
+        const link = (this.byKey.get(key) as Presence<L>).link
+        if (!links.some((l) => l === link || this.relations.sameCluster(l, link))) links.push(link)
+      }
       for (const link of links) {
         const list = byLink.get(link)
         if (list) list.push(user)
