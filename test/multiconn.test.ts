@@ -16,6 +16,7 @@ import { startGateway, testConfig } from './helpers/gateway.js'
 import { connect, refusal, type TestClient } from './helpers/client.js'
 import { tokenFor } from './helpers/tokens.js'
 import { Inbox } from './helpers/waiter.js'
+import { onFreePort } from './helpers/ports.js'
 import { BACKEND_TOKEN, captureLogger } from './sdk-fixtures.js'
 
 type Teardown = { teardown (fn: () => unknown): void }
@@ -148,6 +149,26 @@ t.test('acks: a replay carries each event\'s conn', async (t) => {
   const acked = await backend.next('sync')
   const listed = (acked.users as Array<{ conn: string }>).map((u) => u.conn).sort()
   t.same([listed, acked.seq], [[one.conn, two.conn].sort(), replayed[3].seq], 'once acked, the sync lists both connections as of that seq')
+})
+
+t.test('each connection has its own share of the queue: a flooding tab is closed (1008), the other tab\'s messages still go', async (t) => {
+  const first = await onFreePort(async (port) => await backendFor(t, { port }))
+  const gateway = await startGateway(t, testConfig([{ name: 'lobby', path: '/lobby', duplicate: 'allow', backend: first.url }], {
+    queue: { maxClientBytes: 2048 },
+    limits: { messagesPerSecond: 1000, burst: 1000 }
+  }))
+  await first.next('sync')
+  const flooder = await tab(gateway.url('/lobby'), first, 'jo')
+  const quiet = await tab(gateway.url('/lobby'), first, 'jo')
+  await first.close() // the backend is away: events queue in the gateway
+  for (let i = 0; i < 40 && flooder.client.ws.readyState === WebSocket.OPEN; i++) flooder.client.ws.send('x'.repeat(200))
+  t.equal((await flooder.client.closed).code, 1008, 'the flooding tab passes its share and is closed (1008)')
+  quiet.client.ws.send('from the quiet tab')
+  const second = await backendFor(t, { port: first.port })
+  await second.next('sync')
+  const message = await second.events.next((e) => e.event === 'message' && e.conn === quiet.conn, 10000, 'the quiet tab\'s message')
+  t.equal(message.data, 'from the quiet tab', 'the quiet tab\'s message was queued: its share is its own')
+  t.equal(quiet.client.ws.readyState, WebSocket.OPEN, 'and the quiet tab is still open')
 })
 
 t.test('resume: a new socket with the same params takes over the held connection, keeping its conn', async (t) => {
