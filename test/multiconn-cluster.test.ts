@@ -15,7 +15,7 @@ import { redisFor } from './helpers/redis.js'
 import { tokenFor } from './helpers/tokens.js'
 import { Inbox } from './helpers/waiter.js'
 
-const allow = (backend: string | Record<string, unknown>) => [{ name: 'lobby', path: '/lobby', backend, duplicate: 'allow', maxPerUser: 4 }]
+const allow = (backend: string | Record<string, unknown>, extra: Record<string, unknown> = {}) => [{ name: 'lobby', path: '/lobby', backend, duplicate: 'allow', maxPerUser: 4, ...extra }]
 
 async function openOf (backend: ClusterBackend, user: string, via: string): Promise<NodeEvent> {
   return await backend.events.next((e) => e.event === 'open' && e.user === user && e.via === via, 15000, `open of ${user} via ${via}`)
@@ -66,20 +66,29 @@ t.test('one user on two nodes: a send to the user through either node reaches bo
   t.same(closes.map((e) => `${e.via} ${e.conn}`).sort(), [`node-a ${openA.conn}`, `node-b ${openB.conn}`].sort(), 'each close comes by its own node, with its conn')
 })
 
-t.test('a node that dies: a survivor reports its connection closed (1006) with its conn; the others stay', async (t) => {
+t.test('a node that dies: a survivor reports its connection closed (1006) with its conn, resumed or not; the others stay', async (t) => {
   const redis = await redisFor(t)
   const backend = await clusterBackendFor(t)
-  const [a, b] = await Promise.all(['node-a', 'node-b'].map(async (id) => await startNode(t, id, redis.url, allow(backend.url))))
+  const [a, b] = await Promise.all(['node-a', 'node-b'].map(async (id) => await startNode(t, id, redis.url, allow(backend.url, { resumeGraceMs: 10000 }))))
   await Promise.all([backend.hellos.next(), backend.hellos.next()])
   const onA = await connect(a.url('/lobby'), { token: tokenFor('bob') })
   await openOf(backend, 'bob', 'node-a')
-  await connect(b.url('/lobby'), { token: tokenFor('bob') })
+  const onB = await connect(b.url('/lobby'), { token: tokenFor('bob') })
   const openB = await openOf(backend, 'bob', 'node-b')
+  // a blip on node B: the same connection resumes there, unseen by the backend
+  onB.ws.terminate()
+  await b.run.lines.next((l) => /holding its session/.test(String(l.msg)), 15000, 'node B holding the session')
+  const resumed = await connect(b.url('/lobby'), { token: tokenFor('bob') })
+  resumed.ws.send('back')
+  t.equal((await backend.events.next((e) => e.event === 'message' && e.user === 'bob')).conn, openB.conn, 'the resumed socket speaks as the held connection')
   b.run.child.kill('SIGKILL')
   const lost = await backend.events.next((e) => e.event === 'close' && e.user === 'bob', 20000, 'the dead node\'s close')
   t.same([lost.via, lost.conn, lost.code, lost.reason], ['node-a', openB.conn, 1006, 'gateway node lost'], 'node A reports the dead node\'s connection, naming its conn')
   backend.sendVia('node-a', 'lobby', { action: 'send', user: 'bob', data: 'you stay' })
   t.equal(await onA.next(), 'you stay', 'the connection on the live node is untouched')
+  t.equal(backend.events.all.filter((e) => e.event === 'open').length, 2, 'two opens in all: the resume was no new connection')
+  await eventually(async () => await a.metric('gatehouse_cluster_lost_users_total'), (n) => n >= 1, 15000, 'the reap counted')
+  t.equal(await a.metric('gatehouse_cluster_lost_users_total'), 1, 'node A reported one lost connection: the resume left no second record behind')
   t.equal(backend.events.all.filter((e) => e.event === 'close').length, 1, 'one close in all')
 })
 
