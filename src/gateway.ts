@@ -84,7 +84,7 @@ async function registerGateway (app: FastifyInstance, options: GatehousePluginOp
   const nodeId = options.nodeId ?? config.server.nodeId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`
   let draining = false
 
-  const authenticator = await registerAuthenticator(app, config.auth)
+  const authenticator = await registerAuthenticator(app, config.auth, metrics)
   const { cluster } = config
   const broker: Broker = cluster.redis === undefined
     ? new MemoryBroker(metrics)
