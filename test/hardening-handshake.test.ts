@@ -124,6 +124,10 @@ t.test('every upgrade that does not become a WebSocket ends its socket, and no a
     t.match(answer.response, code, `${name}: ${code}`)
     t.notMatch(answer.response, token, `${name}: the token is not echoed`)
   }
+  const old = await raw(gateway.port, upgradeRequest(`/lobby/r1${query}`).replace('HTTP/1.1', 'HTTP/1.0'))
+  t.equal(old.status, 426, 'an HTTP/1.0 upgrade with a good token: 426, not 101 (a handshake is HTTP/1.1)')
+  t.ok(old.ended, 'HTTP/1.0 upgrade: the server ended the TCP connection')
+  t.match(old.response, 'GW_ERR_UPGRADE_REQUIRED', 'HTTP/1.0 upgrade: GW_ERR_UPGRADE_REQUIRED')
   t.notMatch(logText(gateway), token, 'no log line holds the token')
 })
 
