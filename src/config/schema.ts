@@ -117,6 +117,7 @@ export const Server = Type.Object({
   port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080 }),
   nodeId: Type.Optional(Type.String({ minLength: 1, description: 'this process in hello and logs; generated when absent' })),
   shutdownTimeoutMs: Ms(10000, 'longest a SIGTERM drain may take'),
+  headersTimeoutMs: Type.Integer({ minimum: 1000, default: 10000, description: 'longest a client may take to send a request head (the WebSocket handshake); a slower one gets 408 and its socket ended' }),
   workers: Type.Integer({ minimum: 1, default: 1, description: 'worker processes sharing the port (node:cluster), each a node of the cluster; more than 1 needs cluster.redis' })
 }, { ...strict, default: {} })
 
