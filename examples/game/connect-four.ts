@@ -62,6 +62,11 @@ export class Board {
     return undefined
   }
 
+  /** Discs on the board: the number of moves played. */
+  get placed (): number {
+    return this.discs
+  }
+
   get isFull (): boolean {
     return this.discs === ROWS * COLUMNS
   }

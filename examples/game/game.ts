@@ -76,6 +76,10 @@ export class GameService implements BackendHandlers {
     const request = data as Record<string, unknown> | null
     const type = typeof request === 'object' && request !== null ? request.type : undefined
     if (type === 'move') {
+      const at = request?.at
+      if (at !== undefined && (typeof at !== 'number' || !Number.isInteger(at))) return this.tell(user, { type: 'error', message: 'at must be the number of discs on the board you moved on' })
+      // a move made on an earlier board (or replayed after its effect was stored): show the board as it is, take nothing
+      if (at !== undefined && at !== match.board.placed) return this.publish(match, user)
       const outcome = match.move(user, request?.column)
       if (!outcome.ok) return this.tell(user, { type: 'error', message: outcome.problem })
     } else if (type === 'resign') {
@@ -141,11 +145,12 @@ export class GameService implements BackendHandlers {
     this.options.onMatchOver?.(match.id)
   }
 
-  /** Sends the whole state to each connected player, from their side of the board. */
-  private publish (match: Match): void {
+  /** Sends the whole state to each connected player (or to `only`), from their side of the board. */
+  private publish (match: Match, only?: string): void {
     const present = this.present.get(match) ?? new Set<string>()
     const seated = [match.players.red, match.players.yellow].filter((p): p is string => p !== null)
     for (const user of present) {
+      if (only !== undefined && user !== only) continue
       const you = match.discOf(user)
       if (!you) continue
       const state: GameState = {
