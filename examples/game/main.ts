@@ -34,7 +34,7 @@ if (storeDir === undefined || storeDir === '') {
   process.exit(2)
 }
 const token = process.env.GAME_BACKEND_TOKEN === '' ? undefined : process.env.GAME_BACKEND_TOKEN
-const logger = pino({ level: process.env.LOG_LEVEL ?? 'info' }).child({ service: 'game', pid: process.pid })
+const logger = pino({ level: process.env.LOG_LEVEL ?? 'info' }).child({ service: 'game' })
 const running = await startGame({
   port: intSetting('GAME_PORT', 0),
   host: process.env.GAME_HOST ?? '127.0.0.1',
