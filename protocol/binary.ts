@@ -1,0 +1,346 @@
+/**
+ * Binary link frames (PROTOCOL.md §2a), for links whose `hello` says
+ * `encoding: "binary"`: a player's binary frame reaches the backend as raw
+ * bytes, and a backend's binary `send` reaches the player the same way, with
+ * no base64 on the path. Pure codec: no sockets, no I/O.
+ *
+ * A binary link frame is a sequence of records, each `type` (u8), `length`
+ * (u32 big-endian) and `length` bytes of body. Every length is checked
+ * against what is left of the frame before it is used, so a lying or huge
+ * length costs nothing: nothing is allocated from a length a peer wrote.
+ */
+import { decodeActions, decodeEvents, encodeFrame, type Decoded } from './codec.js'
+import type { Action, Event, MessageEvent, Params, SendAction } from './schemas.js'
+
+export const RecordType = {
+  /** UTF-8 JSON: one event/action or an array of them, exactly as a text frame holds. */
+  JSON: 1,
+  /** gateway → backend: a player's binary frame. */
+  MESSAGE: 2,
+  /** backend → gateway: a binary `send`. */
+  SEND: 3
+} as const
+
+/** Record header: type (1) + body length (4). */
+export const RECORD_HEADER_BYTES = 5
+/** MESSAGE body before the user id: seq (6). */
+const SEQ_BYTES = 6
+/** Largest seq a MESSAGE record carries (u48); far beyond any endpoint's lifetime of events. */
+const MAX_SEQ = 2 ** 48 - 1
+
+/** What was wrong with a binary frame, by kind: the `reason` label of the frame-error counters. */
+export type BinaryErrorKind =
+  /** the frame ends inside a record header (an empty frame included) */
+  | 'binary_truncated'
+  /** a length that points past the end of its record or frame */
+  | 'binary_bad_length'
+  /** a record type this side does not take */
+  | 'binary_unknown_record'
+  /** a well-framed record whose contents are wrong (user id not UTF-8, params not a JSON object of strings, ...) */
+  | 'binary_invalid_record'
+
+export interface BinaryError {
+  kind: BinaryErrorKind | 'invalid_json' | 'invalid_message'
+  message: string
+}
+
+export interface BinaryDecoded<T> {
+  items: T[]
+  errors: BinaryError[]
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true })
+
+/** A binary message waiting in the gateway's queue: the record is built when it is written, with the seq it has then. */
+export interface RawMessage {
+  /** The client's path parameters as JSON, written by the gateway. */
+  params: string
+  data: Buffer
+}
+
+/** What the gateway's link writes: encoded JSON events, and raw messages. */
+export interface FrameItem {
+  user: string
+  text: string
+  seq?: number
+  raw?: RawMessage
+}
+
+/** Size of a MESSAGE record, header included: what the queue counts for it. */
+export function messageRecordBytes (user: string, params: string, dataBytes: number): number {
+  return RECORD_HEADER_BYTES + SEQ_BYTES + 2 + Buffer.byteLength(user) + 2 + Buffer.byteLength(params) + dataBytes
+}
+
+/**
+ * Gateway side: one binary frame from a batch. Runs of JSON events become one
+ * JSON record (an array when several), raw messages MESSAGE records, in order.
+ */
+export function encodeBinaryFrame (items: readonly FrameItem[]): Buffer {
+  const parts: Array<Buffer | string> = []
+  let size = 0
+  let run: string[] = []
+  const endRun = (): void => {
+    if (run.length === 0) return
+    const text = encodeFrame(run)
+    parts.push(text)
+    size += RECORD_HEADER_BYTES + Buffer.byteLength(text)
+    run = []
+  }
+  for (const item of items) {
+    if (item.raw === undefined) {
+      run.push(item.text)
+      continue
+    }
+    endRun()
+    const record = messageRecord(item.user, item.raw, item.seq ?? 0)
+    parts.push(record)
+    size += record.length
+  }
+  endRun()
+  const frame = Buffer.allocUnsafe(size)
+  let at = 0
+  for (const part of parts) {
+    if (typeof part === 'string') at = writeJsonRecord(frame, at, part)
+    else at += part.copy(frame, at)
+  }
+  return frame
+}
+
+function messageRecord (user: string, raw: RawMessage, seq: number): Buffer {
+  const size = messageRecordBytes(user, raw.params, raw.data.length)
+  const record = Buffer.allocUnsafe(size)
+  record[0] = RecordType.MESSAGE
+  record.writeUInt32BE(size - RECORD_HEADER_BYTES, 1)
+  record.writeUIntBE(Math.min(seq, MAX_SEQ), 5, SEQ_BYTES)
+  let at = writeString16(record, RECORD_HEADER_BYTES + SEQ_BYTES, user)
+  at = writeString16(record, at, raw.params)
+  raw.data.copy(record, at)
+  return record
+}
+
+function writeJsonRecord (frame: Buffer, at: number, text: string): number {
+  const bytes = frame.write(text, at + RECORD_HEADER_BYTES)
+  frame[at] = RecordType.JSON
+  frame.writeUInt32BE(bytes, at + 1)
+  return at + RECORD_HEADER_BYTES + bytes
+}
+
+function writeString16 (buffer: Buffer, at: number, text: string): number {
+  const bytes = buffer.write(text, at + 2)
+  buffer.writeUInt16BE(bytes, at)
+  return at + 2 + bytes
+}
+
+/** Target of a SEND record: every client of the endpoint, or a list of users. */
+export type SendRecordTarget = { all: true } | { users: readonly string[] }
+
+/**
+ * Backend side: a SEND record. Target byte 0 is `all`; 1 is a list: a u32
+ * count, then each user id as u16 length + UTF-8. The data is the rest of
+ * the body.
+ */
+export function encodeSendRecord (target: SendRecordTarget, data: Uint8Array): Buffer {
+  const users = 'all' in target ? [] : target.users.map((u) => Buffer.from(u))
+  const head = 1 + ('all' in target ? 0 : 4 + users.reduce((n, u) => n + 2 + u.length, 0))
+  const record = Buffer.allocUnsafe(RECORD_HEADER_BYTES + head + data.byteLength)
+  record[0] = RecordType.SEND
+  record.writeUInt32BE(head + data.byteLength, 1)
+  let at = RECORD_HEADER_BYTES
+  record[at++] = 'all' in target ? 0 : 1
+  if (!('all' in target)) {
+    record.writeUInt32BE(users.length, at)
+    at += 4
+    for (const user of users) {
+      record.writeUInt16BE(user.length, at)
+      at += 2 + user.copy(record, at + 2)
+    }
+  }
+  record.set(data, at)
+  return record
+}
+
+/** Backend side: one binary frame from encoded JSON actions and SEND records, in order. */
+export function encodeBinaryActions (items: ReadonlyArray<string | Buffer>): Buffer {
+  const parts: Buffer[] = []
+  let run: string[] = []
+  const endRun = (): void => {
+    if (run.length === 0) return
+    const text = Buffer.from(encodeFrame(run))
+    const header = Buffer.allocUnsafe(RECORD_HEADER_BYTES)
+    header[0] = RecordType.JSON
+    header.writeUInt32BE(text.length, 1)
+    parts.push(header, text)
+    run = []
+  }
+  for (const item of items) {
+    if (typeof item === 'string') {
+      run.push(item)
+    } else {
+      endRun()
+      parts.push(item)
+    }
+  }
+  endRun()
+  return parts.length === 1 ? parts[0] : Buffer.concat(parts)
+}
+
+/** The records of a frame, in order, or where framing broke (the rest of the frame is not trusted). */
+function * records (frame: Buffer): Generator<{ type: number, body: Buffer } | BinaryError> {
+  let at = 0
+  if (frame.length === 0) yield { kind: 'binary_truncated', message: 'empty binary frame: a frame holds at least one record' }
+  while (at < frame.length) {
+    if (frame.length - at < RECORD_HEADER_BYTES) {
+      yield { kind: 'binary_truncated', message: `frame ends inside a record header at byte ${at} (${frame.length - at} of ${RECORD_HEADER_BYTES} bytes)` }
+      return
+    }
+    const type = frame[at]
+    const length = frame.readUInt32BE(at + 1)
+    const left = frame.length - at - RECORD_HEADER_BYTES
+    if (length > left) {
+      yield { kind: 'binary_bad_length', message: `record at byte ${at} says ${length} bytes, ${left} are left in the frame` }
+      return
+    }
+    yield { type, body: frame.subarray(at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES + length) }
+    at += RECORD_HEADER_BYTES + length
+  }
+}
+
+/** Reads the body's fields in order; throws RecordError for a length past the end or bad contents. */
+class BodyReader {
+  at = 0
+  constructor (private readonly body: Buffer) {}
+
+  need (bytes: number, what: string): void {
+    if (this.body.length - this.at < bytes) throw new RecordError('binary_bad_length', `${what} needs ${bytes} bytes, ${this.body.length - this.at} are left in the record`)
+  }
+
+  u8 (what: string): number {
+    this.need(1, what)
+    return this.body[this.at++]
+  }
+
+  u32 (what: string): number {
+    this.need(4, what)
+    const value = this.body.readUInt32BE(this.at)
+    this.at += 4
+    return value
+  }
+
+  uint (bytes: number, what: string): number {
+    this.need(bytes, what)
+    const value = this.body.readUIntBE(this.at, bytes)
+    this.at += bytes
+    return value
+  }
+
+  string16 (what: string): string {
+    this.need(2, `${what} length`)
+    const length = this.body.readUInt16BE(this.at)
+    this.need(2 + length, what)
+    const bytes = this.body.subarray(this.at + 2, this.at + 2 + length)
+    this.at += 2 + length
+    try {
+      return utf8.decode(bytes)
+    } catch {
+      throw new RecordError('binary_invalid_record', `${what} is not UTF-8`)
+    }
+  }
+
+  rest (): Buffer {
+    return this.body.subarray(this.at)
+  }
+}
+
+class RecordError extends Error {
+  constructor (readonly kind: BinaryErrorKind, message: string) {
+    super(message)
+  }
+}
+
+function decodeBinary<T> (
+  frame: Buffer,
+  own: number,
+  ownRecord: (reader: BodyReader) => T,
+  json: (text: string) => Decoded<T>
+): BinaryDecoded<T> {
+  const items: T[] = []
+  const errors: BinaryError[] = []
+  let index = 0
+  for (const record of records(frame)) {
+    if ('kind' in record) {
+      errors.push(record)
+      break
+    }
+    const where = `record[${index++}]`
+    if (record.type === RecordType.JSON) {
+      let text: string
+      try {
+        text = utf8.decode(record.body)
+      } catch {
+        errors.push({ kind: 'binary_invalid_record', message: `${where}: JSON record is not UTF-8` })
+        continue
+      }
+      const decoded = json(text)
+      items.push(...decoded.items)
+      for (const error of decoded.errors) errors.push({ kind: error.kind, message: `${where}: ${error.message}` })
+    } else if (record.type === own) {
+      try {
+        items.push(ownRecord(new BodyReader(record.body)))
+      } catch (err) {
+        if (!(err instanceof RecordError)) throw err
+        errors.push({ kind: err.kind, message: `${where}: ${err.message}` })
+      }
+    } else {
+      errors.push({ kind: 'binary_unknown_record', message: `${where}: record type ${record.type} is not one this side takes (${RecordType.JSON} or ${own})` })
+    }
+  }
+  return { items, errors }
+}
+
+/** Gateway side: a backend's binary frame → its valid actions, plus what was wrong, by kind. */
+export function decodeBinaryActions (frame: Buffer): BinaryDecoded<Action> {
+  return decodeBinary<Action>(frame, RecordType.SEND, readSend, decodeActions)
+}
+
+/** Backend side: a gateway's binary frame → its valid events, plus what was wrong, by kind. */
+export function decodeBinaryEvents (frame: Buffer): BinaryDecoded<Event> {
+  return decodeBinary<Event>(frame, RecordType.MESSAGE, readMessage, decodeEvents)
+}
+
+function readSend (reader: BodyReader): SendAction {
+  const target = reader.u8('target')
+  if (target === 0) return { action: 'send', all: true, data: reader.rest(), binary: true }
+  if (target !== 1) throw new RecordError('binary_invalid_record', `target must be 0 (all) or 1 (users), not ${target}`)
+  const count = reader.u32('user count')
+  if (count === 0) throw new RecordError('binary_invalid_record', 'user count must be at least 1')
+  // each user takes at least 2 bytes: a count that cannot fit is refused before any list is built
+  reader.need(count * 2, `${count} users`)
+  const users: string[] = []
+  for (let i = 0; i < count; i++) {
+    const user = reader.string16(`user[${i}]`)
+    if (user === '') throw new RecordError('binary_invalid_record', `user[${i}] is empty`)
+    users.push(user)
+  }
+  const data = reader.rest()
+  return users.length === 1 ? { action: 'send', user: users[0], data, binary: true } : { action: 'send', users, data, binary: true }
+}
+
+function readMessage (reader: BodyReader): MessageEvent {
+  const seq = reader.uint(SEQ_BYTES, 'seq')
+  const user = reader.string16('user')
+  if (user === '') throw new RecordError('binary_invalid_record', 'user is empty')
+  const paramsText = reader.string16('params')
+  let params: unknown
+  try {
+    params = JSON.parse(paramsText)
+  } catch {
+    throw new RecordError('binary_invalid_record', 'params is not JSON')
+  }
+  if (!isParams(params)) throw new RecordError('binary_invalid_record', 'params must be a JSON object of strings')
+  const data = reader.rest()
+  return seq === 0 ? { event: 'message', user, params, data, binary: true } : { event: 'message', user, params, data, binary: true, seq }
+}
+
+function isParams (value: unknown): value is Params {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && Object.values(value).every((v) => typeof v === 'string')
+}
