@@ -12,6 +12,8 @@ import { WebSocket, WebSocketServer } from 'ws'
 import { GatehouseBackend } from '../src/sdk/index.js'
 import { BACKEND_TOKEN, captureLogger } from './sdk-fixtures.js'
 import { backendFor } from './helpers/backend.js'
+import { startNode } from './helpers/cluster.js'
+import { redisFor } from './helpers/redis.js'
 import { connect, type TestClient } from './helpers/client.js'
 import { startGateway, testConfig, type EndpointSpec } from './helpers/gateway.js'
 import { tokenFor } from './helpers/tokens.js'
@@ -88,6 +90,8 @@ interface RawBackend {
   /** Every frame as it came: text or binary, and its size. */
   frames: Inbox<{ binary: boolean, bytes: number }>
   send (frame: string | Buffer): void
+  /** Sends down the link of one gateway node (its hello's `gateway`). */
+  sendVia (gateway: string, frame: string | Buffer): void
   next (kind: string, user?: string): Promise<RawEvent>
   kill (): void
 }
@@ -103,12 +107,16 @@ async function rawBackend (t: Test): Promise<RawBackend> {
   const events = new Inbox<RawEvent>()
   const frames = new Inbox<{ binary: boolean, bytes: number }>()
   let latest: WebSocket | undefined
+  const byGateway = new Map<string, WebSocket>()
   wss.on('connection', (socket) => {
     latest = socket
     socket.on('message', (data: Buffer, isBinary) => {
       frames.push({ binary: isBinary, bytes: data.length })
       if (!isBinary) {
-        for (const event of [JSON.parse(data.toString()) as RawEvent].flat()) events.push(event)
+        for (const event of [JSON.parse(data.toString()) as RawEvent].flat()) {
+          if (event.event === 'hello') byGateway.set(String(event.gateway), socket)
+          events.push({ ...event, via: [...byGateway].find(([, s]) => s === socket)?.[0] })
+        }
         return
       }
       for (const { type, body } of parseRecords(data)) {
@@ -125,6 +133,11 @@ async function rawBackend (t: Test): Promise<RawBackend> {
     send (frame) {
       if (!latest) throw new Error('no link')
       latest.send(frame)
+    },
+    sendVia (gateway, frame) {
+      const link = byGateway.get(gateway)
+      if (!link) throw new Error(`no link from ${gateway}`)
+      link.send(frame)
     },
     next: (kind, user) => events.next((e) => e.event === kind && (user === undefined || e.user === user), 10000, `${kind} ${user ?? ''}`),
     kill () {
@@ -275,6 +288,25 @@ t.test('a JSON endpoint is unchanged: no encoding in hello, base64 for binary, b
   link.socket.send(sendRecord(['alice'], ALL_BYTES))
   await gateway.logged(/backend sent a binary frame/)
   t.equal(await gateway.metric('gatehouse_backend_frame_errors_total', { reason: 'binary_frame' }), 1, 'a binary frame is refused and counted as binary_frame')
+})
+
+t.test('a cluster: raw bytes for a user on another node are forwarded, and arrive byte for byte', async (t) => {
+  const redis = await redisFor(t)
+  const backend = await rawBackend(t)
+  const endpoint = binaryEndpoint(backend.url)
+  const [a, b] = await Promise.all([startNode(t, 'node-a', redis.url, [endpoint]), startNode(t, 'node-b', redis.url, [endpoint])])
+  await backend.next('sync')
+  await backend.next('sync')
+  const alice = await connect(a.url('/game/m1'), { token: tokenFor('alice') })
+  const bob = await connect(b.url('/game/m1'), { token: tokenFor('bob') })
+  t.equal((await backend.next('open', 'bob')).via, 'node-b', 'bob is on node B')
+  await backend.next('open', 'alice')
+  backend.sendVia('node-a', sendRecord(['bob'], ALL_BYTES))
+  t.ok((await nextBinary(bob, 'the forwarded send')).equals(ALL_BYTES), 'a SEND via node A reaches bob on node B byte for byte')
+  backend.sendVia('node-a', sendRecord('all', EMPTY))
+  t.equal((await nextBinary(alice, 'all on A')).length, 0, 'an empty SEND to all reaches alice on node A')
+  t.equal((await nextBinary(bob, 'all on B')).length, 0, 'and bob on node B, as an empty binary frame')
+  t.equal(await b.metric('gatehouse_backend_frame_errors_total'), 0, 'node B refused nothing it was forwarded')
 })
 
 // ---- the SDK ----
