@@ -9,6 +9,7 @@
  * against what is left of the frame before it is used, so a lying or huge
  * length costs nothing: nothing is allocated from a length a peer wrote.
  */
+import { isUtf8 } from 'node:buffer'
 import { decodeActions, decodeEvents, encodeFrame, type Decoded } from './codec.js'
 import type { Action, Event, MessageEvent, Params, SendAction } from './schemas.js'
 
@@ -49,8 +50,6 @@ export interface BinaryDecoded<T> {
   errors: BinaryError[]
 }
 
-const utf8 = new TextDecoder('utf-8', { fatal: true })
-
 /** A binary message waiting in the gateway's queue: the record is built when it is written, with the seq it has then. */
 export interface RawMessage {
   /** The client's path parameters as JSON, written by the gateway. */
@@ -74,9 +73,10 @@ export function messageRecordBytes (user: string, params: string, dataBytes: num
 /**
  * Gateway side: one binary frame from a batch. Runs of JSON events become one
  * JSON record (an array when several), raw messages MESSAGE records, in order.
+ * Sized first, then written into one buffer: each payload is copied once.
  */
 export function encodeBinaryFrame (items: readonly FrameItem[]): Buffer {
-  const parts: Array<Buffer | string> = []
+  const parts: Array<string | FrameItem> = []
   let size = 0
   let run: string[] = []
   const endRun = (): void => {
@@ -92,30 +92,26 @@ export function encodeBinaryFrame (items: readonly FrameItem[]): Buffer {
       continue
     }
     endRun()
-    const record = messageRecord(item.user, item.raw, item.seq ?? 0)
-    parts.push(record)
-    size += record.length
+    parts.push(item)
+    size += messageRecordBytes(item.user, item.raw.params, item.raw.data.length)
   }
   endRun()
   const frame = Buffer.allocUnsafe(size)
   let at = 0
-  for (const part of parts) {
-    if (typeof part === 'string') at = writeJsonRecord(frame, at, part)
-    else at += part.copy(frame, at)
-  }
+  for (const part of parts) at = typeof part === 'string' ? writeJsonRecord(frame, at, part) : writeMessageRecord(frame, at, part)
   return frame
 }
 
-function messageRecord (user: string, raw: RawMessage, seq: number): Buffer {
-  const size = messageRecordBytes(user, raw.params, raw.data.length)
-  const record = Buffer.allocUnsafe(size)
-  record[0] = RecordType.MESSAGE
-  record.writeUInt32BE(size - RECORD_HEADER_BYTES, 1)
-  record.writeUIntBE(Math.min(seq, MAX_SEQ), 5, SEQ_BYTES)
-  let at = writeString16(record, RECORD_HEADER_BYTES + SEQ_BYTES, user)
-  at = writeString16(record, at, raw.params)
-  raw.data.copy(record, at)
-  return record
+function writeMessageRecord (frame: Buffer, start: number, item: FrameItem): number {
+  const { user, seq = 0 } = item
+  const { params, data } = item.raw as RawMessage
+  frame[start] = RecordType.MESSAGE
+  frame.writeUIntBE(Math.min(seq, MAX_SEQ), start + RECORD_HEADER_BYTES, SEQ_BYTES)
+  let at = writeString16(frame, start + RECORD_HEADER_BYTES + SEQ_BYTES, user)
+  at = writeString16(frame, at, params)
+  at += data.copy(frame, at)
+  frame.writeUInt32BE(at - start - RECORD_HEADER_BYTES, start + 1)
+  return at
 }
 
 function writeJsonRecord (frame: Buffer, at: number, text: string): number {
@@ -184,28 +180,7 @@ export function encodeBinaryActions (items: ReadonlyArray<string | Buffer>): Buf
   return parts.length === 1 ? parts[0] : Buffer.concat(parts)
 }
 
-/** The records of a frame, in order, or where framing broke (the rest of the frame is not trusted). */
-function * records (frame: Buffer): Generator<{ type: number, body: Buffer } | BinaryError> {
-  let at = 0
-  if (frame.length === 0) yield { kind: 'binary_truncated', message: 'empty binary frame: a frame holds at least one record' }
-  while (at < frame.length) {
-    if (frame.length - at < RECORD_HEADER_BYTES) {
-      yield { kind: 'binary_truncated', message: `frame ends inside a record header at byte ${at} (${frame.length - at} of ${RECORD_HEADER_BYTES} bytes)` }
-      return
-    }
-    const type = frame[at]
-    const length = frame.readUInt32BE(at + 1)
-    const left = frame.length - at - RECORD_HEADER_BYTES
-    if (length > left) {
-      yield { kind: 'binary_bad_length', message: `record at byte ${at} says ${length} bytes, ${left} are left in the frame` }
-      return
-    }
-    yield { type, body: frame.subarray(at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES + length) }
-    at += RECORD_HEADER_BYTES + length
-  }
-}
-
-/** Reads the body's fields in order; throws RecordError for a length past the end or bad contents. */
+/** Reads a record body's fields in order; throws RecordError for a length past the end or bad contents. */
 class BodyReader {
   at = 0
   constructor (private readonly body: Buffer) {}
@@ -237,13 +212,10 @@ class BodyReader {
     this.need(2, `${what} length`)
     const length = this.body.readUInt16BE(this.at)
     this.need(2 + length, what)
-    const bytes = this.body.subarray(this.at + 2, this.at + 2 + length)
-    this.at += 2 + length
-    try {
-      return utf8.decode(bytes)
-    } catch {
-      throw new RecordError('binary_invalid_record', `${what} is not UTF-8`)
-    }
+    const start = this.at + 2
+    this.at = start + length
+    if (!isUtf8(this.body.subarray(start, this.at))) throw new RecordError('binary_invalid_record', `${what} is not UTF-8`)
+    return this.body.toString('utf8', start, this.at)
   }
 
   rest (): Buffer {
@@ -257,6 +229,11 @@ class RecordError extends Error {
   }
 }
 
+/**
+ * Walks the records of a frame in order. A record header cut short or a
+ * length past the end stops the walk (what follows cannot be framed); an
+ * unknown type is skipped by its length.
+ */
 function decodeBinary<T> (
   frame: Buffer,
   own: number,
@@ -265,33 +242,40 @@ function decodeBinary<T> (
 ): BinaryDecoded<T> {
   const items: T[] = []
   const errors: BinaryError[] = []
-  let index = 0
-  for (const record of records(frame)) {
-    if ('kind' in record) {
-      errors.push(record)
+  if (frame.length === 0) errors.push({ kind: 'binary_truncated', message: 'empty binary frame: a frame holds at least one record' })
+  let at = 0
+  for (let index = 0; at < frame.length; index++) {
+    if (frame.length - at < RECORD_HEADER_BYTES) {
+      errors.push({ kind: 'binary_truncated', message: `frame ends inside a record header at byte ${at} (${frame.length - at} of ${RECORD_HEADER_BYTES} bytes)` })
       break
     }
-    const where = `record[${index++}]`
-    if (record.type === RecordType.JSON) {
-      let text: string
-      try {
-        text = utf8.decode(record.body)
-      } catch {
+    const type = frame[at]
+    const length = frame.readUInt32BE(at + 1)
+    const left = frame.length - at - RECORD_HEADER_BYTES
+    if (length > left) {
+      errors.push({ kind: 'binary_bad_length', message: `record at byte ${at} says ${length} bytes, ${left} are left in the frame` })
+      break
+    }
+    const body = frame.subarray(at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES + length)
+    at += RECORD_HEADER_BYTES + length
+    const where = `record[${index}]`
+    if (type === RecordType.JSON) {
+      if (!isUtf8(body)) {
         errors.push({ kind: 'binary_invalid_record', message: `${where}: JSON record is not UTF-8` })
         continue
       }
-      const decoded = json(text)
-      items.push(...decoded.items)
+      const decoded = json(body.toString())
+      for (const item of decoded.items) items.push(item)
       for (const error of decoded.errors) errors.push({ kind: error.kind, message: `${where}: ${error.message}` })
-    } else if (record.type === own) {
+    } else if (type === own) {
       try {
-        items.push(ownRecord(new BodyReader(record.body)))
+        items.push(ownRecord(new BodyReader(body)))
       } catch (err) {
         if (!(err instanceof RecordError)) throw err
         errors.push({ kind: err.kind, message: `${where}: ${err.message}` })
       }
     } else {
-      errors.push({ kind: 'binary_unknown_record', message: `${where}: record type ${record.type} is not one this side takes (${RecordType.JSON} or ${own})` })
+      errors.push({ kind: 'binary_unknown_record', message: `${where}: record type ${type} is not one this side takes (${RecordType.JSON} or ${own})` })
     }
   }
   return { items, errors }
