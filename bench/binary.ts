@@ -22,6 +22,7 @@ import { machineConditions } from './conditions.js'
 import { ECHO_SERVER, gatewayConfig, GATEWAY, NODE_FLAGS } from './contenders.js'
 import { LINK_PATH, PATH } from './endpoints.js'
 import { forkChild, type Child } from './ipc.js'
+import { cpuMs } from './procfs.js'
 import { Histogram, median } from './stats.js'
 import { signToken } from './tokens.js'
 
@@ -42,16 +43,35 @@ const RECORDS_CODEC = 'binary records (§2a)'
 const CONTENDERS = ['direct', 'gatehouse-json', 'gatehouse-binary'] as const
 type Name = typeof CONTENDERS[number]
 
-interface Contender { name: Name, url: string, token: boolean, backend?: Child, stop (): Promise<void> }
+interface Contender {
+  name: Name
+  url: string
+  token: boolean
+  /** Every server process: the echo server, or gateway and backend. */
+  pids: number[]
+  backend?: Child
+  stop (): Promise<void>
+}
 
 interface LinkCounts { messages: number, payloadBytes: number, inFrames: number, inBytes: number, outFrames: number, outBytes: number }
 
-interface Run { contender: Name, clients: number, round: number, roundTrips: number, perSecond: number, p50Ms: number, p99Ms: number, link?: LinkCounts }
+interface Run {
+  contender: Name
+  clients: number
+  round: number
+  roundTrips: number
+  perSecond: number
+  p50Ms: number
+  p99Ms: number
+  /** User + system CPU of every server process per round trip (10 ms ticks over the window). */
+  cpuUsPerRoundTrip: number
+  link?: LinkCounts
+}
 
 async function start (name: Name): Promise<Contender> {
   if (name === 'direct') {
     const { child, ready } = await forkChild<{ port: number }>('direct echo server', ECHO_SERVER, { execArgv: NODE_FLAGS })
-    return { name, url: `ws://127.0.0.1:${ready.port}${PATH}`, token: false, stop: () => child.stop() }
+    return { name, url: `ws://127.0.0.1:${ready.port}${PATH}`, token: false, pids: [child.pid], stop: () => child.stop() }
   }
   const backend = await forkChild<{ port: number }>(`${name} backend`, BACKEND, { execArgv: NODE_FLAGS })
   const config = gatewayConfig(`ws://127.0.0.1:${backend.ready.port}${LINK_PATH}`)
@@ -63,6 +83,7 @@ async function start (name: Name): Promise<Contender> {
     name,
     url: `ws://127.0.0.1:${gateway.ready.port}${PATH}`,
     token: true,
+    pids: [gateway.child.pid, backend.child.pid],
     backend: backend.child,
     stop: async () => {
       await gateway.child.stop(10000)
@@ -108,10 +129,12 @@ async function roundTrips (contender: Contender, clients: number, round: number)
   await Promise.race([new Promise((resolve) => setTimeout(resolve, WARMUP_MS)), failed])
   await contender.backend?.call('take')
   measuring = true
+  const cpuBefore = cpuMs(contender.pids)
   const began = performance.now()
   await Promise.race([new Promise((resolve) => setTimeout(resolve, DURATION_MS)), failed])
   measuring = false
   const elapsed = performance.now() - began
+  const cpu = cpuMs(contender.pids) - cpuBefore
   const link = await contender.backend?.call<LinkCounts>('take')
   stopping = true
   await failed
@@ -124,6 +147,7 @@ async function roundTrips (contender: Contender, clients: number, round: number)
     perSecond: Math.round(count / (elapsed / 1000)),
     p50Ms: histogram.quantile(0.5) / 1000,
     p99Ms: histogram.quantile(0.99) / 1000,
+    cpuUsPerRoundTrip: count > 0 ? cpu * 1000 / count : NaN,
     ...(link ? { link } : {})
   }
 }
@@ -196,7 +220,7 @@ async function main (): Promise<void> {
         for (const contender of rotate(contenders, round)) {
           const run = await roundTrips(contender, clients, round)
           runs.push(run)
-          console.log(`round ${round + 1}/${RUNS} ${clients} clients ${contender.name}: ${fmt(run.perSecond)}/s p50 ${fmt(run.p50Ms, 2)} ms p99 ${fmt(run.p99Ms, 2)} ms`)
+          console.log(`round ${round + 1}/${RUNS} ${clients} clients ${contender.name}: ${fmt(run.perSecond)}/s p50 ${fmt(run.p50Ms, 2)} ms p99 ${fmt(run.p99Ms, 2)} ms, ${fmt(run.cpuUsPerRoundTrip, 1)} µs server CPU each`)
         }
       }
     }
@@ -225,8 +249,8 @@ function render ({ conditions, runs, codecRuns }: { conditions: Record<string, u
   const lines: string[] = ['# Binary end to end (issue 15 item 2)', '', `${PAYLOAD}-byte binary frames, one in flight per client, every echo checked byte for byte; median of ${RUNS} interleaved runs.`, '']
   lines.push('| clients | figure | direct | gatehouse-json | gatehouse-binary | binary ÷ json | binary ÷ direct |', '|---|---|---|---|---|---|---|')
   for (const clients of CLIENTS) {
-    const of = (name: Name, key: 'perSecond' | 'p50Ms' | 'p99Ms'): number => median(runs.filter((r) => r.contender === name && r.clients === clients).map((r) => r[key]))
-    for (const [key, label, digits] of [['perSecond', 'round trips/s', 0], ['p50Ms', 'p50 ms', 2], ['p99Ms', 'p99 ms', 2]] as const) {
+    const of = (name: Name, key: 'perSecond' | 'p50Ms' | 'p99Ms' | 'cpuUsPerRoundTrip'): number => median(runs.filter((r) => r.contender === name && r.clients === clients).map((r) => r[key]))
+    for (const [key, label, digits] of [['perSecond', 'round trips/s', 0], ['p50Ms', 'p50 ms', 2], ['p99Ms', 'p99 ms', 2], ['cpuUsPerRoundTrip', 'server CPU µs per round trip', 1]] as const) {
       const [d, j, b] = CONTENDERS.map((name) => of(name, key))
       lines.push(`| ${clients} | ${label} | ${fmt(d, digits)} | ${fmt(j, digits)} | ${fmt(b, digits)} | ${fmt(b / j, 2)}× | ${fmt(b / d, 2)}× |`)
     }
@@ -250,8 +274,8 @@ function render ({ conditions, runs, codecRuns }: { conditions: Record<string, u
     const bytes = codecRuns.find((r) => r.codec === codecName)?.bytes ?? NaN
     lines.push(`| ${codecName} | ${fmt(bytes)} | ${fmt(nsOf(codecName))} | ${fmt(nsOf(codecName) / nsOf(RECORDS_CODEC), 2)}× |`)
   }
-  lines.push('', '## Every run', '', '| round | clients | contender | round trips/s | p50 ms | p99 ms |', '|---|---|---|---|---|---|')
-  for (const r of runs) lines.push(`| ${r.round + 1} | ${r.clients} | ${r.contender} | ${fmt(r.perSecond)} | ${fmt(r.p50Ms, 2)} | ${fmt(r.p99Ms, 2)} |`)
+  lines.push('', '## Every run', '', '| round | clients | contender | round trips/s | p50 ms | p99 ms | server CPU µs/round trip |', '|---|---|---|---|---|---|---|')
+  for (const r of runs) lines.push(`| ${r.round + 1} | ${r.clients} | ${r.contender} | ${fmt(r.perSecond)} | ${fmt(r.p50Ms, 2)} | ${fmt(r.p99Ms, 2)} | ${fmt(r.cpuUsPerRoundTrip, 1)} |`)
   lines.push('', '| round | codec | ns per event |', '|---|---|---|')
   for (const r of codecRuns) lines.push(`| ${r.round + 1} | ${r.codec} | ${fmt(r.nsPerEvent)} |`)
   lines.push('', '## Conditions', '', '```json', JSON.stringify(conditions, null, 2), '```', '')
