@@ -209,6 +209,8 @@ const fmt = (n: number, digits = 0): string => Number.isFinite(n) ? n.toLocaleSt
 
 async function main (): Promise<void> {
   const startedAt = Date.now()
+  // the source revision as measured, before anything can change under a long run
+  const machine = machineConditions(startedAt)
   const loadBefore = os.loadavg()
   const codec = await codecs()
   const contenders: Contender[] = []
@@ -228,7 +230,7 @@ async function main (): Promise<void> {
     for (const contender of contenders) await contender.stop()
   }
   const conditions = {
-    ...machineConditions(startedAt),
+    ...machine,
     loadAverageBefore: loadBefore.map((l) => Math.round(l * 100) / 100),
     loadAverageAfter: os.loadavg().map((l) => Math.round(l * 100) / 100),
     shared: 'the 2-core machine was shared with other helpers building and testing at the same time: absolute figures are low and noisy, the same-run ratios are what to read',

@@ -65,6 +65,18 @@ export interface FrameItem {
   raw?: RawMessage
 }
 
+/** Longest user id or params text a record's u16 length can name. */
+const MAX_FIELD_BYTES = 0xffff
+
+/**
+ * Whether a user id and params fit a record's u16 lengths. Only a config
+ * with `auth.maxUserIdLength` raised past 65,535 makes one that does not:
+ * such a message goes as JSON with base64, which a binary link also takes.
+ */
+export function fitsRecord (user: string, params = ''): boolean {
+  return Buffer.byteLength(user) <= MAX_FIELD_BYTES && Buffer.byteLength(params) <= MAX_FIELD_BYTES
+}
+
 /** Size of a MESSAGE record, header included: what the queue counts for it. */
 export function messageRecordBytes (user: string, params: string, dataBytes: number): number {
   return RECORD_HEADER_BYTES + SEQ_BYTES + 2 + Buffer.byteLength(user) + 2 + Buffer.byteLength(params) + dataBytes

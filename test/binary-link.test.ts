@@ -459,3 +459,19 @@ t.test('SDK: a gateway without the binary encoding gets base64, and its binary f
   t.same(many, { action: 'send', user: 'alice', data: Buffer.from('many').toString('base64'), binary: true }, 'bytes go as base64 JSON to a version 1 gateway')
   t.same(backend.stats.badFramesByKind, { binary_frame: 1 }, 'the binary frame is refused as binary_frame')
 })
+
+t.test('SDK: a user id too long for a record\'s u16 length gets base64 JSON, not a crash', async (t) => {
+  const { backend, url } = await echoService(t)
+  const gateway = await rawGateway(url)
+  const long = 'x'.repeat(70000)
+  gateway.ws.send(JSON.stringify([
+    { event: 'hello', gateway: 'gw', endpoint: 'game', session: 's', protocol: 1, encoding: 'binary' },
+    { event: 'sync', users: [] },
+    { event: 'open', user: long, claims: {}, params: {} },
+    { event: 'open', user: 'bob', claims: {}, params: {} }
+  ]))
+  gateway.ws.send(JSON.stringify({ event: 'message', user: 'bob', params: {}, data: 'many' }))
+  const sent = await gateway.actions.next((a) => a.action === 'send', 10000, 'the send to the long id')
+  t.same(sent, { action: 'send', users: [long, 'bob'], data: Buffer.from('many').toString('base64'), binary: true }, 'the list with the long id goes as base64 JSON')
+  t.equal(backend.stats.droppedActions, 0, 'nothing was dropped')
+})

@@ -9,7 +9,7 @@
 import type { WebSocket } from 'ws'
 import type { FastifyBaseLogger } from 'fastify'
 import {
-  CloseCodes, encodeBinaryMessage, encodeClose, encodeOpen, encodeTextMessage, messageRecordBytes,
+  CloseCodes, encodeBinaryMessage, encodeClose, encodeOpen, encodeTextMessage, fitsRecord, messageRecordBytes,
   type CloseCode, type Params
 } from '../../protocol/index.js'
 import type { Identity } from '../auth/authenticator.js'
@@ -266,9 +266,9 @@ export class ClientSide {
       session.close(CloseCodes.RATE_LIMITED)
       return
     }
-    if (isBinary && this.rawBinary) {
+    const params = isBinary && this.rawBinary ? JSON.stringify(session.params) : undefined
+    if (params !== undefined && fitsRecord(session.user, params)) {
       // PROTOCOL.md §2a: the player's bytes go to the backend as they are, in a binary link frame
-      const params = JSON.stringify(session.params)
       sink.send({ kind: 'message', user: session.user, text: '', raw: { params, data }, bytes: messageRecordBytes(session.user, params, data.length) })
     } else {
       const text = isBinary ? encodeBinaryMessage(session.prefix, data) : encodeTextMessage(session.prefix, data.toString())

@@ -9,7 +9,7 @@ import type { IncomingMessage } from 'node:http'
 import type { WebSocket } from 'ws'
 import { pino } from 'pino'
 import {
-  CloseCodes, encodeActions, encodeSendRecord, isBackendCloseCode, PROTOCOL_VERSION, truncateReason,
+  CloseCodes, encodeActions, encodeSendRecord, fitsRecord, isBackendCloseCode, PROTOCOL_VERSION, truncateReason,
   type Action, type Claims, type DrainedEvent, type Event, type HelloEvent, type Params, type SyncEvent
 } from '../../protocol/index.js'
 import { ACK_EVERY_EVENTS, ACK_INTERVAL_MS, AckLedger } from './ack-ledger.js'
@@ -608,7 +608,8 @@ function payload (data: unknown, options: SendOptions): { data: unknown, binary?
 function encodeAction (link: GatewayLink, action: Action): string | Buffer {
   if (action.action !== 'send' || !(action.data instanceof Uint8Array)) return encodeActions([action])
   const bytes = action.data
-  if (link.binary) return encodeSendRecord('all' in action ? { all: true } : { users: 'user' in action ? [action.user] : action.users }, bytes)
+  const users = 'all' in action ? [] : 'user' in action ? [action.user] : action.users
+  if (link.binary && users.every((user) => fitsRecord(user))) return encodeSendRecord('all' in action ? { all: true } : { users }, bytes)
   return encodeActions([{ ...action, data: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64') }])
 }
 
