@@ -6,7 +6,10 @@
  * The raw backend here reads and writes records by hand, from the layout in
  * PROTOCOL.md, not with the codec under test.
  */
+import { spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { WebSocket, WebSocketServer } from 'ws'
 import { GatehouseBackend } from '../src/sdk/index.js'
@@ -20,6 +23,9 @@ import { tokenFor } from './helpers/tokens.js'
 import { Inbox } from './helpers/waiter.js'
 
 type Test = { teardown (fn: () => unknown): void }
+
+// two gateway processes and Redis, and a smoke run of the bench, on a loaded 2-core machine
+t.setTimeout(180_000)
 
 const ALL_BYTES = Buffer.from(Array.from({ length: 256 }, (_, i) => i))
 const EMPTY = Buffer.alloc(0)
@@ -231,6 +237,30 @@ t.test('acks and a backend kill: unacknowledged raw messages are replayed with t
   const fresh = await backend.next('message')
   t.equal(fresh.seq, 5, 'a new message takes the next seq')
   t.ok((fresh.data as Buffer).equals(ALL_BYTES), 'byte for byte')
+})
+
+t.test('a held session keeps raw sends and delivers them byte for byte on resume', async (t) => {
+  const backend = await rawBackend(t)
+  const gateway = await startGateway(t, testConfig([{ ...binaryEndpoint(backend.url), resumeGraceMs: 10000 }]))
+  await backend.next('sync')
+  const first = await connect(gateway.url('/game/m1'), { token: tokenFor('alice') })
+  const bob = await connect(gateway.url('/game/m1'), { token: tokenFor('bob') })
+  await backend.next('open', 'alice')
+  await backend.next('open', 'bob')
+  first.ws.terminate()
+  await gateway.logged(/holding its session for a resume/)
+  backend.send(sendRecord(['alice'], ALL_BYTES))
+  backend.send(sendRecord(['alice'], EMPTY))
+  backend.send(jsonRecord({ action: 'send', user: 'alice', data: 'marker' }))
+  // actions of one link run in order: once bob has his, alice's three are kept
+  backend.send(sendRecord(['bob'], Buffer.from('bob')))
+  t.equal((await nextBinary(bob, 'bob\'s send')).toString(), 'bob', 'the frames for alice were taken before bob\'s')
+  const again = await connect(gateway.url('/game/m1'), { token: tokenFor('alice') })
+  t.ok((await nextBinary(again, 'the kept 256 bytes')).equals(ALL_BYTES), 'the kept raw send arrives byte for byte after the resume')
+  t.equal((await nextBinary(again, 'the kept empty frame')).length, 0, 'then the kept empty frame')
+  t.equal(await again.next(), 'marker', 'then the text send, in order')
+  t.equal(await gateway.metric('gatehouse_resumes_total'), 1, 'it was a resume')
+  t.equal(backend.events.all.filter((e) => e.event === 'open' && e.user === 'alice').length, 1, 'the backend saw no second open of alice')
 })
 
 t.test('hostile binary frames from a backend are counted by kind; the link stays up', async (t) => {
@@ -474,4 +504,33 @@ t.test('SDK: a user id too long for a record\'s u16 length gets base64 JSON, not
   const sent = await gateway.actions.next((a) => a.action === 'send', 10000, 'the send to the long id')
   t.same(sent, { action: 'send', users: [long, 'bob'], data: Buffer.from('many').toString('base64'), binary: true }, 'the list with the long id goes as base64 JSON')
   t.equal(backend.stats.droppedActions, 0, 'nothing was dropped')
+})
+
+t.test('the binary bench runs (smoke): every contender measured, link bytes counted, binary records near the payload', async (t) => {
+  const dir = t.testdir()
+  const child = spawn(process.execPath, [fileURLToPath(new URL('../bench/binary.js', import.meta.url))], {
+    env: { ...process.env, BINARY_SMOKE: '1', BINARY_OUT: dir },
+    stdio: ['ignore', 'ignore', 'pipe']
+  })
+  let stderr = ''
+  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
+  const [code] = await once(child, 'close') as [number | null]
+  t.equal(code, 0, `the bench exits 0\n${stderr.slice(-2000)}`)
+  const result = JSON.parse(readFileSync(`${dir}/binary-results.json`, 'utf8')) as {
+    runs: Array<{ contender: string, roundTrips: number, link?: { messages: number, payloadBytes: number, inBytes: number, outBytes: number } }>
+    codecRuns: Array<{ codec: string, bytes: number }>
+  }
+  for (const name of ['direct', 'gatehouse-json', 'gatehouse-binary']) {
+    t.ok(result.runs.some((r) => r.contender === name && r.roundTrips > 0), `${name} made round trips, every echo checked`)
+  }
+  const link = (name: string) => result.runs.find((r) => r.contender === name)?.link
+  const binary = link('gatehouse-binary')
+  const json = link('gatehouse-json')
+  t.ok(binary !== undefined && binary.messages > 0 && json !== undefined && json.messages > 0, 'the backend counted the link bytes of both encodings')
+  if (binary && json) {
+    t.ok(binary.inBytes / binary.messages < binary.payloadBytes / binary.messages * 1.05, 'gateway → backend: at most 5 % over the payload with binary records (the bench\'s short ids)')
+    t.ok(binary.outBytes / binary.messages < binary.payloadBytes / binary.messages * 1.05, 'backend → gateway: the same')
+    t.ok(json.inBytes / json.messages > json.payloadBytes / json.messages * 1.3, 'base64 JSON is a third larger: the figure measures what it says')
+  }
+  t.ok(result.codecRuns.some((r) => r.codec.startsWith('binary records')), 'the codec comparison ran')
 })
