@@ -43,6 +43,31 @@ export type BinaryErrorKind =
 export interface BinaryError {
   kind: BinaryErrorKind | 'invalid_json' | 'invalid_message'
   message: string
+  /** How many problems this entry stands for: more than 1 only for the summary of a kind past MAX_DETAILED_ERRORS. */
+  count?: number
+}
+
+/**
+ * Problems of one frame described one by one; past this, only counted per
+ * kind, so a frame of a million 5-byte bad records costs a few counters, not
+ * a million messages.
+ */
+const MAX_DETAILED_ERRORS = 100
+
+/** Collects a frame's problems, the first MAX_DETAILED_ERRORS in full, the rest as one count per kind. */
+class Problems {
+  readonly list: BinaryError[] = []
+  private readonly beyond = new Map<BinaryError['kind'], number>()
+
+  add (kind: BinaryError['kind'], message: string): void {
+    if (this.list.length < MAX_DETAILED_ERRORS) this.list.push({ kind, message })
+    else this.beyond.set(kind, (this.beyond.get(kind) ?? 0) + 1)
+  }
+
+  done (): BinaryError[] {
+    for (const [kind, count] of this.beyond) this.list.push({ kind, message: `${count} more ${kind} problems in this frame`, count })
+    return this.list
+  }
 }
 
 export interface BinaryDecoded<T> {
@@ -253,19 +278,19 @@ function decodeBinary<T> (
   json: (text: string) => Decoded<T>
 ): BinaryDecoded<T> {
   const items: T[] = []
-  const errors: BinaryError[] = []
-  if (frame.length === 0) errors.push({ kind: 'binary_truncated', message: 'empty binary frame: a frame holds at least one record' })
+  const errors = new Problems()
+  if (frame.length === 0) errors.add('binary_truncated', 'empty binary frame: a frame holds at least one record')
   let at = 0
   for (let index = 0; at < frame.length; index++) {
     if (frame.length - at < RECORD_HEADER_BYTES) {
-      errors.push({ kind: 'binary_truncated', message: `frame ends inside a record header at byte ${at} (${frame.length - at} of ${RECORD_HEADER_BYTES} bytes)` })
+      errors.add('binary_truncated', `frame ends inside a record header at byte ${at} (${frame.length - at} of ${RECORD_HEADER_BYTES} bytes)`)
       break
     }
     const type = frame[at]
     const length = frame.readUInt32BE(at + 1)
     const left = frame.length - at - RECORD_HEADER_BYTES
     if (length > left) {
-      errors.push({ kind: 'binary_bad_length', message: `record at byte ${at} says ${length} bytes, ${left} are left in the frame` })
+      errors.add('binary_bad_length', `record at byte ${at} says ${length} bytes, ${left} are left in the frame`)
       break
     }
     const body = frame.subarray(at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES + length)
@@ -273,24 +298,24 @@ function decodeBinary<T> (
     const where = `record[${index}]`
     if (type === RecordType.JSON) {
       if (!isUtf8(body)) {
-        errors.push({ kind: 'binary_invalid_record', message: `${where}: JSON record is not UTF-8` })
+        errors.add('binary_invalid_record', `${where}: JSON record is not UTF-8`)
         continue
       }
       const decoded = json(body.toString())
       for (const item of decoded.items) items.push(item)
-      for (const error of decoded.errors) errors.push({ kind: error.kind, message: `${where}: ${error.message}` })
+      for (const error of decoded.errors) errors.add(error.kind, `${where}: ${error.message}`)
     } else if (type === own) {
       try {
         items.push(ownRecord(new BodyReader(body)))
       } catch (err) {
         if (!(err instanceof RecordError)) throw err
-        errors.push({ kind: err.kind, message: `${where}: ${err.message}` })
+        errors.add(err.kind, `${where}: ${err.message}`)
       }
     } else {
-      errors.push({ kind: 'binary_unknown_record', message: `${where}: record type ${type} is not one this side takes (${RecordType.JSON} or ${own})` })
+      errors.add('binary_unknown_record', `${where}: record type ${type} is not one this side takes (${RecordType.JSON} or ${own})`)
     }
   }
-  return { items, errors }
+  return { items, errors: errors.done() }
 }
 
 /** Gateway side: a backend's binary frame → its valid actions, plus what was wrong, by kind. */

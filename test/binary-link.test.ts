@@ -297,6 +297,12 @@ t.test('hostile binary frames from a backend are counted by kind; the link stays
   for (const [kind, n] of Object.entries(expected)) {
     t.equal(await gateway.metric('gatehouse_backend_frame_errors_total', { reason: kind }), n, `${kind} counted ${n} times`)
   }
+  // a frame of 100,000 bad records: each counted, one log line, the rest of the frame still read
+  backend.send(Buffer.concat([...Array.from({ length: 100000 }, () => Buffer.from([9, 0, 0, 0, 0])), sendRecord(['alice'], Buffer.from('after many'))]))
+  const many = await gateway.logged(/backend sent a bad frame/)
+  t.equal(many.more, 100000 - 10, 'one log line: ten problems and the count of the rest')
+  t.equal(await gateway.metric('gatehouse_backend_frame_errors_total', { reason: 'binary_unknown_record' }), expected.binary_unknown_record + 100000, 'each of the 100,000 counted')
+  t.equal((await nextBinary(alice, 'the send after 100,000 bad records')).toString(), 'after many', 'the good record at the end of that frame still runs')
   // an unknown record is skipped by its length: the records after it in the same frame still run
   backend.send(Buffer.concat([record(9, Buffer.from('?')), sendRecord(['alice'], Buffer.from('still here'))]))
   t.equal((await nextBinary(alice, 'a send after the hostile frames')).toString(), 'still here', 'the link is up and carries on')
@@ -460,14 +466,18 @@ t.test('SDK: garbage binary frames from a gateway are counted by kind; the link 
     ['binary_invalid_record', messageRecord('alice', EMPTY).fill(0x5b, 20, 22)],
     ['invalid_json', record(1, Buffer.from('nope'))]
   ]
+  let reported = 0
+  backend.on('badFrame', () => { reported++ })
   for (const [, frame] of garbage) gateway.ws.send(frame)
+  gateway.ws.send(Buffer.concat(Array.from({ length: 100000 }, () => record(3, EMPTY))))
   gateway.ws.send(messageRecord('alice', ALL_BYTES))
   const message = await received.next(undefined, 10000, 'the good message after the garbage')
   t.ok(Buffer.isBuffer(message.data) && (message.data as Buffer).equals(ALL_BYTES), 'the good record after the garbage is handed over as a Buffer, byte for byte')
-  const expected: Record<string, number> = {}
+  const expected: Record<string, number> = { binary_unknown_record: 100000 }
   for (const [kind] of garbage) expected[kind] = (expected[kind] ?? 0) + 1
-  t.same(backend.stats.badFramesByKind, expected, 'each bad frame is counted by its kind')
-  t.equal(backend.stats.badFrames, garbage.length, 'and in badFrames')
+  t.same(backend.stats.badFramesByKind, expected, 'each bad frame is counted by its kind, the 100,000 bad records of one frame too')
+  t.equal(backend.stats.badFrames, garbage.length + 100000, 'and in badFrames')
+  t.ok(reported <= garbage.length + 101, `the frame of 100,000 bad records is reported as 100 problems and one count, not one by one (${reported} reports)`)
   const echo = await gateway.actions.next((a) => a.record === 3, 10000, 'the echo as a SEND record')
   const body = echo.body as Buffer
   t.same([body[0], body.readUInt32BE(1), body.readUInt16BE(5), body.subarray(7, 12).toString()], [1, 1, 5, 'alice'], 'the echo names alice in the SEND record')

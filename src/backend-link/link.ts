@@ -364,10 +364,12 @@ export class BackendLink extends EventEmitter<LinkEvents> {
     if (errors.length > 0) {
       // one log line and one count per kind, however many actions were bad
       const kinds = new Map<string, number>()
-      for (const error of errors) kinds.set(error.kind, (kinds.get(error.kind) ?? 0) + 1)
+      // a binary frame's problems past the first hundred come as one entry per kind, with their count
+      for (const error of errors) kinds.set(error.kind, (kinds.get(error.kind) ?? 0) + (error.count ?? 1))
       for (const [reason, n] of kinds) metrics.backendFrameErrors.inc({ ...this.labels, reason }, n)
       const problems = errors.slice(0, MAX_LOGGED_PROBLEMS).map((e) => e.message.length > MAX_PROBLEM_CHARS ? `${e.message.slice(0, MAX_PROBLEM_CHARS)}…` : e.message)
-      log.warn({ problems, more: errors.length - problems.length }, 'backend sent a bad frame')
+      const total = [...kinds.values()].reduce((sum, n) => sum + n, 0)
+      log.warn({ problems, more: total - problems.length }, 'backend sent a bad frame')
     }
     const forClients: ClientAction[] = []
     for (const action of items) {

@@ -320,9 +320,9 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
     events: (link, events) => {
       this.links.get(link)?.push(...events.map((event) => () => this.dispatch(link, event)))
     },
-    badFrame: (link, problem, kind) => {
-      this.stats.badFrames++
-      if (kind !== undefined) this.stats.badFramesByKind[kind] = (this.stats.badFramesByKind[kind] ?? 0) + 1
+    badFrame: (link, problem, kind, count = 1) => {
+      this.stats.badFrames += count
+      if (kind !== undefined) this.stats.badFramesByKind[kind] = (this.stats.badFramesByKind[kind] ?? 0) + count
       this.log.warn({ link: link.label, problem, kind }, 'gateway sent a bad frame; skipped')
       this.emit('badFrame', { gateway: link.gateway, problem, ...(kind === undefined ? {} : { kind }) })
     },

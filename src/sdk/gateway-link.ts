@@ -17,8 +17,8 @@ const MAX_BATCH_CHARS = 1 << 20
 export interface LinkListener {
   /** Valid events of one frame, in order. */
   events (link: GatewayLink, events: Event[]): void
-  /** One problem with a frame: not JSON, binary, or a message that fails the schema; `kind` as in PROTOCOL.md §2a/§4 when known. */
-  badFrame (link: GatewayLink, problem: string, kind?: string): void
+  /** A problem with a frame: not JSON, binary, or a message that fails the schema; `kind` as in PROTOCOL.md §2a/§4 when known; `count` problems of that kind (a summary past the first hundred of a frame). */
+  badFrame (link: GatewayLink, problem: string, kind?: string, count?: number): void
   closed (link: GatewayLink, code: number): void
 }
 
@@ -107,7 +107,7 @@ export class GatewayLink {
       return
     }
     const { items, errors } = isBinary ? decodeBinaryEvents(data) : decodeEvents(data.toString())
-    for (const error of errors) this.listener.badFrame(this, error.message, error.kind)
+    for (const error of errors) this.listener.badFrame(this, error.message, error.kind, 'count' in error ? error.count : undefined)
     for (const event of items) if (event.event === 'hello') this.binary = event.encoding === 'binary'
     if (items.length > 0) this.listener.events(this, items)
   }
