@@ -145,7 +145,7 @@ export class BackendLink extends EventEmitter<LinkEvents> {
       get minReconnectionDelay () { return nextDelay() }
     })
     // reconnecting-websocket sets every socket's binaryType to its own (default 'blob'); binary link frames are read as Buffers
-    this.rws.binaryType = 'nodebuffer' as BinaryType
+    this.rws.binaryType = 'nodebuffer' as ReconnectingWebSocket['binaryType']
     this.rws.addEventListener('open', () => this.onOpen())
     this.rws.addEventListener('close', (event) => this.onClose(event))
     this.rws.addEventListener('error', (event) => this.onDialError(event))
