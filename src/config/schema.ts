@@ -92,6 +92,7 @@ export const Backend = Type.Object({
   minReconnectDelayMs: Type.Integer({ minimum: 1, default: 250, description: 'first redial delay; doubles per failure, with jitter' }),
   maxReconnectDelayMs: Ms(10000, 'redial delay cap'),
   acks: Type.Boolean({ default: false, description: 'acknowledged delivery: events carry seq and are kept until the backend acks them' }),
+  encoding: Enum(['json', 'binary'], { default: 'json', description: 'binary: players\' binary frames and the backend\'s binary sends travel raw in binary link frames, not base64 (PROTOCOL.md §2a); the backend must support it' }),
   maxFrameBytes: Type.Integer({ minimum: 1024, default: 16777216, description: 'largest frame accepted from the backend; a bigger one drops and redials the link' })
 }, strict)
 
