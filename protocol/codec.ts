@@ -5,7 +5,7 @@
 import { _, Ajv, str, type KeywordCxt, type ValidateFunction } from 'ajv'
 import {
   ActionSchemas, EventSchemas,
-  type Action, type Claims, type Event, type HelloEvent, type Params, type SyncUser
+  type Action, type Claims, type ClientAction, type Event, type HelloEvent, type Params, type SyncUser
 } from './schemas.js'
 import { formatSchemaErrors } from './validation.js'
 import { PROTOCOL_VERSION } from './version.js'
@@ -92,10 +92,11 @@ export function encodeFrame (encoded: readonly string[]): string {
 }
 
 /** `session` names the link's sequence of `seq`s (PROTOCOL.md §5a): one per gateway process and endpoint. */
-export function encodeHello (gateway: string, endpoint: string, session: string, acks = false, cluster?: string, member?: string): string {
+export function encodeHello (gateway: string, endpoint: string, session: string, acks = false, cluster?: string, member?: string, binary = false): string {
   const hello: HelloEvent = {
     event: 'hello', gateway, endpoint, session, protocol: PROTOCOL_VERSION,
-    ...(acks ? { acks: true } : {}), ...(cluster === undefined ? {} : { cluster }), ...(member === undefined ? {} : { member })
+    ...(acks ? { acks: true } : {}), ...(cluster === undefined ? {} : { cluster }), ...(member === undefined ? {} : { member }),
+    ...(binary ? { encoding: 'binary' as const } : {})
   }
   return JSON.stringify(hello)
 }
@@ -164,6 +165,15 @@ export function encodeActions (actions: readonly Action[]): string {
 
 /** What a `send` action's `data` becomes on the player's socket. */
 export function sendPayload (data: unknown, binary: boolean | undefined): string | Buffer {
-  if (binary === true) return Buffer.from(data as string, 'base64')
+  // raw bytes from a binary link frame (PROTOCOL.md §2a) go out as they came
+  if (binary === true) return Buffer.isBuffer(data) ? data : Buffer.from(data as string, 'base64')
   return typeof data === 'string' ? data : JSON.stringify(data)
+}
+
+/**
+ * An action as JSON can carry it: raw bytes from a binary link frame become
+ * base64 again, for a hop that speaks JSON only (the cluster bus).
+ */
+export function portableAction (action: ClientAction): ClientAction {
+  return action.action === 'send' && Buffer.isBuffer(action.data) ? { ...action, data: action.data.toString('base64') } : action
 }

@@ -1,5 +1,6 @@
 export * from './schemas.js'
 export * from './codec.js'
+export * from './binary.js'
 export * from './close-codes.js'
 export { PROTOCOL_VERSION } from './version.js'
 export { formatSchemaErrors } from './validation.js'

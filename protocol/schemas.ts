@@ -33,7 +33,8 @@ export const HelloEvent = Type.Object({
   protocol: Type.Integer(),
   acks: Type.Optional(Type.Literal(true, { description: 'events carry seq; answer with ack actions' })),
   cluster: Type.Optional(Type.String({ minLength: 1, description: 'gateways naming the same cluster are one gateway: any of their links reaches every user, and `all` reaches the whole cluster' })),
-  member: Type.Optional(Type.String({ minLength: 1, description: 'with `backend.urls`: the id the gateway gives this backend in its pool' }))
+  member: Type.Optional(Type.String({ minLength: 1, description: 'with `backend.urls`: the id the gateway gives this backend in its pool' })),
+  encoding: Type.Optional(Type.Literal('binary', { description: 'binary messages travel raw in binary link frames (PROTOCOL.md §2a), both ways' }))
 }, open)
 
 export const SyncUser = Type.Object({ user: User, conn: Type.Optional(Conn), claims: Claims, params: Params }, open)

@@ -175,7 +175,9 @@ async function claimUntilUpgrade (tcp: Socket, endpoint: EndpointRoute, identity
  * taken (`leave` gives it back) in the same synchronous step as that last check.
  */
 async function admit (request: FastifyRequest, endpoint: EndpointRoute, authenticator: Authenticator, gate: Gate, inFlight: InFlight): Promise<{ identity: Identity, leave: () => void }> {
-  if (!request.ws) throw new GW_ERR_UPGRADE_REQUIRED()
+  // RFC 6455 §4.1: a handshake is HTTP/1.1 or later; Node hands an HTTP/1.0 upgrade over all the same
+  const { httpVersionMajor: major, httpVersionMinor: minor } = request.raw
+  if (!request.ws || major < 1 || (major === 1 && minor < 1)) throw new GW_ERR_UPGRADE_REQUIRED()
   const origin = request.headers.origin
   const allowed = endpoint.limits.allowedOrigins
   if (origin !== undefined && allowed.length > 0 && !allowed.includes(origin)) throw new GW_ERR_ORIGIN_FORBIDDEN()

@@ -55,10 +55,19 @@ export interface GatewayOptions {
  */
 export async function createGateway (input: unknown, options: GatewayOptions = {}): Promise<FastifyInstance> {
   const config: Readonly<GatewayConfig> = isValidated(input) ? input : parseConfig(input, options.env)
-  const app = Fastify({ logger: loggerOptions(config.log.level, options.logStream), frameworkErrors, clientErrorHandler })
+  const app = Fastify({ logger: loggerOptions(config.log.level, options.logStream), frameworkErrors, clientErrorHandler, http: slowHeads(config.server.headersTimeoutMs) })
   listenOnConfiguredAddress(app, config.server)
   await app.register(gatehousePlugin, { config, nodeId: options.nodeId })
   return app
+}
+
+/**
+ * Node checks the head's deadline only every `connectionsCheckingInterval`
+ * (30 s by default), so a client trickling a handshake byte by byte would
+ * hold its socket for up to 90 s; checked every second here instead.
+ */
+function slowHeads (headersTimeoutMs: number): { headersTimeout: number, connectionsCheckingInterval: number } {
+  return { headersTimeout: headersTimeoutMs, connectionsCheckingInterval: Math.min(1000, headersTimeoutMs) }
 }
 
 export interface GatehousePluginOptions {
@@ -84,7 +93,7 @@ async function registerGateway (app: FastifyInstance, options: GatehousePluginOp
   const nodeId = options.nodeId ?? config.server.nodeId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`
   let draining = false
 
-  const authenticator = await registerAuthenticator(app, config.auth)
+  const authenticator = await registerAuthenticator(app, config.auth, metrics)
   const { cluster } = config
   const broker: Broker = cluster.redis === undefined
     ? new MemoryBroker(metrics)

@@ -27,6 +27,8 @@ export class GatewayMetrics {
   readonly poolFailovers = new Counter({ name: 'gatehouse_pool_failovers_total', help: 'Pool members whose keys were moved to other members: down past failoverMs, or left the pool', labelNames: ['endpoint', 'member'] as const, registers: [this.registry] })
   readonly poolRehomedClients = new Counter({ name: 'gatehouse_pool_rehomed_clients_total', help: 'Clients re-opened on another member by a failover', labelNames: ['endpoint'] as const, registers: [this.registry] })
 
+  readonly jwksFetches = new Counter({ name: 'gatehouse_jwks_fetches_total', help: 'JWKS fetches by key set and result (ok, failed, cooldown: a fetch a handshake asked for within the cooldown, not made)', labelNames: ['jwks', 'result'] as const, registers: [this.registry] })
+
   readonly brokerUp = new Gauge({ name: 'gatehouse_broker_up', help: '1 while the cluster broker (Redis) is reachable; always 1 for a node alone', registers: [this.registry] })
   readonly brokerErrors = new Counter({ name: 'gatehouse_broker_errors_total', help: 'Broker (Redis) operations that failed, by operation', labelNames: ['op'] as const, registers: [this.registry] })
   readonly clusterClaims = new Counter({ name: 'gatehouse_cluster_claims_total', help: 'Handshakes registered with the cluster, by what the claim found', labelNames: ['endpoint', 'outcome'] as const, registers: [this.registry] })

@@ -124,6 +124,10 @@ t.test('every upgrade that does not become a WebSocket ends its socket, and no a
     t.match(answer.response, code, `${name}: ${code}`)
     t.notMatch(answer.response, token, `${name}: the token is not echoed`)
   }
+  const old = await raw(gateway.port, upgradeRequest(`/lobby/r1${query}`).replace('HTTP/1.1', 'HTTP/1.0'))
+  t.equal(old.status, 426, 'an HTTP/1.0 upgrade with a good token: 426, not 101 (a handshake is HTTP/1.1)')
+  t.ok(old.ended, 'HTTP/1.0 upgrade: the server ended the TCP connection')
+  t.match(old.response, 'GW_ERR_UPGRADE_REQUIRED', 'HTTP/1.0 upgrade: GW_ERR_UPGRADE_REQUIRED')
   t.notMatch(logText(gateway), token, 'no log line holds the token')
 })
 
@@ -172,4 +176,29 @@ t.test('params are percent-decoded and may be empty, as protocol/PROTOCOL.md §3
     client.ws.close()
     await backend.next('close', 'p')
   }
+})
+
+t.test('slowloris: a handshake head trickled, or never sent, is answered 408 and its socket ended after server.headersTimeoutMs', async (t) => {
+  const gateway = await setup(t, { server: { host: '127.0.0.1', port: 0, shutdownTimeoutMs: 3000, headersTimeoutMs: 1000 } })
+  const partial = upgradeRequest('/lobby/r1').split('\r\n').slice(0, 3).join('\r\n') + '\r\n'
+  // raw() waits 10 s; Node's own deadline (60 s, checked every 30 s) would still hold the socket then
+  const trickled = await raw(gateway.port, partial)
+  t.ok(trickled.ended, 'a head that never ends: the server ended the TCP connection')
+  t.equal(trickled.status, 408, 'a head that never ends: 408')
+  const silent = await raw(gateway.port, '')
+  t.ok(silent.ended, 'a connection that sends nothing: the server ended it')
+  t.equal((await gateway.get('/healthz')).status, 200, 'the gateway serves on')
+})
+
+t.test('config: server.headersTimeoutMs under 1000 is refused by field', async (t) => {
+  const problems = (() => {
+    try {
+      parseConfig(testConfig([{ name: 'lobby', path: '/lobby', backend: 'ws://127.0.0.1:1' }], { server: { headersTimeoutMs: 10 } }))
+    } catch (err) {
+      if (err instanceof ConfigError) return err.problems.join('\n')
+      throw err
+    }
+    return ''
+  })()
+  t.match(problems, /server\.headersTimeoutMs: must be >= 1000/, 'the field and the bound are named')
 })

@@ -187,6 +187,7 @@ t.test('a flood of unknown kids is not a flood of fetches', async (t) => {
   t.ok(after >= 1, 'after the cooldown an unknown kid is fetched again')
   t.ok(after <= Math.ceil((Date.now() - second) / cooldownMs), `but once per cooldown: ${after} fetches`)
   t.equal(await gateway.metric('gatehouse_handshake_failures_total', { reason: 'token_invalid' }), 80, 'each refusal is counted')
+  t.equal(await gateway.metric('gatehouse_jwks_fetches_total', { jwks: server.url, result: 'ok' }), server.count, 'every fetch the server answered is counted ok, under the set\'s URL')
 })
 
 t.test('the JWKS server down: cached keys still admit, an uncached kid gets 503 at once', async (t) => {
@@ -211,6 +212,8 @@ t.test('the JWKS server down: cached keys still admit, an uncached kid gets 503 
   await connect(gateway.url('/lobby'), { token: token(k1, 'eve') })
   t.equal((await backend.next('open', 'eve')).user, 'eve', 'the cached key admits throughout')
   t.equal(await gateway.metric('gatehouse_handshake_failures_total', { reason: 'keys_unavailable' }), 2, 'the refusals are counted as keys_unavailable')
+  t.ok(await gateway.metric('gatehouse_jwks_fetches_total', { jwks: server.url, result: 'failed' }) >= 1, 'the failed fetches are counted')
+  t.ok(await gateway.metric('gatehouse_jwks_fetches_total', { jwks: server.url, result: 'cooldown' }) >= 1, 'so is the fetch not made within the cooldown')
 })
 
 t.test('handshakes that waited for a key fetch still respect maxConnections', async (t) => {

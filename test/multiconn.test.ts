@@ -269,6 +269,34 @@ t.test('the SDK: handlers see conn, the roster knows a user\'s connections, send
   t.equal(two.ws.readyState, WebSocket.OPEN, 'the remaining connection is untouched')
 })
 
+t.test('binary link encoding: an allow endpoint\'s binary frames keep their conn (JSON form), binary sends reach one or all connections', async (t) => {
+  const calls = new Inbox<{ conn?: string, data: unknown, binary: boolean }>()
+  const opens = new Inbox<string>()
+  const backend = new GatehouseBackend({ token: BACKEND_TOKEN, logger: captureLogger() }, {
+    onOpen: (_user, _claims, _params, { conn }) => opens.push(conn as string),
+    onMessage: (_user, data, { conn, binary }) => calls.push({ conn, data, binary })
+  })
+  const { url } = await backend.listen()
+  t.teardown(() => backend.stop())
+  const gateway = await startGateway(t, testConfig([{ name: 'lobby', path: '/lobby', duplicate: 'allow', backend: { url, token: BACKEND_TOKEN, encoding: 'binary' } }]))
+  await new Promise((resolve) => backend.once('synced', resolve))
+  const one = await connect(gateway.url('/lobby'), { token: tokenFor('kai') })
+  await opens.next()
+  const two = await connect(gateway.url('/lobby'), { token: tokenFor('kai') })
+  await opens.next()
+  one.ws.send(Buffer.from([1, 2, 3]))
+  const got = await calls.next()
+  t.equal(got.binary, true, 'a binary frame is a binary message')
+  t.equal(got.data, Buffer.from([1, 2, 3]).toString('base64'), 'in the JSON form, base64')
+  const conns = backend.connections('kai').map((c) => c.conn)
+  t.equal(got.conn, conns[0], 'carrying the sender\'s conn')
+  t.ok(backend.sendToConnection(conns[1] as string, Buffer.from([9, 9])), 'bytes to one connection go out')
+  t.ok(Buffer.from([9, 9]).equals(await two.next() as Buffer), 'and reach that connection as a binary frame')
+  t.equal(backend.send('kai', Buffer.from([7])), 1, 'bytes to the user go out as a binary record')
+  t.ok(Buffer.from([7]).equals(await one.next() as Buffer), 'reaching the first connection')
+  t.ok(Buffer.from([7]).equals(await two.next() as Buffer), 'and the second, which got nothing else in between')
+})
+
 t.test('bad input: configs, actions and frames', async (t) => {
   const base = testConfig([{ name: 'lobby', path: '/lobby', backend: 'ws://127.0.0.1:1', duplicate: 'allow' }])
   const problems = (endpoint: Record<string, unknown>, extra: Record<string, unknown> = {}): string[] => {

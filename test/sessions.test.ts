@@ -3,6 +3,7 @@ import t from 'tap'
 import { gatewayWithBackends } from './helpers/setup.js'
 import { connect, refusal } from './helpers/client.js'
 import { tokenFor } from './helpers/tokens.js'
+import { eventually } from './helpers/cluster.js'
 
 /** A game endpoint with this duplicate-session policy (none: the default). */
 async function gameEndpoint (t: { teardown (fn: () => unknown): void }, duplicate?: 'replace' | 'reject') {
@@ -38,6 +39,9 @@ t.test('a late close of a replaced socket never removes its successor', async (t
   await backend.next('open', 'bob')
   first.ws.terminate()
   await first.closed
+  // the gateway has seen the old socket end once its server holds only the successor's
+  const held = async (): Promise<number> => await new Promise((resolve, reject) => gateway.app.server.getConnections((err, n) => err ? reject(err) : resolve(n)))
+  await eventually(held, (n) => n === 1, 15000, 'the gateway to see the old socket end')
   backend.send({ action: 'send', user: 'bob', data: 'after the late close' })
   t.equal(await second.next(), 'after the late close', 'the successor still receives')
   second.ws.close(1000)

@@ -18,6 +18,19 @@ export class Board {
   readonly cells: Cells = Array.from({ length: ROWS }, () => Array<Disc | null>(COLUMNS).fill(null))
   private discs = 0
 
+  /** A board with these cells (a stored match); a disc count that does not fit a real game is not checked: the store is trusted. */
+  static from (cells: Cells): Board {
+    const board = new Board()
+    for (let row = 0; row < ROWS; row++) {
+      for (let column = 0; column < COLUMNS; column++) {
+        const disc = cells[row]?.[column] ?? null
+        board.cells[row][column] = disc
+        if (disc !== null) board.discs++
+      }
+    }
+    return board
+  }
+
   /** Drops a disc into `column` (any value: a client sent it). */
   drop (column: unknown, disc: Disc): DropResult {
     if (typeof column !== 'number' || !Number.isInteger(column) || column < 0 || column >= COLUMNS) {
@@ -47,6 +60,11 @@ export class Board {
       if (line.length >= 4) return line.sort((a, b) => a[0] - b[0] || a[1] - b[1])
     }
     return undefined
+  }
+
+  /** Discs on the board: the number of moves played. */
+  get placed (): number {
+    return this.discs
   }
 
   get isFull (): boolean {

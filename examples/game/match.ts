@@ -4,16 +4,29 @@
  */
 import { Board, type Disc } from './connect-four.js'
 import type { GameResult, GameStatus } from './messages.js'
+import type { SavedMatch } from './store.js'
 
 export type MoveOutcome = { ok: true } | { ok: false, problem: string }
 
 export class Match {
-  readonly board = new Board()
   readonly players: Record<Disc, string | null> = { red: null, yellow: null }
   turn: Disc = 'red'
   result?: GameResult
 
-  constructor (readonly id: string) {}
+  constructor (readonly id: string, readonly board = new Board()) {}
+
+  /** A match as another instance stored it. */
+  static from (saved: SavedMatch): Match {
+    const match = new Match(saved.id, Board.from(saved.cells))
+    Object.assign(match.players, saved.players)
+    match.turn = saved.turn
+    if (saved.result) match.result = saved.result
+    return match
+  }
+
+  toSaved (): SavedMatch {
+    return { id: this.id, players: { ...this.players }, cells: this.board.cells, turn: this.turn, ...(this.result ? { result: this.result } : {}) }
+  }
 
   get status (): GameStatus {
     if (this.result) return 'over'

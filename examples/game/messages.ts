@@ -4,7 +4,13 @@ import type { Cell, Cells, Disc } from './connect-four.js'
 export type { Cell, Cells, Disc }
 
 export type GameRequest =
-  | { type: 'move', column: number }
+  /**
+   * `at`: the number of discs on the board the player moved on. A move for
+   * another board is stale: the service answers with the current state and
+   * takes nothing. So an event replayed to an instance that already stored
+   * its effect (a failover, docs/pools.md) is not applied twice.
+   */
+  | { type: 'move', column: number, at?: number }
   | { type: 'resign' }
 
 export type GameStatus = 'waiting' | 'playing' | 'over'

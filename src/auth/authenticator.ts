@@ -11,6 +11,7 @@ import fastifyJwt, { type JWT } from '@fastify/jwt'
 import { createDecoder, createVerifier, TokenError } from 'fast-jwt'
 import type { CryptoKey } from 'jose'
 import type { AuthConfig, IssuerConfig } from '../config/schema.js'
+import type { GatewayMetrics } from '../metrics.js'
 import { GW_ERR_KEYS_UNAVAILABLE, GW_ERR_TOKEN_EXPIRED, GW_ERR_TOKEN_INVALID, GW_ERR_TOKEN_MISSING } from '../errors.js'
 import { JwksKeys, KeysUnavailable } from './jwks.js'
 import { extractToken, type TokenCarrier } from './token-sources.js'
@@ -47,7 +48,7 @@ type IssuerRules = Pick<IssuerConfig, 'secret' | 'publicKey' | 'jwksUrl' | 'algo
 const decodeComplete = createDecoder({ complete: true })
 const decodePayload = createDecoder()
 
-export async function registerAuthenticator (app: FastifyInstance, auth: Readonly<AuthConfig>): Promise<Authenticator> {
+export async function registerAuthenticator (app: FastifyInstance, auth: Readonly<AuthConfig>, metrics: GatewayMetrics): Promise<Authenticator> {
   const sets: JwksKeys[] = []
   let namespaces = 0
   const verifierOf = async (rules: Readonly<IssuerRules>): Promise<Verify> => {
@@ -57,7 +58,8 @@ export async function registerAuthenticator (app: FastifyInstance, auth: Readonl
       algorithms: rules.algorithms,
       timeoutMs: auth.jwksTimeoutMs,
       cooldownMs: auth.jwksCooldownMs,
-      refreshMs: auth.jwksRefreshMs
+      refreshMs: auth.jwksRefreshMs,
+      fetched: (jwks, result) => metrics.jwksFetches.inc({ jwks, result })
     }, app.log)
     sets.push(keys)
     return jwksVerifier(keys, checks(auth, rules))

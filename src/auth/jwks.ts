@@ -18,7 +18,12 @@ export interface JwksOptions {
   timeoutMs: number
   cooldownMs: number
   refreshMs: number
+  /** Counts every fetch of the set at `where` (its URL without the query) by what came of it. */
+  fetched (where: string, result: JwksFetchResult): void
 }
+
+/** `ok`; `failed` (down, timed out, not a usable key set); `cooldown`: a handshake's fetch not made, within the cooldown of the last one. */
+export type JwksFetchResult = 'ok' | 'failed' | 'cooldown'
 
 /** The token's key is not among the keys held (after a fetch, or within the cooldown of one): 401. */
 export class NoSuchKey extends Error {}
@@ -84,6 +89,7 @@ export class JwksKeys {
   private readonly fetchSet: FetchImplementation = async (url, init) => {
     const now = Date.now()
     if (!this.refreshing && now - this.lastAttempt < this.options.cooldownMs) {
+      this.options.fetched(this.where, 'cooldown')
       throw new KeysUnavailable('within the cooldown of the last fetch')
     }
     this.lastAttempt = now
@@ -92,8 +98,10 @@ export class JwksKeys {
       if (response.status !== 200) throw new KeysUnavailable(`answered HTTP ${response.status}`)
       const text = await response.text()
       this.checkSet(text)
+      this.options.fetched(this.where, 'ok')
       return new Response(text, { status: 200, headers: { 'content-type': 'application/json' } })
     } catch (err) {
+      this.options.fetched(this.where, 'failed')
       this.log.warn({ jwksUrl: this.where, problem: problem(err) }, 'JWKS fetch failed: the keys held (if any) stay in use')
       throw err
     }

@@ -11,7 +11,7 @@
  * refusing it would lose the one event a backend must not miss (a shutdown
  * closes every client at once, more of them than `maxEvents` perhaps).
  */
-import type { SyncUser } from '../../protocol/index.js'
+import type { RawMessage, SyncUser } from '../../protocol/index.js'
 
 /** One encoded event, with what the link needs to keep its roster. */
 export interface OutboundEvent {
@@ -26,6 +26,12 @@ export interface OutboundEvent {
   opened?: SyncUser
   /** The client's routing key, set by the endpoint's pool (src/pool/pool.ts). */
   key?: string
+  /**
+   * A player's binary frame on a link with `backend.encoding: "binary"`: its
+   * bytes travel raw in a binary link frame (PROTOCOL.md §2a), `text` is empty
+   * and `bytes` is the size of its record.
+   */
+  raw?: RawMessage
   /** Set by the link when the endpoint uses acks. */
   seq?: number
   /** Called once the event is committed, or dropped with the whole queue. */

@@ -13,7 +13,8 @@ import rwsModule, { type CloseEvent, type ErrorEvent } from 'reconnecting-websoc
 import { WebSocket } from 'ws'
 import type { FastifyBaseLogger } from 'fastify'
 import {
-  decodeActions, encodeFrame, encodeHello, encodeSync, withSeq, withoutSeq, type AckAction, type ClientAction, type PoolAction, type SyncUser
+  decodeActions, decodeBinaryActions, encodeBinaryFrame, encodeFrame, encodeHello, encodeSync, withSeq, withoutSeq,
+  type AckAction, type Action, type BinaryError, type ClientAction, type PoolAction, type SyncUser
 } from '../../protocol/index.js'
 import type { BackendConfig, QueueConfig } from '../config/schema.js'
 import type { GatewayMetrics } from '../metrics.js'
@@ -79,6 +80,8 @@ export class BackendLink extends EventEmitter<LinkEvents> {
   /** Who the backend has been told is connected, by client (`clientOf`): every open/close committed so far. */
   private readonly roster = new Map<string, SyncUser>()
   private readonly acks: boolean
+  /** `backend.encoding: "binary"`: raw messages and binary frames both ways (PROTOCOL.md §2a). */
+  private readonly binary: boolean
   /** With acks: the next event's seq, and the last one the backend acknowledged. */
   private nextSeq = 1
   private ackedSeq = 0
@@ -106,6 +109,7 @@ export class BackendLink extends EventEmitter<LinkEvents> {
     this.labels = { endpoint: options.endpoint }
     this.memberLabels = { endpoint: options.endpoint, member: options.member }
     this.acks = options.backend.acks
+    this.binary = options.backend.encoding === 'binary'
   }
 
   get state (): LinkState {
@@ -140,6 +144,8 @@ export class BackendLink extends EventEmitter<LinkEvents> {
       maxReconnectionDelay: backend.maxReconnectDelayMs,
       get minReconnectionDelay () { return nextDelay() }
     })
+    // reconnecting-websocket sets every socket's binaryType to its own (default 'blob'); binary link frames are read as Buffers
+    this.rws.binaryType = 'nodebuffer' as ReconnectingWebSocket['binaryType']
     this.rws.addEventListener('open', () => this.onOpen())
     this.rws.addEventListener('close', (event) => this.onClose(event))
     this.rws.addEventListener('error', (event) => this.onDialError(event))
@@ -158,7 +164,8 @@ export class BackendLink extends EventEmitter<LinkEvents> {
     }
     if (this.acks) {
       const seq = this.nextSeq
-      const text = withSeq(event.text, seq)
+      // a raw message's seq is written into its record when the frame is built
+      const text = event.raw ? event.text : withSeq(event.text, seq)
       event = { ...event, seq, text, bytes: event.bytes + text.length - event.text.length }
     }
     const result = this.queue.push(event)
@@ -245,7 +252,7 @@ export class BackendLink extends EventEmitter<LinkEvents> {
     const roster = [...this.roster.values()]
     this.roster.clear()
     const events = this.queue.clear().map((event) => {
-      if (event.seq === undefined) return event
+      if (event.seq === undefined || event.raw) return { ...event, seq: undefined }
       const text = withoutSeq(event.text, event.seq)
       return { ...event, seq: undefined, text, bytes: event.bytes - (event.text.length - text.length) }
     })
@@ -280,7 +287,7 @@ export class BackendLink extends EventEmitter<LinkEvents> {
     this.lastDialWarning = undefined
     if (this.connections++ > 0) metrics.linkReconnects.inc(this.memberLabels)
     this.queue.rewind()
-    socket.send(encodeHello(nodeId, endpoint, this.session, this.acks, this.options.cluster, this.options.announceMember ? this.options.member : undefined))
+    socket.send(encodeHello(nodeId, endpoint, this.session, this.acks, this.options.cluster, this.options.announceMember ? this.options.member : undefined, this.binary))
     // a large sync may leave the socket above the high-water mark: its write callback resumes the flush
     socket.send(encodeSync([...this.roster.values()], this.acks ? this.ackedSeq : undefined), this.afterWrite)
     log.info({ backend: this.target, users: this.roster.size, queued: this.queue.length }, 'backend link up')
@@ -344,19 +351,26 @@ export class BackendLink extends EventEmitter<LinkEvents> {
 
   private onMessage (data: unknown): void {
     const { metrics, log } = this.options
-    if (typeof data !== 'string') {
+    let decoded: { items: Action[], errors: BinaryError[] }
+    if (typeof data === 'string') {
+      decoded = decodeActions(data)
+    } else if (this.binary && Buffer.isBuffer(data)) {
+      decoded = decodeBinaryActions(data)
+    } else {
       metrics.backendFrameErrors.inc({ ...this.labels, reason: 'binary_frame' })
-      log.warn('backend sent a binary frame; the protocol is JSON text frames')
+      log.warn('backend sent a binary frame; the protocol is JSON text frames unless backend.encoding is "binary"')
       return
     }
-    const { items, errors } = decodeActions(data)
+    const { items, errors } = decoded
     if (errors.length > 0) {
       // one log line and one count per kind, however many actions were bad
       const kinds = new Map<string, number>()
-      for (const error of errors) kinds.set(error.kind, (kinds.get(error.kind) ?? 0) + 1)
+      // a binary frame's problems past the first hundred come as one entry per kind, with their count
+      for (const error of errors) kinds.set(error.kind, (kinds.get(error.kind) ?? 0) + (error.count ?? 1))
       for (const [reason, n] of kinds) metrics.backendFrameErrors.inc({ ...this.labels, reason }, n)
       const problems = errors.slice(0, MAX_LOGGED_PROBLEMS).map((e) => e.message.length > MAX_PROBLEM_CHARS ? `${e.message.slice(0, MAX_PROBLEM_CHARS)}…` : e.message)
-      log.warn({ problems, more: errors.length - problems.length }, 'backend sent a bad frame')
+      const total = [...kinds.values()].reduce((sum, n) => sum + n, 0)
+      log.warn({ problems, more: total - problems.length }, 'backend sent a bad frame')
     }
     const forClients: ClientAction[] = []
     for (const action of items) {
@@ -391,7 +405,9 @@ export class BackendLink extends EventEmitter<LinkEvents> {
     if (this.current !== 'up' || !socket || socket.readyState !== WebSocket.OPEN) return
     while (this.queue.unwritten > 0 && socket.bufferedAmount < HIGH_WATER_BYTES) {
       const batch = this.queue.nextBatch(MAX_FRAME_BYTES)
-      socket.send(encodeFrame(batch.map((e) => e.text)), this.afterWrite)
+      // a batch with no raw message stays a text frame, as on a JSON link
+      const frame = this.binary && batch.some((e) => e.raw) ? encodeBinaryFrame(batch) : encodeFrame(batch.map((e) => e.text))
+      socket.send(frame, this.afterWrite)
       if (!this.acks) for (const event of this.queue.releaseWritten()) this.commit(event)
     }
     this.observeQueue()

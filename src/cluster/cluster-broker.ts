@@ -279,7 +279,8 @@ export class ClusterBroker extends EventEmitter<BrokerEvents> implements Broker 
       return
     }
     // a node that just (re)joined gives the others one lease to register again before it reaps anyone
-    if (Date.now() - this.upSince >= this.options.presenceTtlMs) await this.reaper?.sweep().catch((err: Error) => this.failed('sweep', err))
+    if (Date.now() - this.upSince < this.options.presenceTtlMs) return
+    await this.reaper?.sweep().then((alive) => this.forwarder.keepOnly(alive), (err: Error) => this.failed('sweep', err))
   }
 
   private setState (state: BrokerState): void {

@@ -54,6 +54,20 @@ export class Forwarder {
     this.lossLogged = false
   }
 
+  /**
+   * Forgets the counts of nodes no longer in the cluster, so that nodes
+   * coming and going (each restart is a new id) do not grow them for ever.
+   * A forgotten node that comes back is heard as a new sender.
+   */
+  keepOnly (nodes: ReadonlySet<string>): void {
+    for (const key of this.heard.keys()) {
+      if (!nodes.has(key.slice(0, key.indexOf('\n')))) this.heard.delete(key)
+    }
+    for (const channel of this.published.keys()) {
+      if (channel !== ALL && !nodes.has(channel.slice(nodeChannel('').length))) this.published.delete(channel)
+    }
+  }
+
   /** Counts deliveries the sender published on `channel` that never arrived here. */
   received (channel: string, message: ActionsMessage): void {
     const { metrics, log } = this.options

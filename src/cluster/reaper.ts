@@ -30,15 +30,15 @@ export class Reaper {
     return this.reporting.get(field)
   }
 
-  /** Nodes whose lease has expired: the first survivor to remove one from the set reaps it. */
-  async sweep (): Promise<void> {
+  /** Nodes whose lease has expired: the first survivor to remove one from the set reaps it. Resolves with the other nodes alive. */
+  async sweep (): Promise<Set<string>> {
     const { presence } = this.options
     const others = await presence.otherNodes()
-    if (others.length === 0) return
     const alive = await Promise.all(others.map(async (n) => await presence.isAlive(n)))
     for (const [i, dead] of others.entries()) {
       if (!alive[i] && await presence.removeNode(dead)) await this.reap(dead)
     }
+    return new Set(others.filter((_, i) => alive[i]))
   }
 
   private async reap (dead: string): Promise<void> {

@@ -92,6 +92,7 @@ export const Backend = Type.Object({
   minReconnectDelayMs: Type.Integer({ minimum: 1, default: 250, description: 'first redial delay; doubles per failure, with jitter' }),
   maxReconnectDelayMs: Ms(10000, 'redial delay cap'),
   acks: Type.Boolean({ default: false, description: 'acknowledged delivery: events carry seq and are kept until the backend acks them' }),
+  encoding: Enum(['json', 'binary'], { default: 'json', description: 'binary: players\' binary frames and the backend\'s binary sends travel raw in binary link frames, not base64 (PROTOCOL.md §2a); the backend must support it' }),
   maxFrameBytes: Type.Integer({ minimum: 1024, default: 16777216, description: 'largest frame accepted from the backend; a bigger one drops and redials the link' })
 }, strict)
 
@@ -121,6 +122,7 @@ export const Server = Type.Object({
   port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080 }),
   nodeId: Type.Optional(Type.String({ minLength: 1, description: 'this process in hello and logs; generated when absent' })),
   shutdownTimeoutMs: Ms(10000, 'longest a SIGTERM drain may take'),
+  headersTimeoutMs: Type.Integer({ minimum: 1000, default: 10000, description: 'longest a client may take to send a request head (the WebSocket handshake); a slower one gets 408 and its socket ended' }),
   workers: Type.Integer({ minimum: 1, default: 1, description: 'worker processes sharing the port (node:cluster), each a node of the cluster; more than 1 needs cluster.redis' })
 }, { ...strict, default: {} })
 

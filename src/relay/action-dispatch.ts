@@ -5,7 +5,7 @@
  * cluster (PROTOCOL.md §4).
  */
 import type { FastifyBaseLogger } from 'fastify'
-import { CloseCodes, sendPayload, type ClientAction, type CloseAction, type SendAction } from '../../protocol/index.js'
+import { CloseCodes, portableAction, sendPayload, type ClientAction, type CloseAction, type SendAction } from '../../protocol/index.js'
 import type { GatewayMetrics } from '../metrics.js'
 import { forUsers, targetsOf } from '../cluster/targets.js'
 import type { ClientSession } from '../sessions/client-session.js'
@@ -52,13 +52,13 @@ export class ActionDispatch {
       if (missing === undefined) continue
       if (everywhere) {
         // each node delivers to the connections it has, so one without any is no loss to count
-        if (!forwarded && !('conn' in action)) onward.push(action)
+        if (!forwarded && !('conn' in action)) onward.push(portableAction(action))
       } else if (missing.length > 0) {
         log.debug({ users: missing.length, action: action.action, forwarded }, 'action for users not connected here')
         if (forwarded) metrics.droppedActions.inc({ ...this.labels, reason: 'not_connected' }, missing.length)
-        else onward.push(forUsers(action, missing))
+        else onward.push(portableAction(forUsers(action, missing)))
       } else if (!forwarded && 'all' in action) {
-        onward.push(action)
+        onward.push(portableAction(action))
       }
     }
     if (onward.length > 0) cluster.forward(endpoint, onward, everywhere)

@@ -9,7 +9,7 @@
 import type { WebSocket } from 'ws'
 import type { FastifyBaseLogger } from 'fastify'
 import {
-  CloseCodes, encodeBinaryMessage, encodeClose, encodeOpen, encodeTextMessage,
+  CloseCodes, encodeBinaryMessage, encodeClose, encodeOpen, encodeTextMessage, fitsRecord, messageRecordBytes,
   type CloseCode, type Params
 } from '../../protocol/index.js'
 import type { Identity } from '../auth/authenticator.js'
@@ -57,6 +57,8 @@ export class ClientSide {
   private readonly labels: { endpoint: string }
   private readonly rates: RateBuckets
   private readonly sessionLimits: SessionLimits
+  /** `backend.encoding: "binary"`: binary frames go to the backend raw, not base64. */
+  private readonly rawBinary: boolean
   /** Per-message count, published to prom-client once per tick (its inc() hashes the labels on every call). */
   private messagesIn = 0
 
@@ -64,6 +66,7 @@ export class ClientSide {
     const { endpoint, limits, clockToleranceSec } = options
     this.labels = { endpoint: endpoint.name }
     this.rates = new RateBuckets(limits.messagesPerSecond, limits.burst)
+    this.rawBinary = endpoint.backend.encoding === 'binary'
     this.sessionLimits = { maxBufferedBytes: limits.maxBufferedBytes, enforceExpiry: endpoint.enforceExpiry, clockToleranceSec, connIds: endpoint.duplicate === 'allow' }
   }
 
@@ -273,8 +276,15 @@ export class ClientSide {
       session.close(CloseCodes.RATE_LIMITED)
       return
     }
-    const text = isBinary ? encodeBinaryMessage(session.prefix, data) : encodeTextMessage(session.prefix, data.toString())
-    sink.send({ kind: 'message', user: session.user, conn: session.conn, text, bytes: Buffer.byteLength(text) })
+    // a MESSAGE record has no `conn`: under `allow` binary frames take the JSON form (PROTOCOL.md §6a)
+    const params = isBinary && this.rawBinary && session.conn === undefined ? JSON.stringify(session.params) : undefined
+    if (params !== undefined && fitsRecord(session.user, params)) {
+      // PROTOCOL.md §2a: the player's bytes go to the backend as they are, in a binary link frame
+      sink.send({ kind: 'message', user: session.user, text: '', raw: { params, data }, bytes: messageRecordBytes(session.user, params, data.length) })
+    } else {
+      const text = isBinary ? encodeBinaryMessage(session.prefix, data) : encodeTextMessage(session.prefix, data.toString())
+      sink.send({ kind: 'message', user: session.user, conn: session.conn, text, bytes: Buffer.byteLength(text) })
+    }
     if (this.messagesIn++ === 0) setImmediate(this.publishMessagesIn)
   }
 

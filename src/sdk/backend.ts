@@ -9,7 +9,7 @@ import type { IncomingMessage } from 'node:http'
 import type { WebSocket } from 'ws'
 import { pino } from 'pino'
 import {
-  CloseCodes, encodeActions, isBackendCloseCode, PROTOCOL_VERSION, truncateReason,
+  CloseCodes, encodeActions, encodeSendRecord, fitsRecord, isBackendCloseCode, PROTOCOL_VERSION, truncateReason,
   type Action, type Claims, type DrainedEvent, type Event, type HelloEvent, type Params, type SyncEvent
 } from '../../protocol/index.js'
 import { ACK_EVERY_EVENTS, ACK_INTERVAL_MS, AckLedger } from './ack-ledger.js'
@@ -50,7 +50,12 @@ export interface ConnectionInfo {
 export interface BackendHandlers {
   /** A player connected (or a `sync` revealed one we did not know of). */
   onOpen? (user: string, claims: Claims, params: Params, delivery: EventDelivery & ConnectionInfo): void | Promise<void>
-  /** A player sent a frame: `data` is its JSON value (or the text as a string); base64 text when `binary`. */
+  /**
+   * A player sent a frame: `data` is its JSON value (or the text as a string).
+   * When `binary`: a Buffer of its bytes from a gateway with `backend.encoding:
+   * "binary"` (a view into the link frame: copy it to keep it long), base64
+   * text from any other (and from an endpoint with `duplicate: "allow"`).
+   */
   onMessage? (user: string, data: unknown, info: { binary: boolean, params: Params } & ConnectionInfo & EventDelivery): void | Promise<void>
   /** A player's connection ended; exactly once per `onOpen` (per connection). Codes the SDK infers itself: see `InferredCloses`. */
   onClose? (user: string, code: number, reason: string, info: { params: Params } & ConnectionInfo & EventDelivery): void | Promise<void>
@@ -92,7 +97,11 @@ export interface BackendOptions {
 }
 
 export interface SendOptions {
-  /** Deliver as a binary frame: `data` is a base64 string. Buffers and Uint8Arrays are always binary. */
+  /**
+   * Deliver as a binary frame: `data` is a base64 string. Buffers and
+   * Uint8Arrays are always binary, and travel raw to gateways with
+   * `backend.encoding: "binary"` (PROTOCOL.md §2a), as base64 to others.
+   */
   binary?: boolean
 }
 
@@ -100,6 +109,8 @@ export interface SendOptions {
 export interface BackendStats {
   /** Frames (or messages inside a batch) from a gateway that were not valid. */
   badFrames: number
+  /** The same, by kind where it is known (`binary_truncated`, `binary_bad_length`, ... PROTOCOL.md §2a; `invalid_json`, `invalid_message`). */
+  badFramesByKind: Record<string, number>
   /** Actions not sent: the user is not connected, their link is down, or the data is not JSON. */
   droppedActions: number
   /** Events about a connection we do not track (a late message from a replaced user, say). */
@@ -124,14 +135,14 @@ export interface BackendEvents {
   synced: [LinkInfo & { users: number, seq?: number }]
   /** A link closed; its users are kept for `linkGraceMs`. */
   linkClosed: [{ gateway?: string, code: number }]
-  badFrame: [{ gateway?: string, problem: string }]
+  badFrame: [{ gateway?: string, problem: string, kind?: string }]
   handlerError: [{ handler: string, user: string, error: unknown }]
   /** As `onDrained`. */
   drained: [LinkInfo]
 }
 
 export class GatehouseBackend extends EventEmitter<BackendEvents> {
-  readonly stats: BackendStats = { badFrames: 0, droppedActions: 0, strayEvents: 0, handlerErrors: 0, refusedLinks: 0, duplicatesSkipped: 0 }
+  readonly stats: BackendStats = { badFrames: 0, badFramesByKind: {}, droppedActions: 0, strayEvents: 0, handlerErrors: 0, refusedLinks: 0, duplicatesSkipped: 0 }
   private handlers: BackendHandlers = {}
   private readonly roster = new Roster<GatewayLink>({
     sameCluster: (a, b) => a.cluster !== undefined && a.cluster === b.cluster,
@@ -351,10 +362,11 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
     events: (link, events) => {
       this.links.get(link)?.push(...events.map((event) => () => this.dispatch(link, event)))
     },
-    badFrame: (link, problem) => {
-      this.stats.badFrames++
-      this.log.warn({ link: link.label, problem }, 'gateway sent a bad frame; skipped')
-      this.emit('badFrame', { gateway: link.gateway, problem })
+    badFrame: (link, problem, kind, count = 1) => {
+      this.stats.badFrames += count
+      if (kind !== undefined) this.stats.badFramesByKind[kind] = (this.stats.badFramesByKind[kind] ?? 0) + count
+      this.log.warn({ link: link.label, problem, kind }, 'gateway sent a bad frame; skipped')
+      this.emit('badFrame', { gateway: link.gateway, problem, ...(kind === undefined ? {} : { kind }) })
     },
     closed: (link, code) => {
       // queued behind the link's pending events, so they are handled first
@@ -593,9 +605,9 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
       this.drop(count, [], 'action for users whose gateway link is down')
       return false
     }
-    let encoded: string
+    let encoded: string | Buffer
     try {
-      encoded = encodeActions([action])
+      encoded = encodeAction(link, action)
     } catch (err) {
       this.drop(count, [], `action data is not JSON: ${(err as Error).message}`)
       return false
@@ -629,14 +641,25 @@ function target (users: readonly string[]): { user: string } | { users: string[]
 }
 
 /**
- * `data` as it travels: bytes become base64 with `binary: true`; undefined
- * becomes null (JSON has no undefined). Undefined when `binary` is asked for
- * with something that is not base64 text.
+ * `data` as it travels: bytes stay bytes with `binary: true` (each link
+ * encodes them its way, `encodeAction`); undefined becomes null (JSON has no
+ * undefined). Undefined when `binary` is asked for with something that is
+ * not base64 text.
  */
 function payload (data: unknown, options: SendOptions): { data: unknown, binary?: true } | undefined {
-  if (data instanceof Uint8Array) return { data: Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64'), binary: true }
+  if (data instanceof Uint8Array) return { data, binary: true }
   if (options.binary === true) return typeof data === 'string' ? { data, binary: true } : undefined
   return { data: data === undefined ? null : data }
+}
+
+/** One action for `link`: bytes as a SEND record on a binary link (PROTOCOL.md §2a), else as JSON, bytes in base64. */
+function encodeAction (link: GatewayLink, action: Action): string | Buffer {
+  if (action.action !== 'send' || !(action.data instanceof Uint8Array)) return encodeActions([action])
+  const bytes = action.data
+  // a SEND record names no connection: one for a `conn` goes as JSON (PROTOCOL.md §6a)
+  const users = 'all' in action ? [] : 'user' in action ? [action.user] : 'users' in action ? action.users : undefined
+  if (link.binary && users?.every((user) => fitsRecord(user)) === true) return encodeSendRecord('all' in action ? { all: true } : { users }, bytes)
+  return encodeActions([{ ...action, data: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64') }])
 }
 
 function isThenable (value: unknown): value is PromiseLike<unknown> {

@@ -6,7 +6,7 @@
  * so a dead one is noticed.
  */
 import { WebSocket } from 'ws'
-import { decodeEvents, encodeFrame, truncateReason, type Event } from '../../protocol/index.js'
+import { decodeBinaryEvents, decodeEvents, encodeBinaryActions, encodeFrame, truncateReason, type Event } from '../../protocol/index.js'
 
 /**
  * Batches are cut at this many characters (at most 3 MiB of UTF-8), far
@@ -17,8 +17,8 @@ const MAX_BATCH_CHARS = 1 << 20
 export interface LinkListener {
   /** Valid events of one frame, in order. */
   events (link: GatewayLink, events: Event[]): void
-  /** One problem with a frame: not JSON, binary, or a message that fails the schema. */
-  badFrame (link: GatewayLink, problem: string): void
+  /** A problem with a frame: not JSON, binary, or a message that fails the schema; `kind` as in PROTOCOL.md §2a/§4 when known; `count` problems of that kind (a summary past the first hundred of a frame). */
+  badFrame (link: GatewayLink, problem: string, kind?: string, count?: number): void
   closed (link: GatewayLink, code: number): void
 }
 
@@ -31,7 +31,14 @@ export class GatewayLink {
   gateway?: string
   endpoint?: string
   cluster?: string
-  private outbox: string[] = []
+  /**
+   * The gateway's `hello` said `encoding: "binary"` (PROTOCOL.md §2a): it
+   * sends binary link frames, and takes SEND records. Set as the hello is
+   * read, before any later frame of the link.
+   */
+  binary = false
+  /** Encoded JSON actions, and SEND records on a binary link. */
+  private outbox: Array<string | Buffer> = []
   private alive = true
   private readonly heartbeat?: NodeJS.Timeout
 
@@ -59,8 +66,8 @@ export class GatewayLink {
     return this.gateway === undefined ? `link#${this.id}` : `${this.gateway}/${this.endpoint ?? '?'}`
   }
 
-  /** Queues one encoded action; everything queued in the same tick leaves as one frame. */
-  write (encoded: string): void {
+  /** Queues one encoded action (or SEND record); everything queued in the same tick leaves as one frame. */
+  write (encoded: string | Buffer): void {
     if (!this.isOpen) return
     this.outbox.push(encoded)
     if (this.outbox.length === 1) queueMicrotask(this.flush)
@@ -75,7 +82,7 @@ export class GatewayLink {
     this.socket.terminate()
   }
 
-  /** Writes what is queued, cut into frames of at most MAX_BATCH_CHARS (one larger action goes alone). */
+  /** Writes what is queued, cut into frames of at most MAX_BATCH_CHARS (characters, or bytes of a record; one larger action goes alone). */
   private readonly flush = (): void => {
     const outbox = this.outbox
     this.outbox = []
@@ -84,23 +91,24 @@ export class GatewayLink {
     let size = 0
     for (let i = 0; i < outbox.length; i++) {
       if (i > start && size + outbox[i].length > MAX_BATCH_CHARS) {
-        this.socket.send(encodeFrame(outbox.slice(start, i)))
+        this.socket.send(frameOf(outbox.slice(start, i)))
         start = i
         size = 0
       }
       size += outbox[i].length
     }
-    this.socket.send(encodeFrame(outbox.slice(start)))
+    this.socket.send(frameOf(outbox.slice(start)))
   }
 
   private onFrame (data: Buffer, isBinary: boolean): void {
     this.alive = true
-    if (isBinary) {
-      this.listener.badFrame(this, 'binary frame: the protocol is JSON text frames')
+    if (isBinary && !this.binary) {
+      this.listener.badFrame(this, 'binary frame: the protocol is JSON text frames unless hello says encoding "binary"', 'binary_frame')
       return
     }
-    const { items, errors } = decodeEvents(data.toString())
-    for (const error of errors) this.listener.badFrame(this, error.message)
+    const { items, errors } = isBinary ? decodeBinaryEvents(data) : decodeEvents(data.toString())
+    for (const error of errors) this.listener.badFrame(this, error.message, error.kind, 'count' in error ? error.count : undefined)
+    for (const event of items) if (event.event === 'hello') this.binary = event.encoding === 'binary'
     if (items.length > 0) this.listener.events(this, items)
   }
 
@@ -113,4 +121,9 @@ export class GatewayLink {
     this.alive = false
     this.socket.ping()
   }
+}
+
+/** A text frame of JSON actions, or a binary frame when a SEND record is among them (PROTOCOL.md §2a). */
+function frameOf (items: Array<string | Buffer>): string | Buffer {
+  return items.every((item) => typeof item === 'string') ? encodeFrame(items as string[]) : encodeBinaryActions(items)
 }

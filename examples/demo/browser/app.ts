@@ -26,7 +26,7 @@ const lobbyView = new LobbyView({
 })
 
 const gameView = new GameView({
-  move: (column) => sendGame({ type: 'move', column }),
+  move: (column, at) => sendGame({ type: 'move', column, at }),
   resign: () => sendGame({ type: 'resign' }),
   rematch: (id) => sendLobby({ type: 'rematch', matchId: id }),
   leave: () => leaveMatch()

@@ -3,7 +3,8 @@ import type { GameState } from '../../game/messages.js'
 import { byId, el } from './dom.js'
 
 export interface GameActions {
-  move (column: number): void
+  /** `at`: the discs on the board the player clicked (a move for an older board is not taken). */
+  move (column: number, at: number): void
   resign (): void
   rematch (matchId: string): void
   leave (): void
@@ -27,7 +28,7 @@ export class GameView {
     for (let column = 0; column < COLUMNS; column++) {
       const cells = Array.from({ length: ROWS }, (_, row) => el('span', { class: 'cell', 'data-row': String(row), 'data-col': String(column) }))
       const button = el('button', { type: 'button', class: 'column', 'data-col': String(column), 'aria-label': `drop in column ${column + 1}` }, ...cells)
-      button.addEventListener('click', () => actions.move(column))
+      button.addEventListener('click', () => actions.move(column, Number(this.panel.dataset.moves ?? 0)))
       this.board.append(button)
     }
     this.resign.addEventListener('click', () => actions.resign())

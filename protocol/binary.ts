@@ -1,0 +1,367 @@
+/**
+ * Binary link frames (PROTOCOL.md §2a), for links whose `hello` says
+ * `encoding: "binary"`: a player's binary frame reaches the backend as raw
+ * bytes, and a backend's binary `send` reaches the player the same way, with
+ * no base64 on the path. Pure codec: no sockets, no I/O.
+ *
+ * A binary link frame is a sequence of records, each `type` (u8), `length`
+ * (u32 big-endian) and `length` bytes of body. Every length is checked
+ * against what is left of the frame before it is used, so a lying or huge
+ * length costs nothing: nothing is allocated from a length a peer wrote.
+ */
+import { isUtf8 } from 'node:buffer'
+import { decodeActions, decodeEvents, encodeFrame, type Decoded } from './codec.js'
+import type { Action, Event, MessageEvent, Params, SendAction } from './schemas.js'
+
+export const RecordType = {
+  /** UTF-8 JSON: one event/action or an array of them, exactly as a text frame holds. */
+  JSON: 1,
+  /** gateway → backend: a player's binary frame. */
+  MESSAGE: 2,
+  /** backend → gateway: a binary `send`. */
+  SEND: 3
+} as const
+
+/** Record header: type (1) + body length (4). */
+export const RECORD_HEADER_BYTES = 5
+/** MESSAGE body before the user id: seq (6). */
+const SEQ_BYTES = 6
+/** Largest seq a MESSAGE record carries (u48); far beyond any endpoint's lifetime of events. */
+const MAX_SEQ = 2 ** 48 - 1
+
+/** What was wrong with a binary frame, by kind: the `reason` label of the frame-error counters. */
+export type BinaryErrorKind =
+  /** the frame ends inside a record header (an empty frame included) */
+  | 'binary_truncated'
+  /** a length that points past the end of its record or frame */
+  | 'binary_bad_length'
+  /** a record type this side does not take */
+  | 'binary_unknown_record'
+  /** a well-framed record whose contents are wrong (user id not UTF-8, params not a JSON object of strings, ...) */
+  | 'binary_invalid_record'
+
+export interface BinaryError {
+  kind: BinaryErrorKind | 'invalid_json' | 'invalid_message'
+  message: string
+  /** How many problems this entry stands for: more than 1 only for the summary of a kind past MAX_DETAILED_ERRORS. */
+  count?: number
+}
+
+/**
+ * Problems of one frame described one by one; past this, only counted per
+ * kind, so a frame of a million 5-byte bad records costs a few counters, not
+ * a million messages.
+ */
+const MAX_DETAILED_ERRORS = 100
+
+/** Collects a frame's problems, the first MAX_DETAILED_ERRORS in full, the rest as one count per kind. */
+class Problems {
+  readonly list: BinaryError[] = []
+  private readonly beyond = new Map<BinaryError['kind'], number>()
+
+  add (kind: BinaryError['kind'], message: string): void {
+    if (this.list.length < MAX_DETAILED_ERRORS) this.list.push({ kind, message })
+    else this.beyond.set(kind, (this.beyond.get(kind) ?? 0) + 1)
+  }
+
+  done (): BinaryError[] {
+    for (const [kind, count] of this.beyond) this.list.push({ kind, message: `${count} more ${kind} problems in this frame`, count })
+    return this.list
+  }
+}
+
+export interface BinaryDecoded<T> {
+  items: T[]
+  errors: BinaryError[]
+}
+
+/** A binary message waiting in the gateway's queue: the record is built when it is written, with the seq it has then. */
+export interface RawMessage {
+  /** The client's path parameters as JSON, written by the gateway. */
+  params: string
+  data: Buffer
+}
+
+/** What the gateway's link writes: encoded JSON events, and raw messages. */
+export interface FrameItem {
+  user: string
+  text: string
+  seq?: number
+  raw?: RawMessage
+}
+
+/** Longest user id or params text a record's u16 length can name. */
+const MAX_FIELD_BYTES = 0xffff
+
+/**
+ * Whether a user id and params fit a record's u16 lengths. Only a config
+ * with `auth.maxUserIdLength` raised past 65,535 makes one that does not:
+ * such a message goes as JSON with base64, which a binary link also takes.
+ */
+export function fitsRecord (user: string, params = ''): boolean {
+  return Buffer.byteLength(user) <= MAX_FIELD_BYTES && Buffer.byteLength(params) <= MAX_FIELD_BYTES
+}
+
+/** Size of a MESSAGE record, header included: what the queue counts for it. */
+export function messageRecordBytes (user: string, params: string, dataBytes: number): number {
+  return RECORD_HEADER_BYTES + SEQ_BYTES + 2 + Buffer.byteLength(user) + 2 + Buffer.byteLength(params) + dataBytes
+}
+
+/**
+ * Gateway side: one binary frame from a batch. Runs of JSON events become one
+ * JSON record (an array when several), raw messages MESSAGE records, in order.
+ * Sized first, then written into one buffer: each payload is copied once.
+ */
+export function encodeBinaryFrame (items: readonly FrameItem[]): Buffer {
+  const parts: Array<string | FrameItem> = []
+  let size = 0
+  let run: string[] = []
+  const endRun = (): void => {
+    if (run.length === 0) return
+    const text = encodeFrame(run)
+    parts.push(text)
+    size += RECORD_HEADER_BYTES + Buffer.byteLength(text)
+    run = []
+  }
+  for (const item of items) {
+    if (item.raw === undefined) {
+      run.push(item.text)
+      continue
+    }
+    endRun()
+    parts.push(item)
+    size += messageRecordBytes(item.user, item.raw.params, item.raw.data.length)
+  }
+  endRun()
+  const frame = Buffer.allocUnsafe(size)
+  let at = 0
+  for (const part of parts) at = typeof part === 'string' ? writeJsonRecord(frame, at, part) : writeMessageRecord(frame, at, part)
+  return frame
+}
+
+function writeMessageRecord (frame: Buffer, start: number, item: FrameItem): number {
+  const { user, seq = 0 } = item
+  const { params, data } = item.raw as RawMessage
+  frame[start] = RecordType.MESSAGE
+  frame.writeUIntBE(Math.min(seq, MAX_SEQ), start + RECORD_HEADER_BYTES, SEQ_BYTES)
+  let at = writeString16(frame, start + RECORD_HEADER_BYTES + SEQ_BYTES, user)
+  at = writeString16(frame, at, params)
+  at += data.copy(frame, at)
+  frame.writeUInt32BE(at - start - RECORD_HEADER_BYTES, start + 1)
+  return at
+}
+
+function writeJsonRecord (frame: Buffer, at: number, text: string): number {
+  const bytes = frame.write(text, at + RECORD_HEADER_BYTES)
+  frame[at] = RecordType.JSON
+  frame.writeUInt32BE(bytes, at + 1)
+  return at + RECORD_HEADER_BYTES + bytes
+}
+
+function writeString16 (buffer: Buffer, at: number, text: string): number {
+  const bytes = buffer.write(text, at + 2)
+  buffer.writeUInt16BE(bytes, at)
+  return at + 2 + bytes
+}
+
+/** Target of a SEND record: every client of the endpoint, or a list of users. */
+export type SendRecordTarget = { all: true } | { users: readonly string[] }
+
+/**
+ * Backend side: a SEND record. Target byte 0 is `all`; 1 is a list: a u32
+ * count, then each user id as u16 length + UTF-8. The data is the rest of
+ * the body.
+ */
+export function encodeSendRecord (target: SendRecordTarget, data: Uint8Array): Buffer {
+  const users = 'all' in target ? [] : target.users.map((u) => Buffer.from(u))
+  const head = 1 + ('all' in target ? 0 : 4 + users.reduce((n, u) => n + 2 + u.length, 0))
+  const record = Buffer.allocUnsafe(RECORD_HEADER_BYTES + head + data.byteLength)
+  record[0] = RecordType.SEND
+  record.writeUInt32BE(head + data.byteLength, 1)
+  let at = RECORD_HEADER_BYTES
+  record[at++] = 'all' in target ? 0 : 1
+  if (!('all' in target)) {
+    record.writeUInt32BE(users.length, at)
+    at += 4
+    for (const user of users) {
+      record.writeUInt16BE(user.length, at)
+      at += 2 + user.copy(record, at + 2)
+    }
+  }
+  record.set(data, at)
+  return record
+}
+
+/** Backend side: one binary frame from encoded JSON actions and SEND records, in order. */
+export function encodeBinaryActions (items: ReadonlyArray<string | Buffer>): Buffer {
+  const parts: Buffer[] = []
+  let run: string[] = []
+  const endRun = (): void => {
+    if (run.length === 0) return
+    const text = Buffer.from(encodeFrame(run))
+    const header = Buffer.allocUnsafe(RECORD_HEADER_BYTES)
+    header[0] = RecordType.JSON
+    header.writeUInt32BE(text.length, 1)
+    parts.push(header, text)
+    run = []
+  }
+  for (const item of items) {
+    if (typeof item === 'string') {
+      run.push(item)
+    } else {
+      endRun()
+      parts.push(item)
+    }
+  }
+  endRun()
+  return parts.length === 1 ? parts[0] : Buffer.concat(parts)
+}
+
+/** Reads a record body's fields in order; throws RecordError for a length past the end or bad contents. */
+class BodyReader {
+  at = 0
+  constructor (private readonly body: Buffer) {}
+
+  need (bytes: number, what: string): void {
+    if (this.body.length - this.at < bytes) throw new RecordError('binary_bad_length', `${what} needs ${bytes} bytes, ${this.body.length - this.at} are left in the record`)
+  }
+
+  u8 (what: string): number {
+    this.need(1, what)
+    return this.body[this.at++]
+  }
+
+  u32 (what: string): number {
+    this.need(4, what)
+    const value = this.body.readUInt32BE(this.at)
+    this.at += 4
+    return value
+  }
+
+  uint (bytes: number, what: string): number {
+    this.need(bytes, what)
+    const value = this.body.readUIntBE(this.at, bytes)
+    this.at += bytes
+    return value
+  }
+
+  string16 (what: string): string {
+    this.need(2, `${what} length`)
+    const length = this.body.readUInt16BE(this.at)
+    this.need(2 + length, what)
+    const start = this.at + 2
+    this.at = start + length
+    if (!isUtf8(this.body.subarray(start, this.at))) throw new RecordError('binary_invalid_record', `${what} is not UTF-8`)
+    return this.body.toString('utf8', start, this.at)
+  }
+
+  rest (): Buffer {
+    return this.body.subarray(this.at)
+  }
+}
+
+class RecordError extends Error {
+  constructor (readonly kind: BinaryErrorKind, message: string) {
+    super(message)
+  }
+}
+
+/**
+ * Walks the records of a frame in order. A record header cut short or a
+ * length past the end stops the walk (what follows cannot be framed); an
+ * unknown type is skipped by its length.
+ */
+function decodeBinary<T> (
+  frame: Buffer,
+  own: number,
+  ownRecord: (reader: BodyReader) => T,
+  json: (text: string) => Decoded<T>
+): BinaryDecoded<T> {
+  const items: T[] = []
+  const errors = new Problems()
+  if (frame.length === 0) errors.add('binary_truncated', 'empty binary frame: a frame holds at least one record')
+  let at = 0
+  for (let index = 0; at < frame.length; index++) {
+    if (frame.length - at < RECORD_HEADER_BYTES) {
+      errors.add('binary_truncated', `frame ends inside a record header at byte ${at} (${frame.length - at} of ${RECORD_HEADER_BYTES} bytes)`)
+      break
+    }
+    const type = frame[at]
+    const length = frame.readUInt32BE(at + 1)
+    const left = frame.length - at - RECORD_HEADER_BYTES
+    if (length > left) {
+      errors.add('binary_bad_length', `record at byte ${at} says ${length} bytes, ${left} are left in the frame`)
+      break
+    }
+    const body = frame.subarray(at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES + length)
+    at += RECORD_HEADER_BYTES + length
+    const where = `record[${index}]`
+    if (type === RecordType.JSON) {
+      if (!isUtf8(body)) {
+        errors.add('binary_invalid_record', `${where}: JSON record is not UTF-8`)
+        continue
+      }
+      const decoded = json(body.toString())
+      for (const item of decoded.items) items.push(item)
+      for (const error of decoded.errors) errors.add(error.kind, `${where}: ${error.message}`)
+    } else if (type === own) {
+      try {
+        items.push(ownRecord(new BodyReader(body)))
+      } catch (err) {
+        if (!(err instanceof RecordError)) throw err
+        errors.add(err.kind, `${where}: ${err.message}`)
+      }
+    } else {
+      errors.add('binary_unknown_record', `${where}: record type ${type} is not one this side takes (${RecordType.JSON} or ${own})`)
+    }
+  }
+  return { items, errors: errors.done() }
+}
+
+/** Gateway side: a backend's binary frame → its valid actions, plus what was wrong, by kind. */
+export function decodeBinaryActions (frame: Buffer): BinaryDecoded<Action> {
+  return decodeBinary<Action>(frame, RecordType.SEND, readSend, decodeActions)
+}
+
+/** Backend side: a gateway's binary frame → its valid events, plus what was wrong, by kind. */
+export function decodeBinaryEvents (frame: Buffer): BinaryDecoded<Event> {
+  return decodeBinary<Event>(frame, RecordType.MESSAGE, readMessage, decodeEvents)
+}
+
+function readSend (reader: BodyReader): SendAction {
+  const target = reader.u8('target')
+  if (target === 0) return { action: 'send', all: true, data: reader.rest(), binary: true }
+  if (target !== 1) throw new RecordError('binary_invalid_record', `target must be 0 (all) or 1 (users), not ${target}`)
+  const count = reader.u32('user count')
+  if (count === 0) throw new RecordError('binary_invalid_record', 'user count must be at least 1')
+  // each user takes at least 2 bytes: a count that cannot fit is refused before any list is built
+  reader.need(count * 2, `${count} users`)
+  const users: string[] = []
+  for (let i = 0; i < count; i++) {
+    const user = reader.string16(`user[${i}]`)
+    if (user === '') throw new RecordError('binary_invalid_record', `user[${i}] is empty`)
+    users.push(user)
+  }
+  const data = reader.rest()
+  return users.length === 1 ? { action: 'send', user: users[0], data, binary: true } : { action: 'send', users, data, binary: true }
+}
+
+function readMessage (reader: BodyReader): MessageEvent {
+  const seq = reader.uint(SEQ_BYTES, 'seq')
+  const user = reader.string16('user')
+  if (user === '') throw new RecordError('binary_invalid_record', 'user is empty')
+  const paramsText = reader.string16('params')
+  let params: unknown
+  try {
+    params = JSON.parse(paramsText)
+  } catch {
+    throw new RecordError('binary_invalid_record', 'params is not JSON')
+  }
+  if (!isParams(params)) throw new RecordError('binary_invalid_record', 'params must be a JSON object of strings')
+  const data = reader.rest()
+  return seq === 0 ? { event: 'message', user, params, data, binary: true } : { event: 'message', user, params, data, binary: true, seq }
+}
+
+function isParams (value: unknown): value is Params {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && Object.values(value).every((v) => typeof v === 'string')
+}
