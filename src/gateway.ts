@@ -16,6 +16,7 @@ import { selectSubprotocol } from './auth/token-sources.js'
 import { BackendLink } from './backend-link/link.js'
 import { BackendPool } from './pool/pool.js'
 import { PoolLeases } from './pool/leases.js'
+import { ClusterDirectory } from './pool/cluster-directory.js'
 import { EndpointRelay } from './relay/relay.js'
 import { ClientSide } from './relay/client-side.js'
 import { ActionDispatch } from './relay/action-dispatch.js'
@@ -86,9 +87,10 @@ async function registerGateway (app: FastifyInstance, options: GatehousePluginOp
 
   const authenticator = await registerAuthenticator(app, config.auth)
   const { cluster } = config
-  const broker: Broker = cluster.redis === undefined
-    ? new MemoryBroker(metrics)
+  const shared = cluster.redis === undefined
+    ? undefined
     : new RedisBroker({ ...cluster, url: cluster.redis, nodeId, metrics, log: app.log.child({ component: 'cluster' }) })
+  const broker: Broker = shared ?? new MemoryBroker(metrics)
   const admissions = new Admissions(broker, nodeId, cluster.whenRedisDown)
 
   const endpoints = config.endpoints.map((endpoint) => {
@@ -106,6 +108,16 @@ async function registerGateway (app: FastifyInstance, options: GatehousePluginOp
         backend, queue: config.queue, metrics, log: backend.urls === undefined ? log : log.child({ member: member.id })
       }),
       maxClientBytes: config.queue.maxClientBytes,
+      // in a cluster, assignments and failovers are the cluster's (docs/pools.md, "Clusters")
+      directory: shared && new ClusterDirectory({
+        endpoint: endpoint.name,
+        cluster: shared,
+        lingerMs: backend.lingerMs,
+        failoverMs: backend.failoverMs,
+        periodMs: Math.max(100, Math.floor(Math.min(cluster.presenceTtlMs / 3, backend.failoverMs / 2))),
+        metrics,
+        log
+      }),
       metrics,
       log
     })

@@ -232,19 +232,10 @@ function checkBackend (endpoint: EndpointConfig, at: string, problems: string[])
   }
 }
 
-/**
- * Pools keep their assignments in the process: two gateway nodes could serve
- * one key from two members, so pools of several members run on one gateway
- * only, for now (docs/pools.md).
- */
+/** Run-time registrations live in the gateway that took them: `admin` runs on one gateway only, for now (docs/pools.md). */
 function checkPoolsAlone (config: GatewayConfig, problems: string[]): void {
   if (config.cluster.redis === undefined) return
   if (config.admin !== undefined) problems.push('admin: members registered at run time join the pool of one gateway only for now, but cluster.redis is set (docs/pools.md)')
-  config.endpoints.forEach((endpoint, i) => {
-    if ((endpoint.backend.urls?.length ?? 0) > 1) {
-      problems.push(`endpoints[${i}].backend.urls: a pool of several members runs on one gateway only for now, but cluster.redis is set (docs/pools.md)`)
-    }
-  })
 }
 
 function deepFreeze<T> (value: T): T {

@@ -1,0 +1,231 @@
+/**
+ * Backend pools in a cluster (docs/pools.md, "Clusters"; protocol/PROTOCOL.md
+ * §10): two real `gatehouse` nodes sharing a real redis-server, real pool
+ * members (ws servers that ack as the SDK does, one link per node), real
+ * players. Both players of a match on different nodes reach one member; a
+ * member killed under traffic is failed over once for the cluster; bad data
+ * in Redis and on its bus does not take a node down.
+ */
+import t from 'tap'
+import { once } from 'node:events'
+import { WebSocketServer, type WebSocket } from 'ws'
+import { connect, type TestClient } from './helpers/client.js'
+import { eventually, startNode, type GatewayNode } from './helpers/cluster.js'
+import { redisFor } from './helpers/redis.js'
+import { tokenFor } from './helpers/tokens.js'
+import { Inbox } from './helpers/waiter.js'
+
+interface Received {
+  event: string
+  user?: string
+  seq?: number
+  data?: unknown
+  params?: Record<string, string>
+  /** The gateway node whose link it came by. */
+  via: string
+  /** The member that got it. */
+  member: string
+}
+
+/**
+ * One pool member: one link per gateway node, each acked as the SDK does
+ * (cumulative, every 20 ms). `refuse` names nodes whose links it drops at
+ * their hello (so that node sees it down). `kill()` is a SIGKILL as the
+ * gateways see it: links cut without a close frame, nothing listening.
+ */
+class Member {
+  readonly events = new Inbox<Received>()
+  /** Messages acknowledged, as `user:data`: what the member is sure to have processed. */
+  readonly acked = new Set<string>()
+  readonly refuse = new Set<string>()
+  private readonly links = new Set<{ socket: WebSocket, via: string, received: number, acked: number, pending: string[] }>()
+  private readonly timer: NodeJS.Timeout
+
+  private constructor (private readonly wss: WebSocketServer, readonly id: string, readonly port: number) {
+    wss.on('connection', (socket) => {
+      const link = { socket, via: '?', received: 0, acked: 0, pending: [] as string[] }
+      this.links.add(link)
+      socket.on('close', () => this.links.delete(link))
+      socket.on('message', (data) => {
+        for (const event of [JSON.parse(data.toString()) as Received | Received[]].flat()) {
+          if (event.event === 'hello') {
+            link.via = String((event as unknown as { gateway: string }).gateway)
+            if (this.refuse.has(link.via)) socket.terminate()
+            continue
+          }
+          if (event.event === 'sync' && typeof event.seq === 'number') link.received = link.acked = event.seq
+          if (typeof event.seq === 'number' && event.event !== 'sync') link.received = event.seq
+          if (event.event === 'message') link.pending.push(`${event.user as string}:${JSON.stringify(event.data)}`)
+          this.events.push({ ...event, via: link.via, member: this.id })
+        }
+      })
+    })
+    this.timer = setInterval(() => {
+      for (const link of this.links) {
+        if (link.received <= link.acked || link.socket.readyState !== 1) continue
+        link.acked = link.received
+        for (const m of link.pending.splice(0)) this.acked.add(m)
+        link.socket.send(JSON.stringify({ action: 'ack', seq: link.acked }))
+      }
+    }, 20)
+  }
+
+  static async start (id: string): Promise<Member> {
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 })
+    await once(wss, 'listening')
+    return new Member(wss, id, (wss.address() as { port: number }).port)
+  }
+
+  get url (): string {
+    return `ws://127.0.0.1:${this.port}`
+  }
+
+  /** Nodes whose links are up (past hello). */
+  get nodes (): string[] {
+    return [...this.links].filter((l) => l.via !== '?' && !this.refuse.has(l.via)).map((l) => l.via)
+  }
+
+  of (kind: string, user?: string): Received[] {
+    return this.events.all.filter((e) => e.event === kind && (user === undefined || e.user === user))
+  }
+
+  async kill (): Promise<void> {
+    clearInterval(this.timer)
+    for (const client of this.wss.clients) client.terminate()
+    await new Promise<void>((resolve) => this.wss.close(() => resolve()))
+  }
+}
+
+async function membersFor (t: { teardown (fn: () => unknown): void }, ids: string[]): Promise<Member[]> {
+  const list = await Promise.all(ids.map(async (id) => await Member.start(id)))
+  t.teardown(async () => { await Promise.all(list.map(async (m) => await m.kill().catch(() => {}))) })
+  return list
+}
+
+function poolEndpoint (list: Member[], backend: Record<string, unknown> = {}): Array<{ name: string, path: string, backend: Record<string, unknown> }> {
+  return [{
+    name: 'game',
+    path: '/game/:matchId',
+    backend: {
+      urls: list.map((m) => ({ id: m.id, url: m.url })),
+      route: 'params.matchId',
+      minReconnectDelayMs: 20,
+      maxReconnectDelayMs: 200,
+      ...backend
+    }
+  }]
+}
+
+/** Waits until every member has a link up from each node. */
+async function linked (list: Member[], nodes: GatewayNode[]): Promise<void> {
+  await eventually(async () => list.map((m) => m.nodes.length), (counts) => counts.every((n) => n >= nodes.length), 15000, 'every member linked from every node')
+}
+
+async function player (node: GatewayNode, user: string, match: string): Promise<TestClient> {
+  return await connect(node.url(`/game/${encodeURIComponent(match)}`), { token: tokenFor(user) })
+}
+
+/** The member that got the first `open` of `user`. */
+async function openedOn (list: Member[], user: string): Promise<Member> {
+  return await eventually(async () => list.find((m) => m.of('open', user).length > 0), (m) => m !== undefined, 15000, `the open of ${user}`) as Member
+}
+
+t.test('2 nodes: both players of a match, on different nodes, reach the same member, even when the nodes see the members differently', async (t) => {
+  const redis = await redisFor(t)
+  const list = await membersFor(t, ['m0', 'm1', 'm2'])
+  // node-b never gets a link to m0: by its own view it would send every match elsewhere
+  list[0].refuse.add('node-b')
+  const [a, b] = await Promise.all(['node-a', 'node-b'].map(async (id) => await startNode(t, id, redis.url, poolEndpoint(list, { acks: true }))))
+  await eventually(async () => list.map((m) => m.nodes.length), (n) => n[0] === 1 && n[1] === 2 && n[2] === 2, 15000, 'links up (m0 from node-a only)')
+
+  const clients: TestClient[] = []
+  for (let i = 0; i < 12; i++) {
+    clients.push(await player(a, `a${i}`, `match-${i}`))
+    clients.push(await player(b, `b${i}`, `match-${i}`))
+  }
+  const onM0: number[] = []
+  for (let i = 0; i < 12; i++) {
+    const first = await openedOn(list, `a${i}`)
+    if (first.id === 'm0') {
+      // node-b's open waits on its link to m0, which it cannot reach yet
+      onM0.push(i)
+      continue
+    }
+    t.equal((await openedOn(list, `b${i}`)).id, first.id, `match-${i}: the player on node-b reaches ${first.id} too`)
+  }
+  t.ok(onM0.length > 0, 'some matches went to m0, the member node-b cannot reach')
+  t.ok(list.every((m) => m.id === 'm0' || m.of('open').length > 0), 'the other matches are spread over m1 and m2')
+  for (const i of onM0) t.equal(list.filter((m) => m.of('open', `b${i}`).length > 0).length, 0, `match-${i}: the player on node-b is not sent to another member meanwhile`)
+  list[0].refuse.delete('node-b')
+  for (const i of onM0) {
+    const open = await list[0].events.next((e) => e.event === 'open' && e.user === `b${i}`, 15000, `b${i} on m0`)
+    t.equal(open.via, 'node-b', `match-${i}: once node-b reaches m0, its player's open arrives there, by node-b`)
+  }
+  t.equal(list.filter((m) => m.id !== 'm0').reduce((n, m) => n + onM0.filter((i) => m.of('open', `b${i}`).length > 0).length, 0), 0, "no player of m0's matches was opened on another member")
+  for (const c of clients) c.ws.close()
+})
+
+t.test('2 nodes: a member killed under streaming players with acks is failed over once for the cluster; nothing lost, nobody disconnected', async (t) => {
+  const redis = await redisFor(t)
+  const list = await membersFor(t, ['m0', 'm1', 'm2'])
+  const nodes = await Promise.all(['node-a', 'node-b'].map(async (id) => await startNode(t, id, redis.url, poolEndpoint(list, { acks: true, failoverMs: 1000 }))))
+  const [a, b] = nodes
+  await linked(list, nodes)
+
+  const matches = 9
+  const players: Array<{ user: string, match: number, client: TestClient, closed: boolean, sent: number }> = []
+  for (let i = 0; i < matches; i++) {
+    for (const [node, user] of [[a, `a${i}`], [b, `b${i}`]] as const) {
+      const client = await player(node, user, `match-${i}`)
+      const entry = { user, match: i, client, closed: false, sent: 0 }
+      void client.closed.then(() => { entry.closed = true })
+      players.push(entry)
+    }
+  }
+  const home = new Map<string, Member>()
+  for (const p of players) home.set(p.user, await openedOn(list, p.user))
+  const victim = home.get('a0') as Member
+  const hit = players.filter((p) => home.get(p.user) === victim)
+  t.ok(players.every((p) => home.get(p.user) === home.get(`a${p.match}`)), 'before: both players of each match on one member')
+
+  const send = async (count: number): Promise<void> => {
+    for (let k = 0; k < count; k++) {
+      for (const p of players) p.client.ws.send(JSON.stringify({ n: p.sent++ }))
+      await new Promise((resolve) => setTimeout(resolve, 5))
+    }
+  }
+  await send(10)
+  await victim.events.next((e) => e.event === 'message', 15000, 'traffic on the victim')
+  // killed mid-stream: the players keep sending through the kill and the failover
+  const streaming = send(60)
+  await victim.kill()
+  await streaming
+
+  const heirs = new Map<string, Member>()
+  for (const p of hit) {
+    heirs.set(p.user, await eventually(async () => list.find((m) => m !== victim && m.of('open', p.user).length > 0), (m) => m !== undefined, 20000, `${p.user} re-opened on an heir`) as Member)
+  }
+  for (const p of hit.filter((p) => p.user.startsWith('a'))) {
+    t.equal(heirs.get(`b${p.match}`)?.id, heirs.get(p.user)?.id, `match-${p.match}: both nodes re-home it to the same member (${heirs.get(p.user)?.id as string})`)
+  }
+  await send(5)
+  // every message of every player reached a member that processed it (acked) or holds it now
+  const lost = async (): Promise<string[]> => players.flatMap((p) => Array.from({ length: p.sent }, (_, n) => `${p.user}:${JSON.stringify({ n })}`)
+    .filter((m) => !victim.acked.has(m) && !list.some((member) => member !== victim && member.of('message').some((e) => `${e.user as string}:${JSON.stringify(e.data)}` === m))))
+  await eventually(lost, (missing) => missing.length === 0, 20000, 'every message delivered')
+  t.same(await lost(), [], 'with acks, no player message lost')
+
+  for (const p of hit) t.equal(heirs.get(p.user)?.of('open', p.user).length, 1, `${p.user}: one open on its heir`)
+  for (const member of list.filter((m) => m !== victim)) {
+    for (const p of players) {
+      const ns = member.of('message', p.user).map((e) => (e.data as { n: number }).n)
+      t.ok(ns.every((n, k) => k === 0 || n > ns[k - 1]), `${member.id}: ${p.user}'s messages in order`)
+    }
+  }
+  const failovers = await eventually(async () => await a.metric('gatehouse_pool_failovers_total') + await b.metric('gatehouse_pool_failovers_total'), (n) => n >= 1, 15000, 'the failover counted')
+  t.equal(failovers, 1, 'one failover counted for the whole cluster')
+  t.equal(await a.metric('gatehouse_pool_rehomed_clients_total'), hit.filter((p) => p.user.startsWith('a')).length, "node-a counts its own re-homed clients")
+  t.equal(await b.metric('gatehouse_pool_rehomed_clients_total'), hit.filter((p) => p.user.startsWith('b')).length, "node-b counts its own re-homed clients")
+  t.equal(players.filter((p) => p.closed).length, 0, 'no player disconnected')
+  for (const p of players) p.client.ws.close()
+})
