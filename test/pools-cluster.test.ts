@@ -29,19 +29,18 @@ interface Received {
 
 /**
  * One pool member: one link per gateway node, each acked as the SDK does
- * (cumulative, every 20 ms). `refuse` names nodes whose links it drops at
- * their hello (so that node sees it down). `kill()` is a SIGKILL as the
+ * (cumulative, every 20 ms). While `gate.refuse` is set it refuses new
+ * links at the handshake (HTTP 401), keeping those it has. `kill()` is a SIGKILL as the
  * gateways see it: links cut without a close frame, nothing listening.
  */
 class Member {
   readonly events = new Inbox<Received>()
   /** Messages acknowledged, as `user:data`: what the member is sure to have processed. */
   readonly acked = new Set<string>()
-  readonly refuse = new Set<string>()
   private readonly links = new Set<{ socket: WebSocket, via: string, received: number, acked: number, pending: string[] }>()
   private readonly timer: NodeJS.Timeout
 
-  private constructor (private readonly wss: WebSocketServer, readonly id: string, readonly port: number) {
+  private constructor (private readonly wss: WebSocketServer, readonly id: string, readonly port: number, readonly gate: { refuse: boolean }) {
     wss.on('connection', (socket) => {
       const link = { socket, via: '?', received: 0, acked: 0, pending: [] as string[] }
       this.links.add(link)
@@ -50,7 +49,6 @@ class Member {
         for (const event of [JSON.parse(data.toString()) as Received | Received[]].flat()) {
           if (event.event === 'hello') {
             link.via = String((event as unknown as { gateway: string }).gateway)
-            if (this.refuse.has(link.via)) socket.terminate()
             continue
           }
           if (event.event === 'sync' && typeof event.seq === 'number') link.received = link.acked = event.seq
@@ -71,9 +69,10 @@ class Member {
   }
 
   static async start (id: string): Promise<Member> {
-    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 })
+    const gate = { refuse: false }
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, verifyClient: () => !gate.refuse })
     await once(wss, 'listening')
-    return new Member(wss, id, (wss.address() as { port: number }).port)
+    return new Member(wss, id, (wss.address() as { port: number }).port, gate)
   }
 
   get url (): string {
@@ -82,7 +81,7 @@ class Member {
 
   /** Nodes whose links are up (past hello). */
   get nodes (): string[] {
-    return [...this.links].filter((l) => l.via !== '?' && !this.refuse.has(l.via)).map((l) => l.via)
+    return [...this.links].filter((l) => l.via !== '?').map((l) => l.via)
   }
 
   of (kind: string, user?: string): Received[] {
@@ -133,9 +132,12 @@ async function openedOn (list: Member[], user: string): Promise<Member> {
 t.test('2 nodes: both players of a match, on different nodes, reach the same member, even when the nodes see the members differently', async (t) => {
   const redis = await redisFor(t)
   const list = await membersFor(t, ['m0', 'm1', 'm2'])
-  // node-b never gets a link to m0: by its own view it would send every match elsewhere
-  list[0].refuse.add('node-b')
-  const [a, b] = await Promise.all(['node-a', 'node-b'].map(async (id) => await startNode(t, id, redis.url, poolEndpoint(list, { acks: true }))))
+  const endpoints = poolEndpoint(list, { acks: true, failoverMs: 600 })
+  const a = await startNode(t, 'node-a', redis.url, endpoints)
+  await linked(list, [a])
+  // node-b gets no link to m0: by its own view it would send every match elsewhere
+  list[0].gate.refuse = true
+  const b = await startNode(t, 'node-b', redis.url, endpoints)
   await eventually(async () => list.map((m) => m.nodes.length), (n) => n[0] === 1 && n[1] === 2 && n[2] === 2, 15000, 'links up (m0 from node-a only)')
 
   const clients: TestClient[] = []
@@ -154,9 +156,13 @@ t.test('2 nodes: both players of a match, on different nodes, reach the same mem
     t.equal((await openedOn(list, `b${i}`)).id, first.id, `match-${i}: the player on node-b reaches ${first.id} too`)
   }
   t.ok(onM0.length > 0, 'some matches went to m0, the member node-b cannot reach')
+  // node-b sees m0 down past failoverMs, node-a sees it up: no majority, so no failover
+  await eventually(async () => await b.metric('gatehouse_pool_member_state', { member: 'm0', state: 'out' }), (v) => v === 1, 15000, 'm0 out by node-b\'s own view')
+  await eventually(async () => await b.metric('gatehouse_broker_errors_total'), (v) => v === 0, 2000, 'no broker error')
+  t.equal(await a.metric('gatehouse_pool_failovers_total') + await b.metric('gatehouse_pool_failovers_total'), 0, 'one node seeing a member down decides no failover')
   t.ok(list.every((m) => m.id === 'm0' || m.of('open').length > 0), 'the other matches are spread over m1 and m2')
   for (const i of onM0) t.equal(list.filter((m) => m.of('open', `b${i}`).length > 0).length, 0, `match-${i}: the player on node-b is not sent to another member meanwhile`)
-  list[0].refuse.delete('node-b')
+  list[0].gate.refuse = false
   for (const i of onM0) {
     const open = await list[0].events.next((e) => e.event === 'open' && e.user === `b${i}`, 15000, `b${i} on m0`)
     t.equal(open.via, 'node-b', `match-${i}: once node-b reaches m0, its player's open arrives there, by node-b`)
