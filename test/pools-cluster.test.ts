@@ -8,6 +8,7 @@
  */
 import t from 'tap'
 import { once } from 'node:events'
+import { Redis } from 'ioredis'
 import { WebSocketServer, type WebSocket } from 'ws'
 import { connect, type TestClient } from './helpers/client.js'
 import { eventually, startNode, type GatewayNode } from './helpers/cluster.js'
@@ -234,4 +235,51 @@ t.test('2 nodes: a member killed under streaming players with acks is failed ove
   t.equal(await b.metric('gatehouse_pool_rehomed_clients_total'), hit.filter((p) => p.user.startsWith('b')).length, "node-b counts its own re-homed clients")
   t.equal(players.filter((p) => p.closed).length, 0, 'no player disconnected')
   for (const p of players) p.client.ws.close()
+})
+
+t.test('bad input: malformed pool data in Redis and on its bus, odd member ids and keys: no node goes down, matches still meet', async (t) => {
+  const redis = await redisFor(t)
+  const raw = new Redis(redis.url)
+  t.teardown(() => raw.disconnect())
+  const list = await membersFor(t, ['m:"1" ü', 'm 2/x'])
+  const prefix = 'gh-test:pool:game:'
+  // written before the nodes start: every script reads it
+  await raw.hset(`${prefix}h`, 'match-x', 'not json', 'match-y', '{"node-a": 1}')
+  await raw.hset(`${prefix}d`, list[0].id, '[1, 2', list[1].id, '"down"')
+  await raw.hset(`${prefix}a`, 'ghost-match', 'no-such-member')
+  await raw.sadd(`${prefix}o`, 'no-such-member')
+  await raw.zadd(`${prefix}l`, 0, 'nothing-here')
+  const nodes = await Promise.all(['node-a', 'node-b'].map(async (id) => await startNode(t, id, redis.url, poolEndpoint(list, { acks: true }))))
+  const [a, b] = nodes
+  await linked(list, nodes)
+  const odd = 'k:ey "ü" /%'
+  const clients: TestClient[] = []
+  for (const match of ['match-x', 'match-y', 'ghost-match', odd]) {
+    clients.push(await player(a, `a-${match}`, match))
+    clients.push(await player(b, `b-${match}`, match))
+    const first = await openedOn(list, `a-${match}`)
+    t.equal((await openedOn(list, `b-${match}`)).id, first.id, `${JSON.stringify(match)}: both players on ${first.id}`)
+    const open = first.of('open', `a-${match}`)[0]
+    t.equal(open.params?.matchId, match, `${JSON.stringify(match)}: the key arrives as it was sent`)
+  }
+  // a forged `out` for members that are up, then malformed notices: the nodes count those, and move nothing for the forgery
+  for (const text of [...list.map((m) => JSON.stringify({ t: 'pool', e: 'game', m: m.id, what: 'out' })), 'not json', '{"t":"pool"}', '{"t":"pool","e":5,"m":[],"what":"x"}']) {
+    await raw.publish('gh-test:all', text)
+  }
+  for (const node of nodes) await eventually(async () => await node.metric('gatehouse_broker_errors_total', { op: 'message' }), (n) => n >= 3, 15000, `malformed notices counted on ${node.id}`)
+  for (const c of clients) c.ws.send('"after"')
+  for (const member of list) {
+    for (const e of member.of('open')) await member.events.next((m) => m.event === 'message' && m.user === e.user, 15000, `${e.user as string}'s message on ${member.id}`)
+  }
+  t.equal(list.reduce((n, m) => n + m.of('open').length, 0), clients.length, 'one open per player: the forged notice re-homed nobody')
+  const oddOn = (await openedOn(list, `a-${odd}`)).id
+  t.equal(await raw.hget(`${prefix}a`, odd), oddOn, 'the odd key is stored as it is, assigned to the member both reached')
+  for (const match of ['match-x', 'match-y']) {
+    t.same(JSON.parse(await raw.hget(`${prefix}h`, match) ?? 'null').sort(), ['node-a', 'node-b'], `${match}: malformed holders were rewritten clean, with both nodes`)
+  }
+  t.equal(await raw.hget(`${prefix}a`, 'ghost-match'), 'no-such-member', "a stored member no node knows is not routed to: each node takes its own choice")
+  // a forged `out` for a member that is up moved nothing: the store still assigns the keys where they are
+  t.equal(list[1].of('close').length + list[0].of('close').length, 0, 'no player was closed on any member')
+  for (const node of nodes) t.equal((await node.get('/healthz')).status, 200, `${node.id} still serves`)
+  for (const c of clients) c.ws.close()
 })
