@@ -1,0 +1,134 @@
+/**
+ * Pools' shared state (src/cluster/pool-scripts.ts), one contract for two
+ * stores: the Redis one (its Lua scripts, on a real redis-server) and the
+ * in-memory one, which must answer alike. Then the scripts against data no
+ * gateway wrote.
+ */
+import t from 'tap'
+import { once } from 'node:events'
+import { pino } from 'pino'
+import { Redis } from 'ioredis'
+import { MemoryHub } from '../../src/cluster/memory-transport.js'
+import { RedisTransport } from '../../src/cluster/redis-transport.js'
+import type { ClusterTransport } from '../../src/cluster/transport.js'
+import { redisFor } from '../helpers/redis.js'
+
+const server = await redisFor(t)
+let namespaces = 0
+const log = pino({ level: 'silent' })
+type Nodes = (node: string) => Promise<ClusterTransport>
+
+/** Each test gets a fresh namespace (Redis) or hub (memory); each node named is live (in the node set). */
+const kinds: Record<string, (t: { teardown (fn: () => unknown): void }) => { nodes: Nodes, name: string }> = {
+  redis: (t) => {
+    const name = `pools${++namespaces}`
+    return {
+      name,
+      nodes: async (node) => {
+        const transport = new RedisTransport({ url: server.url, name, nodeId: node, presenceTtlMs: 60_000, log })
+        t.teardown(async () => await transport.close())
+        const up = once(transport, 'up')
+        transport.connect()
+        await up
+        await transport.presence.renewLease()
+        return transport
+      }
+    }
+  },
+  memory: (t) => {
+    const hub = new MemoryHub()
+    return {
+      name: 'memory',
+      nodes: async (node) => {
+        const transport = hub.transport(node, 60_000)
+        t.teardown(async () => await transport.close())
+        const up = once(transport, 'up')
+        transport.connect()
+        await up
+        await transport.presence.renewLease()
+        return transport
+      }
+    }
+  }
+}
+
+for (const [kind, make] of Object.entries(kinds)) {
+  t.test(`${kind}: hold and release`, async (t) => {
+    const { nodes } = make(t)
+    const [a, b] = await Promise.all([nodes('a'), nodes('b')])
+    t.equal(await a.pools.hold('game', 'k1', 'm1'), 'm1', 'the first hold assigns the proposed member')
+    t.equal(await b.pools.hold('game', 'k1', 'm2'), 'm1', "a later hold gets the key's member, whatever it proposed")
+    await a.pools.release('game', 'k1', 60_000)
+    t.same(await a.pools.assigned('game', ['k1', 'nope']), ['m1', undefined], 'released by one holder, the key stays while another holds it')
+    await b.pools.release('game', 'k1', 60_000)
+    await a.pools.sweep('game', 60_000)
+    t.same(await a.pools.assigned('game', ['k1']), ['m1'], 'released by the last holder, it lingers')
+    t.equal(await b.pools.hold('game', 'k1', 'm2'), 'm1', 'held again within the linger: same member')
+    await b.pools.release('game', 'k1', 0)
+    t.same(await a.pools.assigned('game', ['k1']), [undefined], 'with lingerMs 0 the last release unassigns it')
+    await a.pools.hold('game', 'k2', 'm1')
+    await a.pools.release('game', 'k2', 1)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    await b.pools.sweep('game', 1)
+    t.same(await a.pools.assigned('game', ['k2']), [undefined], 'a linger past its time is swept by any node')
+  })
+
+  t.test(`${kind}: holders that are dead nodes do not count`, async (t) => {
+    const { nodes } = make(t)
+    const [a, b] = await Promise.all([nodes('a'), nodes('b')])
+    await a.pools.hold('game', 'k', 'm1')
+    await b.pools.hold('game', 'k', 'm1')
+    await a.presence.removeNode('b')
+    await a.pools.release('game', 'k', 0)
+    t.same(await a.pools.assigned('game', ['k']), [undefined], 'the last live holder released it: a dead holder keeps nothing')
+    await b.pools.hold('game', 'k2', 'm1')
+    await a.pools.sweep('game', 0)
+    await a.pools.sweep('game', 0)
+    t.same(await a.pools.assigned('game', ['k2']), [undefined], 'a key held only by a dead node lingers, then goes, on a sweep')
+  })
+
+  t.test(`${kind}: a failover is decided once, by a strict majority of live nodes`, async (t) => {
+    const { nodes } = make(t)
+    const [a, b] = await Promise.all([nodes('a'), nodes('b')])
+    await a.pools.hold('game', 'k1', 'dead')
+    await a.pools.hold('game', 'k2', 'dead')
+    await a.pools.hold('game', 'k3', 'other')
+    await a.pools.see('game', 'dead', true)
+    t.same(await a.pools.decide('game', 'dead', 0), { outcome: 'wait' }, 'one node of two is no majority')
+    await b.pools.see('game', 'dead', true)
+    t.same(await b.pools.decide('game', 'dead', 60_000), { outcome: 'wait' }, 'both, but not down for failoverMs yet')
+    const won = await b.pools.decide('game', 'dead', 0)
+    t.same(won.outcome === 'won' ? won.keys.sort() : won, ['k1', 'k2'], 'both past failoverMs: the caller wins, with the keys to move')
+    t.same(await a.pools.decide('game', 'dead', 0), { outcome: 'out' }, 'a second caller does not')
+    t.same(await a.pools.outs('game'), ['dead'], 'the member is out')
+    t.equal(await b.pools.move('game', 'dead', [['k1', 'x'], ['k2', 'x']]), 2, 'the winner moves its keys')
+    t.equal(await a.pools.move('game', 'dead', [['k1', 'y'], ['k3', 'y']]), 0, 'a move of keys no longer on the dead member moves nothing')
+    t.same(await a.pools.assigned('game', ['k1', 'k2', 'k3']), ['x', 'x', 'other'], 'each key moved once')
+    t.same((await a.pools.keysOn('game', 'x')).sort(), ['k1', 'k2'], "keysOn lists a member's keys")
+    await a.pools.see('game', 'dead', false)
+    t.same(await a.pools.outs('game'), [], 'seen up by a node, it is no longer out')
+    t.same(await b.pools.decide('game', 'dead', 0), { outcome: 'wait' }, 'and a new decision needs a majority again')
+  })
+}
+
+t.test('redis: scripts over data no gateway wrote', async (t) => {
+  const { nodes, name } = kinds.redis(t)
+  const a = await nodes('a')
+  const raw = new Redis(server.url)
+  t.teardown(() => raw.disconnect())
+  const key = (part: string): string => `${name}:pool:game:${part}`
+  await raw.hset(key('h'), 'k', '{"not": "a list"}', 'k2', '[1, "a", {"x": 2}]', 'k3', 'garbage')
+  await raw.hset(key('d'), 'm', '[1, 2, 3', 'm2', '{"a": "yesterday", "b": 5}')
+  t.equal(await a.pools.hold('game', 'k', 'm1'), 'm1', 'holders that are not a list count as none')
+  t.same(JSON.parse(await raw.hget(key('h'), 'k') ?? ''), ['a'], 'and are written back clean')
+  t.equal(await a.pools.hold('game', 'k2', 'm1'), 'm1', 'a list with other things in it keeps only node ids')
+  t.same(JSON.parse(await raw.hget(key('h'), 'k2') ?? ''), ['a'], 'written back with the node ids only (and this node)')
+  await a.pools.see('game', 'm', true)
+  t.equal(typeof JSON.parse(await raw.hget(key('d'), 'm') ?? '{}').a, 'number', 'views that do not decode are replaced')
+  t.same(await a.pools.decide('game', 'm2', 0), { outcome: 'wait' }, 'a view that is not a time is no vote')
+  await a.pools.sweep('game', 0)
+  t.equal(await raw.hexists(key('h'), 'k3'), 0, 'holders of a key with no assignment are dropped by the sweep')
+  const odd = 'k:ey "ü" \n{}'
+  t.equal(await a.pools.hold('game', odd, 'member "ü" :x'), 'member "ü" :x', 'keys and member ids of any characters')
+  t.same(await a.pools.assigned('game', [odd]), ['member "ü" :x'], 'stored as they are')
+})
