@@ -15,7 +15,8 @@ import { registerAuthenticator } from './auth/authenticator.js'
 import { selectSubprotocol } from './auth/token-sources.js'
 import { BackendLink } from './backend-link/link.js'
 import { BackendPool } from './pool/pool.js'
-import { PoolLeases } from './pool/leases.js'
+import { PoolLeases, type MemberLeases } from './pool/leases.js'
+import { ClusterLeases } from './pool/cluster-leases.js'
 import { ClusterDirectory } from './pool/cluster-directory.js'
 import { EndpointRelay } from './relay/relay.js'
 import { ClientSide } from './relay/client-side.js'
@@ -203,10 +204,14 @@ async function registerGateway (app: FastifyInstance, options: GatehousePluginOp
   })
   handleNotFound(app)
   // members join at run time only pools (`backend.urls`), and only with an admin token configured
-  let leases: PoolLeases | undefined
+  let leases: MemberLeases | undefined
   if (config.admin !== undefined) {
-    const pools = endpoints.filter((e) => e.route.config.backend.urls !== undefined).map((e) => [e.route.config.name, { pool: e.pool, configured: e.members }] as const)
-    leases = new PoolLeases(new Map(pools), config.admin, app.log.child({ component: 'admin' }))
+    const pools = new Map(endpoints.filter((e) => e.route.config.backend.urls !== undefined).map((e) => [e.route.config.name, { pool: e.pool, configured: e.members }] as const))
+    const log = app.log.child({ component: 'admin' })
+    // in a cluster the leases are the cluster's: any node's registration counts for all (docs/pools.md, "Clusters")
+    leases = shared === undefined
+      ? new PoolLeases(pools, config.admin, log)
+      : new ClusterLeases({ pools, admin: config.admin, cluster: shared, periodMs: Math.max(100, Math.floor(config.admin.leaseMs / 6)), metrics, log })
     await app.register(adminRoutes, { token: config.admin.token, leases })
   }
   await app.register(healthRoutes, {

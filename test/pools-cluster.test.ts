@@ -14,6 +14,7 @@ import { connect, type TestClient } from './helpers/client.js'
 import { eventually, startNode, type GatewayNode } from './helpers/cluster.js'
 import { redisFor } from './helpers/redis.js'
 import { tokenFor } from './helpers/tokens.js'
+import { pick } from '../src/pool/hrw.js'
 import { Inbox } from './helpers/waiter.js'
 
 interface Received {
@@ -281,5 +282,101 @@ t.test('bad input: malformed pool data in Redis and on its bus, odd member ids a
   // a forged `out` for a member that is up moved nothing: the store still assigns the keys where they are
   t.equal(list[1].of('close').length + list[0].of('close').length, 0, 'no player was closed on any member')
   for (const node of nodes) t.equal((await node.get('/healthz')).status, 200, `${node.id} still serves`)
+  for (const c of clients) c.ws.close()
+})
+
+const ADMIN_TOKEN = 'admin-token-for-cluster-tests-0123'
+
+async function admin (node: GatewayNode, method: string, path: string, body?: unknown): Promise<{ status: number, body: Record<string, unknown> }> {
+  const res = await fetch(`http://127.0.0.1:${node.port}/_gatehouse/pools/${path}`, {
+    method,
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    body: body === undefined ? undefined : JSON.stringify(body)
+  })
+  const text = await res.text()
+  return { status: res.status, body: text === '' ? {} : JSON.parse(text) as Record<string, unknown> }
+}
+
+/** Match ids HRW gives to `id` among `ids`. */
+function matchesOf (id: string, ids: string[], count: number, prefix: string): string[] {
+  const out: string[] = []
+  for (let i = 0; out.length < count; i++) {
+    if (pick(`${prefix}${i}`, ids.map((m) => ({ id: m, weight: 1 })))?.id === id) out.push(`${prefix}${i}`)
+  }
+  return out
+}
+
+t.test('2 nodes, members registered at run time: any node\'s PUT, renewal or DELETE counts for all; an expired lease ends once, its matches move on every node', async (t) => {
+  const redis = await redisFor(t)
+  const [m0, r1, r2] = await membersFor(t, ['m0', 'r1', 'r2'])
+  const endpoints = poolEndpoint([m0], { acks: true, failoverMs: 5000 })
+  const more = { admin: { token: ADMIN_TOKEN, leaseMs: 800, maxMembers: 1 } }
+  const nodes = await Promise.all(['node-a', 'node-b'].map(async (id) => await startNode(t, id, redis.url, endpoints, {}, [], more)))
+  const [a, b] = nodes
+  await linked([m0], nodes)
+
+  t.equal((await admin(a, 'PUT', 'game/members/r1', { url: r1.url })).status, 201, 'registered through node-a: 201')
+  const listed = await admin(b, 'GET', 'game')
+  t.same((listed.body.members as Array<{ id: string, lease: boolean }>).map((m) => [m.id, m.lease]), [['m0', false], ['r1', true]], "node-b's listing has it at once, as a lease")
+  // renewed through either node
+  let renewals = 0
+  const renewing = setInterval(() => { void admin(renewals++ % 2 === 0 ? b : a, 'PUT', 'game/members/r1', { url: r1.url }) }, 150)
+  t.teardown(() => clearInterval(renewing))
+  await linked([r1], nodes)
+  t.equal((await admin(b, 'PUT', 'game/members/r1', { url: r2.url })).status, 409, 'another url for r1 through node-b: 409, the lease node-a took counts there')
+  const full = await admin(b, 'PUT', 'game/members/r2', { url: r2.url })
+  t.equal(full.body.code, 'GW_ERR_POOL_FULL', 'admin.maxMembers bounds the cluster: a second member through node-b is refused')
+
+  // new matches HRW gives to r1 go there, from both nodes; node-b's player opens first
+  const onR1 = matchesOf('r1', ['m0', 'r1'], 3, 'run-')
+  const clients: TestClient[] = []
+  for (const match of onR1) {
+    clients.push(await player(b, `b-${match}`, match))
+    clients.push(await player(a, `a-${match}`, match))
+    t.equal((await openedOn([m0, r1], `b-${match}`)).id, 'r1', `${match}: node-b sends it to the member node-a registered`)
+    t.equal((await openedOn([m0, r1], `a-${match}`)).id, 'r1', `${match}: node-a's player joins it there`)
+  }
+  for (const c of clients) c.ws.send('"before"')
+  for (const match of onR1) {
+    for (const user of [`a-${match}`, `b-${match}`]) await r1.events.next((e) => e.event === 'message' && e.user === user && e.data === 'before', 15000, `${user}'s message on r1`)
+  }
+
+  // DELETE through node-b: every node re-homes its own players of r1's matches to m0, once each
+  clearInterval(renewing)
+  t.equal((await admin(b, 'DELETE', 'game/members/r1')).status, 204, 'DELETE through node-b: 204')
+  for (const match of onR1) {
+    for (const user of [`a-${match}`, `b-${match}`]) {
+      await m0.events.next((e) => e.event === 'open' && e.user === user, 15000, `${user} re-opened on m0`)
+    }
+  }
+  t.equal((await admin(a, 'DELETE', 'game/members/r1')).status, 404, 'a second DELETE, through node-a: 404, the lease ended once')
+  await eventually(async () => r1.nodes.length, (n) => n === 0, 15000, "both nodes closed r1's links")
+  const afterDelete = await admin(a, 'GET', 'game')
+  t.same((afterDelete.body.members as Array<{ id: string }>).map((m) => m.id), ['m0'], "node-a's listing no longer has it")
+  for (const c of clients) c.ws.send('"after"')
+  for (const match of onR1) {
+    for (const user of [`a-${match}`, `b-${match}`]) {
+      await m0.events.next((e) => e.event === 'message' && e.user === user && e.data === 'after', 15000, `${user}'s next message on m0`)
+      t.equal(m0.of('open', user).length, 1, `${user}: one open on m0`)
+    }
+  }
+
+  // a lease not renewed runs out: ended once for the cluster, its matches move on both nodes
+  t.equal((await admin(b, 'PUT', 'game/members/r2', { url: r2.url })).status, 201, 'r2 registered through node-b, once r1 is gone')
+  await linked([r2], nodes)
+  const onR2 = matchesOf('r2', ['m0', 'r2'], 2, 'exp-')
+  for (const match of onR2) {
+    clients.push(await player(a, `a-${match}`, match))
+    clients.push(await player(b, `b-${match}`, match))
+    t.equal((await openedOn([m0, r2], `a-${match}`)).id, 'r2', `${match}: on r2`)
+  }
+  for (const match of onR2) {
+    for (const user of [`a-${match}`, `b-${match}`]) {
+      await m0.events.next((e) => e.event === 'open' && e.user === user, 15000, `${user} re-opened on m0 once r2's lease ran out`)
+    }
+  }
+  await eventually(async () => (await admin(b, 'GET', 'game')).body.members as Array<{ id: string }>, (m) => m.length === 1, 15000, 'r2 gone from the listing')
+  await eventually(async () => r2.nodes.length, (n) => n === 0, 15000, "both nodes closed r2's links")
+  t.equal(clients.filter((c) => c.ws.readyState !== 1).length, 0, 'no player disconnected')
   for (const c of clients) c.ws.close()
 })

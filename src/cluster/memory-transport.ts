@@ -9,7 +9,7 @@
 import { EventEmitter } from 'node:events'
 import type { DuplicatePolicy } from '../domain.js'
 import type {
-  ClaimFound, ClusterBus, ClusterTransport, ConnectionRecord, Decision, PoolStore, Presence, PresenceStore, ReassertFound, Registration, TransportEvents
+  ClaimFound, ClusterBus, ClusterTransport, ConnectionRecord, Decision, LeaseOutcome, PoolStore, Presence, PresenceStore, ReassertFound, Registration, StoredLease, TransportEvents
 } from './transport.js'
 
 /** One pool's shared state (pool-scripts.ts has its layout in Redis). */
@@ -19,6 +19,7 @@ export interface MemoryPool {
   lingers: Map<string, number>
   views: Map<string, Map<string, number>>
   outs: Set<string>
+  leases: Map<string, StoredLease & { href: string, exp: number }>
 }
 
 /** What Redis would hold, shared by every node of one hub. */
@@ -62,7 +63,7 @@ export class MemoryHub {
   poolOf (endpoint: string): MemoryPool {
     let pool = this.pools.get(endpoint)
     if (!pool) {
-      pool = { assignments: new Map(), holders: new Map(), lingers: new Map(), views: new Map(), outs: new Set() }
+      pool = { assignments: new Map(), holders: new Map(), lingers: new Map(), views: new Map(), outs: new Set(), leases: new Map() }
       this.pools.set(endpoint, pool)
     }
     return pool
@@ -389,6 +390,41 @@ class MemoryPools implements PoolStore {
         pool.lingers.delete(key)
         if (!pool.holders.has(key)) pool.assignments.delete(key)
       }
+    })
+  }
+
+  async register (endpoint: string, lease: StoredLease & { href: string }, leaseMs: number, maxMembers: number): Promise<LeaseOutcome> {
+    return await this.reach((): LeaseOutcome => {
+      const { leases } = this.hub.poolOf(endpoint)
+      const now = Date.now()
+      const live = [...leases].filter(([, l]) => l.exp > now)
+      const mine = live.find(([id]) => id === lease.id)?.[1]
+      if (mine !== undefined && mine.href !== lease.href) return { outcome: 'url_changed' }
+      const holder = live.find(([id, l]) => id !== lease.id && l.href === lease.href)
+      if (holder !== undefined) return { outcome: 'url_in_use', holder: holder[0] }
+      if (mine === undefined && live.filter(([id]) => id !== lease.id).length >= maxMembers) return { outcome: 'full' }
+      leases.set(lease.id, { ...lease, exp: now + leaseMs })
+      return { outcome: mine === undefined ? 'created' : 'renewed' }
+    })
+  }
+
+  async leases (endpoint: string): Promise<StoredLease[]> {
+    return await this.reach(() => [...this.hub.poolOf(endpoint).leases].map(([id, l]) => ({ id, url: l.url, weight: l.weight })))
+  }
+
+  async expired (endpoint: string): Promise<string[]> {
+    return await this.reach(() => [...this.hub.poolOf(endpoint).leases].filter(([, l]) => l.exp <= Date.now()).map(([id]) => id))
+  }
+
+  async drop (endpoint: string, id: string, expired: boolean, moves: Array<[string, string]>): Promise<{ dropped: boolean, left: string[] }> {
+    return await this.reach(() => {
+      const pool = this.hub.poolOf(endpoint)
+      const lease = pool.leases.get(id)
+      if (lease === undefined || (expired && lease.exp > Date.now())) return { dropped: false, left: [] }
+      pool.leases.delete(id)
+      pool.outs.add(id)
+      for (const [key, heir] of moves) if (pool.assignments.get(key) === id) pool.assignments.set(key, heir)
+      return { dropped: true, left: [...pool.assignments].filter(([, m]) => m === id).map(([key]) => key) }
     })
   }
 }

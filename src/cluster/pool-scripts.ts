@@ -191,3 +191,75 @@ for i = 2, #ARGV - 1, 2 do
 end
 return moved
 `
+
+/**
+ * KEYS: leases. ARGV: id, url, url as compared (parsed href), weight,
+ * leaseMs, maxMembers. Registers or renews a run-time member, refusing a
+ * new URL for a registered id, a URL another live lease has, and a new
+ * member past maxMembers live leases. Leases past their time, or that do
+ * not decode, count as none. → {'created'|'renewed'|'url_changed'|'full'}
+ * or {'url_in_use', id of its holder}.
+ */
+export const POOL_REGISTER = PRELUDE + `
+local now = now_ms()
+local all = redis.call('HGETALL', KEYS[1])
+local live = 0
+local mine = nil
+local holder = nil
+for i = 1, #all, 2 do
+  local ok, l = pcall(cjson.decode, all[i + 1])
+  if ok and type(l) == 'table' and type(l.exp) == 'number' and l.exp > now then
+    if all[i] == ARGV[1] then
+      mine = l
+    else
+      live = live + 1
+      if l.href == ARGV[3] then holder = all[i] end
+    end
+  end
+end
+if mine and mine.href ~= ARGV[3] then return {'url_changed'} end
+if holder then return {'url_in_use', holder} end
+if not mine and live >= tonumber(ARGV[6]) then return {'full'} end
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode({url = ARGV[2], href = ARGV[3], weight = tonumber(ARGV[4]), exp = now + tonumber(ARGV[5])}))
+if mine then return {'renewed'} end
+return {'created'}
+`
+
+/** KEYS: leases. → the ids of leases past their time, or that do not decode. */
+export const POOL_EXPIRED = PRELUDE + `
+local now = now_ms()
+local out = {}
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local ok, l = pcall(cjson.decode, all[i + 1])
+  if not ok or type(l) ~= 'table' or type(l.exp) ~= 'number' or l.exp <= now then table.insert(out, all[i]) end
+end
+return out
+`
+
+/**
+ * KEYS: leases, outs, assignments. ARGV: id, 'delete' or 'expire', then
+ * key, heir, key, heir... Ends a run-time member's lease once (with
+ * 'expire', only if it is past its time: a renewal meanwhile keeps it),
+ * marks it out, and moves each key still on it to its heir. →
+ * {'dropped', keys still on it (assigned meanwhile)...}, {'kept'} or {'gone'}.
+ */
+export const POOL_DROP = PRELUDE + `
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return {'gone'} end
+if ARGV[2] == 'expire' then
+  local ok, l = pcall(cjson.decode, raw)
+  if ok and type(l) == 'table' and type(l.exp) == 'number' and l.exp > now_ms() then return {'kept'} end
+end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('SADD', KEYS[2], ARGV[1])
+for i = 3, #ARGV - 1, 2 do
+  if redis.call('HGET', KEYS[3], ARGV[i]) == ARGV[1] then redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
+end
+local out = {'dropped'}
+local all = redis.call('HGETALL', KEYS[3])
+for i = 1, #all, 2 do
+  if all[i + 1] == ARGV[1] then table.insert(out, all[i]) end
+end
+return out
+`

@@ -9,9 +9,9 @@ import { Redis, type Result } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 import type { DuplicatePolicy } from '../domain.js'
 import { CLAIM, REAP, REASSERT, RELEASE } from './redis-scripts.js'
-import { POOL_DECIDE, POOL_HOLD, POOL_KEYS_ON, POOL_MOVE, POOL_RELEASE, POOL_SEE, POOL_SWEEP } from './pool-scripts.js'
+import { POOL_DECIDE, POOL_DROP, POOL_EXPIRED, POOL_HOLD, POOL_KEYS_ON, POOL_MOVE, POOL_REGISTER, POOL_RELEASE, POOL_SEE, POOL_SWEEP } from './pool-scripts.js'
 import type {
-  ClaimFound, ClusterBus, ClusterTransport, ConnectionRecord, Decision, PoolStore, Presence, PresenceStore, ReassertFound, Registration, TransportEvents
+  ClaimFound, ClusterBus, ClusterTransport, ConnectionRecord, Decision, LeaseOutcome, PoolStore, Presence, PresenceStore, ReassertFound, Registration, StoredLease, TransportEvents
 } from './transport.js'
 
 /** The scripts as ioredis commands (arguments as redis-scripts.ts documents them; nested arrays are flattened). */
@@ -28,6 +28,9 @@ declare module 'ioredis' {
     gatehousePoolDecide (views: string, outs: string, nodes: string, assignments: string, member: string, failoverMs: number): Result<unknown, Context>
     gatehousePoolKeysOn (assignments: string, member: string): Result<unknown, Context>
     gatehousePoolMove (assignments: string, dead: string, ...moves: string[]): Result<unknown, Context>
+    gatehousePoolRegister (leases: string, id: string, url: string, href: string, weight: number, leaseMs: number, maxMembers: number): Result<unknown, Context>
+    gatehousePoolExpired (leases: string): Result<unknown, Context>
+    gatehousePoolDrop (leases: string, outs: string, assignments: string, id: string, mode: 'delete' | 'expire', ...moves: string[]): Result<unknown, Context>
   }
 }
 
@@ -75,6 +78,9 @@ export class RedisTransport extends EventEmitter<TransportEvents> implements Clu
     this.cmd.defineCommand('gatehousePoolDecide', { numberOfKeys: 4, lua: POOL_DECIDE })
     this.cmd.defineCommand('gatehousePoolKeysOn', { numberOfKeys: 1, lua: POOL_KEYS_ON })
     this.cmd.defineCommand('gatehousePoolMove', { numberOfKeys: 1, lua: POOL_MOVE })
+    this.cmd.defineCommand('gatehousePoolRegister', { numberOfKeys: 1, lua: POOL_REGISTER })
+    this.cmd.defineCommand('gatehousePoolExpired', { numberOfKeys: 1, lua: POOL_EXPIRED })
+    this.cmd.defineCommand('gatehousePoolDrop', { numberOfKeys: 3, lua: POOL_DROP })
     const keys = new RedisKeys(`${options.name}:`)
     this.presence = new RedisPresence(this.cmd, keys, options.nodeId, options.presenceTtlMs)
     this.pools = new RedisPools(this.cmd, keys, options.nodeId)
@@ -129,8 +135,8 @@ class RedisKeys {
     return this.key(`p:${field}`)
   }
 
-  /** One of a pool's keys (pool-scripts.ts): `a` assignments, `h` holders, `l` lingers, `d` views, `o` outs. */
-  pool (endpoint: string, part: 'a' | 'h' | 'l' | 'd' | 'o'): string {
+  /** One of a pool's keys (pool-scripts.ts): `a` assignments, `h` holders, `l` lingers, `d` views, `o` outs, `m` leases. */
+  pool (endpoint: string, part: 'a' | 'h' | 'l' | 'd' | 'o' | 'm'): string {
     return this.key(`pool:${endpoint}:${part}`)
   }
 }
@@ -186,6 +192,38 @@ class RedisPools implements PoolStore {
   async sweep (endpoint: string, lingerMs: number): Promise<void> {
     const k = this.keys
     await this.cmd.gatehousePoolSweep(k.pool(endpoint, 'a'), k.pool(endpoint, 'h'), k.pool(endpoint, 'l'), k.key('nodes'), lingerMs)
+  }
+
+  async register (endpoint: string, lease: StoredLease & { href: string }, leaseMs: number, maxMembers: number): Promise<LeaseOutcome> {
+    const [outcome, holder] = strings(await this.cmd.gatehousePoolRegister(this.keys.pool(endpoint, 'm'), lease.id, lease.url, lease.href, lease.weight, leaseMs, maxMembers))
+    if (outcome === 'url_in_use' && holder !== undefined) return { outcome, holder }
+    if (outcome === 'created' || outcome === 'renewed' || outcome === 'url_changed' || outcome === 'full') return { outcome }
+    throw new Error('pool register: an unknown reply')
+  }
+
+  async leases (endpoint: string): Promise<StoredLease[]> {
+    const all = await this.cmd.hgetall(this.keys.pool(endpoint, 'm'))
+    return Object.entries(all).flatMap(([id, text]) => leaseOf(id, text))
+  }
+
+  async expired (endpoint: string): Promise<string[]> {
+    return strings(await this.cmd.gatehousePoolExpired(this.keys.pool(endpoint, 'm')))
+  }
+
+  async drop (endpoint: string, id: string, expired: boolean, moves: Array<[string, string]>): Promise<{ dropped: boolean, left: string[] }> {
+    const k = this.keys
+    const [outcome, ...left] = strings(await this.cmd.gatehousePoolDrop(k.pool(endpoint, 'm'), k.pool(endpoint, 'o'), k.pool(endpoint, 'a'), id, expired ? 'expire' : 'delete', ...moves.flat()))
+    return { dropped: outcome === 'dropped', left }
+  }
+}
+
+/** A stored lease, checked: [] for one that is not {url: string, weight: number > 0}. */
+function leaseOf (id: string, text: string): StoredLease[] {
+  try {
+    const { url, weight } = JSON.parse(text) as { url?: unknown, weight?: unknown }
+    return typeof url === 'string' && typeof weight === 'number' && weight > 0 && id !== '' ? [{ id, url, weight }] : []
+  } catch {
+    return []
   }
 }
 

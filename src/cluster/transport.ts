@@ -76,6 +76,14 @@ export type Decision =
   /** No strict majority of live nodes has seen the member down for failoverMs yet. */
   | { outcome: 'wait' }
 
+/** A run-time member's lease as stored (checked when read: the store is not trusted). */
+export interface StoredLease { id: string, url: string, weight: number }
+
+/** What registering a run-time member found (PoolStore.register). */
+export type LeaseOutcome =
+  | { outcome: 'created' | 'renewed' | 'url_changed' | 'full' }
+  | { outcome: 'url_in_use', holder: string }
+
 /**
  * The shared state of backend pools (docs/pools.md, "Clusters";
  * pool-scripts.ts), by endpoint: key assignments, the nodes holding each
@@ -101,6 +109,19 @@ export interface PoolStore {
   move (endpoint: string, dead: string, moves: Array<[key: string, heir: string]>): Promise<number>
   /** Unassigns keys lingering past their time with no live holder; starts the linger of keys held only by dead nodes. */
   sweep (endpoint: string, lingerMs: number): Promise<void>
+  /** Registers or renews a run-time member for `leaseMs`; `href` is its URL as compared; at most `maxMembers` live leases. */
+  register (endpoint: string, lease: StoredLease & { href: string }, leaseMs: number, maxMembers: number): Promise<LeaseOutcome>
+  /** The run-time members, as stored (entries that do not decode are left out). */
+  leases (endpoint: string): Promise<StoredLease[]>
+  /** Ids of leases past their time. */
+  expired (endpoint: string): Promise<string[]>
+  /**
+   * Ends lease `id` once (`expired`: only if still past its time), marks
+   * the member out and moves each of its keys to its heir in `moves`.
+   * `dropped` false: another caller did, or it was renewed; `left`: its
+   * keys not in `moves`.
+   */
+  drop (endpoint: string, id: string, expired: boolean, moves: Array<[key: string, heir: string]>): Promise<{ dropped: boolean, left: string[] }>
 }
 
 /**

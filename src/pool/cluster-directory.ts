@@ -42,6 +42,7 @@ export interface ClusterDirectoryOptions {
 }
 
 export class ClusterDirectory implements PoolDirectory {
+  readonly shared = true
   readonly localLingerMs = 0
   /** Members down here past failoverMs, waiting for (or past) the cluster's decision, with how this node would name heirs. */
   private readonly deciding = new Map<string, HeirOf>()

@@ -11,6 +11,8 @@
 export type HeirOf = (key: string) => string | undefined
 
 export interface PoolDirectory {
+  /** Whether assignments are shared with other nodes (then a member leaving hands its keys to the members the store names). */
+  readonly shared: boolean
   /** How long this node keeps a key after its last client here leaves (in a cluster the store lingers instead). */
   readonly localLingerMs: number
   /** This node's first client of `key` opens: the key's member, at once (a node alone) or once the cluster answered. */
@@ -34,6 +36,8 @@ export interface PoolDirectory {
 
 /** A node alone: its own view decides, synchronously. */
 export class LocalDirectory implements PoolDirectory {
+  readonly shared = false
+
   constructor (readonly localLingerMs: number) {}
 
   hold (_key: string, proposed: string): string {

@@ -184,7 +184,8 @@ export class BackendPool extends EventEmitter<PoolEvents> {
 
   /**
    * A member leaves at run time: its keys, clients and uncommitted events go
-   * to the others as in a failover, at once; then its link closes.
+   * to the others as in a failover, at once (in a cluster: to the members
+   * the store names, once it answered); then its link closes.
    */
   leave (id: string): void {
     const member = this.members.get(id)
@@ -194,7 +195,38 @@ export class BackendPool extends EventEmitter<PoolEvents> {
     member.out = true
     member.left = true
     this.members.delete(id)
-    this.failover(member)
+    if (!this.directory.shared) {
+      this.retire(member)
+      return
+    }
+    const keys = this.assignments.keysOf(id)
+    this.directory.assigned(keys).then((shared) => {
+      const moves = new Map<string, Member>()
+      keys.forEach((key, i) => {
+        const heir = shared[i] === undefined ? undefined : this.members.get(shared[i] as string)
+        if (heir !== undefined && this.assignments.memberOf(key) === id) moves.set(key, heir)
+      })
+      return moves
+    }, () => new Map<string, Member>()).then((moves) => { if (!this.closed) this.retire(member, moves) }, () => {})
+  }
+
+  /**
+   * The heir of a key of member `id`, out or leaving, by this node's view
+   * (the cluster's store records it); undefined when no member can take it.
+   */
+  heirOf (id: string, key: string): string | undefined {
+    const member = this.members.get(id)
+    if (member !== undefined) return this.heirFor(member, key)?.id
+    const others = [...this.members.values()]
+    const up = others.filter((m) => m.link.state === 'up')
+    const heirs = up.length > 0 ? up : others
+    return (pick(key, heirs.filter((m) => !m.draining)) ?? pick(key, heirs))?.id
+  }
+
+  /** A member that left: its keys go to `moves` (or, for a node alone, to the best of the others), then its link closes. */
+  private retire (member: Member, moves?: Map<string, Member>): void {
+    const { id } = member
+    this.failover(member, moves)
     member.link.retire()
     this.options.metrics.poolFailovers.remove({ ...this.labels, member: id })
     for (const state of MEMBER_STATES) this.options.metrics.poolMemberState.remove({ ...this.labels, member: id, state })
