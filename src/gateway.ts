@@ -109,8 +109,8 @@ async function registerGateway (app: FastifyInstance, options: GatehousePluginOp
         backend, queue: config.queue, metrics, log: backend.urls === undefined ? log : log.child({ member: member.id })
       }),
       maxClientBytes: config.queue.maxClientBytes,
-      // in a cluster, assignments and failovers are the cluster's (docs/pools.md, "Clusters")
-      directory: shared && new ClusterDirectory({
+      // in a cluster, a pool's assignments and failovers are the cluster's (docs/pools.md, "Clusters"); a `backend.url` has nothing to share
+      directory: shared === undefined || backend.urls === undefined ? undefined : new ClusterDirectory({
         endpoint: endpoint.name,
         cluster: shared,
         lingerMs: backend.lingerMs,

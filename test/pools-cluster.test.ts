@@ -17,6 +17,9 @@ import { tokenFor } from './helpers/tokens.js'
 import { pick } from '../src/pool/hrw.js'
 import { Inbox } from './helpers/waiter.js'
 
+// four scenarios of real node processes, each waiting out failovers and leases: more than the default minute on a loaded machine
+t.setTimeout(180_000)
+
 interface Received {
   event: string
   user?: string

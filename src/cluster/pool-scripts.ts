@@ -31,6 +31,12 @@ local function node_list(raw)
   for _, n in ipairs(v) do if type(n) == 'string' then table.insert(out, n) end end
   return out
 end
+local function lease_of(raw)
+  local ok, l = pcall(cjson.decode, raw)
+  if not ok or type(l) ~= 'table' or type(l.url) ~= 'string' or type(l.href) ~= 'string' then return nil end
+  if type(l.weight) ~= 'number' or l.weight <= 0 or type(l.exp) ~= 'number' then return nil end
+  return l
+end
 local function views_of(raw)
   local out = {}
   if not raw then return out end
@@ -196,8 +202,8 @@ return moved
  * KEYS: leases. ARGV: id, url, url as compared (parsed href), weight,
  * leaseMs, maxMembers. Registers or renews a run-time member, refusing a
  * new URL for a registered id, a URL another live lease has, and a new
- * member past maxMembers live leases. Leases past their time, or that do
- * not decode, count as none. → {'created'|'renewed'|'url_changed'|'full'}
+ * member past maxMembers live leases. Leases past their time, or not of
+ * the form {url, href, weight > 0, exp}, count as none. → {'created'|'renewed'|'url_changed'|'full'}
  * or {'url_in_use', id of its holder}.
  */
 export const POOL_REGISTER = PRELUDE + `
@@ -207,8 +213,8 @@ local live = 0
 local mine = nil
 local holder = nil
 for i = 1, #all, 2 do
-  local ok, l = pcall(cjson.decode, all[i + 1])
-  if ok and type(l) == 'table' and type(l.exp) == 'number' and l.exp > now then
+  local l = lease_of(all[i + 1])
+  if l and l.exp > now then
     if all[i] == ARGV[1] then
       mine = l
     else
@@ -225,14 +231,14 @@ if mine then return {'renewed'} end
 return {'created'}
 `
 
-/** KEYS: leases. → the ids of leases past their time, or that do not decode. */
+/** KEYS: leases. → the ids of leases past their time, or not of the form REGISTER writes. */
 export const POOL_EXPIRED = PRELUDE + `
 local now = now_ms()
 local out = {}
 local all = redis.call('HGETALL', KEYS[1])
 for i = 1, #all, 2 do
-  local ok, l = pcall(cjson.decode, all[i + 1])
-  if not ok or type(l) ~= 'table' or type(l.exp) ~= 'number' or l.exp <= now then table.insert(out, all[i]) end
+  local l = lease_of(all[i + 1])
+  if not l or l.exp <= now then table.insert(out, all[i]) end
 end
 return out
 `
@@ -248,8 +254,8 @@ export const POOL_DROP = PRELUDE + `
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 if not raw then return {'gone'} end
 if ARGV[2] == 'expire' then
-  local ok, l = pcall(cjson.decode, raw)
-  if ok and type(l) == 'table' and type(l.exp) == 'number' and l.exp > now_ms() then return {'kept'} end
+  local l = lease_of(raw)
+  if l and l.exp > now_ms() then return {'kept'} end
 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('SADD', KEYS[2], ARGV[1])

@@ -217,11 +217,12 @@ class RedisPools implements PoolStore {
   }
 }
 
-/** A stored lease, checked: [] for one that is not {url: string, weight: number > 0}. */
+/** A stored lease, checked: [] for one not of the form POOL_REGISTER writes ({url, href, weight > 0, exp}). */
 function leaseOf (id: string, text: string): StoredLease[] {
   try {
-    const { url, weight } = JSON.parse(text) as { url?: unknown, weight?: unknown }
-    return typeof url === 'string' && typeof weight === 'number' && weight > 0 && id !== '' ? [{ id, url, weight }] : []
+    const { url, href, weight, exp } = JSON.parse(text) as { url?: unknown, href?: unknown, weight?: unknown, exp?: unknown }
+    const valid = typeof url === 'string' && typeof href === 'string' && typeof weight === 'number' && weight > 0 && typeof exp === 'number' && id !== ''
+    return valid ? [{ id, url, weight }] : []
   } catch {
     return []
   }

@@ -172,7 +172,7 @@ export class BackendPool extends EventEmitter<PoolEvents> {
    */
   join (config: PoolMemberConfig): void {
     const known = this.members.get(config.id)
-    if (known) {
+    if (known && !known.left) {
       known.weight = config.weight
       return
     }
@@ -194,11 +194,11 @@ export class BackendPool extends EventEmitter<PoolEvents> {
     member.failoverTimer = undefined
     member.out = true
     member.left = true
-    this.members.delete(id)
     if (!this.directory.shared) {
       this.retire(member)
       return
     }
+    // until the store answers, its keys stay on it (their events queue on its link) and it gets no new one
     const keys = this.assignments.keysOf(id)
     this.directory.assigned(keys).then((shared) => {
       const moves = new Map<string, Member>()
@@ -217,7 +217,7 @@ export class BackendPool extends EventEmitter<PoolEvents> {
   heirOf (id: string, key: string): string | undefined {
     const member = this.members.get(id)
     if (member !== undefined) return this.heirFor(member, key)?.id
-    const others = [...this.members.values()]
+    const others = [...this.members.values()].filter((m) => !m.left)
     const up = others.filter((m) => m.link.state === 'up')
     const heirs = up.length > 0 ? up : others
     return (pick(key, heirs.filter((m) => !m.draining)) ?? pick(key, heirs))?.id
@@ -226,6 +226,8 @@ export class BackendPool extends EventEmitter<PoolEvents> {
   /** A member that left: its keys go to `moves` (or, for a node alone, to the best of the others), then its link closes. */
   private retire (member: Member, moves?: Map<string, Member>): void {
     const { id } = member
+    // a member of the same id may have joined meanwhile (another process, in a cluster)
+    if (this.members.get(id) === member) this.members.delete(id)
     this.failover(member, moves)
     member.link.retire()
     this.options.metrics.poolFailovers.remove({ ...this.labels, member: id })
@@ -394,7 +396,7 @@ export class BackendPool extends EventEmitter<PoolEvents> {
    * queue there, PROTOCOL.md §5); then any that has not given up; then any.
    */
   private choose (key: string): Member {
-    const all = [...this.members.values()]
+    const all = [...this.members.values()].filter((m) => !m.left)
     const tiers: Array<(m: Member) => boolean> = [
       (m) => m.link.state === 'up' && !m.draining,
       (m) => m.link.state === 'connecting' && !m.out && !m.draining,
@@ -490,7 +492,7 @@ export class BackendPool extends EventEmitter<PoolEvents> {
 
   /** Who may take a dead member's keys: the members up; with none, for a member that left, any other. */
   private heirsOf (dead: Member): Member[] {
-    const others = [...this.members.values()].filter((m) => m !== dead)
+    const others = [...this.members.values()].filter((m) => m !== dead && !m.left)
     const up = others.filter((m) => m.link.state === 'up')
     // a member that left hands its keys over even with nobody up: they wait on the others' links, as for a backend away
     return up.length > 0 || !dead.left ? up : others
