@@ -15,6 +15,15 @@ import { eventually, startNode, type GatewayNode } from './helpers/cluster.js'
 import { redisFor } from './helpers/redis.js'
 import { tokenFor } from './helpers/tokens.js'
 import { pick } from '../src/pool/hrw.js'
+import { pino } from 'pino'
+import { BackendPool } from '../src/pool/pool.js'
+import type { PoolDirectory } from '../src/pool/directory.js'
+import { BackendLink } from '../src/backend-link/link.js'
+import type { OutboundEvent } from '../src/backend-link/event-queue.js'
+import { GatewayMetrics } from '../src/metrics.js'
+import { backendMembers, parseConfig } from '../src/config/load.js'
+import { encodeOpen, encodeTextMessage, messagePrefix } from '../protocol/index.js'
+import { metricValue, testConfig } from './helpers/gateway.js'
 import { Inbox } from './helpers/waiter.js'
 
 // four scenarios of real node processes, each waiting out failovers and leases: more than the default minute on a loaded machine
@@ -382,4 +391,67 @@ t.test('2 nodes, members registered at run time: any node\'s PUT, renewal or DEL
   await eventually(async () => r2.nodes.length, (n) => n === 0, 15000, "both nodes closed r2's links")
   t.equal(clients.filter((c) => c.ws.readyState !== 1).length, 0, 'no player disconnected')
   for (const c of clients) c.ws.close()
+})
+
+t.test("a key's first open waits for the cluster's answer: its clients' events wait with it, in order, each client's held to queue.maxClientBytes", async (t) => {
+  const [member] = await membersFor(t, ['m0'])
+  const config = parseConfig(testConfig([{ name: 'game', path: '/game/:matchId', backend: { urls: [{ id: 'm0', url: member.url }], route: 'params.matchId', minReconnectDelayMs: 20 } }], { queue: { maxClientBytes: 1024 } }))
+  const { backend } = config.endpoints[0]
+  const metrics = new GatewayMetrics()
+  const log = pino({ level: 'silent' })
+  // the cluster's store, answering when the test says (a Redis round trip, made as long as needed)
+  const answers: Array<(member: string) => void> = []
+  const directory: PoolDirectory = {
+    shared: true,
+    localLingerMs: 0,
+    hold: async () => await new Promise<string>((resolve) => answers.push(resolve)),
+    released: () => {},
+    seen: () => {},
+    down: () => false,
+    assigned: async (keys) => keys.map(() => undefined),
+    onOut: () => {},
+    close: () => {}
+  }
+  const pool = new BackendPool({
+    endpoint: 'game',
+    backend,
+    members: backendMembers(backend),
+    dial: (m) => new BackendLink({ endpoint: 'game', nodeId: 'n1', url: m.url, member: m.id, announceMember: true, backend, queue: config.queue, metrics, log }),
+    maxClientBytes: config.queue.maxClientBytes,
+    directory,
+    metrics,
+    log
+  })
+  t.teardown(() => pool.close())
+  pool.start()
+  await eventually(async () => member.nodes.length, (n) => n === 1, 15000, 'the link up')
+  const over: string[] = []
+  pool.on('overShare', (user) => over.push(user))
+  const params = { matchId: 'K' }
+  const open = (user: string): OutboundEvent => {
+    const text = encodeOpen(user, {}, params)
+    return { kind: 'open', user, text, bytes: Buffer.byteLength(text), opened: { user, claims: {}, params } }
+  }
+  const message = (user: string, n: number): OutboundEvent => {
+    const text = encodeTextMessage(messagePrefix(user, params), JSON.stringify({ n, pad: 'x'.repeat(150) }))
+    return { kind: 'message', user, text, bytes: Buffer.byteLength(text) }
+  }
+  t.equal(pool.send(open('u1')), true, 'an open of a new key waits')
+  const taken = Array.from({ length: 8 }, (_, n) => pool.send(message('u1', n)))
+  const kept = taken.filter(Boolean).length
+  t.ok(kept > 0 && kept < 8, `u1's messages wait up to queue.maxClientBytes (${kept} of 8), the rest are refused`)
+  t.same(taken, taken.map((_, n) => n < kept), 'the first ones are kept, in order')
+  t.same([...new Set(over)], ['u1'], 'the client over its share is reported, to be closed (1008)')
+  t.equal(metricValue(await metrics.registry.metrics(), 'gatehouse_dropped_events_total', { reason: 'client_share' }), 8 - kept, 'each refused message counted')
+  pool.send(open('u2'))
+  pool.send(message('u2', 0))
+  t.equal(answers.length, 1, "one question for the key, however many of its clients open meanwhile")
+  t.equal(member.of('open').length, 0, 'nothing reached the member before the answer')
+  answers[0]('m0')
+  await member.events.next((e) => e.event === 'message' && e.user === 'u2', 15000, "u2's message")
+  const seen = member.events.all.filter((e) => e.event === 'open' || e.event === 'message').map((e) => e.event === 'open' ? `open ${e.user as string}` : `${e.user as string} ${(e.data as { n: number }).n}`)
+  t.same(seen, ['open u1', ...Array.from({ length: kept }, (_, n) => `u1 ${n}`), 'open u2', 'u2 0'], 'then everything went, in order')
+  t.equal(pool.send(message('u1', 99)), true, 'and the key is routed at once from now on')
+  await member.events.next((e) => e.event === 'message' && e.user === 'u1' && (e.data as { n: number }).n === 99, 15000, "u1's later message")
+  t.equal(answers.length, 1, 'without asking again')
 })
