@@ -391,6 +391,14 @@ t.test('2 nodes, members registered at run time: any node\'s PUT, renewal or DEL
   await eventually(async () => r2.nodes.length, (n) => n === 0, 15000, "both nodes closed r2's links")
   t.equal(clients.filter((c) => c.ws.readyState !== 1).length, 0, 'no player disconnected')
   for (const c of clients) c.ws.close()
+
+  // Redis gone: a registration cannot be checked against the cluster's, so it is refused for now, by a status that says so
+  await redis.stop()
+  const away = await admin(a, 'PUT', 'game/members/r3', { url: r2.url })
+  t.same([away.status, away.body.code], [503, 'GW_ERR_POOL_STORE_UNAVAILABLE'], 'PUT while Redis is away: 503')
+  const gone = await admin(b, 'DELETE', 'game/members/r3')
+  t.same([gone.status, gone.body.code], [503, 'GW_ERR_POOL_STORE_UNAVAILABLE'], 'DELETE while Redis is away: 503')
+  t.equal((await admin(b, 'GET', 'game')).status, 200, "the listing answers with the node's last view")
 })
 
 t.test("a key's first open waits for the cluster's answer: its clients' events wait with it, in order, each client's held to queue.maxClientBytes", async (t) => {
