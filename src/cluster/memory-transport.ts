@@ -330,6 +330,7 @@ class MemoryPools implements PoolStore {
     await this.reach(() => {
       const pool = this.hub.poolOf(endpoint)
       const views = pool.views.get(member) ?? new Map<string, number>()
+      for (const node of views.keys()) if (node !== this.nodeId && !this.hub.nodes.has(node)) views.delete(node)
       if (down) {
         if (!views.has(this.nodeId)) views.set(this.nodeId, Date.now())
       } else {

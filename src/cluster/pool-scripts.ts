@@ -124,12 +124,16 @@ return gone
 `
 
 /**
- * KEYS: views, outs. ARGV: member, my node, 'down' or 'up'. Records this
- * node's view of the member: down since now (kept if already down), or up,
- * which also ends the member's being out.
+ * KEYS: views, outs, nodes. ARGV: member, my node, 'down' or 'up'. Records
+ * this node's view of the member: down since now (kept if already down), or
+ * up, which also ends the member's being out. Views of nodes no longer in
+ * the node set are dropped (nodes restart under new ids).
  */
 export const POOL_SEE = PRELUDE + `
 local views = views_of(redis.call('HGET', KEYS[1], ARGV[1]))
+for n in pairs(views) do
+  if n ~= ARGV[2] and redis.call('SISMEMBER', KEYS[3], n) == 0 then views[n] = nil end
+end
 if ARGV[3] == 'down' then
   if not views[ARGV[2]] then views[ARGV[2]] = now_ms() end
 else

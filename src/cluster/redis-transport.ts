@@ -24,7 +24,7 @@ declare module 'ioredis' {
     gatehousePoolHold (assignments: string, holders: string, lingers: string, key: string, proposed: string, node: string): Result<unknown, Context>
     gatehousePoolRelease (assignments: string, holders: string, lingers: string, nodes: string, key: string, node: string, lingerMs: number): Result<unknown, Context>
     gatehousePoolSweep (assignments: string, holders: string, lingers: string, nodes: string, lingerMs: number): Result<unknown, Context>
-    gatehousePoolSee (views: string, outs: string, member: string, node: string, view: 'down' | 'up'): Result<unknown, Context>
+    gatehousePoolSee (views: string, outs: string, nodes: string, member: string, node: string, view: 'down' | 'up'): Result<unknown, Context>
     gatehousePoolDecide (views: string, outs: string, nodes: string, assignments: string, member: string, failoverMs: number): Result<unknown, Context>
     gatehousePoolKeysOn (assignments: string, member: string): Result<unknown, Context>
     gatehousePoolMove (assignments: string, dead: string, ...moves: string[]): Result<unknown, Context>
@@ -74,7 +74,7 @@ export class RedisTransport extends EventEmitter<TransportEvents> implements Clu
     this.cmd.defineCommand('gatehousePoolHold', { numberOfKeys: 3, lua: POOL_HOLD })
     this.cmd.defineCommand('gatehousePoolRelease', { numberOfKeys: 4, lua: POOL_RELEASE })
     this.cmd.defineCommand('gatehousePoolSweep', { numberOfKeys: 4, lua: POOL_SWEEP })
-    this.cmd.defineCommand('gatehousePoolSee', { numberOfKeys: 2, lua: POOL_SEE })
+    this.cmd.defineCommand('gatehousePoolSee', { numberOfKeys: 3, lua: POOL_SEE })
     this.cmd.defineCommand('gatehousePoolDecide', { numberOfKeys: 4, lua: POOL_DECIDE })
     this.cmd.defineCommand('gatehousePoolKeysOn', { numberOfKeys: 1, lua: POOL_KEYS_ON })
     this.cmd.defineCommand('gatehousePoolMove', { numberOfKeys: 1, lua: POOL_MOVE })
@@ -164,7 +164,7 @@ class RedisPools implements PoolStore {
   }
 
   async see (endpoint: string, member: string, down: boolean): Promise<void> {
-    await this.cmd.gatehousePoolSee(this.keys.pool(endpoint, 'd'), this.keys.pool(endpoint, 'o'), member, this.nodeId, down ? 'down' : 'up')
+    await this.cmd.gatehousePoolSee(this.keys.pool(endpoint, 'd'), this.keys.pool(endpoint, 'o'), this.keys.key('nodes'), member, this.nodeId, down ? 'down' : 'up')
   }
 
   async decide (endpoint: string, member: string, failoverMs: number): Promise<Decision> {

@@ -146,6 +146,8 @@ export class ClusterDirectory implements PoolDirectory {
       const outs = new Set(await this.store.outs(endpoint))
       for (const [member, heirOf] of this.deciding) {
         if (!outs.has(member)) {
+          // written again: a view is dropped while its node is out of the node set (reaped while cut off)
+          this.seen(member, false)
           await this.decide(member)
           continue
         }

@@ -108,6 +108,12 @@ for (const [kind, make] of Object.entries(kinds)) {
     await a.pools.see('game', 'dead', false)
     t.same(await a.pools.outs('game'), [], 'seen up by a node, it is no longer out')
     t.same(await b.pools.decide('game', 'dead', 0), { outcome: 'wait' }, 'and a new decision needs a majority again')
+    await a.pools.see('game', 'dead', true)
+    await a.presence.removeNode('b')
+    await a.pools.see('game', 'dead', true)
+    await a.presence.renewLease()
+    await b.presence.renewLease()
+    t.same(await a.pools.decide('game', 'dead', 0), { outcome: 'wait' }, "the view of a node that left the node set was dropped: b's vote is gone even once b is back")
   })
 
   t.test(`${kind}: run-time members' leases`, async (t) => {
