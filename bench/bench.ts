@@ -15,7 +15,9 @@ import { cpuMs, tcpConnections, totalRss, rssBytes } from './procfs.js'
 import { median } from './stats.js'
 import { storms, type StormFigures } from './storm.js'
 
-export interface RoundTripFigure { rate: number, p50Ms: number, p99Ms: number, runs: RoundTripResult[] }
+/** `cpuUsPerRoundTrip`: user + system CPU of every server process (hop and backend) in the measured window ÷ its round trips. */
+export interface RoundTripRun extends RoundTripResult { cpuUsPerRoundTrip: number }
+export interface RoundTripFigure { rate: number, p50Ms: number, p99Ms: number, cpuUsPerRoundTrip: number, runs: RoundTripRun[] }
 export interface HandshakeFigure { rate: number, p50Ms: number, p99Ms: number, runs: HandshakeResult[] }
 export interface IdleSample { hopBytesPerConn: number, hopRssBytes: number, backendRssBytes: number, backendSockets: number }
 export interface IdleFigure extends IdleSample { runs: IdleSample[] }
@@ -134,12 +136,18 @@ async function roundTrips (options: BenchOptions, pool: LoadPool, running: Conte
     }
     // one unmeasured window each first: a fresh process's first seconds run cold (JIT), which is not what is compared
     for (const c of running) await pool.roundTrip(`rt-${c.name}`, 0, Math.min(2000, options.warmupMs + options.durationMs))
-    const runs = new Map<ContenderName, RoundTripResult[]>(running.map((c) => [c.name, []]))
+    const runs = new Map<ContenderName, RoundTripRun[]>(running.map((c) => [c.name, []]))
     for (let run = 0; run < options.runs; run++) {
       for (const c of rotate(running, run)) {
-        const r = await pool.roundTrip(`rt-${c.name}`, options.warmupMs, options.durationMs)
+        const pids = [...c.hopPids(), c.backendPid]
+        const pending = pool.roundTrip(`rt-${c.name}`, options.warmupMs, options.durationMs)
+        // CPU over the measured window only: read when the warm-up ends and when the window's answers are in
+        await sleep(options.warmupMs)
+        const cpuBefore = cpuMs(pids)
+        const result = await pending
+        const r: RoundTripRun = { ...result, cpuUsPerRoundTrip: (cpuMs(pids) - cpuBefore) * 1000 / Math.max(1, result.rate * options.durationMs / 1000) }
         runs.get(c.name)?.push(r)
-        say(`(a) ${clients} clients, run ${run + 1}/${options.runs}, ${c.name}: ${Math.round(r.rate)} round trips/s, p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms`)
+        say(`(a) ${clients} clients, run ${run + 1}/${options.runs}, ${c.name}: ${Math.round(r.rate)} round trips/s, p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms, server CPU ${r.cpuUsPerRoundTrip.toFixed(1)} µs per round trip`)
         if (r.mismatched > 0) problems.push(`${c.name}, ${clients} clients: ${r.mismatched} echoes differed from what was sent`)
         if (r.unanswered > 0) problems.push(`${c.name}, ${clients} clients: ${r.unanswered} messages never answered`)
         if (r.closes > 0) problems.push(`${c.name}, ${clients} clients: ${r.closes} sockets closed under load`)
@@ -149,7 +157,7 @@ async function roundTrips (options: BenchOptions, pool: LoadPool, running: Conte
     for (const c of running) {
       const list = runs.get(c.name) ?? []
       const fig = figures[c.name] as ContenderFigures
-      fig.roundTrip[clients] = { rate: median(list.map((r) => r.rate)), p50Ms: median(list.map((r) => r.p50Ms)), p99Ms: median(list.map((r) => r.p99Ms)), runs: list }
+      fig.roundTrip[clients] = { rate: median(list.map((r) => r.rate)), p50Ms: median(list.map((r) => r.p50Ms)), p99Ms: median(list.map((r) => r.p99Ms)), cpuUsPerRoundTrip: median(list.map((r) => r.cpuUsPerRoundTrip)), runs: list }
       await pool.disconnect(`rt-${c.name}`)
     }
     await sleep(500)
