@@ -226,7 +226,10 @@ export class BackendPool extends EventEmitter<PoolEvents> {
     }
     key ??= user
     if (event.kind === 'close') this.clients.delete(user)
-    return this.deliver({ ...event, key })
+    // stamped in place, not copied: every client event passes here, and the relay hands each one over once
+    const keyed = event as Keyed
+    keyed.key = key
+    return this.deliver(keyed)
   }
 
   /** Hands the event to its key's member, unless it must wait for the client's previous `close` to be committed on another member. */
