@@ -295,7 +295,7 @@ interface PhaseResult {
   perClientUs: number
   /** Median server CPU of a broadcast ÷ clients, in microseconds per client. */
   cpuPerClientUs: number
-  /** Redis traffic over an idle span as long as a median broadcast (lease renewals, INFO replies): what a broadcast's figure includes besides it. */
+  /** Redis traffic of two readings back to back, no broadcast between (the INFO replies): what a broadcast's figure holds besides it. */
   redisIdle?: { inBytes: number, outBytes: number, publishes: number }
   clientCloses: Record<string, number>
   /** Once the clients dropped their sockets: until every link reported a `close` for every `open`. */
@@ -407,9 +407,8 @@ async function runPhase (rig: Rig, name: 'single' | 'cluster', phaseIndex: numbe
     const completionMedianMs = median(completions)
     let redisIdle: PhaseResult['redisIdle']
     if (redis) {
-      // the same two INFO readings around a span as long as a median broadcast, with no broadcast in it
+      // the same two INFO readings back to back: the bytes of the readings themselves, which every broadcast's figure holds
       const before = await redisTraffic(redis)
-      await sleep(Math.max(1, completionMedianMs))
       const after = await redisTraffic(redis)
       redisIdle = { inBytes: after.inBytes - before.inBytes, outBytes: after.outBytes - before.outBytes, publishes: after.publishes - before.publishes }
     }
@@ -583,12 +582,12 @@ interface ClusterBenchResult {
   problems: string[]
 }
 
-/** Redis traffic a broadcast caused: the median over the runs less the idle span's (INFO replies, lease renewals). */
+/** Redis traffic a broadcast caused: the median over the runs less the readings' own (INFO replies); a lease renewal in a run's span adds a little. */
 function redisNet (p: PhaseResult): string {
   const inBytes = median(p.broadcasts.map((b) => b.redis?.inBytes ?? NaN))
   const outBytes = median(p.broadcasts.map((b) => b.redis?.outBytes ?? NaN))
   const idle = p.redisIdle ?? { inBytes: NaN, outBytes: NaN }
-  return `${n0(inBytes - idle.inBytes)} / ${n0(outBytes - idle.outBytes)} (raw ${n0(inBytes)} / ${n0(outBytes)}, idle ${n0(idle.inBytes)} / ${n0(idle.outBytes)})`
+  return `${n0(inBytes - idle.inBytes)} / ${n0(outBytes - idle.outBytes)} (raw ${n0(inBytes)} / ${n0(outBytes)}, readings alone ${n0(idle.inBytes)} / ${n0(idle.outBytes)})`
 }
 
 function renderMarkdown (r: ClusterBenchResult): string {
@@ -616,7 +615,7 @@ function renderMarkdown (r: ClusterBenchResult): string {
     ['completion per client, median (µs)', s.perClientUs.toFixed(2), c.perClientUs.toFixed(2)],
     ['server CPU per broadcast, each run (ms; nodes + backend + Redis)', s.broadcasts.map((b) => String(b.cpuMs)).join(', '), c.broadcasts.map((b) => String(b.cpuMs)).join(', ')],
     ['server CPU per client reached, median (µs)', s.cpuPerClientUs.toFixed(2), c.cpuPerClientUs.toFixed(2)],
-    ['Redis bytes per broadcast, in / out: median of the runs − an idle span as long (which carries the INFO readings themselves)', '–', c.redis ? redisNet(c) : 'n/a'],
+    ['Redis bytes per broadcast, in / out: median of the runs − the INFO readings\' own', '–', c.redis ? redisNet(c) : 'n/a'],
     ['PUBLISH commands per broadcast, median', '–', n0(median(c.broadcasts.map((b) => b.redis?.publishes ?? NaN)))],
     ['every client got every broadcast', all(s), all(c)],
     ['a `close` for every client at the backend after they left (s)', ms1((s.closesReportedMs ?? NaN) / 1000), ms1((c.closesReportedMs ?? NaN) / 1000)],
