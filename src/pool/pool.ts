@@ -298,7 +298,10 @@ export class BackendPool extends EventEmitter<PoolEvents> {
     }
     key ??= user
     if (event.kind === 'close') this.clients.delete(user)
-    return this.deliver({ ...event, key })
+    // stamped in place, not copied: every client event passes here, and the relay hands each one over once
+    const keyed = event as Keyed
+    keyed.key = key
+    return this.deliver(keyed)
   }
 
   /** The member of a key this node may not hold yet: its assignment here, else the directory's answer, else undefined while it is asked. */
