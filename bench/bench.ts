@@ -15,7 +15,15 @@ import { cpuMs, tcpConnections, totalRss, rssBytes } from './procfs.js'
 import { median } from './stats.js'
 import { storms, type StormFigures } from './storm.js'
 
-export interface RoundTripFigure { rate: number, p50Ms: number, p99Ms: number, runs: RoundTripResult[] }
+/** `cpuUsPerRoundTrip`: user + system CPU of every server process (hop and backend) in the measured window ÷ its round trips. */
+export interface RoundTripRun extends RoundTripResult {
+  cpuUsPerRoundTrip: number
+  /** The hop's share (gateway, nginx), when the hop is not the backend itself. */
+  hopCpuUsPerRoundTrip?: number
+  /** gatehouse: `message` events per frame its backend received (how well the link batched). */
+  eventsPerLinkFrame?: number
+}
+export interface RoundTripFigure { rate: number, p50Ms: number, p99Ms: number, cpuUsPerRoundTrip: number, runs: RoundTripRun[] }
 export interface HandshakeFigure { rate: number, p50Ms: number, p99Ms: number, runs: HandshakeResult[] }
 export interface IdleSample { hopBytesPerConn: number, hopRssBytes: number, backendRssBytes: number, backendSockets: number }
 export interface IdleFigure extends IdleSample { runs: IdleSample[] }
@@ -134,12 +142,25 @@ async function roundTrips (options: BenchOptions, pool: LoadPool, running: Conte
     }
     // one unmeasured window each first: a fresh process's first seconds run cold (JIT), which is not what is compared
     for (const c of running) await pool.roundTrip(`rt-${c.name}`, 0, Math.min(2000, options.warmupMs + options.durationMs))
-    const runs = new Map<ContenderName, RoundTripResult[]>(running.map((c) => [c.name, []]))
+    const runs = new Map<ContenderName, RoundTripRun[]>(running.map((c) => [c.name, []]))
     for (let run = 0; run < options.runs; run++) {
       for (const c of rotate(running, run)) {
-        const r = await pool.roundTrip(`rt-${c.name}`, options.warmupMs, options.durationMs)
+        const hopPids = c.hopPids().filter((pid) => pid !== c.backendPid)
+        const pids = [...hopPids, c.backendPid]
+        const pending = pool.roundTrip(`rt-${c.name}`, options.warmupMs, options.durationMs)
+        // CPU over the measured window only: read when the warm-up ends and when the window's answers are in
+        await sleep(options.warmupMs)
+        const cpuBefore = cpuMs(pids)
+        const hopCpuBefore = cpuMs(hopPids)
+        const linkBefore = await c.linkStats?.()
+        const result = await pending
+        const perRoundTrip = (ms: number): number => ms * 1000 / Math.max(1, result.rate * options.durationMs / 1000)
+        const r: RoundTripRun = { ...result, cpuUsPerRoundTrip: perRoundTrip(cpuMs(pids) - cpuBefore) }
+        if (hopPids.length > 0) r.hopCpuUsPerRoundTrip = perRoundTrip(cpuMs(hopPids) - hopCpuBefore)
+        const linkAfter = await c.linkStats?.()
+        if (linkBefore && linkAfter) r.eventsPerLinkFrame = (linkAfter.messages - linkBefore.messages) / Math.max(1, linkAfter.frames - linkBefore.frames)
         runs.get(c.name)?.push(r)
-        say(`(a) ${clients} clients, run ${run + 1}/${options.runs}, ${c.name}: ${Math.round(r.rate)} round trips/s, p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms`)
+        say(`(a) ${clients} clients, run ${run + 1}/${options.runs}, ${c.name}: ${Math.round(r.rate)} round trips/s, p50 ${r.p50Ms.toFixed(2)} ms, p99 ${r.p99Ms.toFixed(2)} ms, server CPU ${r.cpuUsPerRoundTrip.toFixed(1)} µs per round trip${r.hopCpuUsPerRoundTrip === undefined ? '' : ` (hop ${r.hopCpuUsPerRoundTrip.toFixed(1)})`}${r.eventsPerLinkFrame === undefined ? '' : `, ${r.eventsPerLinkFrame.toFixed(1)} messages per link frame`}`)
         if (r.mismatched > 0) problems.push(`${c.name}, ${clients} clients: ${r.mismatched} echoes differed from what was sent`)
         if (r.unanswered > 0) problems.push(`${c.name}, ${clients} clients: ${r.unanswered} messages never answered`)
         if (r.closes > 0) problems.push(`${c.name}, ${clients} clients: ${r.closes} sockets closed under load`)
@@ -149,7 +170,7 @@ async function roundTrips (options: BenchOptions, pool: LoadPool, running: Conte
     for (const c of running) {
       const list = runs.get(c.name) ?? []
       const fig = figures[c.name] as ContenderFigures
-      fig.roundTrip[clients] = { rate: median(list.map((r) => r.rate)), p50Ms: median(list.map((r) => r.p50Ms)), p99Ms: median(list.map((r) => r.p99Ms)), runs: list }
+      fig.roundTrip[clients] = { rate: median(list.map((r) => r.rate)), p50Ms: median(list.map((r) => r.p50Ms)), p99Ms: median(list.map((r) => r.p99Ms)), cpuUsPerRoundTrip: median(list.map((r) => r.cpuUsPerRoundTrip)), runs: list }
       await pool.disconnect(`rt-${c.name}`)
     }
     await sleep(500)

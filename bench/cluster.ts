@@ -19,18 +19,19 @@ import { join, relative } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
-import { gatewayConfig } from './contenders.js'
+import { ECHO_SERVER, gatewayConfig } from './contenders.js'
 import { LINK_PATH, PATH } from './endpoints.js'
 import { forkChild, type Child } from './ipc.js'
 import type { Target } from './load/broadcast-worker.js'
-import { rssBytes } from './procfs.js'
+import { cpuMs, rssBytes } from './procfs.js'
 import { median } from './stats.js'
 import { eventually } from '../test/helpers/cluster.js'
 import { onFreePort } from '../test/helpers/ports.js'
 
 const KNOBS = `CLUSTER_CLIENTS (45000), CLUSTER_NODES (3), CLUSTER_SINGLE_CLIENTS (15000), CLUSTER_BROADCASTS (5),
 CLUSTER_WORKERS (auto: one client process per ~12,000 sockets, at least 2), CLUSTER_CONCURRENCY (256 handshakes in flight, all client processes),
-CLUSTER_TIMEOUT_MS (30000 per broadcast), CLUSTER_OUT (bench/), CLUSTER_SMOKE=1 (tiny run into a temp dir), REDIS_SERVER (/usr/bin/redis-server)`
+CLUSTER_TIMEOUT_MS (30000 per broadcast), CLUSTER_OUT (bench/), CLUSTER_SMOKE=1 (tiny run into a temp dir), REDIS_SERVER (/usr/bin/redis-server),
+CLUSTER_DIRECT=0 (leave out the bare ws loop baseline)`
 
 const SOURCE_DIR = fileURLToPath(new URL('../../bench/', import.meta.url))
 const CLI = fileURLToPath(new URL('../src/cli.js', import.meta.url))
@@ -49,6 +50,8 @@ interface Options {
   out: string
   smoke: boolean
   redisServer: string
+  /** Whether the bare ws loop (the echo server's broadcast) is measured too, with singleClients clients. */
+  direct: boolean
 }
 
 function intKnob (env: NodeJS.ProcessEnv, name: string, fallback: number): number {
@@ -74,7 +77,8 @@ function optionsFromEnv (env: NodeJS.ProcessEnv = process.env): Options {
     timeoutMs: intKnob(env, 'CLUSTER_TIMEOUT_MS', 30000),
     out: env.CLUSTER_OUT ?? (smoke ? mkdtempSync(join(os.tmpdir(), 'gatehouse-cluster-smoke-')) : SOURCE_DIR),
     smoke,
-    redisServer: env.REDIS_SERVER ?? '/usr/bin/redis-server'
+    redisServer: env.REDIS_SERVER ?? '/usr/bin/redis-server',
+    direct: env.CLUSTER_DIRECT !== '0'
   }
 }
 
@@ -151,6 +155,13 @@ async function startRedisOn (binary: string, dir: string, port: number): Promise
     throw err
   }
   return { proc, port, client, url: `redis://127.0.0.1:${port}`, log }
+}
+
+/** Bytes Redis has read and written on its sockets so far, and PUBLISH commands run (INFO stats, commandstats). */
+async function redisTraffic (redis: RedisServer): Promise<{ inBytes: number, outBytes: number, publishes: number }> {
+  const info = `${await redis.client.info('stats')}\n${await redis.client.info('commandstats')}`
+  const field = (re: RegExp): number => Number(re.exec(info)?.[1] ?? NaN)
+  return { inBytes: field(/^total_net_input_bytes:(\d+)/m), outBytes: field(/^total_net_output_bytes:(\d+)/m), publishes: field(/^cmdstat_publish:calls=(\d+)/m) || 0 }
 }
 
 /** used_memory and the RSS Redis reports of itself, from INFO memory. */
@@ -240,6 +251,10 @@ interface BroadcastRun {
   firstMs: number
   /** Per receiving node, in node order: until its last client got it. */
   byNodeMs: number[]
+  /** User + system CPU of every server process (nodes, backend, Redis; 10 ms ticks) from before the send until the last client had it. */
+  cpuMs: number
+  /** Redis socket traffic over the same span (in: what the nodes sent it; out: what it sent them), and PUBLISH commands. */
+  redis?: { inBytes: number, outBytes: number, publishes: number }
 }
 
 interface NodeFigures {
@@ -278,6 +293,10 @@ interface PhaseResult {
   completionMaxMs: number
   /** Median completion time ÷ clients, in microseconds per client. */
   perClientUs: number
+  /** Median server CPU of a broadcast ÷ clients, in microseconds per client. */
+  cpuPerClientUs: number
+  /** Redis traffic of two readings back to back, no broadcast between (the INFO replies): what a broadcast's figure holds besides it. */
+  redisIdle?: { inBytes: number, outBytes: number, publishes: number }
   clientCloses: Record<string, number>
   /** Once the clients dropped their sockets: until every link reported a `close` for every `open`. */
   closesReportedMs?: number
@@ -351,22 +370,28 @@ async function runPhase (rig: Rig, name: 'single' | 'cluster', phaseIndex: numbe
     // the first (b = -1) is an unmeasured warm-up, so a cold JIT is not what the first figure measures
     const broadcasts: BroadcastRun[] = []
     let warmup: BroadcastRun | undefined
+    const serverPids = [...nodes.map((n) => n.proc.pid as number), backend.pid, ...(redis ? [redis.proc.pid as number] : [])]
     for (let b = -1; b < options.broadcasts; b++) {
       const id = (phaseIndex + 1) * 1000 + b + 1
       const via = nodes[(b + nodes.length) % nodes.length]
       const waits = workers.map((w) => w.call<{ sockets: number, received: number, firstAt: number, lastAt: number, lastAtByTarget: Array<number | null> }>('waitBroadcast', { group, id, timeoutMs: options.timeoutMs }))
+      const trafficBefore = redis ? await redisTraffic(redis) : undefined
+      const cpuBefore = cpuMs(serverPids)
       const { sentAt } = await backend.call<{ sentAt: number }>('broadcast', { node: via.id, id })
       const got = await Promise.all(waits)
+      const cpu = cpuMs(serverPids) - cpuBefore
+      const trafficAfter = redis ? await redisTraffic(redis) : undefined
       const received = got.reduce((s, g) => s + g.received, 0)
       const expected = got.reduce((s, g) => s + g.sockets, 0)
       const lastAt = Math.max(...got.map((g) => g.lastAt).filter(Number.isFinite))
       const firstAt = Math.min(...got.map((g) => g.firstAt).filter(Number.isFinite))
       // NaN crosses IPC as null
       const byNodeMs = nodes.map((_, ni) => Math.max(...got.map((g) => g.lastAtByTarget[ni] ?? NaN).filter(Number.isFinite)) - sentAt)
-      const run = { id, via: via.id, expected, received, completionMs: lastAt - sentAt, firstMs: firstAt - sentAt, byNodeMs }
+      const run: BroadcastRun = { id, via: via.id, expected, received, completionMs: lastAt - sentAt, firstMs: firstAt - sentAt, byNodeMs, cpuMs: cpu }
+      if (trafficBefore && trafficAfter) run.redis = { inBytes: trafficAfter.inBytes - trafficBefore.inBytes, outBytes: trafficAfter.outBytes - trafficBefore.outBytes, publishes: trafficAfter.publishes - trafficBefore.publishes }
       if (b >= 0) broadcasts.push(run)
       else warmup = run
-      say(`${name}: broadcast ${b < 0 ? '(warm-up)' : `${b + 1}/${options.broadcasts}`} via ${via.id}: ${received}/${expected} clients, first after ${run.firstMs.toFixed(1)} ms, all after ${run.completionMs.toFixed(1)} ms`)
+      say(`${name}: broadcast ${b < 0 ? '(warm-up)' : `${b + 1}/${options.broadcasts}`} via ${via.id}: ${received}/${expected} clients, first after ${run.firstMs.toFixed(1)} ms, all after ${run.completionMs.toFixed(1)} ms, server CPU ${cpu} ms${run.redis ? `, Redis ${run.redis.inBytes} B in / ${run.redis.outBytes} B out, ${run.redis.publishes} PUBLISH` : ''}`)
       if (received < expected) problems.push(`${name}: broadcast ${id} via ${via.id} reached ${received} of ${expected} clients within ${options.timeoutMs} ms`)
       await sleep(500)
     }
@@ -380,6 +405,13 @@ async function runPhase (rig: Rig, name: 'single' | 'cluster', phaseIndex: numbe
 
     const completions = broadcasts.filter((r) => r.received === r.expected).map((r) => r.completionMs)
     const completionMedianMs = median(completions)
+    let redisIdle: PhaseResult['redisIdle']
+    if (redis) {
+      // the same two INFO readings back to back: the bytes of the readings themselves, which every broadcast's figure holds
+      const before = await redisTraffic(redis)
+      const after = await redisTraffic(redis)
+      redisIdle = { inBytes: after.inBytes - before.inBytes, outBytes: after.outBytes - before.outBytes, publishes: after.publishes - before.publishes }
+    }
     const result: PhaseResult = {
       name,
       nodes: nodes.map((n, i) => ({
@@ -410,6 +442,8 @@ async function runPhase (rig: Rig, name: 'single' | 'cluster', phaseIndex: numbe
       completionMedianMs,
       completionMaxMs: completions.length > 0 ? Math.max(...completions) : NaN,
       perClientUs: completionMedianMs / opened * 1000,
+      cpuPerClientUs: median(broadcasts.map((r) => r.cpuMs)) / opened * 1000,
+      redisIdle,
       clientCloses,
       duplicates: statuses.reduce((s, x) => s + x.duplicates, 0),
       outOfOrder: statuses.reduce((s, x) => s + x.outOfOrder, 0),
@@ -456,6 +490,78 @@ async function runPhase (rig: Rig, name: 'single' | 'cluster', phaseIndex: numbe
   }
 }
 
+// ---------------------------------------------------------------- the bare ws loop
+
+interface DirectResult {
+  clients: number
+  opened: number
+  broadcasts: Array<{ id: number, expected: number, received: number, completionMs: number, cpuMs: number }>
+  completionMedianMs: number
+  perClientUs: number
+  cpuPerClientUs: number
+}
+
+/**
+ * The baseline a broadcast's cost per client is held to (issue 15 item 5):
+ * the bench's plain ws echo server, whose broadcast is the loop a ws server
+ * would write (one `send` per client), holding `clients` sockets of the same
+ * client processes; its CPU over each broadcast as for the gateway phases.
+ */
+async function runDirectPhase (rig: Rig, phaseIndex: number, clients: number): Promise<DirectResult> {
+  const { options, workers } = rig
+  say(`direct: starting the bare ws echo server for ${clients} clients`)
+  const { child: echo, ready } = await forkChild<{ port: number }>('direct echo server', ECHO_SERVER)
+  track(echo.process)
+  const group = 'direct'
+  try {
+    const perWorker = shares(clients, workers.length)
+    const perLane = Math.max(1, Math.ceil(options.concurrency / workers.length))
+    let offset = 0
+    const parts = await Promise.all(workers.map((w, wi) => {
+      const users = Array.from({ length: perWorker[wi] }, (_, i) => `direct-user-${offset + i}`)
+      offset += perWorker[wi]
+      const targets: Target[] = [{ url: `ws://127.0.0.1:${ready.port}${PATH}`, localAddress: `127.${phaseIndex + 1}.${wi + 1}.1` }]
+      return w.call<{ opened: number, failed: number, errors: string[] }>('connect', { group, targets, users, concurrency: perLane })
+    }))
+    const opened = parts.reduce((sum, p) => sum + p.opened, 0)
+    const failed = parts.reduce((sum, p) => sum + p.failed, 0)
+    if (failed > 0) phaseProblems.push(`direct: ${failed} of ${clients} clients could not connect: ${parts.flatMap((p) => p.errors).slice(0, 3).join('; ')}`)
+    say(`direct: ${opened} clients open`)
+    await sleep(1000)
+    const broadcasts: DirectResult['broadcasts'] = []
+    for (let b = -1; b < options.broadcasts; b++) {
+      const id = (phaseIndex + 1) * 1000 + b + 1
+      const waits = workers.map((w) => w.call<{ sockets: number, received: number, lastAt: number }>('waitBroadcast', { group, id, timeoutMs: options.timeoutMs }))
+      const cpuBefore = cpuMs([echo.pid])
+      const { sentAt } = await echo.call<{ sentAt: number }>('broadcast', { id })
+      const got = await Promise.all(waits)
+      const run = {
+        id,
+        expected: got.reduce((sum, g) => sum + g.sockets, 0),
+        received: got.reduce((sum, g) => sum + g.received, 0),
+        completionMs: Math.max(...got.map((g) => g.lastAt).filter(Number.isFinite)) - sentAt,
+        cpuMs: cpuMs([echo.pid]) - cpuBefore
+      }
+      say(`direct: broadcast ${b < 0 ? '(warm-up)' : `${b + 1}/${options.broadcasts}`}: ${run.received}/${run.expected} clients, all after ${run.completionMs.toFixed(1)} ms, server CPU ${run.cpuMs} ms`)
+      if (run.received < run.expected) phaseProblems.push(`direct: broadcast ${id} reached ${run.received} of ${run.expected} clients within ${options.timeoutMs} ms`)
+      if (b >= 0) broadcasts.push(run)
+      await sleep(500)
+    }
+    await Promise.all(workers.map((w) => w.call('disconnect', { group })))
+    const completionMedianMs = median(broadcasts.map((r) => r.completionMs))
+    return {
+      clients,
+      opened,
+      broadcasts,
+      completionMedianMs,
+      perClientUs: completionMedianMs / opened * 1000,
+      cpuPerClientUs: median(broadcasts.map((r) => r.cpuMs)) / opened * 1000
+    }
+  } finally {
+    await echo.stop()
+  }
+}
+
 // ---------------------------------------------------------------- report
 
 const mib = (bytes: number): string => (bytes / 2 ** 20).toFixed(0)
@@ -467,11 +573,21 @@ interface ClusterBenchResult {
   conditions: Record<string, unknown>
   single: PhaseResult
   cluster: PhaseResult
+  /** The bare ws loop, when measured (CLUSTER_DIRECT). */
+  direct?: DirectResult
   /** Median completion time per client, cluster ÷ single node. */
   perClientRatio: number
   /** Issue 4: ≥ 45,000 authenticated idle clients on 3 processes, every one reached by the broadcast. */
   target: { clients: number, met: boolean, why: string }
   problems: string[]
+}
+
+/** Redis traffic a broadcast caused: the median over the runs less the readings' own (INFO replies); a lease renewal in a run's span adds a little. */
+function redisNet (p: PhaseResult): string {
+  const inBytes = median(p.broadcasts.map((b) => b.redis?.inBytes ?? NaN))
+  const outBytes = median(p.broadcasts.map((b) => b.redis?.outBytes ?? NaN))
+  const idle = p.redisIdle ?? { inBytes: NaN, outBytes: NaN }
+  return `${n0(inBytes - idle.inBytes)} / ${n0(outBytes - idle.outBytes)} (raw ${n0(inBytes)} / ${n0(outBytes)}, readings alone ${n0(idle.inBytes)} / ${n0(idle.outBytes)})`
 }
 
 function renderMarkdown (r: ClusterBenchResult): string {
@@ -497,6 +613,10 @@ function renderMarkdown (r: ClusterBenchResult): string {
       `${ms1(median(c.broadcasts.map((b) => b.byNodeMs[c.nodes.findIndex((n) => n.id === b.via)])))} / ${ms1(median(c.broadcasts.map((b) => Math.max(...b.byNodeMs.filter((_, i) => c.nodes[i].id !== b.via)))))}`],
     ['first client reached, median (ms)', ms1(median(s.broadcasts.map((b) => b.firstMs))), ms1(median(c.broadcasts.map((b) => b.firstMs)))],
     ['completion per client, median (µs)', s.perClientUs.toFixed(2), c.perClientUs.toFixed(2)],
+    ['server CPU per broadcast, each run (ms; nodes + backend + Redis)', s.broadcasts.map((b) => String(b.cpuMs)).join(', '), c.broadcasts.map((b) => String(b.cpuMs)).join(', ')],
+    ['server CPU per client reached, median (µs)', s.cpuPerClientUs.toFixed(2), c.cpuPerClientUs.toFixed(2)],
+    ['Redis bytes per broadcast, in / out: median of the runs − the INFO readings\' own', '–', c.redis ? redisNet(c) : 'n/a'],
+    ['PUBLISH commands per broadcast, median', '–', n0(median(c.broadcasts.map((b) => b.redis?.publishes ?? NaN)))],
     ['every client got every broadcast', all(s), all(c)],
     ['a `close` for every client at the backend after they left (s)', ms1((s.closesReportedMs ?? NaN) / 1000), ms1((c.closesReportedMs ?? NaN) / 1000)],
     ['Redis keys once every client left', '–', n0(c.redis?.keysAfterDisconnect ?? NaN)]
@@ -517,7 +637,9 @@ Produced by \`npm run bench:cluster\` (bench/cluster.ts) on ${k.date as string};
 **Broadcast completion per client, cluster ÷ single node: ${r.perClientRatio.toFixed(2)}** (median completion ÷ clients: ${c.perClientUs.toFixed(2)} µs over ${n0(c.opened)} clients on ${c.nodes.length} nodes vs ${s.perClientUs.toFixed(2)} µs over ${n0(s.opened)} clients on one node; below 1 means the cluster spreads the fan-out better than one process does).
 
 ${table}
-
+${r.direct ? `
+**Against the bare ws loop** (issue 15 item 5; the bench's plain ws echo server sending one message to each of its ${n0(r.direct.opened)} clients in a loop, same client processes, same run): server CPU per client reached ${r.direct.cpuPerClientUs.toFixed(2)} µs (each run: ${r.direct.broadcasts.map((b) => b.cpuMs).join(', ')} ms), completion per client ${r.direct.perClientUs.toFixed(2)} µs. Per-client CPU, single node ÷ bare loop: **${(s.cpuPerClientUs / r.direct.cpuPerClientUs).toFixed(2)}×**; cluster ÷ bare loop: **${(c.cpuPerClientUs / r.direct.cpuPerClientUs).toFixed(2)}×**. Completion per client, cluster ÷ bare loop: ${(c.perClientUs / r.direct.perClientUs).toFixed(2)}×. CPU is user + system time from /proc (10 ms ticks) of every server process, from just before the send until the last client had it.
+` : ''}
 What was measured: on ${k.nproc as number} CPUs (${k.cpu as string}), ${k.memoryGiB as number} GiB RAM, ${k.kernel as string}, Node ${k.node as string}, ws ${k.ws as string}, ${k.redis as string}, gatehouse ${k.gatehouse as string}, open files per process ${k.openFiles as string}; everything on loopback on this one machine, sharing its CPUs (load average ${(k.loadAverageBefore as number[]).map((v) => v.toFixed(2)).join(' ')} before, ${(k.loadAverageAfter as number[]).map((v) => v.toFixed(2)).join(' ')} after). Each gateway node is its own process started with the CLI (\`node dist/src/cli.js --config FILE\`, its own \`server.nodeId\` and port, log level warn, rate limit and \`maxConnections\` raised out of the way, heartbeat pings off for the run); the cluster's nodes share a \`redis-server\` started for the run (\`--save '' --appendonly no\`, \`cluster.name\` bench). All nodes dial one backend process (a plain \`ws\` server) that counts \`open\` events per node link; the clients come from ${o.workers} client processes (a process may hold at most ~20,000 open files), each holding its share of the sockets round-robin over the nodes, each socket with its own HS256 JWT (a distinct user), with ${o.concurrency} handshakes in flight in all, every (client process, node) pair bound to its own 127.x.y.z source address so ephemeral ports never run short. Handshakes/s = clients ÷ the slowest client process's connect time (tokens signed before the clock starts). Once the backend had counted every \`open\`, and 2 s later, connections were read from each node's /metrics and RSS from /proc/PID/status (VmRSS; no GC forced: the CLI processes have no control channel). Then one unmeasured warm-up broadcast and ${o.broadcasts} measured ones, 0.5 s apart, each ONE \`{"action":"send","all":true,"data":{...}}\` written by the backend down one node's link (rotating over the nodes; that node delivers locally and publishes to the others over Redis pub/sub); completion = the last client's receipt − the backend's send time (wall clock in µs, same machine), counted only when every client got it; median and max over the runs. The baseline is the same on ONE node alone (no Redis) with ${n0(o.singleClients)} clients, measured first in the same run; the ratio compares completion time per client, since the clients and the CPUs doing the fan-out differ. Finally the clients drop their sockets without a close frame: every node must report a \`close\` for each (after the endpoint's default 5 s \`resumeGraceMs\`), release its presence entries in Redis, and exit 0 on SIGTERM.
 ${r.problems.length > 0 ? `\nProblems seen:\n\n${r.problems.map((p) => `- ${p.replace(/\n/g, ' ')}`).join('\n')}\n` : '\nNo problems seen: no failed handshakes, no client socket closed, no duplicate or lost broadcast, nothing logged at warn or above, no dropped actions or broker errors on /metrics, every `close` reported, Redis presence emptied, every node exited 0 on SIGTERM.\n'}
 Raw figures (every node's selected /metrics, every broadcast): cluster-results.json.
@@ -551,6 +673,7 @@ async function main (): Promise<void> {
     }))
     const rig: Rig = { options, dir, backend, backendPort: ready.port, workers }
 
+    const direct = options.direct ? await runDirectPhase(rig, 2, options.singleClients) : undefined
     const single = await runPhase(rig, 'single', 0, 1, options.singleClients, undefined)
     say('cluster: starting redis-server')
     redis = await startRedis(options.redisServer, dir)
@@ -571,6 +694,7 @@ async function main (): Promise<void> {
       },
       single,
       cluster,
+      direct,
       perClientRatio: cluster.perClientUs / single.perClientUs,
       target: {
         clients: target,

@@ -40,6 +40,8 @@ export interface Contender {
   backendPid: number
   /** One message to every client, sent by the game logic's end; `sentAt` is wall-clock ms just before it is written. */
   broadcast (id: number): Promise<{ sentAt: number }>
+  /** gatehouse: frames and `message` events its backend has received, so a run can say how many events a link frame carried. */
+  linkStats?: () => Promise<{ frames: number, messages: number }>
   /** A full GC in every Node process of the contender, before memory is read. */
   gc (): Promise<void>
   stop (): Promise<void>
@@ -143,6 +145,7 @@ export async function startContender (name: ContenderName, options: StartOptions
       hopPids: () => [child.pid],
       backendPid: backend.child.pid,
       broadcast: (id) => backend.child.call('broadcast', { id }),
+      linkStats: async () => await backend.child.call('stats'),
       gc: async () => { await Promise.all([child.call('gc'), backend.child.call('gc')]) },
       stop: async () => {
         await child.stop(10000)

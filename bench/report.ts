@@ -23,6 +23,7 @@ export function columns (result: BenchResult): Column[] {
       cols.push({ title: `rt/s @${n}`, value: (f) => f.roundTrip[n]?.rate, format: int })
       cols.push({ title: `p50 ms @${n}`, value: (f) => f.roundTrip[n]?.p50Ms, format: fixed(2), lowerIsBetter: true })
       cols.push({ title: `p99 ms @${n}`, value: (f) => f.roundTrip[n]?.p99Ms, format: fixed(2), lowerIsBetter: true })
+      cols.push({ title: `CPU µs/rt @${n}`, value: (f) => f.roundTrip[n]?.cpuUsPerRoundTrip, format: fixed(1), lowerIsBetter: true })
     }
   }
   if (o.workloads.includes('handshake')) {
@@ -109,6 +110,19 @@ export function evaluateTargets (result: BenchResult, gateway: ContenderName = '
         const r = ratio(g?.p99Ms, figures.nginx.roundTrip[n]?.p99Ms)
         out.push({ target: `p99 latency @${n} clients ≤ 1.5× nginx`, measured: x(r), met: r <= 1.5 })
       }
+      // issue 15 item 4
+      if (figures.socketio) {
+        const r = ratio(g?.rate, figures.socketio.roundTrip[n]?.rate)
+        out.push({ target: `throughput @${n} clients ≥ 1.0× socket.io`, measured: x(r), met: r >= 1.0 })
+      }
+      if (figures.direct && n >= 100) {
+        const r = ratio(g?.p99Ms, figures.direct.roundTrip[n]?.p99Ms)
+        out.push({ target: `p99 latency @${n} clients ≤ 1.2× direct`, measured: x(r), met: r <= 1.2 })
+      }
+      if (figures.direct && n === 100) {
+        const r = ratio(g?.cpuUsPerRoundTrip, figures.direct.roundTrip[n]?.cpuUsPerRoundTrip)
+        out.push({ target: `server CPU per round trip @${n} clients (gateway + backend) ≤ 1.5× direct`, measured: x(r), met: r <= 1.5 })
+      }
     }
   }
   if (options.workloads.includes('idle')) {
@@ -149,7 +163,7 @@ export function renderConditions (result: BenchResult): string {
     `- software: gatehouse ${c.gatehouse}${c.gatehouseB ? `; gatehouse-b ${c.gatehouseB}` : ''}; Node ${c.node}, ws ${c.ws}, socket.io ${c.socketIo}${c.nginx ? `, ${c.nginx} (worker_processes ${o.nginxWorkers})` : ''}`,
     '- everything on loopback on the same machine: load generator, contenders and backends share the CPUs',
     `- load generator: ${o.workers} processes; clients send a ${o.payloadBytes}-byte JSON text and wait for its echo before sending again (one message in flight per client, closed loop, so every contender gets the same offered load); each echo is checked byte for byte`,
-    `- (a) round trips: ${o.clientCounts.join(' and ')} clients, an unmeasured window of up to 2 s per contender first, then in each run ${o.warmupMs} ms warm-up and ${o.durationMs} ms measured, ${o.runs} runs per contender interleaved, median of runs; latency from a histogram with 3 significant digits`,
+    `- (a) round trips: ${o.clientCounts.join(' and ')} clients, an unmeasured window of up to 2 s per contender first, then in each run ${o.warmupMs} ms warm-up and ${o.durationMs} ms measured, ${o.runs} runs per contender interleaved, median of runs; latency from a histogram with 3 significant digits; server CPU per round trip = user + system time (10 ms ticks) of hop and backend processes over the measured window ÷ its round trips`,
     `- (b) handshakes: ${o.handshakeConcurrency} in flight, each socket dropped once open, an unmeasured warm-up window of up to 1 s per contender, then ${o.handshakeMs} ms per run, ${o.runs} runs, median; every client presents an HS256 JWT signed before the clock starts; only gatehouse verifies it; for socketio a handshake ends at the namespace connect ack (40{"sid":…})`,
     `- (c) idle: ${o.idleCounts.join(' then ')} authenticated idle clients, ${o.idleRuns} runs on fresh processes, median; RSS read from /proc after ${o.settleMs} ms and a full GC in every Node process; per-connection = (RSS now − RSS before any client) ÷ clients; nginx's RSS is master + workers`,
     '- (d) backend: RSS and established TCP connections of the process holding the game end (direct, socketio: the echo server itself; nginx: the echo server behind it; gatehouse: the echo backend behind its one link)',
@@ -165,6 +179,7 @@ export function renderRuns (result: BenchResult): string {
   const k = (v: number): string => `${(v / 1000).toFixed(1)}k`
   const head = ['contender']
   if (o.workloads.includes('throughput')) for (const n of o.clientCounts) head.push(`rt/s @${n}, each run`)
+  if (o.workloads.includes('throughput')) for (const n of o.clientCounts) head.push(`CPU µs/rt @${n}, each run`)
   if (o.workloads.includes('handshake')) head.push('handshakes/s, each run')
   if (o.workloads.includes('broadcast')) head.push(`bcast ms / CPU ms @${o.broadcastClients}, each run`)
   if (o.workloads.includes('idle')) head.push(`KiB/idle conn @${o.idleCounts[o.idleCounts.length - 1]}, each run`)
@@ -172,6 +187,7 @@ export function renderRuns (result: BenchResult): string {
     const f = result.figures[name] as ContenderFigures
     const row: string[] = [name]
     if (o.workloads.includes('throughput')) for (const n of o.clientCounts) row.push((f.roundTrip[n]?.runs ?? []).map((r) => k(r.rate)).join(' '))
+    if (o.workloads.includes('throughput')) for (const n of o.clientCounts) row.push((f.roundTrip[n]?.runs ?? []).map((r) => r.cpuUsPerRoundTrip.toFixed(1)).join(' '))
     if (o.workloads.includes('handshake')) row.push((f.handshake?.runs ?? []).map((r) => k(r.rate)).join(' '))
     if (o.workloads.includes('broadcast')) row.push((f.broadcast?.runs ?? []).map((r) => `${r.completionMs.toFixed(0)}/${r.cpuMs}`).join(' '))
     if (o.workloads.includes('idle')) row.push((f.idle[o.idleCounts[o.idleCounts.length - 1]]?.runs ?? []).map((r) => (r.hopBytesPerConn / 1024).toFixed(2)).join(' '))

@@ -58,21 +58,20 @@ function decode<T> (
   const list: unknown[] = Array.isArray(parsed) ? parsed : [parsed]
   const items: T[] = []
   const errors: FrameError[] = []
-  list.forEach((item, index) => {
-    const where = batch ? `${discriminator}[${index}]` : discriminator
+  // a plain loop, and the item's name built only for an error: this runs for every action a backend sends
+  for (let index = 0; index < list.length; index++) {
+    const item = list[index]
     const kind = typeof item === 'object' && item !== null ? (item as Record<string, unknown>)[discriminator] : undefined
     const validate = typeof kind === 'string' && Object.hasOwn(validators, kind) ? validators[kind] : undefined
-    if (!validate) {
-      errors.push({
-        kind: 'invalid_message',
-        message: `${where}.${discriminator}: must be one of ${Object.keys(validators).join(', ')}`
-      })
-    } else if (validate(item)) {
+    if (validate?.(item) === true) {
       items.push(item as T)
-    } else {
-      errors.push({ kind: 'invalid_message', message: formatSchemaErrors(validate.errors, where).join('; ') })
+      continue
     }
-  })
+    const where = batch ? `${discriminator}[${index}]` : discriminator
+    errors.push(validate === undefined
+      ? { kind: 'invalid_message', message: `${where}.${discriminator}: must be one of ${Object.keys(validators).join(', ')}` }
+      : { kind: 'invalid_message', message: formatSchemaErrors(validate.errors, where).join('; ') })
+  }
   return { items, errors }
 }
 

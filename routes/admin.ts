@@ -10,7 +10,7 @@ import { Type, type Static } from '@sinclair/typebox'
 import { Ajv } from 'ajv'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { formatSchemaErrors } from '../protocol/validation.js'
-import type { PoolLeases } from '../src/pool/leases.js'
+import type { MemberLeases } from '../src/pool/leases.js'
 import { memberUrlProblem } from '../src/config/member-url.js'
 import {
   GW_ERR_ADMIN_UNAUTHORIZED, GW_ERR_BAD_REGISTRATION, GW_ERR_MEMBER_CONFLICT, GW_ERR_NO_MEMBER, GW_ERR_NO_POOL, GW_ERR_POOL_FULL
@@ -35,7 +35,7 @@ const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false })
 
 export interface AdminRoutesOptions {
   token: string
-  leases: PoolLeases
+  leases: MemberLeases
 }
 
 export async function adminRoutes (app: FastifyInstance, { token, leases }: AdminRoutesOptions): Promise<void> {
@@ -64,7 +64,7 @@ export async function adminRoutes (app: FastifyInstance, { token, leases }: Admi
     const { url, weight } = request.body
     const problem = memberUrlProblem(url)
     if (problem !== undefined) throw new GW_ERR_BAD_REGISTRATION(`body.url: ${problem}`)
-    const outcome = leases.register(endpoint, { id, url, weight })
+    const outcome = await leases.register(endpoint, { id, url, weight })
     if (!outcome.ok) throw outcome.why === 'full' ? new GW_ERR_POOL_FULL(outcome.detail) : new GW_ERR_MEMBER_CONFLICT(outcome.detail)
     return await reply.code(outcome.created ? 201 : 200).send({ leaseMs: outcome.leaseMs })
   })
@@ -75,7 +75,7 @@ export async function adminRoutes (app: FastifyInstance, { token, leases }: Admi
   }, async (request, reply) => {
     const { endpoint, id } = request.params
     if (leases.configured(endpoint, id)) throw new GW_ERR_MEMBER_CONFLICT(`member "${id}" is in the config: remove it there, or drain it`)
-    if (!leases.deregister(endpoint, id)) throw new GW_ERR_NO_MEMBER(id)
+    if (!await leases.deregister(endpoint, id)) throw new GW_ERR_NO_MEMBER(id)
     return await reply.code(204).send()
   })
 
@@ -84,7 +84,7 @@ export async function adminRoutes (app: FastifyInstance, { token, leases }: Admi
     schema: { params: PoolParams }
   }, async (request) => {
     const { endpoint } = request.params
-    return { endpoint, leaseMs: leases.leaseMs, ...leases.list(endpoint) }
+    return { endpoint, leaseMs: leases.leaseMs, ...await leases.list(endpoint) }
   })
 }
 

@@ -49,3 +49,4 @@ export const GW_ERR_NO_MEMBER = createError('GW_ERR_NO_MEMBER', 'no member "%s" 
 export const GW_ERR_BAD_REGISTRATION = createError('GW_ERR_BAD_REGISTRATION', 'bad registration: %s', 400)
 export const GW_ERR_MEMBER_CONFLICT = createError('GW_ERR_MEMBER_CONFLICT', 'member conflict: %s', 409)
 export const GW_ERR_POOL_FULL = createError('GW_ERR_POOL_FULL', 'pool full: %s', 409)
+export const GW_ERR_POOL_STORE_UNAVAILABLE = createError('GW_ERR_POOL_STORE_UNAVAILABLE', 'the cluster store (redis) is unreachable, try again later: %s', 503)

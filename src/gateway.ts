@@ -15,7 +15,9 @@ import { registerAuthenticator } from './auth/authenticator.js'
 import { selectSubprotocol } from './auth/token-sources.js'
 import { BackendLink } from './backend-link/link.js'
 import { BackendPool } from './pool/pool.js'
-import { PoolLeases } from './pool/leases.js'
+import { PoolLeases, type MemberLeases } from './pool/leases.js'
+import { ClusterLeases } from './pool/cluster-leases.js'
+import { ClusterDirectory } from './pool/cluster-directory.js'
 import { EndpointRelay } from './relay/relay.js'
 import { ClientSide } from './relay/client-side.js'
 import { ActionDispatch } from './relay/action-dispatch.js'
@@ -95,9 +97,10 @@ async function registerGateway (app: FastifyInstance, options: GatehousePluginOp
 
   const authenticator = await registerAuthenticator(app, config.auth, metrics)
   const { cluster } = config
-  const broker: Broker = cluster.redis === undefined
-    ? new MemoryBroker(metrics)
+  const shared = cluster.redis === undefined
+    ? undefined
     : new RedisBroker({ ...cluster, url: cluster.redis, nodeId, metrics, log: app.log.child({ component: 'cluster' }) })
+  const broker: Broker = shared ?? new MemoryBroker(metrics)
   const admissions = new Admissions(broker, nodeId, cluster.whenRedisDown)
 
   const endpoints = config.endpoints.map((endpoint) => {
@@ -115,6 +118,16 @@ async function registerGateway (app: FastifyInstance, options: GatehousePluginOp
         backend, queue: config.queue, metrics, log: backend.urls === undefined ? log : log.child({ member: member.id })
       }),
       maxClientBytes: config.queue.maxClientBytes,
+      // in a cluster, a pool's assignments and failovers are the cluster's (docs/pools.md, "Clusters"); a `backend.url` has nothing to share
+      directory: shared === undefined || backend.urls === undefined ? undefined : new ClusterDirectory({
+        endpoint: endpoint.name,
+        cluster: shared,
+        lingerMs: backend.lingerMs,
+        failoverMs: backend.failoverMs,
+        periodMs: Math.max(100, Math.floor(Math.min(cluster.presenceTtlMs / 3, backend.failoverMs / 2))),
+        metrics,
+        log
+      }),
       metrics,
       log
     })
@@ -201,10 +214,14 @@ async function registerGateway (app: FastifyInstance, options: GatehousePluginOp
   })
   handleNotFound(app)
   // members join at run time only pools (`backend.urls`), and only with an admin token configured
-  let leases: PoolLeases | undefined
+  let leases: MemberLeases | undefined
   if (config.admin !== undefined) {
-    const pools = endpoints.filter((e) => e.route.config.backend.urls !== undefined).map((e) => [e.route.config.name, { pool: e.pool, configured: e.members }] as const)
-    leases = new PoolLeases(new Map(pools), config.admin, app.log.child({ component: 'admin' }))
+    const pools = new Map(endpoints.filter((e) => e.route.config.backend.urls !== undefined).map((e) => [e.route.config.name, { pool: e.pool, configured: e.members }] as const))
+    const log = app.log.child({ component: 'admin' })
+    // in a cluster the leases are the cluster's: any node's registration counts for all (docs/pools.md, "Clusters")
+    leases = shared === undefined
+      ? new PoolLeases(pools, config.admin, log)
+      : new ClusterLeases({ pools, admin: config.admin, cluster: shared, periodMs: Math.max(100, Math.floor(config.admin.leaseMs / 6)), metrics, log })
     await app.register(adminRoutes, { token: config.admin.token, leases })
   }
   await app.register(healthRoutes, {

@@ -56,6 +56,8 @@ t.test('a smoke run measures every contender and writes the report', async (t) =
       t.ok(rt.rate > 0, `${name} @${n}: round-trip rate is positive`)
       t.ok(rt.p50Ms > 0 && rt.p99Ms >= rt.p50Ms, `${name} @${n}: 0 < p50 ≤ p99`)
       t.equal(rt.runs.length, result.options.runs, `${name} @${n}: one result per run`)
+      t.ok(rt.runs.every((r) => Number.isFinite(r.cpuUsPerRoundTrip) && r.cpuUsPerRoundTrip >= 0), `${name} @${n}: server CPU per round trip read in every run`)
+      if (name === 'gatehouse') t.ok(rt.runs.every((r) => (r.eventsPerLinkFrame ?? 0) >= 1), `${name} @${n}: messages per link frame counted in every run`)
     }
     t.ok((f.handshake?.rate ?? 0) > 0, `${name}: handshake rate is positive`)
     // every client got each broadcast exactly once: otherwise result.problems above is not empty

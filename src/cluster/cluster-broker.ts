@@ -20,9 +20,12 @@ import type { Broker, BrokerEvents, BrokerState, Claim, LocalNode } from './brok
 import { presenceField } from './connection-id.js'
 import { Forwarder } from './forwarder.js'
 import { Handoffs } from './handoff.js'
-import { ALL, nodeChannel, type ClusterMessage, type Post } from './messages.js'
+import { ALL, nodeChannel, type ClusterMessage, type PoolChange, type Post } from './messages.js'
 import { Reaper } from './reaper.js'
-import type { ClusterTransport, Registration } from './transport.js'
+import type { ClusterTransport, PoolStore, Registration } from './transport.js'
+
+/** A backend pool changed for every node (PoolStore has what changed). */
+export type PoolNotice = (endpoint: string, member: string, what: PoolChange) => void
 
 export interface ClusterBrokerOptions {
   /** `cluster.name`. */
@@ -51,6 +54,7 @@ export class ClusterBroker extends EventEmitter<BrokerEvents> implements Broker 
   /** The last claim of each field running or queued, so the next waits for it. */
   private readonly claiming = new Map<string, Promise<void>>()
   private readonly forwarder: Forwarder
+  private readonly poolListeners: PoolNotice[] = []
 
   constructor (private readonly transport: ClusterTransport, private readonly options: ClusterBrokerOptions) {
     super()
@@ -103,6 +107,20 @@ export class ClusterBroker extends EventEmitter<BrokerEvents> implements Broker 
       }
       this.once('state', joined)
     })
+  }
+
+  /** Backend pools' shared state (docs/pools.md, "Clusters"). */
+  get pools (): PoolStore {
+    return this.transport.pools
+  }
+
+  /** Tells every node, this one included, that a pool changed; at most once, so nodes also look again periodically. */
+  notifyPools (endpoint: string, member: string, what: PoolChange): void {
+    this.post(ALL, { t: 'pool', e: endpoint, m: member, what }, 'pool')
+  }
+
+  onPoolNotice (listener: PoolNotice): void {
+    this.poolListeners.push(listener)
   }
 
   register (connection: Connection): void {
@@ -196,6 +214,12 @@ export class ClusterBroker extends EventEmitter<BrokerEvents> implements Broker 
         return
       case 'evicted':
         this.handoffs.answered(message.id)
+        return
+      case 'pool': {
+        const { e, m, what } = message
+        if (typeof e !== 'string' || typeof m !== 'string' || (what !== 'out' && what !== 'members')) throw new Error('a pool notice of another form')
+        for (const listener of this.poolListeners) listener(e, m, what)
+      }
     }
   }
 

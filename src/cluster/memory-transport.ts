@@ -9,8 +9,18 @@
 import { EventEmitter } from 'node:events'
 import type { DuplicatePolicy } from '../domain.js'
 import type {
-  ClaimFound, ClusterBus, ClusterTransport, ConnectionRecord, Presence, PresenceStore, ReassertFound, Registration, TransportEvents
+  ClaimFound, ClusterBus, ClusterTransport, ConnectionRecord, Decision, LeaseOutcome, PoolStore, Presence, PresenceStore, ReassertFound, Registration, StoredLease, TransportEvents
 } from './transport.js'
+
+/** One pool's shared state (pool-scripts.ts has its layout in Redis). */
+export interface MemoryPool {
+  assignments: Map<string, string>
+  holders: Map<string, Set<string>>
+  lingers: Map<string, number>
+  views: Map<string, Map<string, number>>
+  outs: Set<string>
+  leases: Map<string, StoredLease & { href: string, exp: number }>
+}
 
 /** What Redis would hold, shared by every node of one hub. */
 export class MemoryHub {
@@ -19,6 +29,7 @@ export class MemoryHub {
   readonly presence = new Map<string, Presence>()
   readonly records = new Map<string, Map<string, ConnectionRecord>>()
   readonly reaped = new Set<string>()
+  readonly pools = new Map<string, MemoryPool>()
   private readonly transports = new Map<string, MemoryTransport>()
   private readonly cutOff = new Set<string>()
 
@@ -49,6 +60,15 @@ export class MemoryHub {
     return (this.leases.get(node) ?? 0) > Date.now()
   }
 
+  poolOf (endpoint: string): MemoryPool {
+    let pool = this.pools.get(endpoint)
+    if (!pool) {
+      pool = { assignments: new Map(), holders: new Map(), lingers: new Map(), views: new Map(), outs: new Set(), leases: new Map() }
+      this.pools.set(endpoint, pool)
+    }
+    return pool
+  }
+
   recordsOf (node: string): Map<string, ConnectionRecord> {
     let records = this.records.get(node)
     if (!records) {
@@ -68,6 +88,7 @@ export class MemoryHub {
 
 export class MemoryTransport extends EventEmitter<TransportEvents> implements ClusterTransport {
   readonly presence: PresenceStore
+  readonly pools: PoolStore
   readonly bus: ClusterBus
   readonly target = 'memory'
   private connected = false
@@ -79,6 +100,7 @@ export class MemoryTransport extends EventEmitter<TransportEvents> implements Cl
     super()
     const reach = async <T>(run: () => T): Promise<T> => await this.reach(run)
     this.presence = new MemoryPresence(hub, nodeId, ttlMs, reach)
+    this.pools = new MemoryPools(hub, nodeId, reach)
     this.bus = {
       subscribe: async (channels) => await reach(() => { for (const c of channels) this.channels.add(c) }),
       publish: async (channel, text) => await reach(() => hub.publish(channel, text)),
@@ -258,6 +280,152 @@ class MemoryPresence implements PresenceStore {
       this.hub.records.delete(node)
       this.hub.reaped.add(node)
       return out
+    })
+  }
+}
+
+/** Backend pools' shared state in the hub, each operation atomic as its script is (pool-scripts.ts). */
+class MemoryPools implements PoolStore {
+  constructor (
+    private readonly hub: MemoryHub,
+    private readonly nodeId: string,
+    private readonly reach: <T>(run: () => T) => Promise<T>
+  ) {}
+
+  async hold (endpoint: string, key: string, proposed: string): Promise<string> {
+    return await this.reach(() => {
+      const pool = this.hub.poolOf(endpoint)
+      const holders = pool.holders.get(key) ?? new Set()
+      holders.add(this.nodeId)
+      pool.holders.set(key, holders)
+      pool.lingers.delete(key)
+      if (!pool.assignments.has(key)) pool.assignments.set(key, proposed)
+      return pool.assignments.get(key) as string
+    })
+  }
+
+  async release (endpoint: string, key: string, lingerMs: number): Promise<void> {
+    await this.reach(() => {
+      const pool = this.hub.poolOf(endpoint)
+      const live = [...pool.holders.get(key) ?? []].filter((n) => n !== this.nodeId && this.hub.nodes.has(n))
+      if (live.length > 0) {
+        pool.holders.set(key, new Set(live))
+        return
+      }
+      pool.holders.delete(key)
+      if (lingerMs <= 0) {
+        pool.assignments.delete(key)
+        pool.lingers.delete(key)
+      } else if (pool.assignments.has(key)) {
+        pool.lingers.set(key, Date.now() + lingerMs)
+      }
+    })
+  }
+
+  async assigned (endpoint: string, keys: string[]): Promise<Array<string | undefined>> {
+    return await this.reach(() => keys.map((key) => this.hub.poolOf(endpoint).assignments.get(key)))
+  }
+
+  async see (endpoint: string, member: string, down: boolean): Promise<void> {
+    await this.reach(() => {
+      const pool = this.hub.poolOf(endpoint)
+      const views = pool.views.get(member) ?? new Map<string, number>()
+      for (const node of views.keys()) if (node !== this.nodeId && !this.hub.nodes.has(node)) views.delete(node)
+      if (down) {
+        if (!views.has(this.nodeId)) views.set(this.nodeId, Date.now())
+      } else {
+        views.delete(this.nodeId)
+        pool.outs.delete(member)
+      }
+      if (views.size === 0) pool.views.delete(member)
+      else pool.views.set(member, views)
+    })
+  }
+
+  async decide (endpoint: string, member: string, failoverMs: number): Promise<Decision> {
+    return await this.reach((): Decision => {
+      const pool = this.hub.poolOf(endpoint)
+      if (pool.outs.has(member)) return { outcome: 'out' }
+      const views = pool.views.get(member) ?? new Map<string, number>()
+      const now = Date.now()
+      const votes = [...this.hub.nodes].filter((n) => { const since = views.get(n); return since !== undefined && now - since >= failoverMs }).length
+      if (votes * 2 <= this.hub.nodes.size) return { outcome: 'wait' }
+      pool.outs.add(member)
+      return { outcome: 'won', keys: [...pool.assignments].filter(([, m]) => m === member).map(([key]) => key) }
+    })
+  }
+
+  async outs (endpoint: string): Promise<string[]> {
+    return await this.reach(() => [...this.hub.poolOf(endpoint).outs])
+  }
+
+  async keysOn (endpoint: string, member: string): Promise<string[]> {
+    return await this.reach(() => [...this.hub.poolOf(endpoint).assignments].filter(([, m]) => m === member).map(([key]) => key))
+  }
+
+  async move (endpoint: string, dead: string, moves: Array<[string, string]>): Promise<number> {
+    return await this.reach(() => {
+      const { assignments } = this.hub.poolOf(endpoint)
+      let moved = 0
+      for (const [key, heir] of moves) {
+        if (assignments.get(key) !== dead) continue
+        assignments.set(key, heir)
+        moved++
+      }
+      return moved
+    })
+  }
+
+  async sweep (endpoint: string, lingerMs: number): Promise<void> {
+    await this.reach(() => {
+      const pool = this.hub.poolOf(endpoint)
+      const now = Date.now()
+      for (const key of pool.assignments.keys()) {
+        if ([...pool.holders.get(key) ?? []].some((n) => this.hub.nodes.has(n))) continue
+        pool.holders.delete(key)
+        if (!pool.lingers.has(key)) pool.lingers.set(key, now + lingerMs)
+      }
+      for (const key of pool.holders.keys()) if (!pool.assignments.has(key)) pool.holders.delete(key)
+      for (const [key, deadline] of pool.lingers) {
+        if (deadline > now) continue
+        pool.lingers.delete(key)
+        if (!pool.holders.has(key)) pool.assignments.delete(key)
+      }
+    })
+  }
+
+  async register (endpoint: string, lease: StoredLease & { href: string }, leaseMs: number, maxMembers: number): Promise<LeaseOutcome> {
+    return await this.reach((): LeaseOutcome => {
+      const { leases } = this.hub.poolOf(endpoint)
+      const now = Date.now()
+      const live = [...leases].filter(([, l]) => l.exp > now)
+      const mine = live.find(([id]) => id === lease.id)?.[1]
+      if (mine !== undefined && mine.href !== lease.href) return { outcome: 'url_changed' }
+      const holder = live.find(([id, l]) => id !== lease.id && l.href === lease.href)
+      if (holder !== undefined) return { outcome: 'url_in_use', holder: holder[0] }
+      if (mine === undefined && live.filter(([id]) => id !== lease.id).length >= maxMembers) return { outcome: 'full' }
+      leases.set(lease.id, { ...lease, exp: now + leaseMs })
+      return { outcome: mine === undefined ? 'created' : 'renewed' }
+    })
+  }
+
+  async leases (endpoint: string): Promise<StoredLease[]> {
+    return await this.reach(() => [...this.hub.poolOf(endpoint).leases].map(([id, l]) => ({ id, url: l.url, weight: l.weight })))
+  }
+
+  async expired (endpoint: string): Promise<string[]> {
+    return await this.reach(() => [...this.hub.poolOf(endpoint).leases].filter(([, l]) => l.exp <= Date.now()).map(([id]) => id))
+  }
+
+  async drop (endpoint: string, id: string, expired: boolean, moves: Array<[string, string]>): Promise<{ dropped: boolean, left: string[] }> {
+    return await this.reach(() => {
+      const pool = this.hub.poolOf(endpoint)
+      const lease = pool.leases.get(id)
+      if (lease === undefined || (expired && lease.exp > Date.now())) return { dropped: false, left: [] }
+      pool.leases.delete(id)
+      pool.outs.add(id)
+      for (const [key, heir] of moves) if (pool.assignments.get(key) === id) pool.assignments.set(key, heir)
+      return { dropped: true, left: [...pool.assignments].filter(([, m]) => m === id).map(([key]) => key) }
     })
   }
 }

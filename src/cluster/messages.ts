@@ -8,6 +8,11 @@ export type ClusterMessage =
   | { t: 'actions', e: string, a: ClientAction[], from: string, n: number, ep: string }
   | { t: 'evict', e: string, u: string, c: string, why: Eviction, from: string, id: string }
   | { t: 'evicted', id: string }
+  /** A backend pool changed for every node (docs/pools.md, "Clusters"): member `m` of endpoint `e` is `out`, or the run-time `members` changed. */
+  | { t: 'pool', e: string, m: string, what: PoolChange }
+
+/** What a pool notice says changed. */
+export type PoolChange = 'out' | 'members'
 
 export type ActionsMessage = Extract<ClusterMessage, { t: 'actions' }>
 

@@ -67,6 +67,63 @@ export interface PresenceStore {
   reap (node: string): Promise<Array<[field: string, record: ConnectionRecord]>>
 }
 
+/** What a failover decision found (PoolStore.decide). */
+export type Decision =
+  /** This caller marked the member out: it moves these keys, assigned to the member. */
+  | { outcome: 'won', keys: string[] }
+  /** Another caller already did. */
+  | { outcome: 'out' }
+  /** No strict majority of live nodes has seen the member down for failoverMs yet. */
+  | { outcome: 'wait' }
+
+/** A run-time member's lease as stored (checked when read: the store is not trusted). */
+export interface StoredLease { id: string, url: string, weight: number }
+
+/** What registering a run-time member found (PoolStore.register). */
+export type LeaseOutcome =
+  | { outcome: 'created' | 'renewed' | 'url_changed' | 'full' }
+  | { outcome: 'url_in_use', holder: string }
+
+/**
+ * The shared state of backend pools (docs/pools.md, "Clusters";
+ * pool-scripts.ts), by endpoint: key assignments, the nodes holding each
+ * key, each node's view of members down, and the members out. Each method
+ * is atomic; each rejects while the store cannot be reached.
+ */
+export interface PoolStore {
+  /** This node holds clients of `key`: assigns it to `proposed` unless it has a member; resolves with its member. */
+  hold (endpoint: string, key: string, proposed: string): Promise<string>
+  /** This node's last client of `key` left: the key lingers `lingerMs` once no live node holds it. */
+  release (endpoint: string, key: string, lingerMs: number): Promise<void>
+  /** The members of `keys`, in order (undefined: unassigned). */
+  assigned (endpoint: string, keys: string[]): Promise<Array<string | undefined>>
+  /** This node sees `member` down (since now, unless already) or up (which ends its being out). */
+  see (endpoint: string, member: string, down: boolean): Promise<void>
+  /** Decides once for the cluster whether `member` is out: a strict majority of live nodes see it down for `failoverMs`. */
+  decide (endpoint: string, member: string, failoverMs: number): Promise<Decision>
+  /** The members out. */
+  outs (endpoint: string): Promise<string[]>
+  /** The keys assigned to `member`. */
+  keysOn (endpoint: string, member: string): Promise<string[]>
+  /** Moves each key still on `dead` to its heir; resolves with how many moved. */
+  move (endpoint: string, dead: string, moves: Array<[key: string, heir: string]>): Promise<number>
+  /** Unassigns keys lingering past their time with no live holder; starts the linger of keys held only by dead nodes. */
+  sweep (endpoint: string, lingerMs: number): Promise<void>
+  /** Registers or renews a run-time member for `leaseMs`; `href` is its URL as compared; at most `maxMembers` live leases. */
+  register (endpoint: string, lease: StoredLease & { href: string }, leaseMs: number, maxMembers: number): Promise<LeaseOutcome>
+  /** The run-time members, as stored (entries that do not decode are left out). */
+  leases (endpoint: string): Promise<StoredLease[]>
+  /** Ids of leases past their time. */
+  expired (endpoint: string): Promise<string[]>
+  /**
+   * Ends lease `id` once (`expired`: only if still past its time), marks
+   * the member out and moves each of its keys to its heir in `moves`.
+   * `dropped` false: another caller did, or it was renewed; `left`: its
+   * keys not in `moves`.
+   */
+  drop (endpoint: string, id: string, expired: boolean, moves: Array<[key: string, heir: string]>): Promise<{ dropped: boolean, left: string[] }>
+}
+
 /**
  * Channels between nodes: `node:<id>` (one per node) and `all`. At most
  * once, in order per sender: a message published while a receiver is not
@@ -90,6 +147,7 @@ export interface TransportEvents {
 /** The store and the bus, which come and go together. */
 export interface ClusterTransport extends EventEmitter<TransportEvents> {
   readonly presence: PresenceStore
+  readonly pools: PoolStore
   readonly bus: ClusterBus
   readonly isUp: boolean
   /** Where the transport reaches, without credentials, for logs. */

@@ -42,7 +42,6 @@ export function parseConfig (input: unknown, env: NodeJS.ProcessEnv = process.en
   const valid = config as GatewayConfig
   checkAuth(valid, baseDir, algorithmsGiven, problems)
   checkEndpoints(valid.endpoints, problems)
-  checkPoolsAlone(valid, problems)
   const workers = workersProblem(valid.server.workers, valid)
   if (workers) problems.push(`server.workers: ${workers}`)
   if (problems.length > 0) throw new ConfigError(problems)
@@ -233,21 +232,6 @@ function checkBackend (endpoint: EndpointConfig, at: string, problems: string[])
   if (param !== undefined && !endpoint.path.split('/').includes(`:${param}`)) {
     problems.push(`${at}.route: routes by the path parameter "${param}", but the path "${endpoint.path}" has no :${param}`)
   }
-}
-
-/**
- * Pools keep their assignments in the process: two gateway nodes could serve
- * one key from two members, so pools of several members run on one gateway
- * only, for now (docs/pools.md).
- */
-function checkPoolsAlone (config: GatewayConfig, problems: string[]): void {
-  if (config.cluster.redis === undefined) return
-  if (config.admin !== undefined) problems.push('admin: members registered at run time join the pool of one gateway only for now, but cluster.redis is set (docs/pools.md)')
-  config.endpoints.forEach((endpoint, i) => {
-    if ((endpoint.backend.urls?.length ?? 0) > 1) {
-      problems.push(`endpoints[${i}].backend.urls: a pool of several members runs on one gateway only for now, but cluster.redis is set (docs/pools.md)`)
-    }
-  })
 }
 
 function deepFreeze<T> (value: T): T {

@@ -123,6 +123,7 @@ export const Server = Type.Object({
   nodeId: Type.Optional(Type.String({ minLength: 1, description: 'this process in hello and logs; generated when absent' })),
   shutdownTimeoutMs: Ms(10000, 'longest a SIGTERM drain may take'),
   headersTimeoutMs: Type.Integer({ minimum: 1000, default: 10000, description: 'longest a client may take to send a request head (the WebSocket handshake); a slower one gets 408 and its socket ended' }),
+  backlog: Type.Integer({ minimum: 1, default: 4096, description: "the listen socket's accept queue (the kernel caps it at net.core.somaxconn); Node's 511 overflows in a reconnect storm, and a dropped SYN costs its client a 1 s retransmit" }),
   workers: Type.Integer({ minimum: 1, default: 1, description: 'worker processes sharing the port (node:cluster), each a node of the cluster; more than 1 needs cluster.redis' })
 }, { ...strict, default: {} })
 

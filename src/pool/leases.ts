@@ -27,12 +27,37 @@ export type RegisterOutcome =
 
 export type MemberListing = MemberReport & { lease: boolean }
 
+/** What the admin routes need: run-time members of one gateway (PoolLeases) or of a cluster (cluster-leases.ts). */
+export interface MemberLeases {
+  readonly leaseMs: number
+  has (endpoint: string): boolean
+  configured (endpoint: string, id: string): boolean
+  register (endpoint: string, member: PoolMemberConfig): RegisterOutcome | Promise<RegisterOutcome>
+  deregister (endpoint: string, id: string): boolean | Promise<boolean>
+  list (endpoint: string): { state: string, members: MemberListing[] } | Promise<{ state: string, members: MemberListing[] }>
+  close (): void
+}
+
 /** URLs compare as `ws` dials them: `ws://H:80` and `ws://h/` are one member. */
-function sameUrl (a: string, b: string): boolean {
+export function sameUrl (a: string, b: string): boolean {
   return new URL(a).href === new URL(b).href
 }
 
-export class PoolLeases {
+/** A registration that clashes with a member from the config, refused. */
+export function configuredConflict (endpoint: string, configured: readonly PoolMemberConfig[], member: PoolMemberConfig): RegisterOutcome | undefined {
+  if (configured.some((m) => m.id === member.id)) return { ok: false, why: 'configured_id', detail: `member "${member.id}" is in the config of endpoint "${endpoint}"` }
+  if (configured.some((m) => sameUrl(m.url, member.url))) return { ok: false, why: 'configured_url', detail: `this url is a member in the config of endpoint "${endpoint}"` }
+  return undefined
+}
+
+/** The message of a refusal, as both kinds of leases word it. */
+export const REFUSALS = {
+  url_changed: (id: string) => `member "${id}" is registered with another url: DELETE it first`,
+  url_in_use: (holder: string) => `this url is already registered as member "${holder}"`,
+  full: (endpoint: string, max: number) => `endpoint "${endpoint}" already has admin.maxMembers (${max}) members registered at run time`
+}
+
+export class PoolLeases implements MemberLeases {
   private readonly leases = new Map<string, Map<string, Lease>>()
 
   constructor (
@@ -55,18 +80,13 @@ export class PoolLeases {
   register (endpoint: string, member: PoolMemberConfig): RegisterOutcome {
     const { pool, configured } = this.pools.get(endpoint) as LeasedPool
     const leases = this.leases.get(endpoint) as Map<string, Lease>
-    const same = configured.find((m) => m.id === member.id)
-    if (same) return { ok: false, why: 'configured_id', detail: `member "${member.id}" is in the config of endpoint "${endpoint}"` }
-    if (configured.some((m) => sameUrl(m.url, member.url))) return { ok: false, why: 'configured_url', detail: `this url is a member in the config of endpoint "${endpoint}"` }
+    const conflict = configuredConflict(endpoint, configured, member)
+    if (conflict !== undefined) return conflict
     const lease = leases.get(member.id)
-    if (lease !== undefined && !sameUrl(lease.url, member.url)) {
-      return { ok: false, why: 'url_changed', detail: `member "${member.id}" is registered with another url: DELETE it first` }
-    }
+    if (lease !== undefined && !sameUrl(lease.url, member.url)) return { ok: false, why: 'url_changed', detail: REFUSALS.url_changed(member.id) }
     const holder = [...leases].find(([id, l]) => id !== member.id && sameUrl(l.url, member.url))
-    if (holder) return { ok: false, why: 'url_in_use', detail: `this url is already registered as member "${holder[0]}"` }
-    if (lease === undefined && leases.size >= this.admin.maxMembers) {
-      return { ok: false, why: 'full', detail: `endpoint "${endpoint}" already has admin.maxMembers (${this.admin.maxMembers}) members registered at run time` }
-    }
+    if (holder) return { ok: false, why: 'url_in_use', detail: REFUSALS.url_in_use(holder[0]) }
+    if (lease === undefined && leases.size >= this.admin.maxMembers) return { ok: false, why: 'full', detail: REFUSALS.full(endpoint, this.admin.maxMembers) }
     clearTimeout(lease?.timer)
     const timer = setTimeout(() => this.expire(endpoint, member.id), this.admin.leaseMs)
     timer.unref()

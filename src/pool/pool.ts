@@ -18,6 +18,10 @@
  * - Members join and leave at run time (`join`, `leave`: routes/admin.ts):
  *   a member joining moves no key; one leaving hands its keys over as one
  *   that is out, at once.
+ * - Where assignments and failover decisions live is the directory's
+ *   (directory.ts): this process for a node alone, the cluster's store for
+ *   several nodes. There a key's first `open` here waits for the store's
+ *   answer, and the events behind it (per client, in order) with it.
  */
 import { EventEmitter } from 'node:events'
 import type { FastifyBaseLogger } from 'fastify'
@@ -27,6 +31,7 @@ import type { GatewayMetrics } from '../metrics.js'
 import type { BackendLink, LinkState } from '../backend-link/link.js'
 import { clientOf, type OutboundEvent } from '../backend-link/event-queue.js'
 import { Assignments } from './assignments.js'
+import { LocalDirectory, type PoolDirectory } from './directory.js'
 import { pick } from './hrw.js'
 import { routeKeyOf, type RouteKey } from './routing-key.js'
 
@@ -62,6 +67,8 @@ export interface PoolOptions {
   dial (member: PoolMemberConfig): BackendLink
   /** `queue.maxClientBytes`: also the bound on a client's messages waiting for its previous `close` on another member. */
   maxClientBytes: number
+  /** Where assignments and failover decisions live (default: this process). */
+  directory?: PoolDirectory
   metrics: GatewayMetrics
   log: FastifyBaseLogger
 }
@@ -92,9 +99,23 @@ interface Gate {
   waitingBytes: number
 }
 
+/** Events waiting for a key's member from the directory, in arrival order, with what each client has waiting. */
+interface Backlog {
+  events: OutboundEvent[]
+  /** Per client: events waiting, and the bytes of its messages among them (held to `queue.maxClientBytes`). */
+  clients: Map<string, { events: number, bytes: number }>
+}
+
 export class BackendPool extends EventEmitter<PoolEvents> {
   private readonly members = new Map<string, Member>()
   private readonly assignments: Assignments
+  private readonly directory: PoolDirectory
+  /** Keys whose member the directory has not answered yet. */
+  private readonly holding = new Set<string>()
+  /** Answers of the directory not yet taken by their key's first `open`. */
+  private readonly answers = new Map<string, string>()
+  private readonly backlog: Backlog = { events: [], clients: new Map() }
+  private closed = false
   private readonly routeKey: RouteKey
   /** Each connected client's routing key, by `clientOf` (the user, or the connection under `allow`). */
   private readonly clients = new Map<string, string>()
@@ -108,14 +129,17 @@ export class BackendPool extends EventEmitter<PoolEvents> {
     const { endpoint, backend, members, metrics } = options
     this.labels = { endpoint }
     this.routeKey = routeKeyOf(backend.route)
+    this.directory = options.directory ?? new LocalDirectory(backend.lingerMs)
+    this.directory.onOut((member) => { void this.rehome(member) })
     this.assignments = new Assignments({
-      lingerMs: backend.lingerMs,
+      lingerMs: this.directory.localLingerMs,
       changed: (id) => {
         const load = this.assignments.loadOf(id)
         metrics.poolMemberKeys.set({ endpoint, member: id }, load.keys)
         metrics.poolMemberClients.set({ endpoint, member: id }, load.clients)
       },
-      released: (_key, id) => {
+      released: (key, id) => {
+        this.directory.released(key)
         const member = this.members.get(id)
         if (member) this.checkDrained(member)
       }
@@ -148,7 +172,7 @@ export class BackendPool extends EventEmitter<PoolEvents> {
    */
   join (config: PoolMemberConfig): void {
     const known = this.members.get(config.id)
-    if (known) {
+    if (known && !known.left) {
       known.weight = config.weight
       return
     }
@@ -160,7 +184,8 @@ export class BackendPool extends EventEmitter<PoolEvents> {
 
   /**
    * A member leaves at run time: its keys, clients and uncommitted events go
-   * to the others as in a failover, at once; then its link closes.
+   * to the others as in a failover, at once (in a cluster: to the members
+   * the store names, once it answered); then its link closes.
    */
   leave (id: string): void {
     const member = this.members.get(id)
@@ -169,8 +194,41 @@ export class BackendPool extends EventEmitter<PoolEvents> {
     member.failoverTimer = undefined
     member.out = true
     member.left = true
-    this.members.delete(id)
-    this.failover(member)
+    if (!this.directory.shared) {
+      this.retire(member)
+      return
+    }
+    // until the store answers, its keys stay on it (their events queue on its link) and it gets no new one
+    const keys = this.assignments.keysOf(id)
+    this.directory.assigned(keys).then((shared) => {
+      const moves = new Map<string, Member>()
+      keys.forEach((key, i) => {
+        const heir = shared[i] === undefined ? undefined : this.members.get(shared[i] as string)
+        if (heir !== undefined && this.assignments.memberOf(key) === id) moves.set(key, heir)
+      })
+      return moves
+    }, () => new Map<string, Member>()).then((moves) => { if (!this.closed) this.retire(member, moves) }, () => {})
+  }
+
+  /**
+   * The heir of a key of member `id`, out or leaving, by this node's view
+   * (the cluster's store records it); undefined when no member can take it.
+   */
+  heirOf (id: string, key: string): string | undefined {
+    const member = this.members.get(id)
+    if (member !== undefined) return this.heirFor(member, key)?.id
+    const others = [...this.members.values()].filter((m) => !m.left)
+    const up = others.filter((m) => m.link.state === 'up')
+    const heirs = up.length > 0 ? up : others
+    return (pick(key, heirs.filter((m) => !m.draining)) ?? pick(key, heirs))?.id
+  }
+
+  /** A member that left: its keys go to `moves` (or, for a node alone, to the best of the others), then its link closes. */
+  private retire (member: Member, moves?: Map<string, Member>): void {
+    const { id } = member
+    // a member of the same id may have joined meanwhile (another process, in a cluster)
+    if (this.members.get(id) === member) this.members.delete(id)
+    this.failover(member, moves)
     member.link.retire()
     this.options.metrics.poolFailovers.remove({ ...this.labels, member: id })
     for (const state of MEMBER_STATES) this.options.metrics.poolMemberState.remove({ ...this.labels, member: id, state })
@@ -200,6 +258,8 @@ export class BackendPool extends EventEmitter<PoolEvents> {
   }
 
   close (): void {
+    this.closed = true
+    this.directory.close()
     this.assignments.clear()
     for (const member of this.members.values()) {
       clearTimeout(member.failoverTimer)
@@ -212,6 +272,15 @@ export class BackendPool extends EventEmitter<PoolEvents> {
    * client's key; other events follow the key their client opened with.
    */
   send (event: OutboundEvent): boolean {
+    if (!this.backlog.clients.has(clientOf(event))) {
+      const routed = this.route(event)
+      if (routed !== undefined) return routed
+    }
+    return this.wait(event)
+  }
+
+  /** Routes an event, or returns undefined when it must wait for its key's member from the directory. */
+  private route (event: OutboundEvent): boolean | undefined {
     const { user } = event
     // under `allow` each connection is a client of its own, routed by its own key
     const client = clientOf(event)
@@ -220,15 +289,76 @@ export class BackendPool extends EventEmitter<PoolEvents> {
       // refused at the handshake when missing; a user id key keeps the event routable whatever comes
       const opened = this.routeKey(event.opened) ?? user
       if (key !== opened) {
+        const member = this.memberOfNew(opened)
+        if (member === undefined) return undefined
         if (key !== undefined) this.assignments.leave(key)
         key = opened
         this.clients.set(client, key)
-        this.assignments.join(key, () => this.choose(opened).id)
+        this.assignments.join(key, () => member)
+        this.answers.delete(key)
       }
     }
     key ??= user
     if (event.kind === 'close') this.clients.delete(client)
-    return this.deliver({ ...event, key })
+    // stamped in place, not copied: every client event passes here, and the relay hands each one over once
+    const keyed = event as Keyed
+    keyed.key = key
+    return this.deliver(keyed)
+  }
+
+  /** The member of a key this node may not hold yet: its assignment here, else the directory's answer, else undefined while it is asked. */
+  private memberOfNew (key: string): string | undefined {
+    const held = this.assignments.memberOf(key) ?? this.answers.get(key)
+    if (held !== undefined) return held
+    if (this.holding.has(key)) return undefined
+    const answer = this.directory.hold(key, this.choose(key).id)
+    if (typeof answer === 'string') return answer
+    this.holding.add(key)
+    void answer.then((member) => {
+      this.holding.delete(key)
+      if (this.closed) return
+      // a member this node does not know (yet, or at all: the store is not trusted): this node's own choice
+      if (!this.members.has(member)) this.options.log.warn({ key, member }, 'the cluster assigned a key to a member this node does not know; routing it by this node\'s choice')
+      this.answers.set(key, this.members.has(member) ? member : this.choose(key).id)
+      this.flush()
+    })
+    return undefined
+  }
+
+  /** Puts an event behind the backlog; a client's messages there are held to `queue.maxClientBytes`. */
+  private wait (event: OutboundEvent): boolean {
+    const { clients, events } = this.backlog
+    const client = clientOf(event)
+    const waiting = clients.get(client) ?? { events: 0, bytes: 0 }
+    if (event.kind === 'message') {
+      if (waiting.bytes + event.bytes > this.options.maxClientBytes) {
+        this.options.metrics.droppedEvents.inc({ ...this.labels, reason: 'client_share' })
+        this.emit('overShare', client)
+        return false
+      }
+      waiting.bytes += event.bytes
+    }
+    waiting.events++
+    clients.set(client, waiting)
+    events.push(event)
+    return true
+  }
+
+  /** Routes the backlog in order, up to the first event whose key still waits for the directory. */
+  private flush (): void {
+    const { clients, events } = this.backlog
+    while (events.length > 0) {
+      const event = events[0]
+      if (this.route(event) === undefined) return
+      events.shift()
+      const client = clientOf(event)
+      const waiting = clients.get(client)
+      if (waiting === undefined) continue
+      waiting.events--
+      if (event.kind === 'message') waiting.bytes -= event.bytes
+      if (waiting.events === 0) clients.delete(client)
+    }
+    this.answers.clear()
   }
 
   /** Hands the event to its key's member, unless it must wait for the client's previous `close` to be committed on another member. */
@@ -274,7 +404,7 @@ export class BackendPool extends EventEmitter<PoolEvents> {
    * queue there, PROTOCOL.md §5); then any that has not given up; then any.
    */
   private choose (key: string): Member {
-    const all = [...this.members.values()]
+    const all = [...this.members.values()].filter((m) => !m.left)
     const tiers: Array<(m: Member) => boolean> = [
       (m) => m.link.state === 'up' && !m.draining,
       (m) => m.link.state === 'connecting' && !m.out && !m.draining,
@@ -304,9 +434,10 @@ export class BackendPool extends EventEmitter<PoolEvents> {
       clearTimeout(member.failoverTimer)
       member.failoverTimer = undefined
       member.out = false
+      this.directory.seen(member.id, true)
       // keys left on members that went out while nobody could take them move now
       for (const other of this.members.values()) {
-        if (other.out && this.assignments.loadOf(other.id).keys > 0) this.failover(other)
+        if (other.out && this.assignments.loadOf(other.id).keys > 0) this.goOut(other)
       }
       this.checkDrained(member)
     } else if (state !== 'closed') {
@@ -327,13 +458,58 @@ export class BackendPool extends EventEmitter<PoolEvents> {
 
   private watchDown (member: Member): void {
     if (member.out || member.failoverTimer !== undefined) return
+    this.directory.seen(member.id, false)
     member.failoverTimer = setTimeout(() => {
       member.failoverTimer = undefined
       member.out = true
       this.publish(member)
-      this.failover(member)
+      this.goOut(member)
     }, this.options.backend.failoverMs)
     member.failoverTimer.unref()
+  }
+
+  /** A member is out by this node's view: its keys move now (a node alone), or once the cluster decides (`rehome`). */
+  private goOut (member: Member): void {
+    if (this.directory.down(member.id, (key) => this.heirFor(member, key)?.id)) this.failover(member)
+  }
+
+  /**
+   * The cluster decided that `id` is out: this node's clients of its keys
+   * go to the members the store now names, as in a failover. Idempotent:
+   * keys already moved here, or still on `id` in the store, stay.
+   */
+  private async rehome (id: string): Promise<void> {
+    const dead = this.members.get(id)
+    if (dead === undefined) return
+    const keys = this.assignments.keysOf(id)
+    if (keys.length === 0) return
+    let shared: Array<string | undefined>
+    try {
+      shared = await this.directory.assigned(keys)
+    } catch {
+      return // the store is away; the next periodic look tries again
+    }
+    if (this.closed || this.members.get(id) !== dead) return
+    const moves = new Map<string, Member>()
+    keys.forEach((key, i) => {
+      const heir = shared[i] === undefined ? undefined : this.members.get(shared[i] as string)
+      if (heir !== undefined && heir !== dead && this.assignments.memberOf(key) === id) moves.set(key, heir)
+    })
+    if (moves.size > 0) this.failover(dead, moves)
+  }
+
+  /** Who may take a dead member's keys: the members up; with none, for a member that left, any other. */
+  private heirsOf (dead: Member): Member[] {
+    const others = [...this.members.values()].filter((m) => m !== dead && !m.left)
+    const up = others.filter((m) => m.link.state === 'up')
+    // a member that left hands its keys over even with nobody up: they wait on the others' links, as for a backend away
+    return up.length > 0 || !dead.left ? up : others
+  }
+
+  /** The heir of one of `dead`'s keys by HRW, not draining unless all are; undefined when nobody can take it. */
+  private heirFor (dead: Member, key: string): Member | undefined {
+    const heirs = this.heirsOf(dead)
+    return pick(key, heirs.filter((m) => !m.draining)) ?? pick(key, heirs)
   }
 
   /**
@@ -342,24 +518,26 @@ export class BackendPool extends EventEmitter<PoolEvents> {
    * then every event `dead` never committed (with acks: never acknowledged),
    * in order; live traffic follows. Players stay connected.
    */
-  private failover (dead: Member): void {
-    const others = [...this.members.values()].filter((m) => m !== dead)
-    const up = others.filter((m) => m.link.state === 'up')
-    // a member that left hands its keys over even with nobody up: they wait on the others' links, as for a backend away
-    const heirs = up.length > 0 || !dead.left ? up : others
-    if (heirs.length === 0) return
-    const keys = this.assignments.keysOf(dead.id)
-    if (keys.length === 0 && dead.link.idle) return
+  private failover (dead: Member, decided?: Map<string, Member>): void {
+    let moves = decided
+    if (moves === undefined) {
+      if (this.heirsOf(dead).length === 0) return
+      const keys = this.assignments.keysOf(dead.id)
+      if (keys.length === 0 && dead.link.idle) return
+      moves = new Map(keys.map((key) => [key, this.heirFor(dead, key) as Member]))
+    }
     const { metrics, log } = this.options
     const { roster, events } = dead.link.surrender()
-    const open = heirs.filter((m) => !m.draining)
-    for (const key of keys) this.assignments.move(key, (pick(key, open) ?? pick(key, heirs) as Member).id)
+    for (const [key, heir] of moves) this.assignments.move(key, heir.id)
+    const keys = [...moves.keys()]
     let rehomed = 0
     for (const client of roster) {
       const key = this.routeKey(client) ?? client.user
       const text = encodeOpen(client.user, client.claims, client.params, client.conn)
-      this.memberFor(key).link.send({ kind: 'open', user: client.user, conn: client.conn, text, bytes: Buffer.byteLength(text), opened: client, key })
-      rehomed++
+      const heir = this.memberFor(key)
+      heir.link.send({ kind: 'open', user: client.user, conn: client.conn, text, bytes: Buffer.byteLength(text), opened: client, key })
+      // a client of a key the cluster has not moved (yet) is opened again on the dead member's own link
+      if (heir !== dead) rehomed++
     }
     for (const event of events as Keyed[]) {
       const heir = this.memberFor(event.key)
@@ -370,7 +548,8 @@ export class BackendPool extends EventEmitter<PoolEvents> {
       if (!heir.link.send(event)) event.settled?.()
       if (event.kind === 'open') rehomed++
     }
-    metrics.poolFailovers.inc({ ...this.labels, member: dead.id })
+    // in a cluster the one node that decided counts the failover (cluster-directory.ts)
+    if (decided === undefined) metrics.poolFailovers.inc({ ...this.labels, member: dead.id })
     metrics.poolRehomedClients.inc(this.labels, rehomed)
     const why = dead.left ? 'pool member left; its keys moved to the other members' : 'pool member down past failoverMs; its keys moved to the other members'
     log.warn({ member: dead.id, keys: keys.length, clients: rehomed, replayed: events.length, failoverMs: this.options.backend.failoverMs }, why)

@@ -81,19 +81,21 @@ export interface GatewayNode {
 /** Cluster timings short enough for tests: a dead node is reaped within about 2 s. */
 export const TEST_CLUSTER = { name: 'gh-test', presenceTtlMs: 1500, handoffTimeoutMs: 2000 }
 
-/** Starts a `gatehouse` process as node `id` of the cluster on `redis`; it is SIGKILLed at teardown if still running. */
+/** Starts a `gatehouse` process as node `id` of the cluster on `redis` (`more`: other top-level config); it is SIGKILLed at teardown if still running. */
 export async function startNode (
   t: { teardown (fn: () => unknown): void },
   id: string,
   redis: string,
   endpoints: EndpointSpec[],
   cluster: Record<string, unknown> = {},
-  args: string[] = []
+  args: string[] = [],
+  more: Record<string, unknown> = {}
 ): Promise<GatewayNode> {
   const config = testConfig(endpoints, {
     server: { host: '127.0.0.1', port: 0, nodeId: id, shutdownTimeoutMs: 3000 },
     cluster: { ...TEST_CLUSTER, redis, ...cluster },
-    log: { level: 'info' }
+    log: { level: 'info' },
+    ...more
   })
   const run = runCli(config, {}, args)
   t.teardown(() => { if (run.child.exitCode === null) run.child.kill('SIGKILL') })
