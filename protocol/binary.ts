@@ -12,6 +12,7 @@
 import { isUtf8 } from 'node:buffer'
 import { decodeActions, decodeEvents, encodeFrame, type Decoded } from './codec.js'
 import type { Action, Event, MessageEvent, Params, SendAction } from './schemas.js'
+import { Problems, type Problem } from './problems.js'
 
 export const RecordType = {
   /** UTF-8 JSON: one event/action or an array of them, exactly as a text frame holds. */
@@ -40,35 +41,7 @@ export type BinaryErrorKind =
   /** a well-framed record whose contents are wrong (user id not UTF-8, params not a JSON object of strings, ...) */
   | 'binary_invalid_record'
 
-export interface BinaryError {
-  kind: BinaryErrorKind | 'invalid_json' | 'invalid_message'
-  message: string
-  /** How many problems this entry stands for: more than 1 only for the summary of a kind past MAX_DETAILED_ERRORS. */
-  count?: number
-}
-
-/**
- * Problems of one frame described one by one; past this, only counted per
- * kind, so a frame of a million 5-byte bad records costs a few counters, not
- * a million messages.
- */
-const MAX_DETAILED_ERRORS = 100
-
-/** Collects a frame's problems, the first MAX_DETAILED_ERRORS in full, the rest as one count per kind. */
-class Problems {
-  readonly list: BinaryError[] = []
-  private readonly beyond = new Map<BinaryError['kind'], number>()
-
-  add (kind: BinaryError['kind'], message: string): void {
-    if (this.list.length < MAX_DETAILED_ERRORS) this.list.push({ kind, message })
-    else this.beyond.set(kind, (this.beyond.get(kind) ?? 0) + 1)
-  }
-
-  done (): BinaryError[] {
-    for (const [kind, count] of this.beyond) this.list.push({ kind, message: `${count} more ${kind} problems in this frame`, count })
-    return this.list
-  }
-}
+export type BinaryError = Problem<BinaryErrorKind | 'invalid_json' | 'invalid_message'>
 
 export interface BinaryDecoded<T> {
   items: T[]
@@ -278,7 +251,7 @@ function decodeBinary<T> (
   json: (text: string) => Decoded<T>
 ): BinaryDecoded<T> {
   const items: T[] = []
-  const errors = new Problems()
+  const errors = new Problems<BinaryError['kind']>()
   if (frame.length === 0) errors.add('binary_truncated', 'empty binary frame: a frame holds at least one record')
   let at = 0
   for (let index = 0; at < frame.length; index++) {
@@ -303,7 +276,7 @@ function decodeBinary<T> (
       }
       const decoded = json(body.toString())
       for (const item of decoded.items) items.push(item)
-      for (const error of decoded.errors) errors.add(error.kind, `${where}: ${error.message}`)
+      for (const error of decoded.errors) errors.add(error.kind, `${where}: ${error.message}`, error.count)
     } else if (type === own) {
       try {
         items.push(ownRecord(new BodyReader(body)))

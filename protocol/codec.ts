@@ -8,13 +8,11 @@ import {
   type Action, type Claims, type ClientAction, type Event, type HelloEvent, type Params, type SyncUser
 } from './schemas.js'
 import { formatSchemaErrors } from './validation.js'
+import { Problems, type Problem } from './problems.js'
 import { PROTOCOL_VERSION } from './version.js'
 
-export interface FrameError {
-  kind: 'invalid_json' | 'invalid_message'
-  /** `action[1].code: must be ...`: names the message and field that failed. */
-  message: string
-}
+/** `message`: `action[1].code: must be ...`, naming the message and field that failed. */
+export type FrameError = Problem<'invalid_json' | 'invalid_message'>
 
 export interface Decoded<T> {
   items: T[]
@@ -57,7 +55,7 @@ function decode<T> (
   const batch = Array.isArray(parsed)
   const list: unknown[] = Array.isArray(parsed) ? parsed : [parsed]
   const items: T[] = []
-  const errors: FrameError[] = []
+  const errors = new Problems<FrameError['kind']>()
   // a plain loop, and the item's name built only for an error: this runs for every action a backend sends
   for (let index = 0; index < list.length; index++) {
     const item = list[index]
@@ -68,11 +66,11 @@ function decode<T> (
       continue
     }
     const where = batch ? `${discriminator}[${index}]` : discriminator
-    errors.push(validate === undefined
-      ? { kind: 'invalid_message', message: `${where}.${discriminator}: must be one of ${Object.keys(validators).join(', ')}` }
-      : { kind: 'invalid_message', message: formatSchemaErrors(validate.errors, where).join('; ') })
+    errors.add('invalid_message', () => validate === undefined
+      ? `${where}.${discriminator}: must be one of ${Object.keys(validators).join(', ')}`
+      : formatSchemaErrors(validate.errors, where).join('; '))
   }
-  return { items, errors }
+  return { items, errors: errors.done() }
 }
 
 /** Gateway side: a backend's frame → the valid actions in it, plus what was wrong with the rest. */
