@@ -18,6 +18,8 @@ import { tokenFor } from './helpers/tokens.js'
 import { Inbox } from './helpers/waiter.js'
 import { onFreePort } from './helpers/ports.js'
 import { BACKEND_TOKEN, captureLogger } from './sdk-fixtures.js'
+import { AckLedger } from '../src/sdk/ack-ledger.js'
+import { Roster } from '../src/sdk/roster.js'
 
 type Teardown = { teardown (fn: () => unknown): void }
 
@@ -295,6 +297,38 @@ t.test('binary link encoding: an allow endpoint\'s binary frames keep their conn
   t.equal(backend.send('kai', Buffer.from([7])), 1, 'bytes to the user go out as a binary record')
   t.ok(Buffer.from([7]).equals(await one.next() as Buffer), 'reaching the first connection')
   t.ok(Buffer.from([7]).equals(await two.next() as Buffer), 'and the second, which got nothing else in between')
+})
+
+t.test('SDK bookkeeping: the roster and a replay\'s pending roster keep one entry per connection', async (t) => {
+  const roster = new Roster<string>({ sameCluster: (a, b) => a[0] === b[0], isOpen: () => true })
+  roster.open('a1', 'lee', {}, { room: '1' }, 'a#1')
+  roster.open('a1', 'lee', {}, { room: '2' }, 'a#2')
+  roster.open('b1', 'lee', {}, {}, 'b#1')
+  t.same(roster.connectionsOf('lee').map((p) => p.conn), ['a#1', 'a#2', 'b#1'], 'three connections of one user, none replacing another')
+  t.same(roster.users(), ['lee'], 'one user')
+  const changes = roster.sync('a1', [{ user: 'lee', conn: 'a#2', claims: {}, params: { room: '2' } }, { user: 'lee', conn: 'a#3', claims: {}, params: {} }])
+  t.same(changes.map((c) => `${c.kind} ${c.presence.conn}`), ['close a#1', 'open a#3'], 'a sync closes the connection it no longer lists and opens the new one, by conn')
+  t.notOk(roster.holds('a1', 'lee', 'a#1'), 'the closed connection is gone')
+  t.ok(roster.holds('a1', 'lee', 'a#2') && roster.holds('b1', 'lee', 'b#1'), 'the others stay')
+  t.same(roster.close('b1', 'lee', 1000, '', 'a#2'), [], 'bad input: a close for a connection from a link that does not hold it is ignored')
+  t.same(roster.close('a1', 'lee', 1000, '', 'nope'), [], 'and one for an unknown connection')
+  roster.open('c1', 'lee', {}, {}, 'c#1')
+  roster.open('c2', 'lee', {}, {}, 'c#2')
+  t.same([...roster.group(['lee', 'ghost']).byLink.keys()].sort(), ['a1', 'b1', 'c1'], 'a user is sent to down one link per cluster')
+  t.same(roster.group(['ghost']).missing, ['ghost'], 'unknown users are missing')
+
+  const ledger = new AckLedger('session')
+  ledger.attach()
+  for (let seq = 1; seq <= 4; seq++) ledger.receive(seq)
+  ledger.attach()
+  t.equal(ledger.sync(1, [{ user: 'lee', conn: 'x#1', claims: {}, params: {} }]), undefined, 'a sync behind what was handed waits for the replay')
+  ledger.receive(2)
+  ledger.replayed(2, { event: 'open', user: 'lee', conn: 'x#2', params: {} })
+  ledger.receive(3)
+  ledger.replayed(3, { event: 'close', user: 'lee', conn: 'x#1', params: {} })
+  ledger.receive(4)
+  const pending = ledger.replayed(4, { event: 'open', user: 'lee', conn: 'x#3', params: {} })
+  t.same(pending?.users.map((u) => u.conn).sort(), ['x#2', 'x#3'], 'the pending roster applies each replayed open and close to its own connection')
 })
 
 t.test('bad input: configs, actions and frames', async (t) => {
