@@ -5,23 +5,11 @@
  * broadcast). It asserts what the bench produced, never how fast anything was.
  */
 import t from 'tap'
-import { spawn } from 'node:child_process'
+import { runBench } from './helpers/bench-run.js'
 import { readdirSync, readFileSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
 
-const CLUSTER = fileURLToPath(new URL('../bench/cluster.js', import.meta.url))
 
 t.setTimeout(300_000)
-
-async function run (env: NodeJS.ProcessEnv): Promise<{ code: number | null, stdout: string, stderr: string }> {
-  const child = spawn(process.execPath, [CLUSTER], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString() })
-  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
-  const code = await new Promise<number | null>((resolve) => child.on('close', resolve))
-  return { code, stdout, stderr }
-}
 
 interface Broadcast { expected: number, received: number, cpuMs: number, redis?: { inBytes: number, outBytes: number, publishes: number } }
 interface Phase { opened: number, broadcasts: Broadcast[], cpuPerClientUs: number, redisIdle?: { inBytes: number, outBytes: number } }
@@ -35,7 +23,7 @@ interface Result {
 
 t.test('a smoke run measures the bare ws loop, CPU per client and Redis traffic per broadcast', async (t) => {
   const dir = t.testdir()
-  const { code, stdout, stderr } = await run({ CLUSTER_SMOKE: '1', CLUSTER_OUT: dir })
+  const { code, stdout, stderr } = await runBench('cluster', { CLUSTER_SMOKE: '1', CLUSTER_OUT: dir })
   t.equal(code, 0, `the cluster bench exits 0\n${stderr.slice(-2000)}`)
   const result = JSON.parse(readFileSync(`${dir}/cluster-results.json`, 'utf8')) as Result
   t.same(result.problems, [], 'no problem seen')
@@ -62,7 +50,7 @@ t.test('a smoke run measures the bare ws loop, CPU per client and Redis traffic 
 
 t.test('a bad knob stops the cluster bench, naming it', async (t) => {
   const dir = t.testdir()
-  const { code, stderr } = await run({ CLUSTER_SMOKE: '1', CLUSTER_OUT: dir, CLUSTER_NODES: 'two' })
+  const { code, stderr } = await runBench('cluster', { CLUSTER_SMOKE: '1', CLUSTER_OUT: dir, CLUSTER_NODES: 'two' })
   t.not(code, 0, 'exits non-zero')
   t.match(stderr, /CLUSTER_NODES must be a positive integer, not "two"/, 'says which knob and what it wanted')
   t.same(readdirSync(dir), [], 'writes no results')

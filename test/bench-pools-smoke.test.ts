@@ -6,31 +6,16 @@
  * fast anything was.
  */
 import t from 'tap'
-import { spawn } from 'node:child_process'
+import { runBench } from './helpers/bench-run.js'
 import { readdirSync, readFileSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
 import type { PoolBenchResult } from '../bench/pools.js'
 
-const POOLS = fileURLToPath(new URL('../bench/pools.js', import.meta.url))
 
 t.setTimeout(240_000)
 
-async function run (outDir: string, knobs: NodeJS.ProcessEnv = {}): Promise<{ code: number | null, stdout: string, stderr: string }> {
-  const child = spawn(process.execPath, [POOLS], {
-    env: { ...process.env, POOLS_SMOKE: '1', POOLS_OUT: outDir, ...knobs },
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString() })
-  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
-  const code = await new Promise<number | null>((resolve) => child.on('close', resolve))
-  return { code, stdout, stderr }
-}
-
 t.test('a smoke run measures the three figures, and each kill is a real failover', async (t) => {
   const dir = t.testdir()
-  const { code, stdout, stderr } = await run(dir)
+  const { code, stdout, stderr } = await runBench('pools', { POOLS_SMOKE: '1', POOLS_OUT: dir })
   t.equal(code, 0, `the bench exits 0\n${stderr.slice(-3000)}`)
   const result = JSON.parse(readFileSync(`${dir}/pools-results.json`, 'utf8')) as PoolBenchResult
   t.ok(result.options.smoke, 'smoke options were used')
@@ -84,7 +69,7 @@ t.test('a bad knob stops the bench before any process starts, naming the knob an
     ['POOLS_KILLS', 'ten', /POOLS_KILLS must be an integer of at least 1, got "ten"/]
   ] as const) {
     const dir = t.testdir()
-    const { code, stderr } = await run(dir, { [knob]: value })
+    const { code, stderr } = await runBench('pools', { POOLS_SMOKE: '1', POOLS_OUT: dir, [knob]: value })
     t.not(code, 0, `${knob}=${value}: exits non-zero`)
     t.match(stderr, expected, `${knob}=${value}: says why`)
     t.same(readdirSync(dir), [], `${knob}=${value}: writes no results`)

@@ -4,31 +4,16 @@
  * the bench produced, never how fast anything was.
  */
 import t from 'tap'
-import { spawn } from 'node:child_process'
+import { runBench } from './helpers/bench-run.js'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
 import type { BenchResult } from '../bench/bench.js'
 
-const MAIN = fileURLToPath(new URL('../bench/main.js', import.meta.url))
 
 t.setTimeout(180_000)
 
-async function runSmoke (outDir: string, knobs: NodeJS.ProcessEnv = {}): Promise<{ code: number | null, stdout: string, stderr: string }> {
-  const child = spawn(process.execPath, [MAIN], {
-    env: { ...process.env, BENCH_SMOKE: '1', BENCH_OUT: outDir, BENCH_IDLE: '100,200', ...knobs },
-    stdio: ['ignore', 'pipe', 'pipe']
-  })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString() })
-  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
-  const code = await new Promise<number | null>((resolve) => child.on('close', resolve))
-  return { code, stdout, stderr }
-}
-
 t.test('a smoke run measures every contender and writes the report', async (t) => {
   const dir = t.testdir()
-  const { code, stdout, stderr } = await runSmoke(dir)
+  const { code, stdout, stderr } = await runBench('main', { BENCH_SMOKE: '1', BENCH_OUT: dir, BENCH_IDLE: '100,200' })
   t.equal(code, 0, `bench exits 0\n${stderr.slice(-2000)}`)
 
   const result = JSON.parse(readFileSync(`${dir}/results.json`, 'utf8')) as BenchResult
@@ -126,7 +111,7 @@ t.test('a bad knob stops the bench before any load, naming the knob and what it 
     ['BENCH_CONTENDERS', 'direct,haproxy', /BENCH_CONTENDERS: haproxy is not one of/]
   ] as const) {
     const dir = t.testdir()
-    const { code, stderr } = await runSmoke(dir, { [knob]: value })
+    const { code, stderr } = await runBench('main', { BENCH_SMOKE: '1', BENCH_OUT: dir, BENCH_IDLE: '100,200', [knob]: value })
     t.not(code, 0, `${knob}=${value}: exits non-zero`)
     t.match(stderr, expected, `${knob}=${value}: says why`)
     t.same(readdirSync(dir), [], `${knob}=${value}: writes no results`)

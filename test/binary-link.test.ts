@@ -6,11 +6,10 @@
  * The raw backend here reads and writes records by hand, from the layout in
  * PROTOCOL.md, not with the codec under test.
  */
-import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
 import t from 'tap'
+import { runBench } from './helpers/bench-run.js'
 import { WebSocket, WebSocketServer } from 'ws'
 import { GatehouseBackend } from '../src/sdk/index.js'
 import { BACKEND_TOKEN, captureLogger } from './sdk-fixtures.js'
@@ -518,13 +517,7 @@ t.test('SDK: a user id too long for a record\'s u16 length gets base64 JSON, not
 
 t.test('the binary bench runs (smoke): every contender measured, link bytes counted, binary records near the payload', async (t) => {
   const dir = t.testdir()
-  const child = spawn(process.execPath, [fileURLToPath(new URL('../bench/binary.js', import.meta.url))], {
-    env: { ...process.env, BINARY_SMOKE: '1', BINARY_OUT: dir },
-    stdio: ['ignore', 'ignore', 'pipe']
-  })
-  let stderr = ''
-  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
-  const [code] = await once(child, 'close') as [number | null]
+  const { code, stderr } = await runBench('binary', { BINARY_SMOKE: '1', BINARY_OUT: dir })
   t.equal(code, 0, `the bench exits 0\n${stderr.slice(-2000)}`)
   const result = JSON.parse(readFileSync(`${dir}/binary-results.json`, 'utf8')) as {
     runs: Array<{ contender: string, roundTrips: number, link?: { messages: number, payloadBytes: number, inBytes: number, outBytes: number } }>
