@@ -158,7 +158,7 @@ t.test('a rolling restart of all 3 members under traffic ends with 0 player disc
       token: BACKEND_TOKEN,
       acks: true,
       lingerMs: 150,
-      failoverMs: 1000,
+      failoverMs: 4000, // m2's restart in place must come back within it
       minReconnectDelayMs: 20,
       maxReconnectDelayMs: 200
     }
@@ -202,6 +202,8 @@ t.test('a rolling restart of all 3 members under traffic ends with 0 player disc
     return opens[0].member
   }
 
+  // m0: every match ends, then it stops; m1: some end, the rest move when it stops (failover);
+  // m2: some end, it restarts in place within failoverMs and the rest stay on it, then end there
   let movedOnShutdown = 0
   for (const id of IDS) {
     const old = current[id]
@@ -209,8 +211,7 @@ t.test('a rolling restart of all 3 members under traffic ends with 0 player disc
     t.ok(held.length >= 2, `${id} holds matches before its restart: ${held.join(', ')}`)
     old.sdk.drain()
     await eventually(async () => await gateway.metric('gatehouse_pool_member_state', { member: id, state: 'draining' }), (n) => n === 1, LONG, `${id} draining`)
-    // m1's last matches go on until it stops and move then; the others' all end first
-    const ending = id === 'm1' ? held.slice(0, Math.ceil(held.length / 2)) : held
+    const ending = id === 'm0' ? held : held.slice(0, Math.ceil(held.length / 2))
     const staying = held.filter((k) => !ending.includes(k))
     const stayers = players.filter((p) => staying.includes(p.match))
     await Promise.all(ending.map(async (k) => await nextMatch(k, id)))
@@ -219,7 +220,7 @@ t.test('a rolling restart of all 3 members under traffic ends with 0 player disc
       t.equal(await old.drained.next(undefined, LONG, `drained on ${old.process}`), 'game', `${old.process} is told drained once its matches ended`)
     }
     await stopMember(ledger, old)
-    if (staying.length > 0) {
+    if (id === 'm1') {
       // while it is away, a player with a bad token is refused and nobody else notices
       for (const [token, what] of [['not-a-jwt', 'garbage'], [unsignedToken('intruder'), 'alg none'], [signWith('another-secret-that-is-long-enough', 'HS256', { sub: 'intruder', exp: Math.floor(Date.now() / 1000) + 60 }), 'a foreign signature']] as const) {
         const refused = await refusal(gateway.url(`/game/${staying[0]}`), { token })
@@ -234,9 +235,18 @@ t.test('a rolling restart of all 3 members under traffic ends with 0 player disc
     }
     const fresh = await startMember(ledger, id, ++generation[id], old.port)
     current[id] = fresh
-    if (staying.length > 0) {
+    if (id === 'm1') {
       // the gateway keeps the drain of the member, not of the process: the new one holds nothing and is told so
       t.equal(await fresh.drained.next(undefined, LONG, `drained on ${fresh.process}`), 'game', `${fresh.process} is told drained: the drain outlives the process`)
+    } else if (id === 'm2') {
+      // back within failoverMs: its matches stayed, the new process learns their players from the sync
+      const reopened = await Promise.all(stayers.map(opened))
+      t.ok(reopened.every((e) => e.process === fresh.process), `${id}'s remaining matches stayed on it across the restart: ${staying.join(', ')}`)
+      t.equal(await gateway.metric('gatehouse_pool_failovers_total', { member: id }), 0, `${id} came back in time: no failover`)
+      await streamed()
+      t.equal(fresh.drained.all.length, 0, `${fresh.process} is not drained while it holds matches`)
+      await Promise.all(staying.map(async (k) => await nextMatch(k, id)))
+      t.equal(await fresh.drained.next(undefined, LONG, `drained on ${fresh.process}`), 'game', `${fresh.process} is told drained once the matches it inherited ended`)
     } else {
       await once(fresh.sdk, 'synced')
     }
