@@ -105,31 +105,30 @@ class Player {
   readonly echoes = new Inbox<number>()
   sent = 0
   match = ''
-  private client?: TestClient
-  private leaving = true
+  private socket?: { client: TestClient, left: boolean }
 
   constructor (readonly user: string, private readonly gateway: TestGateway, private readonly disconnects: string[]) {}
 
   async join (match: string): Promise<void> {
     const client = await connect(this.gateway.url(`/game/${match}`), { token: tokenFor(this.user) })
-    const socket = { left: false }
+    const socket = { client, left: false }
     client.ws.on('message', (data: Buffer) => this.echoes.push((JSON.parse(data.toString()) as { echo: number }).echo))
+    // a close the player did not ask for is a disconnect
     void client.closed.then(({ code, reason }) => { if (!socket.left) this.disconnects.push(`${this.user} in ${match}: ${code} ${reason}`) })
-    this.leave = async () => {
-      this.leaving = true
-      const last = this.sent
-      await this.echoed(last, `${this.user}'s echo of ${last} before leaving ${match}`)
-      socket.left = true
-      client.ws.close(1000)
-      await client.closed
-    }
-    this.client = client
+    this.socket = socket
     this.match = match
-    this.leaving = false
   }
 
   /** Stops sending, waits for the echo of everything sent, closes its socket. */
-  leave: () => Promise<void> = async () => {}
+  async leave (): Promise<void> {
+    const socket = this.socket
+    if (socket === undefined) return
+    this.socket = undefined
+    await this.echoed(this.sent, `${this.user}'s echo of ${this.sent} before leaving ${this.match}`)
+    socket.left = true
+    socket.client.ws.close(1000)
+    await socket.client.closed
+  }
 
   /** Resolves once the echo of `n` (or a later one) has come. */
   async echoed (n: number, what: string): Promise<void> {
@@ -138,7 +137,7 @@ class Player {
   }
 
   tick (): void {
-    if (!this.leaving && this.client?.ws.readyState === 1) this.client.ws.send(JSON.stringify({ n: ++this.sent }))
+    if (this.socket?.client.ws.readyState === 1) this.socket.client.ws.send(JSON.stringify({ n: ++this.sent }))
   }
 }
 
@@ -328,5 +327,16 @@ t.test('bad pool actions during a deploy: refused, counted, and nothing changes'
   t.equal(refused.status, 401, 'a bad token beside it: 401')
   p.ws.send(JSON.stringify({ n: 1 }))
   t.same((await events.next((e) => e.event === 'message', LONG, 'the player\'s message')).data, { n: 1 }, 'the player carries on')
+
+  // an operator who drains every member at once refuses nobody: new matches still go to one of them (by HRW)
+  raw.send(JSON.stringify({ action: 'drain' }))
+  good.sdk.drain()
+  await eventually(async () => await gateway.metric('gatehouse_pool_member_state', { state: 'draining' }), (n) => n === 2, LONG, 'both members draining')
+  t.equal(await good.drained.next(undefined, LONG, 'drained on a'), 'game', 'the member holding nothing is told drained')
+  const lateKey = Array.from({ length: 40 }, (_, i) => `late${i}`).find((k) => hrwOwner(k, ['a', 'x']) === 'x') as string
+  const late = await connect(gateway.url(`/game/${lateKey}`), { token: tokenFor('late') })
+  t.equal((await events.next((e) => e.event === 'open', LONG, 'the late open on x')).user, 'late', 'with every member draining, a new match is still served, by the one that was not told drained yet')
+  t.equal(events.all.filter((e) => e.event === 'drained').length, 0, 'x holds matches: not drained')
+  late.ws.close()
   p.ws.close()
 })
