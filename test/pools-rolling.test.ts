@@ -328,15 +328,18 @@ t.test('bad pool actions during a deploy: refused, counted, and nothing changes'
   p.ws.send(JSON.stringify({ n: 1 }))
   t.same((await events.next((e) => e.event === 'message', LONG, 'the player\'s message')).data, { n: 1 }, 'the player carries on')
 
-  // an operator who drains every member at once refuses nobody: new matches still go to one of them (by HRW)
+  // an operator who drains every member at once refuses nobody: new matches still go to one of them (by HRW),
+  // even to one told `drained` already, which is then told again once that match has ended
   raw.send(JSON.stringify({ action: 'drain' }))
   good.sdk.drain()
   await eventually(async () => await gateway.metric('gatehouse_pool_member_state', { state: 'draining' }), (n) => n === 2, LONG, 'both members draining')
   t.equal(await good.drained.next(undefined, LONG, 'drained on a'), 'game', 'the member holding nothing is told drained')
-  const lateKey = Array.from({ length: 40 }, (_, i) => `late${i}`).find((k) => hrwOwner(k, ['a', 'x']) === 'x') as string
+  const lateKey = Array.from({ length: 40 }, (_, i) => `late${i}`).find((k) => hrwOwner(k, ['a', 'x']) === 'a') as string
   const late = await connect(gateway.url(`/game/${lateKey}`), { token: tokenFor('late') })
-  t.equal((await events.next((e) => e.event === 'open', LONG, 'the late open on x')).user, 'late', 'with every member draining, a new match is still served, by the one that was not told drained yet')
-  t.equal(events.all.filter((e) => e.event === 'drained').length, 0, 'x holds matches: not drained')
+  t.equal((await ledger.seen.next((e) => e.kind === 'open' && e.user === 'late', LONG, 'the late open on a')).key, lateKey, 'with every member draining, a new match is still served')
   late.ws.close()
+  await ledger.seen.next((e) => e.kind === 'close' && e.user === 'late', LONG, 'the late close on a')
+  t.equal(await good.drained.next(undefined, LONG, 'drained on a again'), 'game', 'the drained member that got a match is told drained again once it ended')
+  t.equal(events.all.filter((e) => e.event === 'drained').length, 0, 'x holds a match: not drained')
   p.ws.close()
 })
