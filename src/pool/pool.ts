@@ -137,6 +137,9 @@ export class BackendPool extends EventEmitter<PoolEvents> {
         const load = this.assignments.loadOf(id)
         metrics.poolMemberKeys.set({ endpoint, member: id }, load.keys)
         metrics.poolMemberClients.set({ endpoint, member: id }, load.clients)
+        // told `drained`, then given a key (every member draining): it is told again once that key is gone
+        const member = this.members.get(id)
+        if (member !== undefined && member.drainedSent && load.keys > 0) member.drainedSent = false
       },
       released: (key, id) => {
         this.directory.released(key)
