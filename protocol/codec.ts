@@ -92,10 +92,11 @@ export function encodeFrame (encoded: readonly string[]): string {
 }
 
 /** `session` names the link's sequence of `seq`s (PROTOCOL.md §5a): one per gateway process and endpoint. */
-export function encodeHello (gateway: string, endpoint: string, session: string, acks = false, cluster?: string, member?: string): string {
+export function encodeHello (gateway: string, endpoint: string, session: string, acks = false, cluster?: string, member?: string, refresh = false): string {
   const hello: HelloEvent = {
     event: 'hello', gateway, endpoint, session, protocol: PROTOCOL_VERSION,
-    ...(acks ? { acks: true } : {}), ...(cluster === undefined ? {} : { cluster }), ...(member === undefined ? {} : { member })
+    ...(acks ? { acks: true } : {}), ...(cluster === undefined ? {} : { cluster }), ...(member === undefined ? {} : { member }),
+    ...(refresh ? { refresh: true } : {})
   }
   return JSON.stringify(hello)
 }
@@ -119,8 +120,13 @@ export function withoutSeq (stampedEvent: string, seq: number): string {
 /** Sent to a draining pool member once it holds no key. */
 export const DRAINED_EVENT = JSON.stringify({ event: 'drained' })
 
-export function encodeOpen (user: string, claims: Claims, params: Params): string {
-  return JSON.stringify({ event: 'open', user, claims, params })
+/** `refresh`: the open of a session another node of the cluster closed with 4410 (PROTOCOL.md §5d). */
+export function encodeOpen (user: string, claims: Claims, params: Params, refresh = false): string {
+  return JSON.stringify(refresh ? { event: 'open', user, claims, params, refresh: true } : { event: 'open', user, claims, params })
+}
+
+export function encodeRefresh (user: string, claims: Claims, params: Params): string {
+  return JSON.stringify({ event: 'refresh', user, claims, params })
 }
 
 export function encodeClose (user: string, params: Params, code: number, reason: string): string {

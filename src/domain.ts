@@ -31,6 +31,8 @@ export interface Ticket {
   lost?: { params: Params }
   /** Admitted while the cluster could not be asked: registered once it can. */
   unchecked?: true
+  /** The node that held the user closed its session with 4410 for this one: a refresh across nodes (PROTOCOL.md §5d). */
+  refreshed?: true
   /**
    * Called once, as the socket is accepted: ends the claim's wait. Says why
    * the connection must close at once when another one superseded it

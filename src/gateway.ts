@@ -140,9 +140,9 @@ async function registerGateway (app: FastifyInstance, options: GatehousePluginOp
     return relay
   }
   const node: LocalNode = {
-    evict: async (endpoint, user, id, why) => {
+    evict: async (endpoint, user, id, why, params) => {
       admissions.evict(endpoint, user, id, why)
-      await relayFor(endpoint)?.evict(user, id, why)
+      return await relayFor(endpoint)?.evict(user, id, why, params)
     },
     reportLost: async (endpoint, user, params) => await relayFor(endpoint)?.reportLost(user, params),
     reopen: (endpoint, user, id) => relayFor(endpoint)?.reopen(user, id),

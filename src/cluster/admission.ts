@@ -68,6 +68,7 @@ export class Admissions {
       return entry.evicted
     }
     if (claim.outcome === 'unchecked') return { connection, unchecked: true, upgrade }
+    if ('refreshed' in claim && claim.refreshed === true) return { connection, refreshed: true, upgrade }
     return 'lost' in claim && claim.lost ? { connection, lost: claim.lost, upgrade } : { connection, upgrade }
   }
 

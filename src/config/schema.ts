@@ -92,6 +92,7 @@ export const Backend = Type.Object({
   minReconnectDelayMs: Type.Integer({ minimum: 1, default: 250, description: 'first redial delay; doubles per failure, with jitter' }),
   maxReconnectDelayMs: Ms(10000, 'redial delay cap'),
   acks: Type.Boolean({ default: false, description: 'acknowledged delivery: events carry seq and are kept until the backend acks them' }),
+  refresh: Type.Boolean({ default: false, description: 'a player who connects again with a new token while connected sends the backend a refresh event (new claims); off, the backend sees nothing, and later syncs carry the new claims' }),
   maxFrameBytes: Type.Integer({ minimum: 1024, default: 16777216, description: 'largest frame accepted from the backend; a bigger one drops and redials the link' })
 }, strict)
 

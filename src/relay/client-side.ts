@@ -4,12 +4,14 @@
  * socket dropped without a close frame is held for a resume, and every session's
  * end becomes exactly one `close` event. Keeps the per-client ordering of
  * PROTOCOL.md §3: `open`, the `message`s in order, then exactly one `close`;
- * a replaced client's `close` precedes its successor's `open`.
+ * a replaced client's `close` precedes its successor's `open`. A refresh
+ * (the same user and params connecting again, PROTOCOL.md §5d) moves the
+ * live session to the new socket: the backend sees no close and no open.
  */
 import type { WebSocket } from 'ws'
 import type { FastifyBaseLogger } from 'fastify'
 import {
-  CloseCodes, encodeBinaryMessage, encodeClose, encodeOpen, encodeTextMessage,
+  CloseCodes, encodeBinaryMessage, encodeClose, encodeOpen, encodeRefresh, encodeTextMessage,
   type CloseCode, type Params
 } from '../../protocol/index.js'
 import type { Identity } from '../auth/authenticator.js'
@@ -111,6 +113,10 @@ export class ClientSide {
       }
       // back, but somewhere else (another match): the held session is over
       existing.end(CloseCodes.ABNORMAL.code, CloseCodes.ABNORMAL.reason)
+    } else if (existing && !existing.isEnded && registry.policy === 'replace' && sameParams(existing.params, params)) {
+      this.refresh(existing, socket, identity, connection)
+      if (unchecked) cluster.register(connection)
+      return
     }
     const session = new ClientSession(socket, identity, connection, this.sessionLimits, this.onSessionEnd)
     const entry = registry.register(session)
@@ -122,7 +128,8 @@ export class ClientSide {
     if (unchecked) cluster.register(connection)
     this.listen(session, socket)
     metrics.connections.inc(this.labels)
-    this.announce(session)
+    if (ticket.refreshed === true) metrics.refreshes.inc({ ...this.labels, from: 'cluster' })
+    this.announce(session, ticket.refreshed === true)
     // the open itself may have filled the queue, which closes every client, this one included
     if (session.isEnded) return
     session.expireAt(identity.exp)
@@ -138,13 +145,17 @@ export class ClientSide {
    * one on another node; resolves once its `close` is committed to the link.
    * Claims overwrite each other in order, so the user's connection here goes
    * if it was claimed no later than `id` (it may have replaced `id` here).
+   * A replace by a connection with the same params (`params`) is a refresh
+   * on another node: closed with 4410, and said so (PROTOCOL.md §5d).
    */
-  async evict (user: string, id: string, why: Eviction): Promise<void> {
+  async evict (user: string, id: string, why: Eviction, params?: Params): Promise<void | 'refreshed'> {
     const session = this.options.registry.get(user)
     if (!session || !claimedNoLater(session.connection.id, id)) return
+    const refreshed = why === 'replaced' && params !== undefined && sameParams(session.params, params)
     const committed = new Promise<void>((resolve) => this.evictions.set(session, resolve))
-    session.close(why === 'replaced' ? CloseCodes.REPLACED : CloseCodes.DUPLICATE_REJECTED)
+    session.close(refreshed ? CloseCodes.REFRESHED : why === 'replaced' ? CloseCodes.REPLACED : CloseCodes.DUPLICATE_REJECTED)
     await committed
+    if (refreshed) return 'refreshed'
   }
 
   /** Reports a user of a dead node closed (1006) on this node's link; resolves once committed. */
@@ -205,19 +216,37 @@ export class ClientSide {
     socket.close(why.code, why.reason)
   }
 
-  private announce (session: ClientSession): void {
+  /** `refreshed`: the session continues one another node closed with 4410 (PROTOCOL.md §5d). */
+  private announce (session: ClientSession, refreshed = false): void {
     const { user, claims, params } = session
-    const text = encodeOpen(user, claims, params)
+    const text = encodeOpen(user, claims, params, refreshed)
     this.options.sink.send({ kind: 'open', user, text, bytes: Buffer.byteLength(text), opened: { user, claims, params } })
   }
 
-  /** The backend sees nothing: same session, new socket, kept frames first. */
+  /** The session's new claims: a `refresh` event for a backend that opted in, else only the roster of later syncs (link.ts). */
+  private announceRefresh (session: ClientSession): void {
+    const { user, claims, params } = session
+    const text = encodeRefresh(user, claims, params)
+    this.options.sink.send({ kind: 'refresh', user, text, bytes: Buffer.byteLength(text), opened: { user, claims, params } })
+  }
+
+  /** The backend sees no close and no open: same session, new socket, kept frames first; new claims as a refresh. */
   private resume (session: ClientSession, socket: WebSocket, identity: Identity, connection: Connection): void {
     const { metrics } = this.options
+    const before = JSON.stringify(session.claims)
     this.listen(session, socket)
-    const flushed = session.resume(socket, connection, identity.exp)
+    const flushed = session.resume(socket, connection, identity)
     metrics.resumes.inc(this.labels)
     metrics.messagesOut.inc(this.labels, flushed)
+    if (JSON.stringify(session.claims) !== before) this.announceRefresh(session)
+  }
+
+  /** A live session moves to its player's new socket (PROTOCOL.md §5d): the old one ends with 4410, the backend hears only `refresh`. */
+  private refresh (session: ClientSession, socket: WebSocket, identity: Identity, connection: Connection): void {
+    this.listen(session, socket)
+    session.refresh(socket, connection, identity)
+    this.options.metrics.refreshes.inc({ ...this.labels, from: 'node' })
+    this.announceRefresh(session)
   }
 
   /** The socket died without a close frame: hold the session for `resumeGraceMs`, or end it now. */
@@ -232,13 +261,18 @@ export class ClientSide {
     }
   }
 
-  /** Events of a socket that has since been replaced by a resume are ignored. */
+  /**
+   * Events of a socket that has since been replaced by a resume are ignored;
+   * one a refresh is leaving is still read until it closes, which completes
+   * the switch.
+   */
   private listen (session: ClientSession, socket: WebSocket): void {
     const attached = (): boolean => session.socket === socket
     socket.on('message', (data: Buffer, isBinary: boolean) => {
-      if (attached()) this.onFrame(session, data, isBinary)
+      if (attached() || session.previousSocket === socket) this.onFrame(session, data, isBinary)
     })
     socket.on('close', (code: number, reason: Buffer) => {
+      if (session.previousSocket === socket) session.switched()
       if (!attached()) return
       if (code === CloseCodes.ABNORMAL.code) this.socketDropped(session, CloseCodes.ABNORMAL)
       else session.end(code, reason.toString())

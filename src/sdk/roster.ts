@@ -26,10 +26,20 @@ export interface Presence<L> {
   claims: Claims
   params: Params
   link: L
+  /**
+   * Closed by its node of a cluster as refreshed (4410): kept, waiting for
+   * the `open` marked `refresh` that another node sends (PROTOCOL.md §5d);
+   * the close, if that never comes.
+   */
+  moving?: { code: number, reason: string }
 }
 
 export type RosterChange<L> =
   | { kind: 'open', presence: Presence<L> }
+  /** New claims for a connected user: a `refresh` event, a refresh across nodes, or a `sync` listing new claims with the same params. */
+  | { kind: 'refresh', presence: Presence<L> }
+  /** A user closed as refreshed by a node of a cluster: wait a while for their open on another node (`settleMove`). */
+  | { kind: 'moving', presence: Presence<L> }
   /** `displaced`: the user is still connected on `presence.link`, whose gateway must be told to close them. */
   | { kind: 'close', presence: Presence<L>, code: number, reason: string, displaced: boolean }
 
@@ -69,10 +79,19 @@ export class Roster<L> {
    * first. A connection on another gateway is closed there too, unless that
    * gateway is of the same cluster, which settles duplicates itself.
    */
-  open (link: L, user: string, claims: Claims, params: Params): RosterChange<L>[] {
+  open (link: L, user: string, claims: Claims, params: Params, refresh = false): RosterChange<L>[] {
     const changes: RosterChange<L>[] = []
     const previous = this.byUser.get(user)
-    if (previous) {
+    if (previous?.moving && refresh && this.relations.sameCluster(previous.link, link) && sameJson(previous.params, params)) {
+      // the other half of a refresh across nodes: the same session, on another link
+      previous.moving = undefined
+      previous.link = link
+      previous.claims = claims
+      return [{ kind: 'refresh', presence: previous }]
+    }
+    if (previous?.moving) {
+      changes.push({ kind: 'close', presence: previous, code: previous.moving.code, reason: previous.moving.reason, displaced: false })
+    } else if (previous) {
       const why = previous.link === link ? InferredCloses.REPLACED : InferredCloses.MOVED
       const displaced = previous.link !== link && !this.relations.sameCluster(previous.link, link)
       changes.push({ kind: 'close', presence: previous, code: why.code, reason: why.reason, displaced })
@@ -90,26 +109,49 @@ export class Roster<L> {
    */
   close (link: L, user: string, code: number, reason: string): RosterChange<L>[] {
     const presence = this.byUser.get(user)
-    if (!presence) return []
+    if (!presence || presence.moving) return []
     const holder = presence.link
     if (holder !== link && !(this.relations.sameCluster(holder, link) && !this.relations.isOpen(holder))) return []
+    if (code === CloseCodes.REFRESHED.code && this.relations.sameCluster(link, link)) {
+      presence.moving = { code, reason }
+      return [{ kind: 'moving', presence }]
+    }
     this.byUser.delete(user)
     return [{ kind: 'close', presence, code, reason, displaced: false }]
   }
 
+  /** A `refresh` event: `link` must hold the user. */
+  refresh (link: L, user: string, claims: Claims): RosterChange<L>[] {
+    const presence = this.byUser.get(user)
+    if (!presence || presence.link !== link || presence.moving) return []
+    presence.claims = claims
+    return [{ kind: 'refresh', presence }]
+  }
+
+  /** The wait for a moving user's open is over: if `presence` is still moving, it is closed with the code it was closed with. */
+  settleMove (presence: Presence<L>): RosterChange<L>[] {
+    const { moving, user } = presence
+    if (!moving || this.byUser.get(user) !== presence) return []
+    this.byUser.delete(user)
+    return [{ kind: 'close', presence, code: moving.code, reason: moving.reason, displaced: false }]
+  }
+
   /**
    * A `sync` from `link` (PROTOCOL.md §5): users of the link it no longer lists
-   * are closed, listed users we do not know are opened, and a listed user
-   * whose claims or params changed is closed and opened again.
+   * are closed, listed users we do not know are opened, a listed user whose
+   * params changed is closed and opened again, and one with only new claims
+   * (a refresh, PROTOCOL.md §5d) is refreshed. A moving user waits for
+   * their open elsewhere.
    */
   sync (link: L, listed: readonly SyncUser[]): RosterChange<L>[] {
     const wanted = new Map(listed.map((entry) => [entry.user, entry]))
     const changes: RosterChange<L>[] = []
     for (const presence of [...this.byUser.values()]) {
-      if (presence.link !== link) continue
+      if (presence.link !== link || presence.moving) continue
       const entry = wanted.get(presence.user)
-      if (entry && sameJson(entry.claims, presence.claims) && sameJson(entry.params, presence.params)) {
+      if (entry && sameJson(entry.params, presence.params)) {
         wanted.delete(presence.user)
+        if (!sameJson(entry.claims, presence.claims)) changes.push(...this.refresh(link, presence.user, entry.claims))
       } else {
         changes.push(...this.close(link, presence.user, InferredCloses.ABSENT_FROM_SYNC.code, InferredCloses.ABSENT_FROM_SYNC.reason))
       }
