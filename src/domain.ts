@@ -20,6 +20,8 @@ export interface Connection {
   since: number
   /** The endpoint's duplicate policy, which also settles conflicts found after a broker outage. */
   policy: DuplicatePolicy
+  /** The handshake asked to take over the user's live session with the same params (`?refresh=1`, PROTOCOL.md §5d). */
+  refresh?: true
 }
 
 /** Why a node is asked to close one of its connections. */

@@ -128,7 +128,7 @@ async function registerGateway (app: FastifyInstance, options: GatehousePluginOp
       relay,
       available: () => pool.state !== 'unavailable',
       routable: (identity, params) => pool.routable({ user: identity.user, claims: identity.claims, params }),
-      claim: async (identity, params) => await admissions.claim(endpoint, identity, params),
+      claim: async (identity, params, refresh) => await admissions.claim(endpoint, identity, params, refresh),
       release: (ticket) => admissions.release(ticket, registry.get(ticket.connection.user)?.connection)
     }
     return { route, pool, relay, members }

@@ -35,14 +35,15 @@ export class Admissions {
   ) {}
 
   /** Throws the error whose status the client gets. */
-  async claim (endpoint: Readonly<EndpointConfig>, identity: Identity, params: Params): Promise<Ticket> {
+  async claim (endpoint: Readonly<EndpointConfig>, identity: Identity, params: Params, refresh = false): Promise<Ticket> {
     const connection: Connection = {
       endpoint: endpoint.name,
       user: identity.user,
       id: connectionId(this.nodeId, ++this.issued),
       params,
       since: Date.now(),
-      policy: endpoint.duplicate
+      policy: endpoint.duplicate,
+      ...(refresh ? { refresh: true as const } : {})
     }
     const field = fieldOf(connection)
     const others = this.pending.get(field) ?? []

@@ -148,7 +148,7 @@ export class ClusterBroker extends EventEmitter<BrokerEvents> implements Broker 
     if (!claimed) return { outcome: 'refused' }
     if (old === undefined || old.n === nodeId) return { outcome: 'free' }
     if (!alive) return entry ? { outcome: 'lost', lost: { params: entry.p } } : { outcome: 'free' }
-    const answer = await this.handoffs.request(old, connection.endpoint, connection.user, 'replaced', connection.params)
+    const answer = await this.handoffs.request(old, connection.endpoint, connection.user, 'replaced', connection.refresh ? connection.params : undefined)
     if (answer === 'refreshed') return { outcome: 'handedOff', refreshed: true }
     if (answer === 'closed' || !entry) return { outcome: 'handedOff' }
     this.options.log.warn({ user: connection.user, node: old.n, timeoutMs: this.options.handoffTimeoutMs }, 'replace: the node holding the old connection did not answer; reporting its close here')

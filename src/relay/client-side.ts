@@ -113,7 +113,7 @@ export class ClientSide {
       }
       // back, but somewhere else (another match): the held session is over
       existing.end(CloseCodes.ABNORMAL.code, CloseCodes.ABNORMAL.reason)
-    } else if (existing && !existing.isEnded && registry.policy === 'replace' && sameParams(existing.params, params)) {
+    } else if (connection.refresh && existing && !existing.isEnded && registry.policy === 'replace' && sameParams(existing.params, params)) {
       this.refresh(existing, socket, identity, connection)
       if (unchecked) cluster.register(connection)
       return

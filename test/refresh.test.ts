@@ -1,0 +1,214 @@
+/**
+ * Refresh without a close (PROTOCOL.md §5d, issue 14 item 2): a player who
+ * connects again with `?refresh=1`, a fresh token, the same user and params
+ * while the old socket is open keeps their session; the old socket gets
+ * 4410, nothing sent either way is lost, and the backend sees a `refresh`
+ * event (opted in) or nothing (not opted in), never close + open.
+ */
+import t from 'tap'
+import { once } from 'node:events'
+import { GatehouseBackend } from '../src/sdk/index.js'
+import { Roster } from '../src/sdk/roster.js'
+import { CloseCodes } from '../protocol/index.js'
+import { BACKEND_TOKEN, call, captureLogger, recorder } from './sdk-fixtures.js'
+import { gatewayWithBackends } from './helpers/setup.js'
+import { startGateway, testConfig } from './helpers/gateway.js'
+import { connect, refusal } from './helpers/client.js'
+import { signWith, SECRET, tokenFor } from './helpers/tokens.js'
+
+/** A game endpoint; `link` adds backend options (`refresh`, `acks`). */
+async function game (t: { teardown (fn: () => unknown): void }, link: Record<string, unknown> = {}, endpoint: Record<string, unknown> = {}) {
+  const { gateway, backends, hellos } = await gatewayWithBackends(t, [
+    { name: 'game', path: '/game/:matchId', link: { minReconnectDelayMs: 20, maxReconnectDelayMs: 200, ...link }, ...endpoint }
+  ], {}, { sync: true })
+  return { backend: backends.game, gateway, hello: hellos.game }
+}
+
+t.test('opted in: the session moves to the new socket, the old gets 4410, the backend sees one refresh event and nothing is lost', async (t) => {
+  const { backend, gateway, hello } = await game(t, { refresh: true, acks: true })
+  t.equal(hello.refresh, true, 'hello announces refresh events')
+  const first = await connect(gateway.url('/game/m1'), { token: tokenFor('alice', { n: 1 }) })
+  await backend.next('open', 'alice')
+  const oldFrames: string[] = []
+  first.ws.on('message', (data) => oldFrames.push(data.toString()))
+  first.ws.send('before the refresh')
+  await backend.next('message', 'alice')
+
+  // the backend writes a numbered stream while the player switches sockets
+  let sent = 0
+  const pump = setInterval(() => { if (sent < 200) backend.send({ action: 'send', user: 'alice', data: String(++sent) }) }, 1)
+  t.teardown(() => clearInterval(pump))
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  const second = await connect(gateway.url('/game/m1?refresh=1'), { token: tokenFor('alice', { n: 2 }) })
+  const newFrames: string[] = []
+  second.ws.on('message', (data) => newFrames.push(data.toString()))
+  t.same(await first.closed, { code: 4410, reason: CloseCodes.REFRESHED.reason }, 'the old socket ends with 4410 and why')
+  second.ws.send('after the refresh')
+  const refresh = await backend.next('refresh', 'alice')
+  t.same([refresh.claims && (refresh.claims as Record<string, unknown>).n, refresh.params, typeof refresh.seq], [2, { matchId: 'm1' }, 'number'], 'the refresh event carries the new claims, the params and a seq')
+  await new Promise<void>((resolve) => {
+    const check = setInterval(() => {
+      if (sent >= 200 && oldFrames.length + newFrames.length >= 200) {
+        clearInterval(check)
+        resolve()
+      }
+    }, 20)
+  })
+  clearInterval(pump)
+  const all = [...oldFrames, ...newFrames]
+  t.same(all, Array.from({ length: 200 }, (_, i) => String(i + 1)), 'every frame reached the player, in order: the old socket\'s, then the new one\'s')
+  const message = await backend.next('message', 'alice')
+  t.equal(message.data, 'after the refresh', 'the new socket\'s message reaches the backend')
+  const kinds = backend.events.all.filter((e) => e.user === 'alice').map((e) => e.event)
+  t.same(kinds, ['open', 'message', 'refresh', 'message'], 'the backend saw no close and no second open')
+  t.equal(await gateway.metric('gatehouse_refreshes_total', { from: 'node' }), 1, 'the refresh is counted')
+  t.equal(await gateway.metric('gatehouse_client_closes_total'), 0, 'no client close was counted')
+  backend.send({ action: 'send', user: 'alice', data: 'live' })
+  t.equal(await second.messages.next((m) => m === 'live', 10000, 'the live frame'), 'live', 'live frames go to the new socket')
+  second.ws.close(1000)
+  t.equal((await backend.next('close', 'alice')).code, 1000, 'one close when she really leaves')
+})
+
+t.test('not opted in: the backend sees nothing, and the next sync carries the new claims', async (t) => {
+  const { backend, gateway, hello } = await game(t)
+  t.equal(hello.refresh, undefined, 'hello says nothing of refresh')
+  const first = await connect(gateway.url('/game/m1'), { token: tokenFor('bob', { n: 1 }) })
+  await backend.next('open', 'bob')
+  const second = await connect(gateway.url('/game/m1?refresh=1'), { token: tokenFor('bob', { n: 2 }) })
+  t.equal((await first.closed).code, 4410, 'the old socket gets 4410')
+  second.ws.send('still bob')
+  t.equal((await backend.next('message', 'bob')).data, 'still bob', 'messages continue')
+  t.same(backend.events.all.filter((e) => e.user === 'bob').map((e) => e.event), ['open', 'message'], 'no refresh, close or open event')
+  backend.kill()
+  const sync = await backend.next('sync', undefined, 15000)
+  const listed = (sync.users as Array<{ user: string, claims: Record<string, unknown> }>).find((u) => u.user === 'bob')
+  t.equal(listed?.claims.n, 2, 'the sync after a link blip carries the refreshed claims')
+})
+
+t.test('a resume within resumeGraceMs with a new token: new claims for the backend (event and later syncs)', async (t) => {
+  const { backend, gateway } = await game(t, { refresh: true }, { resumeGraceMs: 10000 })
+  const first = await connect(gateway.url('/game/m1'), { token: tokenFor('carol', { n: 1 }) })
+  await backend.next('open', 'carol')
+  first.ws.terminate()
+  await gateway.logged(/holding its session/)
+  await connect(gateway.url('/game/m1'), { token: tokenFor('carol', { n: 2 }) })
+  const refresh = await backend.next('refresh', 'carol')
+  t.equal((refresh.claims as Record<string, unknown>).n, 2, 'the resume with a new token is told as a refresh')
+  backend.kill()
+  const sync = await backend.next('sync', undefined, 15000)
+  const listed = (sync.users as Array<{ user: string, claims: Record<string, unknown> }>).find((u) => u.user === 'carol')
+  t.equal(listed?.claims.n, 2, 'the next sync carries the new claims, not the old ones')
+  t.equal(backend.events.all.filter((e) => e.user === 'carol' && (e.event === 'close' || e.event === 'open')).length, 1, 'one open in all, no close')
+})
+
+t.test('enforceExpiry: a player who refreshes in time is never closed with 4401; one who does not is, within a second of exp', async (t) => {
+  const { backend, gateway } = await game(t, {}, { enforceExpiry: true })
+  const now = Math.floor(Date.now() / 1000)
+  const exp = now + 2
+  const dan = await connect(gateway.url('/game/m1'), { token: tokenFor('dan', { exp }) })
+  const eve = await connect(gateway.url('/game/m1'), { token: tokenFor('eve', { exp }) })
+  await backend.next('open', 'dan')
+  await backend.next('open', 'eve')
+  const dan2 = await connect(gateway.url('/game/m1?refresh=1'), { token: tokenFor('dan', { exp: now + 3600 }) })
+  t.equal((await dan.closed).code, 4410, 'the old socket of the refresh ends with 4410')
+  const eveClosed = await eve.closed
+  const late = Date.now() - exp * 1000
+  t.equal(eveClosed.code, 4401, 'the player who did not refresh is closed with 4401')
+  t.ok(late >= 0 && late < 1000 + 2000, `closed ${late} ms after exp: within a second (plus 2 s allowance for a loaded machine)`)
+  // the old token's deadline has passed for dan too: his session is still live
+  dan2.ws.send('still here')
+  t.equal((await backend.next('message', 'dan')).data, 'still here', 'the refreshed player keeps talking')
+  t.equal(dan2.ws.readyState, dan2.ws.OPEN, 'the refreshed socket is open after the old exp')
+  t.equal(await gateway.metric('gatehouse_client_closes_total', { code: '4401' }), 1, 'one 4401 in all: eve\'s')
+})
+
+t.test('bad input: another sub, other params, a malformed marker, a wrong token, a dead old socket', async (t) => {
+  const { backend, gateway } = await game(t, { refresh: true })
+  const alice = await connect(gateway.url('/game/m1'), { token: tokenFor('alice') })
+  await backend.next('open', 'alice')
+
+  // another sub is another user: alice stays, mallory opens; never an identity change
+  const mallory = await connect(gateway.url('/game/m1?refresh=1'), { token: tokenFor('mallory') })
+  t.equal((await backend.next('open', 'mallory')).user, 'mallory', 'a refresh with another sub opens that user')
+  t.equal(alice.ws.readyState, alice.ws.OPEN, 'alice\'s socket is untouched')
+  mallory.ws.close(1000)
+  await backend.next('close', 'mallory')
+
+  // a wrong token: refused before the upgrade, alice untouched
+  t.equal((await refusal(gateway.url('/game/m1?refresh=1'), { token: signWith('not-the-secret-at-all-not-at-all', 'HS256', { sub: 'alice' }) })).status, 401, 'a refresh with a bad token gets 401')
+  t.equal((await refusal(gateway.url('/game/m1?refresh=1'), {})).status, 401, 'a refresh without a token gets 401')
+  t.equal(alice.ws.readyState, alice.ws.OPEN, 'alice\'s socket is still open')
+
+  // other params: a normal replace, close + open
+  const elsewhere = await connect(gateway.url('/game/m2?refresh=1'), { token: tokenFor('alice') })
+  t.equal((await alice.closed).code, 4409, 'a refresh with other params is a replace: 4409')
+  const close = await backend.next('close', 'alice')
+  const open = await backend.next('open', 'alice')
+  t.same([close.code, open.params], [4409, { matchId: 'm2' }], 'the backend sees close then open, as for any replace')
+
+  // a malformed marker is no marker: a replace
+  const plain = await connect(gateway.url('/game/m2?refresh=yes'), { token: tokenFor('alice') })
+  t.equal((await elsewhere.closed).code, 4409, 'refresh=yes is not a refresh: 4409')
+  await backend.next('close', 'alice')
+  await backend.next('open', 'alice')
+
+  // a dead old socket (it never answers the close handshake): the switch ends after its timeout, and kept frames follow
+  plain.ws.pause()
+  const fresh = await connect(gateway.url('/game/m2?refresh=1'), { token: tokenFor('alice', { n: 3 }) })
+  await backend.next('refresh', 'alice')
+  backend.send({ action: 'send', user: 'alice', data: 'kept while the old socket hangs' })
+  t.equal(await fresh.next(15000), 'kept while the old socket hangs', 'the frame reaches the new socket once the old one is cut')
+  t.same(backend.events.all.filter((e) => e.event === 'close' && e.user === 'alice').length, 2, 'no close for the refresh')
+
+  // malformed frames on the new socket still take the usual path
+  fresh.ws.send(Buffer.alloc(70000))
+  t.equal((await fresh.closed).code, 1009, 'an oversized frame on the refreshed socket closes it with 1009')
+  t.equal((await backend.next('close', 'alice')).code, 1009, 'and the backend hears that close once')
+})
+
+t.test('the SDK: onRefresh for a refresh event, claims kept for sends; no onClose/onOpen', async (t) => {
+  const { handlers, calls } = recorder()
+  const sdk = new GatehouseBackend({ token: BACKEND_TOKEN, logger: captureLogger() }, handlers)
+  const { url } = await sdk.listen()
+  t.teardown(() => sdk.stop())
+  const linked = once(sdk, 'synced')
+  const gateway = await startGateway(t, testConfig([{ name: 'game', path: '/game/:matchId', backend: { url, token: BACKEND_TOKEN, refresh: true } }]))
+  await linked
+  const first = await connect(gateway.url('/game/m1'), { token: tokenFor('fay', { n: 1 }) })
+  await call(calls, 'open fay')
+  const second = await connect(gateway.url('/game/m1?refresh=1'), { token: tokenFor('fay', { n: 2 }) })
+  t.match(await call(calls, 'refresh fay'), /"n":2/, 'onRefresh gets the new claims')
+  await first.closed
+  t.equal(sdk.send('fay', 'to the refreshed socket'), 1, 'sends still find fay')
+  t.equal(await second.next(), 'to the refreshed socket', 'and reach her new socket')
+  t.notOk(calls.all.some((c) => c.startsWith('close fay')), 'no onClose')
+  t.equal(calls.all.filter((c) => c.startsWith('open fay')).length, 1, 'one onOpen')
+  t.notOk(gateway.logs.some((line) => line.includes(SECRET)), 'no secret in a log line')
+})
+
+t.test('the SDK roster: new claims in a sync are a refresh; a 4410 close in a cluster waits for the open marked refresh', async (t) => {
+  const cluster = new Set(['a', 'b'])
+  const roster = new Roster<string>({ sameCluster: (x, y) => cluster.has(x) && cluster.has(y), isOpen: () => true })
+  roster.open('a', 'gus', { n: 1 }, {})
+  t.same(roster.sync('a', [{ user: 'gus', claims: { n: 2 }, params: {} }]).map((c) => c.kind), ['refresh'], 'same params, new claims: one refresh')
+  t.same(roster.get('gus')?.claims, { n: 2 }, 'the roster holds the new claims')
+  t.same(roster.sync('a', [{ user: 'gus', claims: { n: 2 }, params: { room: 'x' } }]).map((c) => c.kind), ['close', 'open'], 'new params: close then open')
+
+  t.same(roster.close('a', 'gus', 4410, 'moved').map((c) => c.kind), ['moving'], 'a 4410 close from a cluster link: moving, no close yet')
+  t.same(roster.sync('a', []).length, 0, 'a sync of the old link does not close a moving user')
+  t.same(roster.open('b', 'gus', { n: 3 }, { room: 'x' }, true).map((c) => c.kind), ['refresh'], 'the open marked refresh on another link of the cluster: a refresh')
+  t.equal(roster.linkOf('gus'), 'b', 'the user is on the new link')
+
+  roster.close('b', 'gus', 4410, 'moved')
+  const presence = roster.get('gus')
+  t.ok(presence?.moving, 'moving again')
+  t.same(roster.open('b', 'gus', { n: 4 }, { room: 'x' }).map((c) => c.kind), ['close', 'open'], 'an open not marked refresh is a normal close then open')
+  const moving = roster.close('b', 'gus', 4410, 'moved')
+  t.same(roster.settleMove((moving[0]).presence).map((c) => c.kind === 'close' && c.code), [4410], 'no open in time: the close (4410) is reported')
+  t.equal(roster.get('gus'), undefined, 'and the user is gone')
+
+  const lone = new Roster<string>()
+  lone.open('x', 'hal', {}, {})
+  t.same(lone.close('x', 'hal', 4410, 'moved').map((c) => c.kind), ['close'], 'outside a cluster a 4410 close is a close')
+  t.same(lone.refresh('x', 'nobody', {}), [], 'a refresh event for an unknown user changes nothing')
+})
