@@ -10,10 +10,13 @@ import { once } from 'node:events'
 import { GatehouseBackend } from '../src/sdk/index.js'
 import { Roster } from '../src/sdk/roster.js'
 import { CloseCodes } from '../protocol/index.js'
+import { WebSocket as NodeWebSocket } from 'ws'
+import { GatehouseClient } from '../src/client/index.js'
 import { BACKEND_TOKEN, call, captureLogger, recorder } from './sdk-fixtures.js'
 import { gatewayWithBackends } from './helpers/setup.js'
 import { startGateway, testConfig } from './helpers/gateway.js'
 import { connect, refusal } from './helpers/client.js'
+import { eventually } from './helpers/cluster.js'
 import { signWith, SECRET, tokenFor } from './helpers/tokens.js'
 
 /** A game endpoint; `link` adds backend options (`refresh`, `acks`). */
@@ -211,4 +214,42 @@ t.test('the SDK roster: new claims in a sync are a refresh; a 4410 close in a cl
   lone.open('x', 'hal', {}, {})
   t.same(lone.close('x', 'hal', 4410, 'moved').map((c) => c.kind), ['close'], 'outside a cluster a 4410 close is a close')
   t.same(lone.refresh('x', 'nobody', {}), [], 'a refresh event for an unknown user changes nothing')
+})
+
+t.test('the client refreshes on its own ahead of exp: no close, no 4401, nothing lost either way', async (t) => {
+  const { backend, gateway } = await game(t, { refresh: true }, { enforceExpiry: true })
+  let minted = 0
+  const token = (): string => {
+    minted++
+    return tokenFor('ivy', { exp: Math.floor(Date.now() / 1000) + 3, n: minted })
+  }
+  const client = new GatehouseClient(gateway.url('/game/m1'), { token, refreshAheadMs: 1500, WebSocket: NodeWebSocket as unknown as typeof WebSocket })
+  t.teardown(() => client.close())
+  const got: string[] = []
+  const closes: number[] = []
+  let refreshed = 0
+  client.on('message', ({ data }) => got.push(String(data)))
+  client.on('closed', ({ code }) => closes.push(code))
+  const threeRefreshes = new Promise<void>((resolve) => client.on('refreshed', () => { if (++refreshed === 3) resolve() }))
+  await new Promise<void>((resolve) => client.on('open', () => resolve()))
+  await backend.next('open', 'ivy')
+  let up = 0
+  let down = 0
+  const pump = setInterval(() => {
+    client.send(String(++up))
+    backend.send({ action: 'send', user: 'ivy', data: String(++down) })
+  }, 40) // 25 a second: under the rate limit (50/s)
+  t.teardown(() => clearInterval(pump))
+  await threeRefreshes
+  clearInterval(pump)
+  // a frame that is JSON (a number here) is its value in the event
+  await backend.events.next((e) => e.event === 'message' && e.data === up, 15000, 'the last message sent')
+  await eventually(async () => got.length, (n) => n >= down, 15000, `the client to receive all ${down} frames`).catch(() => undefined)
+  const messages = backend.events.all.filter((e) => e.event === 'message').map((e) => String(e.data))
+  t.same(messages, Array.from({ length: up }, (_, i) => String(i + 1)), `all ${up} messages from the client reached the backend, in order`)
+  t.same(got, Array.from({ length: down }, (_, i) => String(i + 1)), `all ${down} frames from the backend reached the client, in order`)
+  t.same(closes, [], 'the client saw no close')
+  for (const n of [1, 2, 3]) t.equal((await backend.next('refresh', 'ivy')).event, 'refresh', `the backend got refresh event ${n}`)
+  t.equal(backend.events.all.filter((e) => e.event === 'close' || e.event === 'open').length, 1, 'one open, no close')
+  t.equal(await gateway.metric('gatehouse_client_closes_total', { code: '4401' }), 0, 'nobody was closed with 4401')
 })
