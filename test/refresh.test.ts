@@ -43,20 +43,13 @@ t.test('opted in: the session moves to the new socket, the old gets 4410, the ba
   t.teardown(() => clearInterval(pump))
   await new Promise((resolve) => setTimeout(resolve, 20))
   const second = await connect(gateway.url('/game/m1?refresh=1'), { token: tokenFor('alice', { n: 2 }) })
-  const newFrames: string[] = []
-  second.ws.on('message', (data) => newFrames.push(data.toString()))
+  // the client's inbox listens from before the open, so nothing the new socket gets is missed
+  const newFrames = second.messages.all as string[]
   t.same(await first.closed, { code: 4410, reason: CloseCodes.REFRESHED.reason }, 'the old socket ends with 4410 and why')
   second.ws.send('after the refresh')
   const refresh = await backend.next('refresh', 'alice')
   t.same([refresh.claims && (refresh.claims as Record<string, unknown>).n, refresh.params, typeof refresh.seq], [2, { matchId: 'm1' }, 'number'], 'the refresh event carries the new claims, the params and a seq')
-  await new Promise<void>((resolve) => {
-    const check = setInterval(() => {
-      if (sent >= 200 && oldFrames.length + newFrames.length >= 200) {
-        clearInterval(check)
-        resolve()
-      }
-    }, 20)
-  })
+  await eventually(async () => sent >= 200 && oldFrames.length + newFrames.filter((m) => m !== 'live').length >= 200, (done) => done, 15000, 'all 200 frames').catch(() => undefined)
   clearInterval(pump)
   const all = [...oldFrames, ...newFrames]
   t.same(all, Array.from({ length: 200 }, (_, i) => String(i + 1)), 'every frame reached the player, in order: the old socket\'s, then the new one\'s')
@@ -70,6 +63,30 @@ t.test('opted in: the session moves to the new socket, the old gets 4410, the ba
   t.equal(await second.messages.next((m) => m === 'live', 10000, 'the live frame'), 'live', 'live frames go to the new socket')
   second.ws.close(1000)
   t.equal((await backend.next('close', 'alice')).code, 1000, 'one close when she really leaves')
+})
+
+t.test('frames wait for the old socket: a player slow to read it still gets everything in order', async (t) => {
+  const { backend, gateway } = await game(t, { refresh: true })
+  const old = await connect(gateway.url('/game/m1'), { token: tokenFor('kim', { n: 1 }) })
+  const zed = await connect(gateway.url('/game/m1'), { token: tokenFor('zed') })
+  await backend.next('open', 'kim')
+  await backend.next('open', 'zed')
+  const arrivals: string[] = []
+  old.ws.on('message', (data) => arrivals.push(`old:${data.toString()}`))
+  old.ws.pause() // the old socket's frames wait in the kernel, unread
+  for (const n of [1, 2, 3]) backend.send({ action: 'send', user: 'kim', data: `a${n}` })
+  const fresh = await connect(gateway.url('/game/m1?refresh=1'), { token: tokenFor('kim', { n: 2 }) })
+  fresh.ws.on('message', (data) => arrivals.push(`new:${data.toString()}`))
+  await backend.next('refresh', 'kim')
+  for (const n of [1, 2, 3]) backend.send({ action: 'send', user: 'kim', data: `b${n}` })
+  // actions are carried out in order: once zed's close is reported, kim's b frames have been handled
+  backend.send({ action: 'close', user: 'zed', code: 4000, reason: 'marker' })
+  await backend.next('close', 'zed')
+  await zed.closed
+  old.ws.resume()
+  await old.closed
+  await eventually(async () => arrivals.length, (n) => n >= 6, 15000, 'six frames').catch(() => undefined)
+  t.same(arrivals, ['old:a1', 'old:a2', 'old:a3', 'new:b1', 'new:b2', 'new:b3'], 'the old socket\'s frames, then the new one\'s: none lost, none overtaken')
 })
 
 t.test('not opted in: the backend sees nothing, and the next sync carries the new claims', async (t) => {
