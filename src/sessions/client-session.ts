@@ -201,6 +201,8 @@ export class ClientSession {
    * when it never answered the previous ping.
    */
   heartbeat (): boolean {
+    // mid-refresh the new socket is not read, pongs included; its handshake just proved it alive
+    if (this.leaving) return true
     if (!this.alive) return false
     this.alive = false
     this.attached.ping()
