@@ -105,6 +105,25 @@ t.test('not opted in: the backend sees nothing, and the next sync carries the ne
   t.equal(listed?.claims.n, 2, 'the sync after a link blip carries the refreshed claims')
 })
 
+t.test('not opted in, with acks, the open still unacknowledged: the sync after the ack carries the new claims', async (t) => {
+  const { backend, gateway } = await game(t, { acks: true })
+  const first = await connect(gateway.url('/game/m1'), { token: tokenFor('lou', { n: 1 }) })
+  const open = await backend.next('open', 'lou')
+  const second = await connect(gateway.url('/game/m1?refresh=1'), { token: tokenFor('lou', { n: 2 }) })
+  await first.closed
+  second.ws.send('marker')
+  const marker = await backend.next('message', 'lou')
+  backend.send({ action: 'ack', seq: open.seq })
+  backend.send({ action: 'ack', seq: marker.seq })
+  // the ack is in once an action sent after it has been carried out
+  backend.send({ action: 'send', user: 'lou', data: 'after the acks' })
+  t.equal(await second.next(), 'after the acks', 'the acks were taken')
+  backend.kill()
+  const sync = await backend.next('sync', undefined, 15000)
+  const listed = (sync.users as Array<{ user: string, claims: Record<string, unknown> }>).find((u) => u.user === 'lou')
+  t.equal(listed?.claims.n, 2, 'the open that was still queued took the refreshed claims for the roster')
+})
+
 t.test('a resume within resumeGraceMs with a new token: new claims for the backend (event and later syncs)', async (t) => {
   const { backend, gateway } = await game(t, { refresh: true }, { resumeGraceMs: 10000 })
   const first = await connect(gateway.url('/game/m1'), { token: tokenFor('carol', { n: 1 }) })
