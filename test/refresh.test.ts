@@ -87,6 +87,8 @@ t.test('frames wait for the old socket: a player slow to read it still gets ever
   await old.closed
   await eventually(async () => arrivals.length, (n) => n >= 6, 15000, 'six frames').catch(() => undefined)
   t.same(arrivals, ['old:a1', 'old:a2', 'old:a3', 'new:b1', 'new:b2', 'new:b3'], 'the old socket\'s frames, then the new one\'s: none lost, none overtaken')
+  const out = await eventually(async () => await gateway.metric('gatehouse_messages_out_total'), (n) => n >= 6, 5000, 'six frames counted').catch(() => -1)
+  t.equal(out, 6, 'each frame counted once as delivered, the ones kept during the switch too')
 })
 
 t.test('not opted in: the backend sees nothing, and the next sync carries the new claims', async (t) => {
@@ -288,4 +290,38 @@ t.test('the client refreshes on its own ahead of exp: no close, no 4401, nothing
   for (const n of [1, 2, 3]) t.equal((await backend.next('refresh', 'ivy')).event, 'refresh', `the backend got refresh event ${n}`)
   t.equal(backend.events.all.filter((e) => e.event === 'close' || e.event === 'open').length, 1, 'one open, no close')
   t.equal(await gateway.metric('gatehouse_client_closes_total', { code: '4401' }), 0, 'nobody was closed with 4401')
+})
+
+/** `ws` whose refresh sockets report their open late, as on a loaded machine where the old socket's 4410 arrives first. */
+const openAccessor = Object.getOwnPropertyDescriptor(NodeWebSocket.prototype, 'onopen') as PropertyDescriptor
+class LateRefreshOpen extends NodeWebSocket {
+  constructor (url: string | URL, protocols?: string | string[]) {
+    super(url, protocols)
+    if (!String(url).includes('refresh=1')) return
+    Object.defineProperty(this, 'onopen', {
+      set: (handler: ((event: unknown) => void) | null) => openAccessor.set?.call(this, handler === null ? null : (event: unknown) => { setTimeout(() => handler(event), 300) }),
+      get: () => openAccessor.get?.call(this)
+    })
+  }
+}
+
+t.test('the client: the old socket\'s 4410 arriving before the new socket\'s open is still a refresh; sends meanwhile wait', async (t) => {
+  const { backend, gateway } = await game(t, { refresh: true })
+  const client = new GatehouseClient(gateway.url('/game/m1'), { token: () => tokenFor('joy'), refreshAheadMs: 0, WebSocket: LateRefreshOpen as unknown as typeof WebSocket })
+  t.teardown(() => client.close())
+  const closes: number[] = []
+  client.on('closed', ({ code }) => closes.push(code))
+  await new Promise<void>((resolve) => client.on('open', () => resolve()))
+  await backend.next('open', 'joy')
+  const refreshed = new Promise<void>((resolve) => client.on('refreshed', () => resolve()))
+  client.refresh()
+  await backend.next('refresh', 'joy')
+  t.equal(client.send('sent in the gap'), true, 'a send after the old socket closed and before the new one opened is kept')
+  await refreshed
+  t.equal((await backend.next('message', 'joy')).data, 'sent in the gap', 'and goes out on the new socket')
+  backend.send({ action: 'send', user: 'joy', data: 'to the new socket' })
+  const got = await new Promise((resolve) => client.on('message', ({ data }) => resolve(String(data))))
+  t.equal(got, 'to the new socket', 'frames reach the new socket')
+  t.same(closes, [], 'the client saw no close')
+  t.equal(client.state, 'open', 'and is open')
 })

@@ -60,6 +60,8 @@ export interface ClientEvents {
 }
 
 type Listener<K extends keyof ClientEvents> = (event: ClientEvents[K]) => void
+/** `WebSocket.OPEN`, the same in browsers and in `ws`. */
+const OPEN = 1
 type Outgoing = string | ArrayBufferLike | ArrayBufferView
 
 export class GatehouseClient {
@@ -105,9 +107,13 @@ export class GatehouseClient {
     return () => set.delete(listener)
   }
 
-  /** Sends now, or keeps the message for the next open; false when the outbox is full or the client is closed. */
+  /**
+   * Sends now, or keeps the message for the next open; false when the outbox
+   * is full or the client is closed. A socket already closing (the gateway's
+   * close frame is in, say a refresh's 4410) would drop it silently: kept.
+   */
   send (data: Outgoing): boolean {
-    if (this.current === 'open' && this.socket) {
+    if (this.current === 'open' && this.socket?.readyState === OPEN) {
       this.socket.send(data)
       return true
     }
@@ -175,12 +181,21 @@ export class GatehouseClient {
     this.watch(socket, () => opened)
   }
 
-  /** Frames of `socket` are the player's until it closes (a refresh's old socket too); only the current socket's close matters. */
+  /**
+   * Frames of `socket` are the player's until it closes (a refresh's old
+   * socket too); only the current socket's close matters. A 4410 while a
+   * refresh is under way is that refresh taking over: its socket's open may
+   * reach the page after the old socket's close, and sends wait in the
+   * outbox meanwhile.
+   */
   private watch (socket: WebSocket, opened: () => boolean): void {
     socket.onmessage = (event: MessageEvent<string | ArrayBuffer>) => this.emit('message', { data: event.data })
+    // every error is followed by a close, which decides (and `ws` in Node throws on an error nobody listens to)
+    socket.onerror = () => {}
     socket.onclose = (event) => {
       if (this.socket !== socket) return
       this.socket = undefined
+      if (event.code === 4410 && this.refreshing !== undefined) return
       this.abandonRefresh()
       this.afterClose(event.code, event.reason, opened())
     }
@@ -211,19 +226,24 @@ export class GatehouseClient {
     const fresh = new this.options.WebSocket(url, ['bearer', token])
     fresh.binaryType = 'arraybuffer'
     this.refreshing = fresh
+    fresh.onerror = () => {}
     fresh.onopen = () => {
       if (this.refreshing !== fresh) return
       this.refreshing = undefined
       this.refreshFailures = 0
       this.socket = fresh
       this.watch(fresh, () => true)
+      // what was sent while the old socket had already closed (4410) and this one was not yet open
+      for (const data of this.outbox.splice(0)) fresh.send(data)
       this.emit('refreshed', { exp: expiryOf(token) })
       this.scheduleRefresh(token)
     }
-    fresh.onclose = () => {
+    fresh.onclose = (event) => {
       if (this.refreshing !== fresh) return
       this.refreshing = undefined
-      this.refreshFailed()
+      // the old socket already gave way to this one: the connection is lost, reconnect as after any drop
+      if (this.socket === undefined) this.afterClose(event.code === 4410 ? 1006 : event.code, event.reason, true)
+      else this.refreshFailed()
     }
   }
 

@@ -5,7 +5,7 @@
  * end becomes exactly one `close` event. Keeps the per-client ordering of
  * PROTOCOL.md §3: `open`, the `message`s in order, then exactly one `close`;
  * a replaced client's `close` precedes its successor's `open`. A refresh
- * (the same user and params connecting again, PROTOCOL.md §5d) moves the
+ * (the same user and params connecting again with `?refresh=1`, PROTOCOL.md §5d) moves the
  * live session to the new socket: the backend sees no close and no open.
  */
 import type { WebSocket } from 'ws'
@@ -243,9 +243,10 @@ export class ClientSide {
 
   /** A live session moves to its player's new socket (PROTOCOL.md §5d): the old one ends with 4410, the backend hears only `refresh`. */
   private refresh (session: ClientSession, socket: WebSocket, identity: Identity, connection: Connection): void {
+    const { metrics } = this.options
     this.listen(session, socket)
-    session.refresh(socket, connection, identity)
-    this.options.metrics.refreshes.inc({ ...this.labels, from: 'node' })
+    session.refresh(socket, connection, identity, (flushed) => metrics.messagesOut.inc(this.labels, flushed))
+    metrics.refreshes.inc({ ...this.labels, from: 'node' })
     this.announceRefresh(session)
   }
 

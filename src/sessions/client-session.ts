@@ -52,6 +52,8 @@ export class ClientSession {
   /** During a refresh: the socket being left, still read until it closes. */
   private leaving?: WebSocket
   private switchTimer?: NodeJS.Timeout
+  /** Told how many kept frames went out when the switch completed. */
+  private onSwitched?: (flushed: number) => void
   private kept: Kept[] = []
   private keptBytes = 0
   private holdTimer?: NodeJS.Timeout
@@ -164,14 +166,16 @@ export class ClientSession {
    * A refresh: `socket` (same user and params, a new token) takes over the
    * live session. The old socket is closed with 4410; frames for the player
    * are kept, and the new socket is not read, until the old one is gone
-   * (`switched`), so nothing is lost and both ways stay in order.
+   * (`switched`, which tells `onSwitched` how many kept frames it sent), so
+   * nothing is lost and both ways stay in order.
    */
-  refresh (socket: WebSocket, connection: Connection, identity: Identity): void {
+  refresh (socket: WebSocket, connection: Connection, identity: Identity, onSwitched: (flushed: number) => void): void {
     if (this.state !== 'open') return
     // a refresh while the previous one is still switching: that one ends now
     this.switched()
     const old = this.attached
     this.leaving = old
+    this.onSwitched = onSwitched
     this.attached = socket
     this.connection = connection
     this.claims = identity.claims
@@ -194,6 +198,7 @@ export class ClientSession {
     this.kept = []
     this.keptBytes = 0
     for (const frame of kept) this.deliver(frame.payload, frame.binary)
+    this.onSwitched?.(kept.length)
   }
 
   /**
