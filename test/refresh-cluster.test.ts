@@ -9,10 +9,10 @@ import t from 'tap'
 import { GatehouseBackend } from '../src/sdk/index.js'
 import { CloseCodes } from '../protocol/index.js'
 import { BACKEND_TOKEN, call, captureLogger, recorder } from './sdk-fixtures.js'
-import { connect } from './helpers/client.js'
+import { connect, refusal } from './helpers/client.js'
 import { clusterBackendFor, startNode } from './helpers/cluster.js'
 import { redisFor } from './helpers/redis.js'
-import { tokenFor } from './helpers/tokens.js'
+import { signWith, tokenFor } from './helpers/tokens.js'
 
 t.test('across nodes the backend sees close 4410 on the old node, then open marked refresh on the new one', async (t) => {
   const redis = await redisFor(t)
@@ -34,6 +34,12 @@ t.test('across nodes the backend sees close 4410 on the old node, then open mark
   t.equal(await b.metric('gatehouse_refreshes_total', { from: 'cluster' }), 1, 'node B counts a refresh across nodes')
   backend.sendVia('ref-a', 'game', { action: 'send', user: 'ann', data: 'via node A' })
   t.equal(await second.next(), 'via node A', 'presence points at node B')
+
+  // bad input: a refresh with a bad token on node A is refused before any hand-off
+  const forged = await refusal(a.url('/game/m1?refresh=1'), { token: signWith('not-the-secret-at-all-not-at-all', 'HS256', { sub: 'ann' }) })
+  t.equal(forged.status, 401, 'a refresh with a bad token gets 401')
+  second.ws.send('still on node B')
+  t.equal((await backend.events.next((e) => e.user === 'ann', 10000, 'ann message on B')).via, 'ref-b', 'ann is untouched on node B')
 
   // bad input: other params across nodes is a replace, and its open is not marked
   const other = await connect(a.url('/game/m2?refresh=1'), { token: tokenFor('ann', { n: 3 }) })

@@ -31,7 +31,7 @@ export type EndListener = (session: ClientSession, code: number, reason: string)
 /** Longest delay setTimeout accepts (about 24.8 days). */
 const MAX_TIMER_MS = 2 ** 31 - 1
 /** Longest a refresh waits for the old socket's close handshake before it terminates it (PROTOCOL.md §5d). */
-export const SWITCH_TIMEOUT_MS = 5000
+const SWITCH_TIMEOUT_MS = 5000
 
 interface Kept {
   payload: string | Buffer
