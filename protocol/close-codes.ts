@@ -31,7 +31,9 @@ export const CloseCodes = {
   /** Not sent on the wire: reported by a surviving node for a user of a gateway node that died. */
   NODE_LOST: { code: 1006, reason: 'gateway node lost', retry: true },
   TOKEN_EXPIRED: { code: 4401, reason: 'token expired', retry: true },
-  REPLACED: { code: 4409, reason: 'replaced by a newer connection', retry: false }
+  REPLACED: { code: 4409, reason: 'replaced by a newer connection', retry: false },
+  /** A refresh (PROTOCOL.md §5d): the same user and params connected again; the session goes on on the new socket. */
+  REFRESHED: { code: 4410, reason: 'session moved to a refreshed connection', retry: false }
 } as const satisfies Record<string, CloseCode>
 
 /** Codes a backend may choose in a `close` action. */

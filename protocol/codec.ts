@@ -89,11 +89,23 @@ export function encodeFrame (encoded: readonly string[]): string {
 }
 
 /** `session` names the link's sequence of `seq`s (PROTOCOL.md §5a): one per gateway process and endpoint. */
-export function encodeHello (gateway: string, endpoint: string, session: string, acks = false, cluster?: string, member?: string, binary = false): string {
+export interface HelloOptions {
+  acks?: boolean
+  /** The cluster's name, when nodes share one. */
+  cluster?: string
+  /** The pool member's id, on a pool of several. */
+  member?: string
+  /** `backend.encoding: "binary"` (PROTOCOL.md §2a). */
+  binary?: boolean
+  /** `backend.refresh` (PROTOCOL.md §5d). */
+  refresh?: boolean
+}
+
+export function encodeHello (gateway: string, endpoint: string, session: string, { acks = false, cluster, member, binary = false, refresh = false }: HelloOptions = {}): string {
   const hello: HelloEvent = {
     event: 'hello', gateway, endpoint, session, protocol: PROTOCOL_VERSION,
     ...(acks ? { acks: true } : {}), ...(cluster === undefined ? {} : { cluster }), ...(member === undefined ? {} : { member }),
-    ...(binary ? { encoding: 'binary' as const } : {})
+    ...(binary ? { encoding: 'binary' as const } : {}), ...(refresh ? { refresh: true } : {})
   }
   return JSON.stringify(hello)
 }
@@ -117,9 +129,16 @@ export function withoutSeq (stampedEvent: string, seq: number): string {
 /** Sent to a draining pool member once it holds no key. */
 export const DRAINED_EVENT = JSON.stringify({ event: 'drained' })
 
-/** `conn` only on `duplicate: "allow"` endpoints; without it the event is byte for byte what it always was. */
-export function encodeOpen (user: string, claims: Claims, params: Params, conn?: string): string {
-  return JSON.stringify({ event: 'open', user, conn, claims, params })
+/**
+ * `conn` only on `duplicate: "allow"` endpoints, `refresh` only on the open of a session another node of the
+ * cluster closed with 4410 (PROTOCOL.md §5d): without them the event is byte for byte what it always was.
+ */
+export function encodeOpen (user: string, claims: Claims, params: Params, conn?: string, refresh = false): string {
+  return JSON.stringify({ event: 'open', user, conn, claims, params, refresh: refresh ? true : undefined })
+}
+
+export function encodeRefresh (user: string, claims: Claims, params: Params, conn?: string): string {
+  return JSON.stringify({ event: 'refresh', user, conn, claims, params })
 }
 
 export function encodeClose (user: string, params: Params, code: number, reason: string, conn?: string): string {

@@ -34,7 +34,8 @@ export const HelloEvent = Type.Object({
   acks: Type.Optional(Type.Literal(true, { description: 'events carry seq; answer with ack actions' })),
   cluster: Type.Optional(Type.String({ minLength: 1, description: 'gateways naming the same cluster are one gateway: any of their links reaches every user, and `all` reaches the whole cluster' })),
   member: Type.Optional(Type.String({ minLength: 1, description: 'with `backend.urls`: the id the gateway gives this backend in its pool' })),
-  encoding: Type.Optional(Type.Literal('binary', { description: 'binary messages travel raw in binary link frames (PROTOCOL.md §2a), both ways' }))
+  encoding: Type.Optional(Type.Literal('binary', { description: 'binary messages travel raw in binary link frames (PROTOCOL.md §2a), both ways' })),
+  refresh: Type.Optional(Type.Literal(true, { description: 'with `backend.refresh`: a player\'s new token on a live session comes as a `refresh` event (PROTOCOL.md §5d)' }))
 }, open)
 
 export const SyncUser = Type.Object({ user: User, conn: Type.Optional(Conn), claims: Claims, params: Params }, open)
@@ -47,6 +48,17 @@ export const SyncEvent = Type.Object({
 
 export const OpenEvent = Type.Object({
   event: Type.Literal('open'),
+  user: User,
+  conn: Type.Optional(Conn),
+  claims: Claims,
+  params: Params,
+  refresh: Type.Optional(Type.Literal(true, { description: 'in a cluster: this open continues a session that another node closed with 4410 (PROTOCOL.md §5d)' })),
+  seq: Seq
+}, open)
+
+/** A live session's player presented a new token (PROTOCOL.md §5d); only with `backend.refresh`. */
+export const RefreshEvent = Type.Object({
+  event: Type.Literal('refresh'),
   user: User,
   conn: Type.Optional(Conn),
   claims: Claims,
@@ -79,7 +91,7 @@ export const DrainedEvent = Type.Object({
   event: Type.Literal('drained')
 }, open)
 
-export const Event = Type.Union([HelloEvent, SyncEvent, OpenEvent, MessageEvent, CloseEvent, DrainedEvent])
+export const Event = Type.Union([HelloEvent, SyncEvent, OpenEvent, RefreshEvent, MessageEvent, CloseEvent, DrainedEvent])
 
 // ---- actions: backend → gateway ----
 
@@ -142,6 +154,7 @@ export type HelloEvent = Static<typeof HelloEvent>
 export type SyncUser = Static<typeof SyncUser>
 export type SyncEvent = Static<typeof SyncEvent>
 export type OpenEvent = Static<typeof OpenEvent>
+export type RefreshEvent = Static<typeof RefreshEvent>
 export type MessageEvent = Static<typeof MessageEvent>
 export type CloseEvent = Static<typeof CloseEvent>
 export type DrainedEvent = Static<typeof DrainedEvent>
@@ -163,7 +176,7 @@ export type Params = Static<typeof Params>
 
 /** Schemas by discriminator value, so a bad frame's error names the right fields. */
 export const EventSchemas: Record<Event['event'], TSchema> = {
-  hello: HelloEvent, sync: SyncEvent, open: OpenEvent, message: MessageEvent, close: CloseEvent, drained: DrainedEvent
+  hello: HelloEvent, sync: SyncEvent, open: OpenEvent, refresh: RefreshEvent, message: MessageEvent, close: CloseEvent, drained: DrainedEvent
 }
 export const ActionSchemas: Record<Action['action'], TSchema> = {
   send: SendAction, close: CloseAction, ack: AckAction, drain: DrainAction, undrain: UndrainAction

@@ -38,7 +38,8 @@ export interface EndpointRoute {
   /** False when the client has no routing key for the endpoint's pool (`backend.route`). */
   routable (identity: Identity, params: Params): boolean
   /** Registers the handshake with the cluster; throws the error whose status the client gets. */
-  claim (identity: Identity, params: Params): Promise<Ticket>
+  /** `refresh`: the handshake asks to take over the user's live session (`?refresh=1`, PROTOCOL.md §5d). */
+  claim (identity: Identity, params: Params, refresh: boolean): Promise<Ticket>
   /** Gives back a claim whose upgrade never happened. */
   release (ticket: Ticket): void
 }
@@ -87,7 +88,8 @@ export async function endpointRoutes (app: FastifyInstance, { endpoints, authent
       config: { endpoint: endpoint.config.name },
       preValidation: async (request, reply) => {
         const { identity, leave } = await admit(request, endpoint, authenticator, gate, inFlight)
-        const claimed = await claimUntilUpgrade(request.raw.socket, endpoint, identity, request.params as Params, leave)
+        const refresh = (request.query as Record<string, unknown> | undefined)?.refresh === '1'
+        const claimed = await claimUntilUpgrade(request.raw.socket, endpoint, identity, request.params as Params, refresh, leave)
         request.admitted = { ...claimed, standIn: reply.raw }
       },
       handler: (socket, request) => {
@@ -141,7 +143,7 @@ class InFlight {
  * its place (`leave`) and its claim. HTTP sockets allow half-open, so one that
  * only ends its side would never 'close': it is destroyed.
  */
-async function claimUntilUpgrade (tcp: Socket, endpoint: EndpointRoute, identity: Identity, params: Params, leave: () => void): Promise<Omit<Admitted, 'standIn'>> {
+async function claimUntilUpgrade (tcp: Socket, endpoint: EndpointRoute, identity: Identity, params: Params, refresh: boolean, leave: () => void): Promise<Omit<Admitted, 'standIn'>> {
   let ticket: Ticket | undefined
   let gone = false
   const abandon = (): void => {
@@ -160,7 +162,7 @@ async function claimUntilUpgrade (tcp: Socket, endpoint: EndpointRoute, identity
   // the client may have gone while its token waited for a key fetch, before these listeners
   if (tcp.destroyed) abandon()
   try {
-    ticket = await endpoint.claim(identity, params)
+    ticket = await endpoint.claim(identity, params, refresh)
   } catch (err) {
     unwatch()
     throw err

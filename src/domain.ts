@@ -20,6 +20,8 @@ export interface Connection {
   since: number
   /** The endpoint's duplicate policy, which also settles conflicts found after a broker outage. */
   policy: DuplicatePolicy
+  /** The handshake asked to take over the user's live session with the same params (`?refresh=1`, PROTOCOL.md §5d). */
+  refresh?: true
 }
 
 /** Why a node is asked to close one of its connections. */
@@ -31,6 +33,8 @@ export interface Ticket {
   lost?: { params: Params }
   /** Admitted while the cluster could not be asked: registered once it can. */
   unchecked?: true
+  /** The node that held the user closed its session with 4410 for this one: a refresh across nodes (PROTOCOL.md §5d). */
+  refreshed?: true
   /**
    * Called once, as the socket is accepted: ends the claim's wait. Says why
    * the connection must close at once when another one superseded it

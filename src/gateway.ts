@@ -150,7 +150,7 @@ async function registerGateway (app: FastifyInstance, options: GatehousePluginOp
       relay,
       available: () => pool.state !== 'unavailable',
       routable: (identity, params) => pool.routable({ user: identity.user, claims: identity.claims, params }),
-      claim: async (identity, params) => await admissions.claim(endpoint, identity, params),
+      claim: async (identity, params, refresh) => await admissions.claim(endpoint, identity, params, refresh),
       // under `allow` a handshake given back took over nobody's claim
       release: (ticket) => admissions.release(ticket, endpoint.duplicate === 'allow' ? undefined : registry.get(ticket.connection.user)?.connection)
     }
@@ -163,9 +163,9 @@ async function registerGateway (app: FastifyInstance, options: GatehousePluginOp
     return relay
   }
   const node: LocalNode = {
-    evict: async (endpoint, user, id, why) => {
+    evict: async (endpoint, user, id, why, params) => {
       admissions.evict(endpoint, user, id, why)
-      await relayFor(endpoint)?.evict(user, id, why)
+      return await relayFor(endpoint)?.evict(user, id, why, params)
     },
     reportLost: async (endpoint, user, params, conn) => await relayFor(endpoint)?.reportLost(user, params, conn),
     reopen: (endpoint, user, id) => relayFor(endpoint)?.reopen(user, id),

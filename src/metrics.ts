@@ -11,6 +11,7 @@ export class GatewayMetrics {
   readonly handshakeFailures = new Counter({ name: 'gatehouse_handshake_failures_total', help: 'Refused client handshakes, by reason', labelNames: ['endpoint', 'reason'] as const, registers: [this.registry] })
   readonly clientCloses = new Counter({ name: 'gatehouse_client_closes_total', help: 'Client sockets ended, by close code', labelNames: ['endpoint', 'code'] as const, registers: [this.registry] })
   readonly resumes = new Counter({ name: 'gatehouse_resumes_total', help: 'Held sessions resumed by a reconnect within resumeGraceMs', labelNames: ['endpoint'] as const, registers: [this.registry] })
+  readonly refreshes = new Counter({ name: 'gatehouse_refreshes_total', help: 'Live sessions moved to a new socket with a new token (PROTOCOL.md §5d), by where the old one was', labelNames: ['endpoint', 'from'] as const, registers: [this.registry] })
   readonly messagesIn = new Counter({ name: 'gatehouse_messages_in_total', help: 'Client frames relayed to the backend', labelNames: ['endpoint'] as const, registers: [this.registry] })
   readonly messagesOut = new Counter({ name: 'gatehouse_messages_out_total', help: 'Frames delivered to clients from send actions', labelNames: ['endpoint'] as const, registers: [this.registry] })
   readonly droppedActions = new Counter({ name: 'gatehouse_dropped_actions_total', help: 'Action deliveries that could not be made, by reason', labelNames: ['endpoint', 'reason'] as const, registers: [this.registry] })

@@ -61,7 +61,7 @@ export function captureLogger (): CapturedLogger {
   return { lines, debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') }
 }
 
-/** Handlers that record each call as `open alice {"room":"a"}`, `message alice {...}`, `close alice 1006 reason`, `drained node-a game`. */
+/** Handlers that record each call as `open alice {"room":"a"}`, `message alice {...}`, `refresh alice {claims}`, `close alice 1006 reason`, `drained node-a game`. */
 export function recorder (): { handlers: Required<BackendHandlers>, calls: Inbox<string> } {
   const calls = new Inbox<string>()
   return {
@@ -69,6 +69,7 @@ export function recorder (): { handlers: Required<BackendHandlers>, calls: Inbox
     handlers: {
       onOpen: (user, _claims, params) => calls.push(`open ${user} ${JSON.stringify(params)}`),
       onMessage: (user, data, { binary }) => calls.push(`message ${user} ${JSON.stringify(data)}${binary ? ' binary' : ''}`),
+      onRefresh: (user, claims) => calls.push(`refresh ${user} ${JSON.stringify(claims)}`),
       onClose: (user, code, reason) => calls.push(`close ${user} ${code} ${reason}`),
       onDrained: ({ gateway, endpoint }) => calls.push(`drained ${gateway} ${endpoint}`)
     }

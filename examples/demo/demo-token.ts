@@ -16,7 +16,8 @@ export interface DemoTokenIssuer {
 export const PLAYER_NAME = /^[A-Za-z0-9_-]{1,20}$/
 
 /** Throws at start-up when the config cannot take demo tokens. */
-export function demoTokenIssuer (auth: Readonly<GatewayConfig['auth']>, ttlSec = 600): DemoTokenIssuer {
+/** A minute by default: the page's client refreshes them on the live socket (docs/client.md, "Token refresh"). */
+export function demoTokenIssuer (auth: Readonly<GatewayConfig['auth']>, ttlSec = 60): DemoTokenIssuer {
   if (auth.secret === undefined || !auth.algorithms.includes('HS256')) {
     throw new Error('the demo signs HS256 tokens: auth.secret must be set and auth.algorithms must include HS256')
   }

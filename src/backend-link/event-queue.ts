@@ -15,14 +15,15 @@ import type { RawMessage, SyncUser } from '../../protocol/index.js'
 
 /** One encoded event, with what the link needs to keep its roster. */
 export interface OutboundEvent {
-  kind: 'open' | 'message' | 'close'
+  /** `refresh`: a live session's new claims (PROTOCOL.md §5d); written only with `backend.refresh`. */
+  kind: 'open' | 'refresh' | 'message' | 'close'
   user: string
   /** The connection, on `duplicate: "allow"` endpoints: the client is then this, not the user. */
   conn?: string
   text: string
   /** UTF-8 size of `text` as encoded (a control character a client sent counts as its 6-byte JSON escape). */
   bytes: number
-  /** Who opened: set on `open` events, for the next `sync`. */
+  /** Who opened (or refreshed): set on `open` and `refresh` events, for the next `sync`. */
   opened?: SyncUser
   /** The client's routing key, set by the endpoint's pool (src/pool/pool.ts). */
   key?: string
@@ -116,6 +117,23 @@ export class EventQueue {
   /** Seq of the last written event (0 when none is queued). */
   get lastWrittenSeq (): number {
     return this.cursor > this.head ? this.items[this.cursor - 1].seq ?? 0 : 0
+  }
+
+  /**
+   * Gives the last queued `open` of `client` (its user, or under `allow` its
+   * connection: `clientOf`) new claims for the roster, as if it had carried
+   * them; false when none is queued. For a refresh the backend did not opt
+   * into, so the next `sync` still carries its claims.
+   */
+  reviseOpen (client: string, opened: SyncUser): boolean {
+    for (let i = this.items.length - 1; i >= this.head; i--) {
+      const event = this.items[i]
+      if (clientOf(event) !== client || event.kind === 'message') continue
+      if (event.kind !== 'open') return false
+      this.items[i] = { ...event, opened }
+      return true
+    }
+    return false
   }
 
   /** Makes every uncommitted event unwritten again, for a new link. */

@@ -158,6 +158,7 @@ export class BackendLink extends EventEmitter<LinkEvents> {
    * the backend is unavailable, or the queue is full, which makes it so.
    */
   send (event: OutboundEvent): boolean {
+    if (event.kind === 'refresh' && !this.options.backend.refresh) return this.refreshSilently(event)
     if (this.current === 'unavailable' || this.current === 'closed') {
       this.options.metrics.droppedEvents.inc({ ...this.labels, reason: 'backend_unavailable' })
       return false
@@ -186,6 +187,20 @@ export class BackendLink extends EventEmitter<LinkEvents> {
     if (this.current === 'up') this.scheduleFlush(event.kind === 'message')
     // while up, flush() updates the queue gauges once per batch
     else this.observeQueue()
+    return true
+  }
+
+  /**
+   * A refresh the backend did not opt into: nothing is written, but the
+   * roster (committed, or the user's queued `open`) takes the new claims, so
+   * every later `sync` carries them (PROTOCOL.md §5d).
+   */
+  private refreshSilently (event: OutboundEvent): boolean {
+    const { opened } = event
+    if (opened === undefined) return false
+    const client = clientOf(event)
+    if (this.roster.has(client)) this.roster.set(client, opened)
+    else this.queue.reviseOpen(client, opened)
     return true
   }
 
@@ -287,7 +302,8 @@ export class BackendLink extends EventEmitter<LinkEvents> {
     this.lastDialWarning = undefined
     if (this.connections++ > 0) metrics.linkReconnects.inc(this.memberLabels)
     this.queue.rewind()
-    socket.send(encodeHello(nodeId, endpoint, this.session, this.acks, this.options.cluster, this.options.announceMember ? this.options.member : undefined, this.binary))
+    const member = this.options.announceMember ? this.options.member : undefined
+    socket.send(encodeHello(nodeId, endpoint, this.session, { acks: this.acks, cluster: this.options.cluster, member, binary: this.binary, refresh: this.options.backend.refresh }))
     // a large sync may leave the socket above the high-water mark: its write callback resumes the flush
     socket.send(encodeSync([...this.roster.values()], this.acks ? this.ackedSeq : undefined), this.afterWrite)
     log.info({ backend: this.target, users: this.roster.size, queued: this.queue.length }, 'backend link up')
@@ -427,6 +443,7 @@ export class BackendLink extends EventEmitter<LinkEvents> {
 
   private commit (event: OutboundEvent): void {
     if (event.kind === 'open' && event.opened) this.roster.set(clientOf(event), event.opened)
+    else if (event.kind === 'refresh' && event.opened && this.roster.has(clientOf(event))) this.roster.set(clientOf(event), event.opened)
     else if (event.kind === 'close') this.roster.delete(clientOf(event))
     if (event.seq !== undefined) this.ackedSeq = event.seq
     event.settled?.()

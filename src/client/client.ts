@@ -2,7 +2,9 @@
  * A player's connection to one Gatehouse endpoint (docs/client.md): the token
  * as the `bearer` subprotocol, a fresh one on every attempt, reconnects with
  * jittered backoff as the close-code table says, and a bounded outbox while
- * the socket is down.
+ * the socket is down. Ahead of the token's `exp` it refreshes: a new socket
+ * with a new token and `?refresh=1` opens before the old one is closed by the
+ * gateway (PROTOCOL.md §5d), so the session goes on and nothing is lost.
  */
 import { backoffMs, retryAfterClose } from './close-policy.js'
 
@@ -19,6 +21,14 @@ export interface GatehouseClientOptions {
   maxFailedAttempts?: number
   /** Messages kept while the socket is down, sent on open; past it `send` returns false (default 100). */
   outboxLimit?: number
+  /**
+   * Refresh this long before the token's `exp` (read from the JWT, not
+   * verified): `token()` is called and a new socket replaces the open one
+   * without a close for the backend. At most half the token's lifetime at
+   * open; a failed refresh is tried again at the backoff until `exp`.
+   * 0 turns refreshing off (default 10 s).
+   */
+  refreshAheadMs?: number
   /** Another WebSocket implementation (default: the global one). */
   WebSocket?: typeof WebSocket
 }
@@ -44,10 +54,14 @@ export interface ClientEvents {
   message: { data: string | ArrayBuffer }
   /** 4409: the same user connected again elsewhere (another tab); no retry follows. */
   replaced: { reason: string }
+  /** The connection moved to a socket with a new token (PROTOCOL.md §5d); `exp` is the new token's, in epoch seconds. */
+  refreshed: { exp?: number }
   closed: ClosedEvent
 }
 
 type Listener<K extends keyof ClientEvents> = (event: ClientEvents[K]) => void
+/** `WebSocket.OPEN`, the same in browsers and in `ws`. */
+const OPEN = 1
 type Outgoing = string | ArrayBufferLike | ArrayBufferView
 
 export class GatehouseClient {
@@ -62,6 +76,10 @@ export class GatehouseClient {
   /** Attempts in a row that never opened: drives the give-up. */
   private unopened = 0
   private current: ClientState = 'connecting'
+  /** The next refresh, and the socket of one under way. */
+  private refreshTimer: ReturnType<typeof setTimeout> | undefined
+  private refreshing: WebSocket | undefined
+  private refreshFailures = 0
 
   constructor (readonly url: string | URL, options: GatehouseClientOptions) {
     this.options = {
@@ -70,6 +88,7 @@ export class GatehouseClient {
       pauseMs: 5000,
       maxFailedAttempts: 6,
       outboxLimit: 100,
+      refreshAheadMs: 10000,
       WebSocket: globalThis.WebSocket,
       ...options
     }
@@ -88,9 +107,13 @@ export class GatehouseClient {
     return () => set.delete(listener)
   }
 
-  /** Sends now, or keeps the message for the next open; false when the outbox is full or the client is closed. */
+  /**
+   * Sends now, or keeps the message for the next open; false when the outbox
+   * is full or the client is closed. A socket already closing (the gateway's
+   * close frame is in, say a refresh's 4410) would drop it silently: kept.
+   */
   send (data: Outgoing): boolean {
-    if (this.current === 'open' && this.socket) {
+    if (this.current === 'open' && this.socket?.readyState === OPEN) {
       this.socket.send(data)
       return true
     }
@@ -109,6 +132,14 @@ export class GatehouseClient {
     const socket = this.socket
     this.finish({ code, reason, opened: this.current === 'open', retry: false, delayMs: 0, unsent: this.outbox.length })
     socket?.close(code, reason)
+  }
+
+  /** Refreshes now (a new token on a new socket, PROTOCOL.md §5d), if the client is open and no refresh is under way. */
+  refresh (): void {
+    if (this.current !== 'open' || this.refreshing !== undefined) return
+    clearTimeout(this.refreshTimer)
+    this.refreshTimer = undefined
+    this.startRefresh().catch(() => this.refreshFailed())
   }
 
   /** Starts again after the client gave up or was closed, from a fresh backoff. */
@@ -145,12 +176,95 @@ export class GatehouseClient {
       this.emit('open', { attempt })
       // the outbox may refill from inside a listener; send what was queued before
       for (const data of this.outbox.splice(0)) socket.send(data)
+      this.scheduleRefresh(token)
     }
+    this.watch(socket, () => opened)
+  }
+
+  /**
+   * Frames of `socket` are the player's until it closes (a refresh's old
+   * socket too); only the current socket's close matters. A 4410 while a
+   * refresh is under way is that refresh taking over: its socket's open may
+   * reach the page after the old socket's close, and sends wait in the
+   * outbox meanwhile.
+   */
+  private watch (socket: WebSocket, opened: () => boolean): void {
     socket.onmessage = (event: MessageEvent<string | ArrayBuffer>) => this.emit('message', { data: event.data })
+    // every error is followed by a close, which decides (and `ws` in Node throws on an error nobody listens to)
+    socket.onerror = () => {}
     socket.onclose = (event) => {
       if (this.socket !== socket) return
       this.socket = undefined
-      this.afterClose(event.code, event.reason, opened)
+      if (event.code === 4410 && this.refreshing !== undefined) return
+      this.abandonRefresh()
+      this.afterClose(event.code, event.reason, opened())
+    }
+  }
+
+  /** Plans the next refresh from `token`'s `exp`: `refreshAheadMs` before it, at most half its remaining life from now. */
+  private scheduleRefresh (token: string): void {
+    clearTimeout(this.refreshTimer)
+    this.refreshTimer = undefined
+    const exp = expiryOf(token)
+    if (this.options.refreshAheadMs <= 0 || exp === undefined) return
+    const left = exp * 1000 - Date.now()
+    if (left <= 0) return
+    this.refreshTimer = setTimeout(() => this.refresh(), Math.max(left - this.options.refreshAheadMs, left / 2))
+  }
+
+  /**
+   * Make before break: the new socket opens while the old one still works;
+   * once it is open, sends go to it, and the gateway closes the old one
+   * (4410) after what it had to deliver there.
+   */
+  private async startRefresh (): Promise<void> {
+    const token = await this.options.token()
+    if (this.current !== 'open' || this.refreshing !== undefined) return
+    // relative to the page, as a browser's WebSocket takes it
+    const url = new URL(String(this.url), (globalThis as { location?: { href: string } }).location?.href)
+    url.searchParams.set('refresh', '1')
+    const fresh = new this.options.WebSocket(url, ['bearer', token])
+    fresh.binaryType = 'arraybuffer'
+    this.refreshing = fresh
+    fresh.onerror = () => {}
+    fresh.onopen = () => {
+      if (this.refreshing !== fresh) return
+      this.refreshing = undefined
+      this.refreshFailures = 0
+      this.socket = fresh
+      this.watch(fresh, () => true)
+      // what was sent while the old socket had already closed (4410) and this one was not yet open
+      for (const data of this.outbox.splice(0)) fresh.send(data)
+      this.emit('refreshed', { exp: expiryOf(token) })
+      this.scheduleRefresh(token)
+    }
+    fresh.onclose = (event) => {
+      if (this.refreshing !== fresh) return
+      this.refreshing = undefined
+      // the old socket already gave way to this one: the connection is lost, reconnect as after any drop
+      if (this.socket === undefined) this.afterClose(event.code === 4410 ? 1006 : event.code, event.reason, true)
+      else this.refreshFailed()
+    }
+  }
+
+  /** The old socket still works: try again at the backoff, while it is open. */
+  private refreshFailed (): void {
+    if (this.current !== 'open') return
+    const delay = backoffMs(this.refreshFailures++, this.options.minDelayMs, this.options.maxDelayMs)
+    clearTimeout(this.refreshTimer)
+    this.refreshTimer = setTimeout(() => this.refresh(), delay)
+  }
+
+  /** The connection ended: a refresh under way has nothing left to take over. */
+  private abandonRefresh (): void {
+    clearTimeout(this.refreshTimer)
+    this.refreshTimer = undefined
+    const fresh = this.refreshing
+    this.refreshing = undefined
+    if (fresh !== undefined) {
+      fresh.onopen = null
+      fresh.onclose = null
+      fresh.close(1000)
     }
   }
 
@@ -178,6 +292,7 @@ export class GatehouseClient {
   private finish (event: ClosedEvent): void {
     clearTimeout(this.timer)
     this.timer = undefined
+    this.abandonRefresh()
     this.current = 'closed'
     this.socket = undefined
     this.outbox.length = 0
@@ -186,5 +301,16 @@ export class GatehouseClient {
 
   private emit<K extends keyof ClientEvents>(type: K, event: ClientEvents[K]): void {
     for (const listener of this.listeners.get(type) ?? []) listener(event)
+  }
+}
+
+/** A JWT's `exp` (epoch seconds), read without verifying it: only to plan the refresh. */
+function expiryOf (token: string): number | undefined {
+  try {
+    const payload = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/')
+    const claims = JSON.parse(atob(payload.padEnd(Math.ceil(payload.length / 4) * 4, '='))) as { exp?: unknown }
+    return typeof claims.exp === 'number' ? claims.exp : undefined
+  } catch {
+    return undefined
   }
 }

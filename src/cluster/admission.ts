@@ -35,14 +35,15 @@ export class Admissions {
   ) {}
 
   /** Throws the error whose status the client gets. */
-  async claim (endpoint: Readonly<EndpointConfig>, identity: Identity, params: Params): Promise<Ticket> {
+  async claim (endpoint: Readonly<EndpointConfig>, identity: Identity, params: Params, refresh = false): Promise<Ticket> {
     const connection: Connection = {
       endpoint: endpoint.name,
       user: identity.user,
       id: connectionId(this.nodeId, ++this.issued),
       params,
       since: Date.now(),
-      policy: endpoint.duplicate
+      policy: endpoint.duplicate,
+      ...(refresh ? { refresh: true as const } : {})
     }
     const field = fieldOf(connection)
     const others = this.pending.get(field) ?? []
@@ -68,6 +69,7 @@ export class Admissions {
       return entry.evicted
     }
     if (claim.outcome === 'unchecked') return { connection, unchecked: true, upgrade }
+    if ('refreshed' in claim && claim.refreshed === true) return { connection, refreshed: true, upgrade }
     return 'lost' in claim && claim.lost ? { connection, lost: claim.lost, upgrade } : { connection, upgrade }
   }
 

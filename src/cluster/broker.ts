@@ -21,7 +21,7 @@ import type { Connection, Eviction } from '../domain.js'
  */
 export type Claim =
   | { outcome: 'free' | 'refused' | 'unchecked' }
-  | { outcome: 'handedOff' | 'lost', lost?: { params: Params } }
+  | { outcome: 'handedOff' | 'lost', lost?: { params: Params }, refreshed?: true }
 
 export type BrokerState = 'up' | 'down'
 
@@ -34,9 +34,11 @@ export interface LocalNode {
   /**
    * Closes connection `id` of `user` (4409 when replaced, 1008 when a reject
    * conflict found it the newer) and resolves once its `close` is committed
-   * to the backend link, or at once when it is no longer here.
+   * to the backend link, or at once when it is no longer here. `params`, the
+   * new connection's: a session with the same ones is closed as refreshed
+   * (4410, PROTOCOL.md §5d), and the promise says `refreshed`.
    */
-  evict (endpoint: string, user: string, id: string, why: Eviction): Promise<void>
+  evict (endpoint: string, user: string, id: string, why: Eviction, params?: Params): Promise<void | 'refreshed'>
   /** Reports on this node's link that a user (or under `allow` their connection `conn`) of a lost node is gone (close 1006); resolves once committed. */
   reportLost (endpoint: string, user: string, params: Params, conn?: string): Promise<void>
   /** Reports `open` again for a connection the cluster had reported closed while this node was cut off. */

@@ -171,8 +171,9 @@ export class ClusterBroker extends EventEmitter<BrokerEvents> implements Broker 
     if (!claimed) return { outcome: 'refused' }
     if (old === undefined || old.n === nodeId) return { outcome: 'free' }
     if (!alive) return entry ? { outcome: 'lost', lost: { params: entry.p } } : { outcome: 'free' }
-    const answered = await this.handoffs.request(old, connection.endpoint, connection.user, 'replaced')
-    if (answered || !entry) return { outcome: 'handedOff' }
+    const answer = await this.handoffs.request(old, connection.endpoint, connection.user, 'replaced', connection.refresh ? connection.params : undefined)
+    if (answer === 'refreshed') return { outcome: 'handedOff', refreshed: true }
+    if (answer === 'closed' || !entry) return { outcome: 'handedOff' }
     this.options.log.warn({ user: connection.user, node: old.n, timeoutMs: this.options.handoffTimeoutMs }, 'replace: the node holding the old connection did not answer; reporting its close here')
     return { outcome: 'handedOff', lost: { params: entry.p } }
   }
@@ -210,10 +211,10 @@ export class ClusterBroker extends EventEmitter<BrokerEvents> implements Broker 
         return
       case 'evict':
         // a user this node is reporting for a reaped node: its report is the close asked for
-        this.handoffs.asked(message, this.reaper?.report(`${message.e}:${message.u}`) ?? node.evict(message.e, message.u, message.c, message.why))
+        this.handoffs.asked(message, this.reaper?.report(`${message.e}:${message.u}`) ?? node.evict(message.e, message.u, message.c, message.why, message.p))
         return
       case 'evicted':
-        this.handoffs.answered(message.id)
+        this.handoffs.answered(message.id, message.r === true)
         return
       case 'pool': {
         const { e, m, what } = message
@@ -288,7 +289,10 @@ export class ClusterBroker extends EventEmitter<BrokerEvents> implements Broker 
     const node = this.node as LocalNode
     const { result, other, entry } = await this.transport.presence.reassert(this.registration(connection), connection.policy)
     const why: Eviction = connection.policy === 'replace' ? 'replaced' : 'rejected'
-    if (result === 'lost') return await node.evict(connection.endpoint, connection.user, connection.id, why)
+    if (result === 'lost') {
+      await node.evict(connection.endpoint, connection.user, connection.id, why)
+      return
+    }
     if (result === 'won' && other) void this.handoffs.request(other, connection.endpoint, connection.user, why)
     if (entry) void node.reportLost(connection.endpoint, connection.user, entry.p)
     if (reopen) node.reopen(connection.endpoint, connection.user, connection.id)

@@ -4,13 +4,15 @@
  * socket dropped without a close frame is held for a resume, and every session's
  * end becomes exactly one `close` event. Keeps the per-client ordering of
  * PROTOCOL.md §3: `open`, the `message`s in order, then exactly one `close`;
- * a replaced client's `close` precedes its successor's `open`.
+ * a replaced client's `close` precedes its successor's `open`. A refresh
+ * (the same user and params connecting again with `?refresh=1`, PROTOCOL.md §5d) moves the
+ * live session to the new socket: the backend sees no close and no open.
  */
 import type { WebSocket } from 'ws'
 import type { FastifyBaseLogger } from 'fastify'
 import {
-  CloseCodes, encodeBinaryMessage, encodeClose, encodeOpen, encodeTextMessage, fitsRecord, messageRecordBytes,
-  type CloseCode, type Params
+  CloseCodes, encodeBinaryMessage, encodeClose, encodeOpen, encodeRefresh, encodeTextMessage, fitsRecord, messageRecordBytes,
+  type CloseCode, type Params, type SyncUser
 } from '../../protocol/index.js'
 import type { Identity } from '../auth/authenticator.js'
 import type { EndpointConfig, LimitsConfig } from '../config/schema.js'
@@ -117,6 +119,10 @@ export class ClientSide {
       }
       // back, but somewhere else (another match): the held session is over
       existing.end(CloseCodes.ABNORMAL.code, CloseCodes.ABNORMAL.reason)
+    } else if (connection.refresh && existing && !existing.isEnded && registry.policy === 'replace' && sameParams(existing.params, params)) {
+      this.refresh(existing, socket, identity, connection)
+      if (unchecked) cluster.register(connection)
+      return
     }
     const session = new ClientSession(socket, identity, connection, this.sessionLimits, this.onSessionEnd)
     const entry = registry.register(session)
@@ -128,7 +134,8 @@ export class ClientSide {
     if (unchecked) cluster.register(connection)
     this.listen(session, socket)
     metrics.connections.inc(this.labels)
-    this.announce(session)
+    if (ticket.refreshed === true) metrics.refreshes.inc({ ...this.labels, from: 'cluster' })
+    this.announce(session, ticket.refreshed === true)
     // the open itself may have filled the queue, which closes every client, this one included
     if (session.isEnded) return
     session.expireAt(identity.exp)
@@ -144,13 +151,17 @@ export class ClientSide {
    * one on another node; resolves once its `close` is committed to the link.
    * Claims overwrite each other in order, so the user's connection here goes
    * if it was claimed no later than `id` (it may have replaced `id` here).
+   * A replace by a connection with the same params (`params`) is a refresh
+   * on another node: closed with 4410, and said so (PROTOCOL.md §5d).
    */
-  async evict (user: string, id: string, why: Eviction): Promise<void> {
+  async evict (user: string, id: string, why: Eviction, params?: Params): Promise<void | 'refreshed'> {
     const session = this.options.registry.get(user)
     if (!session || !claimedNoLater(session.connection.id, id)) return
+    const refreshed = why === 'replaced' && params !== undefined && sameParams(session.params, params)
     const committed = new Promise<void>((resolve) => this.evictions.set(session, resolve))
-    session.close(why === 'replaced' ? CloseCodes.REPLACED : CloseCodes.DUPLICATE_REJECTED)
+    session.close(refreshed ? CloseCodes.REFRESHED : why === 'replaced' ? CloseCodes.REPLACED : CloseCodes.DUPLICATE_REJECTED)
     await committed
+    if (refreshed) return 'refreshed'
   }
 
   /** Reports a user (under `allow`, their connection `conn`) of a dead node closed (1006) on this node's link; resolves once committed. */
@@ -211,26 +222,45 @@ export class ClientSide {
     socket.close(why.code, why.reason)
   }
 
-  private announce (session: ClientSession): void {
-    const { user, claims, params, conn } = session
-    const text = encodeOpen(user, claims, params, conn)
-    const opened = conn === undefined ? { user, claims, params } : { user, conn, claims, params }
-    this.options.sink.send({ kind: 'open', user, conn, text, bytes: Buffer.byteLength(text), opened })
+  /** `refreshed`: the session continues one another node closed with 4410 (PROTOCOL.md §5d). */
+  private announce (session: ClientSession, refreshed = false): void {
+    const { user, conn } = session
+    const text = encodeOpen(user, session.claims, session.params, conn, refreshed)
+    this.options.sink.send({ kind: 'open', user, conn, text, bytes: Buffer.byteLength(text), opened: rosterEntry(session) })
+  }
+
+  /** The session's new claims: a `refresh` event for a backend that opted in, else only the roster of later syncs (link.ts). */
+  private announceRefresh (session: ClientSession): void {
+    const { user, conn } = session
+    const text = encodeRefresh(user, session.claims, session.params, conn)
+    this.options.sink.send({ kind: 'refresh', user, conn, text, bytes: Buffer.byteLength(text), opened: rosterEntry(session) })
   }
 
   /**
-   * The backend sees nothing: same session, new socket, kept frames first.
-   * Under `allow` the session stays the connection it was (its `conn`, its
-   * place in the cluster), and the new handshake's claim is given back.
+   * The backend sees no close and no open: same session, new socket, kept
+   * frames first; new claims as a refresh. Under `allow` the session stays
+   * the connection it was (its `conn`, its place in the cluster), and the
+   * new handshake's claim is given back.
    */
   private resume (session: ClientSession, socket: WebSocket, identity: Identity, connection: Connection): void {
     const { metrics, cluster } = this.options
+    const before = JSON.stringify(session.claims)
     this.listen(session, socket)
     const keep = session.conn !== undefined
     if (keep) cluster.release(connection)
-    const flushed = session.resume(socket, keep ? session.connection : connection, identity.exp)
+    const flushed = session.resume(socket, keep ? session.connection : connection, identity)
     metrics.resumes.inc(this.labels)
     metrics.messagesOut.inc(this.labels, flushed)
+    if (JSON.stringify(session.claims) !== before) this.announceRefresh(session)
+  }
+
+  /** A live session moves to its player's new socket (PROTOCOL.md §5d): the old one ends with 4410, the backend hears only `refresh`. */
+  private refresh (session: ClientSession, socket: WebSocket, identity: Identity, connection: Connection): void {
+    const { metrics } = this.options
+    this.listen(session, socket)
+    session.refresh(socket, connection, identity, (flushed) => metrics.messagesOut.inc(this.labels, flushed))
+    metrics.refreshes.inc({ ...this.labels, from: 'node' })
+    this.announceRefresh(session)
   }
 
   /** The socket died without a close frame: hold the session for `resumeGraceMs`, or end it now. */
@@ -245,13 +275,18 @@ export class ClientSide {
     }
   }
 
-  /** Events of a socket that has since been replaced by a resume are ignored. */
+  /**
+   * Events of a socket that has since been replaced by a resume are ignored;
+   * one a refresh is leaving is still read until it closes, which completes
+   * the switch.
+   */
   private listen (session: ClientSession, socket: WebSocket): void {
     const attached = (): boolean => session.socket === socket
     socket.on('message', (data: Buffer, isBinary: boolean) => {
-      if (attached()) this.onFrame(session, data, isBinary)
+      if (attached() || session.previousSocket === socket) this.onFrame(session, data, isBinary)
     })
     socket.on('close', (code: number, reason: Buffer) => {
+      if (session.previousSocket === socket) session.switched()
       if (!attached()) return
       if (code === CloseCodes.ABNORMAL.code) this.socketDropped(session, CloseCodes.ABNORMAL)
       else session.end(code, reason.toString())
@@ -309,4 +344,9 @@ export class ClientSide {
 function sameParams (a: Params, b: Params): boolean {
   const keys = Object.keys(a)
   return keys.length === Object.keys(b).length && keys.every((k) => a[k] === b[k])
+}
+
+/** What the link's roster (and so `sync`) holds of a session: `conn` only under `allow`. */
+function rosterEntry ({ user, conn, claims, params }: ClientSession): SyncUser {
+  return conn === undefined ? { user, claims, params } : { user, conn, claims, params }
 }

@@ -34,8 +34,8 @@ export class EndpointRelay {
     return this.clients.registered()
   }
 
-  async evict (user: string, id: string, why: Eviction): Promise<void> {
-    await this.clients.evict(user, id, why)
+  async evict (user: string, id: string, why: Eviction, params?: Params): Promise<void | 'refreshed'> {
+    return await this.clients.evict(user, id, why, params)
   }
 
   async reportLost (user: string, params: Params, conn?: string): Promise<void> {

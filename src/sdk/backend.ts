@@ -15,7 +15,7 @@ import {
 import { ACK_EVERY_EVENTS, ACK_INTERVAL_MS, AckLedger } from './ack-ledger.js'
 import { GatewayLink, type LinkListener } from './gateway-link.js'
 import { LinkServer } from './link-server.js'
-import { Roster, type RosterChange } from './roster.js'
+import { Roster, type Presence, type RosterChange } from './roster.js'
 import { TaskQueue } from './task-queue.js'
 import { Registration, type RegisterOptions } from './registration.js'
 import type { BackendLogger } from './logger.js'
@@ -57,6 +57,15 @@ export interface BackendHandlers {
    * text from any other (and from an endpoint with `duplicate: "allow"`).
    */
   onMessage? (user: string, data: unknown, info: { binary: boolean, params: Params } & ConnectionInfo & EventDelivery): void | Promise<void>
+  /**
+   * A connected player presented a new token (PROTOCOL.md §5d): same
+   * connection, new `claims` (and `exp`). Called for a `refresh` event (the
+   * gateway's `backend.refresh: true`), for a refresh that moved the player
+   * to another node of a cluster (close 4410 then an open marked `refresh`),
+   * and for a `sync` listing the user with new claims and the same params.
+   * No `onClose`/`onOpen` is called for it.
+   */
+  onRefresh? (user: string, claims: Claims, info: { params: Params } & ConnectionInfo & EventDelivery): void | Promise<void>
   /** A player's connection ended; exactly once per `onOpen` (per connection). Codes the SDK infers itself: see `InferredCloses`. */
   onClose? (user: string, code: number, reason: string, info: { params: Params } & ConnectionInfo & EventDelivery): void | Promise<void>
   /** After `drain()`: this gateway's pool holds nothing on this service any more (docs/pools.md); once every gateway has said so, it may exit. */
@@ -79,6 +88,14 @@ export interface BackendOptions {
    * @default 30000
    */
   linkGraceMs?: number
+  /**
+   * How long a user whom a node of a gateway cluster closed as refreshed
+   * (4410) waits for their `open` on another node of it, to become one
+   * `onRefresh` (PROTOCOL.md §5d); past it they get `onClose` 4410. Their
+   * sends meanwhile still reach them (any node of the cluster forwards).
+   * @default 10000
+   */
+  moveGraceMs?: number
   /** Ping period on each link; a gateway that misses a pong is dropped. 0 turns pings off. @default 15000 */
   pingIntervalMs?: number
   /** Largest frame accepted from a gateway. @default 16777216 */
@@ -161,6 +178,9 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
   private readonly server: LinkServer
   private readonly log: BackendLogger
   private readonly linkGraceMs: number
+  private readonly moveGraceMs: number
+  /** Users closed as refreshed by a cluster node, each waiting `moveGraceMs` for its open on another. */
+  private readonly moveTimers = new Set<NodeJS.Timeout>()
   private readonly pingIntervalMs: number
   private readonly token?: string
   private readonly allowUnauthenticated: boolean
@@ -172,6 +192,7 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
     this.handlers = handlers
     this.log = options.logger ?? pino({ name: 'gatehouse-backend' })
     this.linkGraceMs = options.linkGraceMs ?? 30000
+    this.moveGraceMs = options.moveGraceMs ?? 10000
     this.pingIntervalMs = options.pingIntervalMs ?? 15000
     this.manualAcks = options.acks === 'manual'
     // an empty token (an unset variable expanded to '') would refuse everyone while looking configured
@@ -212,6 +233,8 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
     await Promise.all([...this.registrations].map(async (r) => await r.stop()))
     for (const timer of this.graceTimers.values()) clearTimeout(timer)
     this.graceTimers.clear()
+    for (const timer of this.moveTimers) clearTimeout(timer)
+    this.moveTimers.clear()
     // what is processed is acked before the links close, so the next process is not handed it again
     for (const key of this.ledgers.keys()) this.flushAck(key)
     for (const link of this.links.keys()) link.close(CloseCodes.GOING_AWAY.code, 'backend shutting down')
@@ -394,7 +417,11 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
       case 'sync':
         return this.synced(link, event.users.length, event.seq, this.apply(this.roster.sync(link, event.users), delivery))
       case 'open':
-        return this.apply(this.roster.open(link, event.user, event.claims, event.params, event.conn), delivery)
+        return this.apply(this.roster.open(link, event.user, event.claims, event.params, event.conn, event.refresh === true), delivery)
+      case 'refresh': {
+        const changes = this.roster.refresh(link, event.user, event.claims, event.conn)
+        return changes.length > 0 ? this.apply(changes, delivery) : this.stray(link, event)
+      }
       case 'message':
         if (!this.roster.holds(link, event.user, event.conn)) return this.stray(link, event)
         return this.call('onMessage', event.user, () => this.handlers.onMessage?.(event.user, event.data, { binary: event.binary === true, params: event.params, ...connOf(event), ...delivery }))
@@ -574,8 +601,20 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
     const { user, claims, params, link, conn } = change.presence
     const which = connOf(change.presence)
     if (change.kind === 'open') return this.call('onOpen', user, () => this.handlers.onOpen?.(user, claims, params, conn === undefined ? delivery : { ...delivery, conn }))
+    if (change.kind === 'refresh') return this.call('onRefresh', user, () => this.handlers.onRefresh?.(user, claims, { params, ...which, ...delivery }))
+    if (change.kind === 'moving') return this.awaitMove(change.presence)
     if (change.displaced) this.write(link, { action: 'close', ...(conn === undefined ? { user } : { conn }), code: change.code, reason: change.reason }, 1)
     return this.call('onClose', user, () => this.handlers.onClose?.(user, change.code, change.reason, { params, ...which, ...delivery }))
+  }
+
+  /** A user closed as refreshed by a cluster node: their open on another node is a refresh; past `moveGraceMs`, the close is theirs. */
+  private awaitMove (presence: Presence<GatewayLink>): void {
+    const timer = setTimeout(() => {
+      this.moveTimers.delete(timer)
+      void this.apply(this.roster.settleMove(presence))
+    }, this.moveGraceMs)
+    timer.unref()
+    this.moveTimers.add(timer)
   }
 
   /** Runs a handler; a throw or a rejection is logged and counted, never passed on. */

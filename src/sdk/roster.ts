@@ -28,10 +28,20 @@ export interface Presence<L> {
   claims: Claims
   params: Params
   link: L
+  /**
+   * Closed by its node of a cluster as refreshed (4410): kept, waiting for
+   * the `open` marked `refresh` that another node sends (PROTOCOL.md §5d);
+   * the close, if that never comes.
+   */
+  moving?: { code: number, reason: string }
 }
 
 export type RosterChange<L> =
   | { kind: 'open', presence: Presence<L> }
+  /** New claims for a connected user: a `refresh` event, a refresh across nodes, or a `sync` listing new claims with the same params. */
+  | { kind: 'refresh', presence: Presence<L> }
+  /** A user closed as refreshed by a node of a cluster: wait a while for their open on another node (`settleMove`). */
+  | { kind: 'moving', presence: Presence<L> }
   /** `displaced`: the user is still connected on `presence.link`, whose gateway must be told to close them. */
   | { kind: 'close', presence: Presence<L>, code: number, reason: string, displaced: boolean }
 
@@ -100,11 +110,21 @@ export class Roster<L> {
    * there too, unless that gateway is of the same cluster, which settles
    * duplicates itself.
    */
-  open (link: L, user: string, claims: Claims, params: Params, conn?: string): RosterChange<L>[] {
+  open (link: L, user: string, claims: Claims, params: Params, conn?: string, refresh = false): RosterChange<L>[] {
     const changes: RosterChange<L>[] = []
     const key = clientKey({ user, conn })
     const previous = this.byKey.get(key)
-    if (previous) {
+    if (previous?.moving && refresh && this.relations.sameCluster(previous.link, link) && sameJson(previous.params, params)) {
+      // the other half of a refresh across nodes: the same session, on another link
+      previous.moving = undefined
+      previous.link = link
+      previous.claims = claims
+      return [{ kind: 'refresh', presence: previous }]
+    }
+    if (previous?.moving) {
+      this.forget(key, previous)
+      changes.push({ kind: 'close', presence: previous, code: previous.moving.code, reason: previous.moving.reason, displaced: false })
+    } else if (previous) {
       const why = previous.link === link ? InferredCloses.REPLACED : InferredCloses.MOVED
       const displaced = previous.link !== link && !this.relations.sameCluster(previous.link, link)
       this.forget(key, previous)
@@ -127,26 +147,50 @@ export class Roster<L> {
   close (link: L, user: string, code: number, reason: string, conn?: string): RosterChange<L>[] {
     const key = clientKey({ user, conn })
     const presence = this.byKey.get(key)
-    if (!presence) return []
+    if (!presence || presence.moving) return []
     const holder = presence.link
     if (holder !== link && !(this.relations.sameCluster(holder, link) && !this.relations.isOpen(holder))) return []
+    if (code === CloseCodes.REFRESHED.code && this.relations.sameCluster(link, link)) {
+      presence.moving = { code, reason }
+      return [{ kind: 'moving', presence }]
+    }
     this.forget(key, presence)
     return [{ kind: 'close', presence, code, reason, displaced: false }]
   }
 
+  /** A `refresh` event: `link` must hold the user (or the connection). */
+  refresh (link: L, user: string, claims: Claims, conn?: string): RosterChange<L>[] {
+    const presence = this.byKey.get(clientKey({ user, conn }))
+    if (!presence || presence.link !== link || presence.moving) return []
+    presence.claims = claims
+    return [{ kind: 'refresh', presence }]
+  }
+
+  /** The wait for a moving user's open is over: if `presence` is still moving, it is closed with the code it was closed with. */
+  settleMove (presence: Presence<L>): RosterChange<L>[] {
+    const { moving } = presence
+    const key = clientKey(presence)
+    if (!moving || this.byKey.get(key) !== presence) return []
+    this.forget(key, presence)
+    return [{ kind: 'close', presence, code: moving.code, reason: moving.reason, displaced: false }]
+  }
+
   /**
    * A `sync` from `link` (PROTOCOL.md §5): connections of the link it no
-   * longer lists are closed, listed ones we do not know are opened, and a
-   * listed one whose claims or params changed is closed and opened again.
+   * longer lists are closed, listed ones we do not know are opened, a listed
+   * one whose params changed is closed and opened again, and one with only
+   * new claims (a refresh, PROTOCOL.md §5d) is refreshed. A moving one waits
+   * for its open elsewhere.
    */
   sync (link: L, listed: readonly SyncUser[]): RosterChange<L>[] {
     const wanted = new Map(listed.map((entry) => [clientKey(entry), entry]))
     const changes: RosterChange<L>[] = []
     for (const [key, presence] of [...this.byKey]) {
-      if (presence.link !== link) continue
+      if (presence.link !== link || presence.moving) continue
       const entry = wanted.get(key)
-      if (entry && sameJson(entry.claims, presence.claims) && sameJson(entry.params, presence.params)) {
+      if (entry && sameJson(entry.params, presence.params)) {
         wanted.delete(key)
+        if (!sameJson(entry.claims, presence.claims)) changes.push(...this.refresh(link, presence.user, entry.claims, presence.conn))
       } else {
         changes.push(...this.close(link, presence.user, InferredCloses.ABSENT_FROM_SYNC.code, InferredCloses.ABSENT_FROM_SYNC.reason, presence.conn))
       }

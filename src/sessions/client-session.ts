@@ -2,7 +2,11 @@
  * One player's connection to one endpoint: its identity, its socket, and the
  * guarantee that its end is reported exactly once whatever ends it. A session
  * whose socket died may be held for a while (PROTOCOL.md §5b): frames for it
- * are kept, and a new socket of the same user resumes it.
+ * are kept, and a new socket of the same user resumes it. A live session
+ * may also move to a new socket of the same user and params, with a fresh
+ * token (a refresh, PROTOCOL.md §5d): the old socket is closed with 4410 and
+ * read until it is gone, and frames for the player wait until then, so they
+ * arrive in order.
  */
 import type { WebSocket } from 'ws'
 import { CloseCodes, messagePrefix, truncateReason, type Params } from '../../protocol/index.js'
@@ -28,6 +32,8 @@ export type EndListener = (session: ClientSession, code: number, reason: string)
 
 /** Longest delay setTimeout accepts (about 24.8 days). */
 const MAX_TIMER_MS = 2 ** 31 - 1
+/** Longest a refresh waits for the old socket's close handshake before it terminates it (PROTOCOL.md §5d). */
+const SWITCH_TIMEOUT_MS = 5000
 
 interface Kept {
   payload: string | Buffer
@@ -36,7 +42,8 @@ interface Kept {
 
 export class ClientSession {
   readonly user: string
-  readonly claims: Record<string, unknown>
+  /** The latest token's claims: a refresh or a resume with a new token replaces them. */
+  claims: Record<string, unknown>
   /** Head of every `message` event of this client, built once. */
   readonly prefix: string
   /**
@@ -49,6 +56,11 @@ export class ClientSession {
   private state: 'open' | 'held' | 'ended' = 'open'
   /** The socket attached now; a resume attaches a new one. */
   private attached: WebSocket
+  /** During a refresh: the socket being left, still read until it closes. */
+  private leaving?: WebSocket
+  private switchTimer?: NodeJS.Timeout
+  /** Told how many kept frames went out when the switch completed. */
+  private onSwitched?: (flushed: number) => void
   private kept: Kept[] = []
   private keptBytes = 0
   private holdTimer?: NodeJS.Timeout
@@ -80,6 +92,11 @@ export class ClientSession {
     return this.attached
   }
 
+  /** The socket a refresh is leaving, while it closes. */
+  get previousSocket (): WebSocket | undefined {
+    return this.leaving
+  }
+
   get isEnded (): boolean {
     return this.state === 'ended'
   }
@@ -101,9 +118,14 @@ export class ClientSession {
    */
   deliver (payload: string | Buffer, binary: boolean): DeliveryOutcome {
     if (this.state === 'ended') return 'gone'
-    if (this.state === 'held') {
+    if (this.state === 'held' || this.leaving) {
       const size = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length
       if (this.keptBytes + size > this.limits.maxBufferedBytes) {
+        if (this.leaving) {
+          // the old socket is too slow to finish: the player gets the rest on the new one now
+          this.switched()
+          return this.deliver(payload, binary)
+        }
         this.end(CloseCodes.ABNORMAL.code, CloseCodes.ABNORMAL.reason)
         return 'gone'
       }
@@ -122,6 +144,7 @@ export class ClientSession {
   /** Keeps the session after its socket died; `expire` runs if nobody resumes it within `graceMs`. */
   hold (graceMs: number, expire: () => void): void {
     if (this.state !== 'open') return
+    this.stopSwitch()
     this.state = 'held'
     this.holdTimer = setTimeout(expire, graceMs)
     this.holdTimer.unref()
@@ -131,19 +154,59 @@ export class ClientSession {
    * A new socket of the same user takes over, with the cluster's record of it
    * and its token's `exp`; kept frames go out first. Returns how many.
    */
-  resume (socket: WebSocket, connection: Connection, exp: number | undefined): number {
+  resume (socket: WebSocket, connection: Connection, identity: Identity): number {
     clearTimeout(this.holdTimer)
     this.state = 'open'
     this.attached = socket
     this.connection = connection
+    this.claims = identity.claims
     this.alive = true
     this.watchPongs(socket)
     const kept = this.kept
     this.kept = []
     this.keptBytes = 0
     for (const frame of kept) this.deliver(frame.payload, frame.binary)
-    this.expireAt(exp)
+    this.expireAt(identity.exp)
     return kept.length
+  }
+
+  /**
+   * A refresh: `socket` (same user and params, a new token) takes over the
+   * live session. The old socket is closed with 4410; frames for the player
+   * are kept, and the new socket is not read, until the old one is gone
+   * (`switched`, which tells `onSwitched` how many kept frames it sent), so
+   * nothing is lost and both ways stay in order.
+   */
+  refresh (socket: WebSocket, connection: Connection, identity: Identity, onSwitched: (flushed: number) => void): void {
+    if (this.state !== 'open') return
+    // a refresh while the previous one is still switching: that one ends now
+    this.switched()
+    const old = this.attached
+    this.leaving = old
+    this.onSwitched = onSwitched
+    this.attached = socket
+    this.connection = connection
+    this.claims = identity.claims
+    this.alive = true
+    this.watchPongs(socket)
+    socket.pause()
+    this.switchTimer = setTimeout(() => this.switched(), SWITCH_TIMEOUT_MS)
+    this.switchTimer.unref()
+    old.close(CloseCodes.REFRESHED.code, CloseCodes.REFRESHED.reason)
+    this.expireAt(identity.exp)
+  }
+
+  /** The old socket of a refresh is gone (or took too long: it is cut): the new one is read, and kept frames go out. */
+  switched (): void {
+    const old = this.leaving
+    if (old === undefined) return
+    this.stopSwitch()
+    if (old.readyState !== old.CLOSED) old.terminate()
+    const kept = this.kept
+    this.kept = []
+    this.keptBytes = 0
+    for (const frame of kept) this.deliver(frame.payload, frame.binary)
+    this.onSwitched?.(kept.length)
   }
 
   /**
@@ -151,6 +214,8 @@ export class ClientSession {
    * when it never answered the previous ping.
    */
   heartbeat (): boolean {
+    // mid-refresh the new socket is not read, pongs included; its handshake just proved it alive
+    if (this.leaving) return true
     if (!this.alive) return false
     this.alive = false
     this.attached.ping()
@@ -184,10 +249,20 @@ export class ClientSession {
   /** Reports the end once; later calls (the socket's own close event, say) are no-ops. */
   end (code: number, reason: string): void {
     if (this.state === 'ended') return
+    this.stopSwitch()
     clearTimeout(this.holdTimer)
     clearTimeout(this.expiryTimer)
     this.state = 'ended'
     this.onEnd(this, code, reason)
+  }
+
+  /** Forgets a refresh's old socket (it is closing anyway) without flushing. */
+  private stopSwitch (): void {
+    if (this.leaving === undefined) return
+    clearTimeout(this.switchTimer)
+    this.leaving = undefined
+    // read again, so that a close handshake on it can finish
+    this.attached.resume()
   }
 
   /** Any pong counts, from a socket since replaced by a resume too. */

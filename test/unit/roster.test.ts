@@ -11,8 +11,8 @@ function clustered (down: Set<string>): LinkRelations<string> {
 
 /** A change as one readable line: "close alice@a1 4409 displaced" / "open alice@b1". */
 function describe (changes: Array<RosterChange<string>>): string[] {
-  return changes.map((c) => c.kind === 'open'
-    ? `open ${c.presence.user}@${c.presence.link}`
+  return changes.map((c) => c.kind !== 'close'
+    ? `${c.kind} ${c.presence.user}@${c.presence.link}`
     : `close ${c.presence.user}@${c.presence.link} ${c.code}${c.displaced ? ' displaced' : ''}`)
 }
 

@@ -1,7 +1,8 @@
 /**
  * One endpoint connection that survives network trouble: gatehouse-client
  * (src/client, docs/client.md) redials with jittered backoff as the gateway's
- * close codes say, asking for a token on every attempt.
+ * close codes say, asking for a token on every attempt, and refreshes the
+ * short-lived demo token on the live socket ahead of its expiry.
  */
 import { GatehouseClient } from 'gatehouse-client'
 import type { DemoTokens } from './demo-tokens.js'

@@ -1,7 +1,7 @@
 /** Gets and refreshes the player's short-lived demo token from the demo-only token route. */
 
-/** Fetch a new token when the current one has less than this left. */
-const REFRESH_MARGIN_MS = 30_000
+/** Fetch a new token when the current one has less than this left: more than the client's refreshAheadMs (10 s), so its refresh gets a new one. */
+const REFRESH_MARGIN_MS = 20_000
 
 export class DemoTokens {
   private token = ''
