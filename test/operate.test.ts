@@ -42,7 +42,11 @@ t.test('healthz, readyz and metrics', async (t) => {
 
 t.test('SIGTERM during traffic: clients get 1001, their close events reach the backend, exit 0', async (t) => {
   const backend = await backendFor(t)
-  const config = testConfig([{ name: 'lobby', path: '/lobby', backend: backend.url }], { log: { level: 'info' } })
+  const config = testConfig([{ name: 'lobby', path: '/lobby', backend: backend.url }], {
+    log: { level: 'info' },
+    // the streamer sends far faster than a player may: what is tested is the shutdown, not the rate limit (1008)
+    limits: { messagesPerSecond: 1e9, burst: 1e9 }
+  })
   const run = runCli({ ...config, auth: { secret: '${JWT_SECRET}', issuer: ISSUER, audience: AUDIENCE } }, { JWT_SECRET: 'test-secret-that-is-long-enough-for-hs256' })
   t.teardown(() => { run.child.kill('SIGKILL') })
   const listening = await run.lines.next((l) => /Server listening at/.test(String(l.msg)), 15000, 'the gateway to listen')
