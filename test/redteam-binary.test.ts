@@ -1,0 +1,108 @@
+/**
+ * Red team of the binary link encoding (protocol/PROTOCOL.md §2a): a backend
+ * writing crafted binary frames to a real gateway, over real sockets. The
+ * backend here writes records by hand from the layout in PROTOCOL.md. Tests
+ * marked "held" pin behaviour the code already had.
+ */
+import { once } from 'node:events'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
+import t from 'tap'
+import { WebSocketServer, type WebSocket } from 'ws'
+import { connect, type TestClient } from './helpers/client.js'
+import { startGateway, testConfig, type EndpointSpec } from './helpers/gateway.js'
+import { tokenFor } from './helpers/tokens.js'
+import { Inbox } from './helpers/waiter.js'
+
+t.setTimeout(120_000)
+
+// memory is measured after a full collection
+setFlagsFromString('--expose-gc')
+const gc = runInNewContext('gc') as () => void
+
+function record (type: number, body: Buffer): Buffer {
+  const header = Buffer.alloc(5)
+  header[0] = type
+  header.writeUInt32BE(body.length, 1)
+  return Buffer.concat([header, body])
+}
+
+/** A SEND record to a list of users (target 1, u32 count, each user as u16 length + UTF-8), then the data. */
+function sendRecord (users: string[], data: Buffer): Buffer {
+  const count = Buffer.alloc(4)
+  count.writeUInt32BE(users.length)
+  const ids = users.map((u) => {
+    const length = Buffer.alloc(2)
+    length.writeUInt16BE(Buffer.byteLength(u))
+    return Buffer.concat([length, Buffer.from(u)])
+  })
+  return record(3, Buffer.concat([Buffer.from([1]), count, ...ids, data]))
+}
+
+interface RawBackend {
+  url: string
+  /** Event names (and users) as they came, JSON text frames only: the tests here send text and binary sends only. */
+  events: Inbox<{ event: string, user?: string }>
+  send (frame: string | Buffer): void
+}
+
+async function rawBackend (t: { teardown (fn: () => unknown): void }): Promise<RawBackend> {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 })
+  await once(wss, 'listening')
+  t.teardown(async () => {
+    for (const client of wss.clients) client.terminate()
+    await new Promise((resolve) => wss.close(resolve))
+  })
+  const events = new Inbox<{ event: string, user?: string }>()
+  let latest: WebSocket | undefined
+  wss.on('connection', (socket) => {
+    latest = socket
+    socket.on('message', (data: Buffer, isBinary) => {
+      if (!isBinary) for (const event of [JSON.parse(data.toString()) as { event: string, user?: string }].flat()) events.push(event)
+    })
+  })
+  return {
+    url: `ws://127.0.0.1:${(wss.address() as { port: number }).port}`,
+    events,
+    send (frame) {
+      if (!latest) throw new Error('no link')
+      latest.send(frame)
+    }
+  }
+}
+
+function binaryEndpoint (url: string, extra: Record<string, unknown> = {}): EndpointSpec {
+  return { name: 'game', path: '/game/:matchId', resumeGraceMs: 30000, backend: { url, encoding: 'binary', minReconnectDelayMs: 20, maxReconnectDelayMs: 200, ...extra } }
+}
+
+async function nextBinary (client: TestClient, what: string): Promise<Buffer> {
+  const message = await client.messages.next(undefined, 10000, what)
+  if (!Buffer.isBuffer(message)) throw new Error(`${what}: got a text frame ${String(message)}`)
+  return message
+}
+
+t.test('broke: a 1-byte SEND in a frame padded with a 1 MiB skipped record pinned the whole frame in a held session (counted as 1 byte of maxBufferedBytes)', async (t) => {
+  const backend = await rawBackend(t)
+  const gateway = await startGateway(t, testConfig([binaryEndpoint(backend.url)]))
+  await backend.events.next((e) => e.event === 'sync', 10000, 'sync')
+  const alice = await connect(gateway.url('/game/m1'), { token: tokenFor('alice') })
+  const bob = await connect(gateway.url('/game/m1'), { token: tokenFor('bob') })
+  await backend.events.next((e) => e.event === 'open' && e.user === 'alice', 10000, 'open alice')
+  await backend.events.next((e) => e.event === 'open' && e.user === 'bob', 10000, 'open bob')
+  alice.ws.terminate()
+  await gateway.logged(/holding its session for a resume/)
+  gc()
+  const before = process.memoryUsage().arrayBuffers
+  const FRAMES = 48
+  const padding = record(9, Buffer.alloc(1 << 20))
+  for (let i = 0; i < FRAMES; i++) backend.send(Buffer.concat([sendRecord(['alice'], Buffer.from([i])), padding]))
+  // one link's actions run in order: once bob has his, alice's are kept
+  backend.send(sendRecord(['bob'], Buffer.from('bob')))
+  t.equal((await nextBinary(bob, 'bob\'s send')).toString(), 'bob', 'the frames for alice were taken before bob\'s')
+  gc()
+  const grown = process.memoryUsage().arrayBuffers - before
+  t.ok(grown < 16 * (1 << 20), `${FRAMES} kept 1-byte sends hold about their bytes, not their ${FRAMES} MiB of frames (grew ${Math.round(grown / 1024)} KiB)`)
+  t.equal(await gateway.metric('gatehouse_backend_frame_errors_total', { reason: 'binary_unknown_record' }), FRAMES, 'each padding record was counted as unknown')
+  const again = await connect(gateway.url('/game/m1'), { token: tokenFor('alice') })
+  for (let i = 0; i < FRAMES; i++) t.same([...await nextBinary(again, `kept send ${i}`)], [i], `kept send ${i} arrives byte for byte, in order`)
+})
