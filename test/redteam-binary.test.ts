@@ -8,7 +8,9 @@ import { once } from 'node:events'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import t from 'tap'
-import { WebSocketServer, type WebSocket } from 'ws'
+import { WebSocket, WebSocketServer } from 'ws'
+import { GatehouseBackend } from '../src/sdk/index.js'
+import { BACKEND_TOKEN, captureLogger } from './sdk-fixtures.js'
 import { connect, type TestClient } from './helpers/client.js'
 import { startGateway, testConfig, type EndpointSpec } from './helpers/gateway.js'
 import { tokenFor } from './helpers/tokens.js'
@@ -105,4 +107,47 @@ t.test('broke: a 1-byte SEND in a frame padded with a 1 MiB skipped record pinne
   t.equal(await gateway.metric('gatehouse_backend_frame_errors_total', { reason: 'binary_unknown_record' }), FRAMES, 'each padding record was counted as unknown')
   const again = await connect(gateway.url('/game/m1'), { token: tokenFor('alice') })
   for (let i = 0; i < FRAMES; i++) t.same([...await nextBinary(again, `kept send ${i}`)], [i], `kept send ${i} arrives byte for byte, in order`)
+})
+
+function messageRecord (user: string, data: Buffer, seq = 0, params = '{}'): Buffer {
+  const u = Buffer.from(user)
+  const p = Buffer.from(params)
+  const head = Buffer.alloc(6 + 2 + u.length + 2 + p.length)
+  head.writeUIntBE(seq, 0, 6)
+  head.writeUInt16BE(u.length, 6)
+  u.copy(head, 8)
+  head.writeUInt16BE(p.length, 8 + u.length)
+  p.copy(head, 10 + u.length)
+  return record(2, Buffer.concat([head, data]))
+}
+
+t.test('held: the SDK under crafted binary frames from a gateway (a user never opened, prototype keys in params, the largest u48 seq, a hello switching encodings mid-frame) neither crashes nor stops serving', async (t) => {
+  const received = new Inbox<{ user: string, data: unknown, params: unknown }>()
+  const backend: GatehouseBackend = new GatehouseBackend({ token: BACKEND_TOKEN, logger: captureLogger() }, {
+    onMessage (user, data, { params }) {
+      received.push({ user, data, params })
+    }
+  })
+  const { url } = await backend.listen()
+  t.teardown(() => backend.stop())
+  const ws = new WebSocket(url, { headers: { authorization: `Bearer ${BACKEND_TOKEN}` } })
+  await once(ws, 'open')
+  t.teardown(() => ws.terminate())
+  const hello = { event: 'hello', gateway: 'gw', endpoint: 'game', session: 's', protocol: 1, encoding: 'binary', acks: true }
+  ws.send(JSON.stringify([hello, { event: 'sync', users: [], seq: 0 }, { event: 'open', user: 'alice', claims: {}, params: {}, seq: 1 }]))
+  ws.send(messageRecord('mallory', Buffer.from('never opened'), 2))
+  ws.send(messageRecord('alice', Buffer.from('proto'), 3, '{"__proto__":"x","constructor":"y"}'))
+  ws.send(messageRecord('alice', Buffer.from('polluting'), 4, '{"__proto__":{"polluted":"yes"}}'))
+  // a hello that turns the binary encoding off, then a MESSAGE record in the same frame
+  ws.send(Buffer.concat([record(1, Buffer.from(JSON.stringify({ ...hello, encoding: undefined, session: 's2' }))), messageRecord('alice', Buffer.from('after'), 1)]))
+  ws.send(Buffer.from([2, 0, 0]))
+  ws.send(JSON.stringify([{ event: 'sync', users: [{ user: 'alice', claims: {}, params: {} }], seq: 0 }]))
+  const hugeSeq = 2 ** 48 - 1
+  ws.send(JSON.stringify({ event: 'message', user: 'alice', params: {}, data: 'text after', seq: hugeSeq }))
+  const last = await received.next((m) => m.data === 'text after', 10000, 'the text message after the crafted frames')
+  t.equal(last.user, 'alice', 'the backend still serves alice')
+  t.notOk(Object.prototype.hasOwnProperty.call({}, 'polluted') || ({} as Record<string, unknown>).polluted !== undefined, 'no prototype was polluted by params')
+  const proto = received.all.find((m) => Buffer.isBuffer(m.data) && m.data.toString() === 'proto')
+  t.ok(proto === undefined || Object.getPrototypeOf(proto.params) === Object.prototype, 'params with a __proto__ key did not replace the object\'s prototype')
+  t.ok(backend.stats.badFrames >= 1, `the bad frames were counted (${JSON.stringify(backend.stats.badFramesByKind)})`)
 })
