@@ -10,6 +10,8 @@ import { WebSocketServer } from 'ws'
 import { eventually, startNode, type GatewayNode } from './helpers/cluster.js'
 import { redisFor } from './helpers/redis.js'
 import { freePort } from './helpers/ports.js'
+import { startGateway, testConfig } from './helpers/gateway.js'
+import { tokenFor } from './helpers/tokens.js'
 
 t.setTimeout(120_000)
 
@@ -60,4 +62,60 @@ t.test('broke: run-time members registered, failed over and deleted leave nothin
   t.ok(Array.isArray(views) && views.every((m) => !ghosts.includes(m)), `no node's view of a departed member is kept (${JSON.stringify(views)})`)
   for (const id of ghosts) t.equal(await node.metric('gatehouse_pool_failovers_total', { endpoint: 'game', member: id }), 0, `no failover series left for ${id}`)
   t.equal((await node.get('/healthz')).status, 200, 'the node still serves')
+})
+
+t.test('broke (a token under ?token= was logged in the request line; every query value is redacted now), held (the rest): the admin token cannot be bypassed by header or path tricks, and neither it nor a member URL\'s credentials reach a log line, a response or /metrics', async (t) => {
+  const m0 = await quietMember(t)
+  const gateway = await startGateway(t, testConfig(poolEndpoint(m0, 5000), { admin: { token: ADMIN_TOKEN, leaseMs: 60000 }, log: { level: 'trace' } }))
+  const base = `http://127.0.0.1:${gateway.port}/_gatehouse/pools/game`
+  const tries: Array<[string, Record<string, string>, string]> = [
+    ['no header', {}, ''],
+    ['an empty bearer', { authorization: 'Bearer ' }, ''],
+    ['a prefix of the token', { authorization: `Bearer ${ADMIN_TOKEN.slice(0, -1)}` }, ''],
+    ['the token and more', { authorization: `Bearer ${ADMIN_TOKEN}x` }, ''],
+    ['the token then a second word', { authorization: `Bearer ${ADMIN_TOKEN} ${ADMIN_TOKEN}` }, ''],
+    ['the token in upper case', { authorization: `Bearer ${ADMIN_TOKEN.toUpperCase()}` }, ''],
+    ['Basic auth with the token', { authorization: `Basic ${Buffer.from(`admin:${ADMIN_TOKEN}`).toString('base64')}` }, ''],
+    ['the token in the query', {}, `?token=${ADMIN_TOKEN}`],
+    ['the token in another header', { 'x-admin-token': ADMIN_TOKEN }, ''],
+    ['a token with a NUL after it', { authorization: `Bearer ${ADMIN_TOKEN}%00` }, '']
+  ]
+  for (const [what, headers, query] of tries) {
+    for (const [method, path] of [['GET', ''], ['PUT', '/members/x'], ['DELETE', '/members/m0']]) {
+      const res = await fetch(`${base}${path}${query}`, { method, headers: { ...headers, 'content-type': 'application/json' }, body: method === 'PUT' ? JSON.stringify({ url: 'ws://127.0.0.1:1' }) : undefined })
+      const text = await res.text()
+      t.equal(res.status, 401, `${what}, ${method}: 401`)
+      t.notOk(text.includes(ADMIN_TOKEN), `${what}, ${method}: the answer does not echo the token`)
+    }
+  }
+  // paths: encoded slashes, dot segments and an unknown endpoint reach no other route, and each still needs the token
+  t.equal((await fetch(`http://127.0.0.1:${gateway.port}/_gatehouse/pools/game%2Fmembers%2Fx`)).status, 401, 'an encoded slash in the endpoint: still 401 without the token')
+  t.not((await fetch(`http://127.0.0.1:${gateway.port}/_gatehouse/pools/game/members/%2e%2e/m0`, { method: 'DELETE' })).status, 204, 'encoded dot segments without the token delete nothing')
+  t.equal((await admin({ port: gateway.port } as GatewayNode, 'DELETE', 'game/members/..%2Fm0')).status, 404, 'an id "../m0" names no member: 404, m0 untouched')
+  t.equal((await admin({ port: gateway.port } as GatewayNode, 'DELETE', 'game/members/m0')).status, 409, 'm0 from the config cannot be deleted')
+
+  // a member id built to break the metrics text, and a member URL with credentials and a query
+  const node = { port: gateway.port } as GatewayNode
+  const evilId = 'x"} 1\nevil_metric{a="b'
+  const secretUrl = `ws://spy:url-secret-pass@127.0.0.1:${await freePort()}/path?key=query-secret`
+  t.equal((await admin(node, 'PUT', `game/members/${encodeURIComponent(evilId)}`, { url: secretUrl })).status, 201, 'an id with quotes and a newline is registered (an id is any string)')
+  const long = await admin(node, 'PUT', `game/members/${'é'.repeat(2000)}`, { url: `ws://127.0.0.1:${await freePort()}` })
+  t.equal(long.status, 414, `an id of 2,000 two-byte characters is refused before the route (${long.text})`)
+  const listing = await admin(node, 'GET', 'game')
+  t.equal(listing.status, 200, 'the listing answers')
+  t.notOk(/url-secret-pass|query-secret|spy:/.test(listing.text), 'the listing shows the member URL without credentials nor query')
+  t.ok(listing.text.includes(JSON.stringify(evilId).slice(1, -1)), 'the listing names the odd id as JSON')
+  await gateway.logged(/pool member registered/)
+  const metrics = (await gateway.get('/metrics')).body
+  t.notOk(/^evil_metric/m.test(metrics), 'the id cannot inject a line into /metrics')
+  t.ok(metrics.includes('member="x\\"} 1\\nevil_metric{a=\\"b"'), 'the id is escaped in its label')
+  t.equal((await admin(node, 'DELETE', `game/members/${encodeURIComponent(evilId)}`)).status, 204, 'the odd id is deleted by the same encoding')
+  t.notOk((await gateway.get('/metrics')).body.includes('evil_metric'), 'its metric series are gone')
+  // a player who puts a JWT under a name the gateway does not read is refused; the JWT is not logged either
+  const jwt = tokenFor('carol')
+  await fetch(`http://127.0.0.1:${gateway.port}/game/m1?token=${jwt}`)
+  t.notOk(gateway.logs.some((l) => l.includes(jwt)), 'a JWT in ?token= is in no log line')
+  const leaks = gateway.logs.filter((l) => l.includes(ADMIN_TOKEN))
+  t.same(leaks, [], 'the admin token is in no log line, at level trace')
+  t.notOk(gateway.logs.some((l) => /url-secret-pass|query-secret/.test(l)), 'the member URL\'s credentials and query are in no log line')
 })
