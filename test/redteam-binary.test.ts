@@ -15,6 +15,7 @@ import { connect, type TestClient } from './helpers/client.js'
 import { startGateway, testConfig, type EndpointSpec } from './helpers/gateway.js'
 import { tokenFor } from './helpers/tokens.js'
 import { Inbox } from './helpers/waiter.js'
+import { pick } from '../src/pool/hrw.js'
 
 t.setTimeout(120_000)
 
@@ -150,4 +151,85 @@ t.test('held: the SDK under crafted binary frames from a gateway (a user never o
   const proto = received.all.find((m) => Buffer.isBuffer(m.data) && m.data.toString() === 'proto')
   t.ok(proto === undefined || Object.getPrototypeOf(proto.params) === Object.prototype, 'params with a __proto__ key did not replace the object\'s prototype')
   t.ok(backend.stats.badFrames >= 1, `the bad frames were counted (${JSON.stringify(backend.stats.badFramesByKind)})`)
+})
+
+function parseRecords (frame: Buffer): Array<{ type: number, body: Buffer }> {
+  const out: Array<{ type: number, body: Buffer }> = []
+  for (let at = 0; at < frame.length;) {
+    const length = frame.readUInt32BE(at + 1)
+    out.push({ type: frame[at], body: frame.subarray(at + 5, at + 5 + length) })
+    at += 5 + length
+  }
+  return out
+}
+
+interface MemberEvent { event: string, user?: string, seq?: number, data?: unknown }
+
+/** A pool member that reads records by hand and acknowledges nothing; `kill()` cuts its links as a SIGKILL would. */
+async function silentMember (t: { teardown (fn: () => unknown): void }): Promise<{ url: string, events: Inbox<MemberEvent>, kill (): Promise<void> }> {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 })
+  await once(wss, 'listening')
+  const events = new Inbox<MemberEvent>()
+  wss.on('connection', (socket) => {
+    socket.on('message', (data: Buffer, isBinary) => {
+      if (!isBinary) {
+        for (const event of [JSON.parse(data.toString()) as MemberEvent].flat()) events.push(event)
+        return
+      }
+      for (const { type, body } of parseRecords(data)) {
+        if (type === 1) for (const event of [JSON.parse(body.toString()) as MemberEvent].flat()) events.push(event)
+        else if (type === 2) {
+          const seq = body.readUIntBE(0, 6)
+          const userLength = body.readUInt16BE(6)
+          const user = body.subarray(8, 8 + userLength).toString()
+          const paramsLength = body.readUInt16BE(8 + userLength)
+          events.push({ event: 'message', user, seq, data: Buffer.from(body.subarray(10 + userLength + paramsLength)) })
+        }
+      }
+    })
+  })
+  let closed = false
+  const kill = async (): Promise<void> => {
+    if (closed) return
+    closed = true
+    for (const client of wss.clients) client.terminate()
+    await new Promise((resolve) => wss.close(resolve))
+  }
+  t.teardown(kill)
+  return { url: `ws://127.0.0.1:${(wss.address() as { port: number }).port}`, events, kill }
+}
+
+t.test('held: binary + pool + acks: a member killed with raw messages unacknowledged, its heir gets the open then every raw and text message, byte for byte and in order', async (t) => {
+  const a = await silentMember(t)
+  const b = await silentMember(t)
+  const gateway = await startGateway(t, testConfig([{
+    name: 'game',
+    path: '/game/:matchId',
+    backend: { urls: [{ id: 'a', url: a.url }, { id: 'b', url: b.url }], route: 'params.matchId', encoding: 'binary', acks: true, failoverMs: 300, minReconnectDelayMs: 20, maxReconnectDelayMs: 200 }
+  }]))
+  await a.events.next((e) => e.event === 'sync', 10000, 'a synced')
+  await b.events.next((e) => e.event === 'sync', 10000, 'b synced')
+  const ids = [{ id: 'a', weight: 1 }, { id: 'b', weight: 1 }]
+  let match = ''
+  for (let i = 0; match === ''; i++) if (pick(`m${i}`, ids)?.id === 'a') match = `m${i}`
+  const alice = await connect(gateway.url(`/game/${match}`), { token: tokenFor('alice') })
+  await a.events.next((e) => e.event === 'open' && e.user === 'alice', 10000, 'open on a')
+  const sent: Array<Buffer | string> = []
+  for (let i = 0; i < 20; i++) {
+    const frame = i % 4 === 3 ? `text-${i}` : Buffer.from([i, 0, 255 - i])
+    sent.push(frame)
+    alice.ws.send(frame)
+  }
+  await a.events.next((e) => e.event === 'message' && e.data === 'text-19', 10000, 'the last message reached a')
+  await a.kill()
+  await b.events.next((e) => e.event === 'open' && e.user === 'alice', 15000, 'alice opened on b after the failover')
+  const replayed: MemberEvent[] = []
+  for (let i = 0; i < sent.length; i++) replayed.push(await b.events.next((e) => e.event === 'message' && e.user === 'alice' && !replayed.includes(e), 10000, `replayed message ${i}`))
+  t.same(replayed.map((e) => Buffer.isBuffer(e.data) ? [...e.data] : e.data), sent.map((s) => Buffer.isBuffer(s) ? [...s] : s), 'b got every message, raw ones byte for byte as records, in the order sent')
+  const seqs = replayed.map((e) => e.seq ?? 0)
+  t.ok(seqs.every((s, i) => i === 0 || s > seqs[i - 1]), `their seqs on b's link rise (${seqs.join(',')})`)
+  t.equal(await gateway.metric('gatehouse_pool_failovers_total', { member: 'a' }), 1, 'one failover counted')
+  alice.ws.send(Buffer.from([42]))
+  const live = await b.events.next((e) => e.event === 'message' && Buffer.isBuffer(e.data) && e.data[0] === 42, 10000, 'live traffic after the replay')
+  t.ok((live.seq ?? 0) > seqs[seqs.length - 1], 'live traffic follows the replay')
 })
