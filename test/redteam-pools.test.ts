@@ -12,6 +12,8 @@ import { redisFor } from './helpers/redis.js'
 import { freePort } from './helpers/ports.js'
 import { startGateway, testConfig } from './helpers/gateway.js'
 import { tokenFor } from './helpers/tokens.js'
+import { connect } from './helpers/client.js'
+import { pick } from '../src/pool/hrw.js'
 
 t.setTimeout(120_000)
 
@@ -118,4 +120,29 @@ t.test('broke (a token under ?token= was logged in the request line; every query
   const leaks = gateway.logs.filter((l) => l.includes(ADMIN_TOKEN))
   t.same(leaks, [], 'the admin token is in no log line, at level trace')
   t.notOk(gateway.logs.some((l) => /url-secret-pass|query-secret/.test(l)), 'the member URL\'s credentials and query are in no log line')
+})
+
+t.test('broke: a lease in Redis under the id of a member from the config (a member moved from run-time to the config, or a hostile write) ran out and took the healthy member\'s keys away, marking it out', async (t) => {
+  const redis = await redisFor(t)
+  const m0 = await quietMember(t)
+  const m1 = await quietMember(t)
+  const endpoints = [{ name: 'game', path: '/game/:matchId', backend: { urls: [{ id: 'm0', url: m0 }, { id: 'm1', url: m1 }], route: 'params.matchId', failoverMs: 5000, minReconnectDelayMs: 20, maxReconnectDelayMs: 200 } }]
+  const node = await startNode(t, 'node-a', redis.url, endpoints, {}, [], { admin: { token: ADMIN_TOKEN, leaseMs: 600 } })
+  const raw = new Redis(redis.url)
+  t.teardown(() => raw.disconnect())
+  await eventually(async () => (await node.get('/readyz')).body, (b) => (b.match(/"up"/g) ?? []).length >= 2, 15000, 'both members up')
+  let match = ''
+  for (let i = 0; match === ''; i++) if (pick(`m${i}`, [{ id: 'm0', weight: 1 }, { id: 'm1', weight: 1 }])?.id === 'm0') match = `m${i}`
+  const alice = await connect(node.url(`/game/${match}`), { token: tokenFor('alice') })
+  t.teardown(() => alice.ws.close())
+  await eventually(async () => await raw.hget(`${PREFIX}a`, match), (m) => m === 'm0', 10000, 'the match assigned to m0 in Redis')
+  // m0's entry first: the expiry look drops in this order, so once `junk` is gone m0's turn has passed
+  const expiredLease = JSON.stringify({ url: 'ws://127.0.0.1:1', href: 'ws://127.0.0.1:1/', weight: 1, exp: 1 })
+  await raw.hset(`${PREFIX}m`, 'm0', expiredLease)
+  await raw.hset(`${PREFIX}m`, 'junk', 'not a lease')
+  await eventually(async () => await raw.hexists(`${PREFIX}m`, 'junk'), (n) => n === 0, 10000, 'the malformed lease ended')
+  t.equal(await raw.hget(`${PREFIX}a`, match), 'm0', 'the match is still on m0, a member from the config')
+  t.equal(await raw.sismember(`${PREFIX}o`, 'm0'), 0, 'm0 is not marked out')
+  t.equal(await node.metric('gatehouse_pool_rehomed_clients_total'), 0, 'no player was re-homed')
+  t.equal((await node.get('/healthz')).status, 200, 'the node still serves')
 })
