@@ -5,6 +5,9 @@
  * marked "held" pin behaviour the code already had.
  */
 import t from 'tap'
+import { once } from 'node:events'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { Redis } from 'ioredis'
 import { WebSocketServer } from 'ws'
 import { eventually, startNode, type GatewayNode } from './helpers/cluster.js'
@@ -14,6 +17,8 @@ import { startGateway, testConfig } from './helpers/gateway.js'
 import { tokenFor } from './helpers/tokens.js'
 import { connect } from './helpers/client.js'
 import { pick } from '../src/pool/hrw.js'
+import { GatehouseBackend } from '../src/sdk/index.js'
+import { BACKEND_TOKEN, captureLogger } from './sdk-fixtures.js'
 
 t.setTimeout(120_000)
 
@@ -145,4 +150,29 @@ t.test('broke: a lease in Redis under the id of a member from the config (a memb
   t.equal(await raw.sismember(`${PREFIX}o`, 'm0'), 0, 'm0 is not marked out')
   t.equal(await node.metric('gatehouse_pool_rehomed_clients_total'), 0, 'no player was re-homed')
   t.equal((await node.get('/healthz')).status, 200, 'the node still serves')
+})
+
+t.test('broke: an answer to the SDK\'s registration without a usable leaseMs (`{}`, 0, a string) made it PUT again at once, in a loop for ever; it is now a refusal, retried with backoff', async (t) => {
+  const answers = ['{}', '{"leaseMs":0}', '{"leaseMs":"15000"}', '{"leaseMs":-5}']
+  for (const body of answers) {
+    let puts = 0
+    const server = createServer((req, res) => {
+      req.resume()
+      if (req.method === 'PUT') puts++
+      res.writeHead(req.method === 'PUT' ? 200 : 204, { 'content-type': 'application/json' }).end(req.method === 'PUT' ? body : undefined)
+    })
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    const logger = captureLogger()
+    const backend = new GatehouseBackend({ token: BACKEND_TOKEN, logger }, {})
+    const registration = backend.register({ gateway: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, endpoint: 'game', id: 'svc', url: 'ws://127.0.0.1:4002', adminToken: ADMIN_TOKEN })
+    const warned = await logger.lines.next((l) => /registration refused/.test(l), 5000, `the answer ${body} taken as a refusal`).catch((err: Error) => err.message)
+    t.match(warned, /registration refused/, `${body}: logged as a refused registration`)
+    t.ok(puts <= 3, `${body}: the SDK backs off instead of looping (${puts} PUTs so far)`)
+    t.equal(registration.leaseMs, undefined, `${body}: no lease taken from it`)
+    t.notOk(logger.lines.all.some((l) => l.includes(ADMIN_TOKEN)), `${body}: the admin token is in no log line`)
+    await backend.stop()
+    server.closeAllConnections()
+    await new Promise((resolve) => server.close(resolve))
+  }
 })
