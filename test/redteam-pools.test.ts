@@ -176,3 +176,21 @@ t.test('broke: an answer to the SDK\'s registration without a usable leaseMs (`{
     await new Promise((resolve) => server.close(resolve))
   }
 })
+
+t.test('broke: a weight of 1e400 (Infinity once parsed) passed `> 0` and was taken (a member winning every new key, a number Redis cannot store); it is a 400 naming body.weight', async (t) => {
+  const m0 = await quietMember(t)
+  const gateway = await startGateway(t, testConfig(poolEndpoint(m0, 5000), { admin: { token: ADMIN_TOKEN, leaseMs: 60000 } }))
+  for (const weight of ['1e400', '-1e400']) {
+    const res = await fetch(`http://127.0.0.1:${gateway.port}/_gatehouse/pools/game/members/huge`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+      body: `{"url":"ws://127.0.0.1:1","weight":${weight}}`
+    })
+    const body = await res.json() as { code?: string, message?: string }
+    t.equal(res.status, 400, `weight ${weight}: 400`)
+    t.equal(body.code, 'GW_ERR_BAD_REGISTRATION', `weight ${weight}: GW_ERR_BAD_REGISTRATION`)
+    t.match(body.message ?? '', /body\.weight/, `weight ${weight}: the message names body.weight`)
+  }
+  const listing = JSON.parse((await admin({ port: gateway.port } as GatewayNode, 'GET', 'game')).text) as { members: Array<{ id: string }> }
+  t.same(listing.members.map((m) => m.id), ['m0'], 'no member was registered')
+})
