@@ -18,6 +18,7 @@ import { tokenFor } from './helpers/tokens.js'
 import { connect } from './helpers/client.js'
 import { pick } from '../src/pool/hrw.js'
 import { GatehouseBackend } from '../src/sdk/index.js'
+import { Inbox } from './helpers/waiter.js'
 import { BACKEND_TOKEN, captureLogger } from './sdk-fixtures.js'
 
 t.setTimeout(120_000)
@@ -193,4 +194,22 @@ t.test('broke: a weight of 1e400 (Infinity once parsed) passed `> 0` and was tak
   }
   const listing = JSON.parse((await admin({ port: gateway.port } as GatewayNode, 'GET', 'game')).text) as { members: Array<{ id: string }> }
   t.same(listing.members.map((m) => m.id), ['m0'], 'no member was registered')
+})
+
+t.test('documented limit: whoever holds the admin token names where the gateway dials, and each member it dials gets backend.token (credentials in the URL do not replace it)', async (t) => {
+  const m0 = await quietMember(t)
+  const endpoints = poolEndpoint(m0, 5000)
+  endpoints[0].backend.token = 'backend-token-that-members-get-0123'
+  const gateway = await startGateway(t, testConfig(endpoints, { admin: { token: ADMIN_TOKEN, leaseMs: 60000 } }))
+  const heard = new Inbox<string | undefined>()
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 })
+  await once(wss, 'listening')
+  t.teardown(async () => {
+    for (const socket of wss.clients) socket.terminate()
+    await new Promise((resolve) => wss.close(resolve))
+  })
+  wss.on('connection', (_socket, req) => heard.push(req.headers.authorization))
+  const url = `ws://who:else@127.0.0.1:${(wss.address() as AddressInfo).port}`
+  t.equal((await admin({ port: gateway.port } as GatewayNode, 'PUT', 'game/members/spy', { url })).status, 201, 'any reachable URL is registered')
+  t.equal(await heard.next(undefined, 10000, 'the dial'), 'Bearer backend-token-that-members-get-0123', 'the member hears backend.token: guard admin.token as backend.token (docs/pools.md)')
 })
