@@ -228,8 +228,15 @@ class BodyReader {
     return this.body.toString('utf8', start, this.at)
   }
 
+  /**
+   * The rest of the body, as the payload of a send or message. A view into
+   * the frame when it is most of it; else a copy, so a small payload kept
+   * for a player (counted by its own size) does not pin a large frame, nor
+   * the read buffer the frame itself is a view into.
+   */
   rest (): Buffer {
-    return this.body.subarray(this.at)
+    const rest = this.body.subarray(this.at)
+    return rest.length * 2 >= rest.buffer.byteLength ? rest : Buffer.from(rest)
   }
 }
 

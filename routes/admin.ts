@@ -64,6 +64,8 @@ export async function adminRoutes (app: FastifyInstance, { token, leases }: Admi
     const { url, weight } = request.body
     const problem = memberUrlProblem(url)
     if (problem !== undefined) throw new GW_ERR_BAD_REGISTRATION(`body.url: ${problem}`)
+    // JSON.parse reads 1e400 as Infinity, which passes `> 0`: a member that wins every key, and a number Redis cannot store
+    if (!Number.isFinite(weight)) throw new GW_ERR_BAD_REGISTRATION('body.weight: must be a finite number')
     const outcome = await leases.register(endpoint, { id, url, weight })
     if (!outcome.ok) throw outcome.why === 'full' ? new GW_ERR_POOL_FULL(outcome.detail) : new GW_ERR_MEMBER_CONFLICT(outcome.detail)
     return await reply.code(outcome.created ? 201 : 200).send({ leaseMs: outcome.leaseMs })

@@ -1,27 +1,23 @@
 /**
  * Logger options: pino JSON lines in which no token appears (docs/operations.md, Logs).
- * The request serializer logs no headers, and rewrites `?access_token=` in
+ * The request serializer logs no headers, and rewrites every query value in
  * the URL; routes/not-found.ts does the same for unknown paths.
  */
 import type { FastifyServerOptions } from 'fastify'
 import type { DestinationStream } from 'pino'
 
 /**
- * The URL with every `access_token` query value replaced. Keys are compared
- * decoded, as the query parser reads them (`%61ccess_token` is the same key).
+ * The URL with every query value replaced, keys kept. Not only
+ * `access_token`: a client that puts a token under another name (`?token=`
+ * for a player's JWT or the admin token) is refused, and must not have it
+ * logged either; no query value is needed in a log line.
  */
 export function redactUrl (url: string): string {
   const at = url.indexOf('?')
   if (at < 0) return url
   const query = new URLSearchParams(url.slice(at + 1))
-  let touched = false
-  for (const key of new Set(query.keys())) {
-    if (key.trim().toLowerCase() === 'access_token') {
-      query.set(key, '[REDACTED]')
-      touched = true
-    }
-  }
-  return touched ? `${url.slice(0, at)}?${query.toString().replace(/%5BREDACTED%5D/g, '[REDACTED]')}` : url
+  for (const key of new Set(query.keys())) query.set(key, '[REDACTED]')
+  return `${url.slice(0, at)}?${query.toString().replace(/%5BREDACTED%5D/g, '[REDACTED]')}`
 }
 
 export interface RawRequest {

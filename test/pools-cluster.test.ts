@@ -421,6 +421,7 @@ t.test("a key's first open waits for the cluster's answer: its clients' events w
     down: () => false,
     assigned: async (keys) => keys.map(() => undefined),
     onOut: () => {},
+    forget: () => {},
     close: () => {}
   }
   const pool = new BackendPool({

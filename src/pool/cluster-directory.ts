@@ -101,6 +101,17 @@ export class ClusterDirectory implements PoolDirectory {
     this.listeners.push(listener)
   }
 
+  /**
+   * A member that left (a lease deleted or run out): no decision pending for
+   * it, and this node's view of it gone from the store, which also ends its
+   * being out there; else each departed id stays in the store and in every
+   * periodic look for ever.
+   */
+  forget (member: string): void {
+    // as for a member seen up: no decision pending, the view is cleared (retried on each look while the store is away)
+    this.seen(member, true)
+  }
+
   close (): void {
     clearInterval(this.timer)
     this.deciding.clear()

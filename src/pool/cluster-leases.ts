@@ -147,6 +147,8 @@ export class ClusterLeases implements MemberLeases {
     try {
       for (const endpoint of this.options.pools.keys()) {
         for (const id of await this.store.expired(endpoint)) {
+          // a lease under the id of a member from the config (moved there from run time, or written by another) is not that member: it is never applied (apply), and its end moves nothing
+          if (this.configured(endpoint, id)) continue
           if (await this.drop(endpoint, id, true)) this.options.log.warn({ endpoint, member: id, leaseMs: this.leaseMs }, 'pool member lease expired (not renewed): it leaves the pool')
         }
         await this.apply(endpoint)

@@ -31,6 +31,8 @@ export interface PoolDirectory {
   assigned (keys: string[]): Promise<Array<string | undefined>>
   /** Called when a member is out cluster-wide (again on each periodic look: a listener must be idempotent). */
   onOut (listener: (member: string) => void): void
+  /** `member` left this node's pool for good: nothing of it is kept here nor, for this node, in the store. */
+  forget (member: string): void
   close (): void
 }
 
@@ -57,6 +59,8 @@ export class LocalDirectory implements PoolDirectory {
   }
 
   onOut (): void {}
+
+  forget (): void {}
 
   close (): void {}
 }

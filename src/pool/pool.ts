@@ -230,7 +230,10 @@ export class BackendPool extends EventEmitter<PoolEvents> {
   private retire (member: Member, moves?: Map<string, Member>): void {
     const { id } = member
     // a member of the same id may have joined meanwhile (another process, in a cluster)
-    if (this.members.get(id) === member) this.members.delete(id)
+    if (this.members.get(id) === member) {
+      this.members.delete(id)
+      this.directory.forget(id)
+    }
     this.failover(member, moves)
     member.link.retire()
     this.options.metrics.poolFailovers.remove({ ...this.labels, member: id })

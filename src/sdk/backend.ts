@@ -489,6 +489,7 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
     link.gateway = hello.gateway
     link.endpoint = hello.endpoint
     link.cluster = hello.cluster
+    link.member = hello.member
     const endpoints = new Set([...this.links.keys()].map((l) => l.endpoint).filter((e) => e !== undefined))
     if (endpoints.size > 1) {
       // users are keyed by id alone: one user on two endpoints would look like one connection moving between links
@@ -666,8 +667,13 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
 const UNSEQUENCED: EventDelivery = Object.freeze({ ack: () => {} })
 
 /** A gateway's identity: its node id and endpoint. A reconnect with the same one carries its users over, and its ack ledger within one session. */
+/**
+ * A gateway's link to one member: one process may be several members of a
+ * pool (two URLs reaching it), and each has its own link and seqs; a link
+ * of another member is not a reconnect of this one.
+ */
 function identity (link: GatewayLink): string {
-  return `${link.gateway ?? ''}\n${link.endpoint ?? ''}`
+  return `${link.gateway ?? ''}\n${link.endpoint ?? ''}\n${link.member ?? ''}`
 }
 
 /** `{ conn }` for an event of an `allow` endpoint, else nothing: handlers of other endpoints see what they always saw. */

@@ -31,6 +31,8 @@ export class GatewayLink {
   gateway?: string
   endpoint?: string
   cluster?: string
+  /** The pool member this link is for, from `hello.member` (PROTOCOL.md §10). */
+  member?: string
   /**
    * The gateway's `hello` said `encoding: "binary"` (PROTOCOL.md §2a): it
    * sends binary link frames, and takes SEND records. Set as the hello is

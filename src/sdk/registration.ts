@@ -79,15 +79,16 @@ export class Registration {
     const { url, weight = 1 } = this.options
     try {
       const res = await this.request('PUT', JSON.stringify({ url, weight }))
-      if (res.status === 200 || res.status === 201) {
-        const { leaseMs } = await res.json() as { leaseMs: number }
+      const leaseMs = res.status === 200 || res.status === 201 ? leaseOf(await res.json()) : undefined
+      if (leaseMs !== undefined) {
         if (this.failures > 0 || this.leaseMs === undefined) this.log.info({ ...this.where, leaseMs }, 'registered in the gateway pool')
         this.leaseMs = leaseMs
         this.failures = 0
         this.firstSuccess()
         return Math.floor(leaseMs / 3)
       }
-      this.log.warn({ ...this.where, status: res.status, code: await codeOf(res) }, 'pool registration refused; retrying')
+      if (res.ok) this.log.warn({ ...this.where, status: res.status }, 'pool registration refused: the answer has no leaseMs a gateway gives (a number of at least 300); retrying')
+      else this.log.warn({ ...this.where, status: res.status, code: await codeOf(res) }, 'pool registration refused; retrying')
     } catch (err) {
       this.log.warn({ ...this.where, err: (err as Error).message }, 'pool registration failed; retrying')
     }
@@ -105,6 +106,19 @@ export class Registration {
       signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS)
     })
   }
+}
+
+/** The smallest `admin.leaseMs` a gateway takes (docs/configuration.md). */
+const MIN_LEASE_MS = 300
+
+/**
+ * The lease of a registration's answer, or undefined when it has none a
+ * gateway gives: renewing every `leaseMs / 3` of a missing or zero one
+ * would PUT in a loop.
+ */
+function leaseOf (answer: unknown): number | undefined {
+  const leaseMs = (answer as { leaseMs?: unknown } | null)?.leaseMs
+  return typeof leaseMs === 'number' && Number.isFinite(leaseMs) && leaseMs >= MIN_LEASE_MS ? leaseMs : undefined
 }
 
 /** The gateway's error code from a refusal's body, for the log. */
