@@ -11,8 +11,9 @@
  */
 import { isUtf8 } from 'node:buffer'
 import { decodeActions, decodeEvents, encodeFrame, type Decoded } from './codec.js'
-import type { Action, Event, MessageEvent, Params, SendAction } from './schemas.js'
+import type { Action, Event, MessageEvent, SendAction } from './schemas.js'
 import { Problems, type Problem } from './problems.js'
+import { isParams } from './validation.js'
 
 export const RecordType = {
   /** UTF-8 JSON: one event/action or an array of them, exactly as a text frame holds. */
@@ -340,8 +341,4 @@ function readMessage (reader: BodyReader): MessageEvent {
   if (!isParams(params)) throw new RecordError('binary_invalid_record', 'params must be a JSON object of strings')
   const data = reader.rest()
   return seq === 0 ? { event: 'message', user, params, data, binary: true } : { event: 'message', user, params, data, binary: true, seq }
-}
-
-function isParams (value: unknown): value is Params {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) && Object.values(value).every((v) => typeof v === 'string')
 }

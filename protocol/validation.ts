@@ -1,4 +1,5 @@
 import type { ErrorObject } from 'ajv'
+import type { Params } from './schemas.js'
 
 /**
  * Turns ajv errors into `path.to.field: message` lines, the form every
@@ -57,4 +58,9 @@ function describeBranch (branch: SchemaBranch): string {
   if ('const' in branch) return JSON.stringify(branch.const)
   if (branch.minimum !== undefined && branch.maximum !== undefined) return `${branch.minimum}-${branch.maximum}`
   return branch.type ?? 'another form'
+}
+
+/** A path's parameters as the wire carries them: a JSON object of strings. For data no schema has checked yet. */
+export function isParams (value: unknown): value is Params {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && Object.values(value).every((v) => typeof v === 'string')
 }

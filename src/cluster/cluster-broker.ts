@@ -13,7 +13,7 @@
  */
 import { EventEmitter } from 'node:events'
 import type { FastifyBaseLogger } from 'fastify'
-import type { ClientAction } from '../../protocol/index.js'
+import { isParams, type ClientAction } from '../../protocol/index.js'
 import type { Connection, Eviction } from '../domain.js'
 import type { GatewayMetrics } from '../metrics.js'
 import type { Broker, BrokerEvents, BrokerState, Claim, LocalNode } from './broker.js'
@@ -211,7 +211,9 @@ export class ClusterBroker extends EventEmitter<BrokerEvents> implements Broker 
         return
       case 'evict':
         // a user this node is reporting for a reaped node: its report is the close asked for
-        this.handoffs.asked(message, this.reaper?.report(`${message.e}:${message.u}`) ?? node.evict(message.e, message.u, message.c, message.why, message.p))
+        // `p` is another node's word, from Redis: a params object, or nothing (a plain replace)
+        this.handoffs.asked(message, this.reaper?.report(`${message.e}:${message.u}`) ??
+          node.evict(message.e, message.u, message.c, message.why, isParams(message.p) ? message.p : undefined).catch((err: Error) => this.failed('evict', err)))
         return
       case 'evicted':
         this.handoffs.answered(message.id, message.r === true)

@@ -18,7 +18,7 @@ import { Inbox } from '../helpers/waiter.js'
 import { eventually } from '../helpers/cluster.js'
 
 type Call =
-  | { kind: 'evict', user: string, id: string, why: Eviction }
+  | { kind: 'evict', user: string, id: string, why: Eviction, params?: Params }
   | { kind: 'reportLost', user: string, params: Params }
   | { kind: 'reopen', user: string, id: string }
   | { kind: 'deliver', actions: ClientAction[] }
@@ -30,9 +30,13 @@ class FakeNode implements LocalNode {
 
   constructor (private readonly id: string, private readonly heard: Inbox<{ node: string, call: Call }>) {}
 
-  async evict (_endpoint: string, user: string, id: string, why: Eviction): Promise<void> {
+  /** Set to make the next evictions fail, as a bug in the endpoint would. */
+  failEvict = false
+
+  async evict (_endpoint: string, user: string, id: string, why: Eviction, params?: Params): Promise<void> {
     if (this.held.get(user)?.id === id) this.held.delete(user)
-    this.record({ kind: 'evict', user, id, why })
+    this.record({ kind: 'evict', user, id, why, ...(params === undefined ? {} : { params }) })
+    if (this.failEvict) throw new Error('evict failed')
   }
 
   async reportLost (_endpoint: string, user: string, params: Params): Promise<void> {
@@ -215,4 +219,18 @@ t.test('bad input: the transport drops and returns while a join runs; the node j
   t.equal(settled.state, 'up', 'the node is up')
   t.ok(settled.listening, 'and subscribed to its own channel again')
   t.equal(settled.subscribes, 2, 'by a second join after the one the blip cut short')
+})
+
+t.test('bad input: a hand-off request on the bus with params that are not an object, and an eviction that fails: no crash, counted', async (t) => {
+  const { a, b } = await cluster(t, { presenceTtlMs: 3000, handoffTimeoutMs: 500 })
+  const evict = (p: unknown, id: string): string => JSON.stringify({ t: 'evict', e: 'lobby', u: 'bob', c: 'b#1', why: 'replaced', from: 'a', id, p })
+  await a.transport.bus.publish('node:b', evict(null, 'a#h-null'))
+  const call = await b.local.calls.next((c) => c.kind === 'evict', 5000, 'the eviction')
+  t.same(call, { kind: 'evict', user: 'bob', id: 'b#1', why: 'replaced' }, 'params that are not an object are taken as none: a plain replace')
+  await a.transport.bus.publish('node:b', evict({ room: 7 }, 'a#h-number'))
+  t.same(await b.local.calls.next((c) => c.kind === 'evict', 5000, 'the second eviction'), { kind: 'evict', user: 'bob', id: 'b#1', why: 'replaced' }, 'nor an object of non-strings')
+  b.local.failEvict = true
+  await a.transport.bus.publish('node:b', evict({ room: 'r' }, 'a#h-fail'))
+  const failed = await eventually(async () => (await b.metrics.brokerErrors.get()).values.find((v) => v.labels.op === 'evict')?.value ?? 0, (n) => n === 1, 5000, 'the failed eviction counted')
+  t.equal(failed, 1, 'an eviction that throws is counted as a broker error, not an unhandled rejection')
 })
