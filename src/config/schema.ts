@@ -121,9 +121,9 @@ export const Queue = Type.Object({
 export const Server = Type.Object({
   host: Type.String({ default: '127.0.0.1' }),
   port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080 }),
-  nodeId: Type.Optional(Type.String({ minLength: 1, description: 'this process in hello and logs; generated when absent' })),
+  nodeId: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'this process in hello and logs; generated when absent; at most 200 characters, as it begins every connection id (`conn`, at most 256)' })),
   shutdownTimeoutMs: Ms(10000, 'longest a SIGTERM drain may take'),
-  headersTimeoutMs: Type.Integer({ minimum: 1000, default: 10000, description: 'longest a client may take to send a request head (the WebSocket handshake); a slower one gets 408 and its socket ended' }),
+  headersTimeoutMs: Type.Integer({ minimum: 1000, maximum: 300000, default: 10000, description: 'longest a client may take to send a request head (the WebSocket handshake); a slower one gets 408 and its socket ended' }),
   backlog: Type.Integer({ minimum: 1, default: 4096, description: "the listen socket's accept queue (the kernel caps it at net.core.somaxconn); Node's 511 overflows in a reconnect storm, and a dropped SYN costs its client a 1 s retransmit" }),
   workers: Type.Integer({ minimum: 1, default: 1, description: 'worker processes sharing the port (node:cluster), each a node of the cluster; more than 1 needs cluster.redis' })
 }, { ...strict, default: {} })

@@ -155,7 +155,9 @@ export class ClientSide {
    * on another node: closed with 4410, and said so (PROTOCOL.md §5d).
    */
   async evict (user: string, id: string, why: Eviction, params?: Params): Promise<void | 'refreshed'> {
-    const session = this.options.registry.get(user)
+    const { registry } = this.options
+    // under `allow` each connection is its own: only the one named goes
+    const session = registry.policy === 'allow' ? registry.connection(id) : registry.get(user)
     if (!session || !claimedNoLater(session.connection.id, id)) return
     const refreshed = why === 'replaced' && params !== undefined && sameParams(session.params, params)
     const committed = new Promise<void>((resolve) => this.evictions.set(session, resolve))
