@@ -538,7 +538,8 @@ export class BackendPool extends EventEmitter<PoolEvents> {
     const keys = [...moves.keys()]
     let rehomed = 0
     for (const client of roster) {
-      const key = this.routeKey(client) ?? client.user
+      // the key the client opened with: a refresh may have changed the claim `route` names, not the client's key
+      const key = this.clients.get(clientOf(client)) ?? this.routeKey(client) ?? client.user
       const text = encodeOpen(client.user, client.claims, client.params, client.conn)
       const heir = this.memberFor(key)
       heir.link.send({ kind: 'open', user: client.user, conn: client.conn, text, bytes: Buffer.byteLength(text), opened: client, key })
