@@ -477,3 +477,37 @@ t.test('bad pool config: each problem named by its field', async (t) => {
   t.equal(config.endpoints[0].backend.failoverMs, 5000, 'failoverMs defaults to 5000')
   t.equal(config.endpoints[0].backend.lingerMs, 30000, 'lingerMs defaults to 30000')
 })
+
+t.test('a refresh that changes the claim `route` names keeps the client on its key, a failover included: its open and its messages reach one heir', async (t) => {
+  const pool = await members(t, 3)
+  const ids = ['m0', 'm1', 'm2']
+  const heirs = ['m1', 'm2']
+  // shard `a` on m0, the member that dies; shard `b` whose heir among the others is not a's
+  const shards = Array.from({ length: 200 }, (_, i) => `s${i}`)
+  const a = shards.find((s) => hrwOwner(s, ids) === 'm0') as string
+  const b = shards.find((s) => hrwOwner(s, heirs) !== hrwOwner(a, heirs)) as string
+  const heir = pool[Number(hrwOwner(a, heirs).slice(1))]
+  const other = pool[Number(hrwOwner(b, heirs).slice(1))]
+  const gateway = await startGateway(t, poolConfig(pool, { route: 'claims.shard', acks: true, failoverMs: 300 }, '/game'))
+  await Promise.all(pool.map(async (m) => await m.next('hello')))
+  await allUp(gateway, 3)
+  const first = await connect(gateway.url('/game'), { token: tokenFor('rita', { shard: a }) })
+  await pool[0].next('open', 'rita')
+  const refreshed = await connect(gateway.url('/game?refresh=1'), { token: tokenFor('rita', { shard: b }) })
+  t.equal((await first.closed).code, 4410, 'the old socket ends as refreshed')
+  refreshed.ws.send(JSON.stringify({ n: 1 }))
+  await pool[0].events.next((e) => e.event === 'message' && e.user === 'rita', 15000, 'the message on the member of the key she opened with')
+  await pool[0].kill()
+  await heir.next('open', 'rita', 20000)
+  refreshed.ws.send(JSON.stringify({ n: 2 }))
+  const message = await heir.events.next((e) => e.event === 'message' && e.user === 'rita' && (e.data as { n: number }).n === 2, 15000, 'her next message on the heir of her key')
+  t.equal(message.user, 'rita', 'the heir of the key she opened with gets her open and her messages')
+  t.equal(other.of('open', 'rita').length + other.of('message', 'rita').length, 0, 'the heir of the refreshed claim\'s key gets nothing of her')
+  t.equal(refreshed.ws.readyState, refreshed.ws.OPEN, 'she stays connected')
+  // bad input: a refresh token for another user is that user's own connection, not rita's
+  const stranger = await connect(gateway.url('/game?refresh=1'), { token: tokenFor('sam', { shard: a }) })
+  await heir.next('open', 'sam')
+  t.equal(refreshed.ws.readyState, refreshed.ws.OPEN, 'another user\'s refresh leaves her socket alone')
+  stranger.ws.close()
+  refreshed.ws.close()
+})
