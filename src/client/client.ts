@@ -29,6 +29,13 @@ export interface GatehouseClientOptions {
    * 0 turns refreshing off (default 10 s).
    */
   refreshAheadMs?: number
+  /**
+   * After a refresh's new socket opens, how long the old one may stay open
+   * before this client closes it (1000) and ignores it: the gateway closes
+   * it (4410) sooner, except on `duplicate: "allow"` endpoints, which never
+   * move a session (PROTOCOL.md §5d) (default 10 s).
+   */
+  refreshGraceMs?: number
   /** Another WebSocket implementation (default: the global one). */
   WebSocket?: typeof WebSocket
 }
@@ -62,6 +69,8 @@ export interface ClientEvents {
 type Listener<K extends keyof ClientEvents> = (event: ClientEvents[K]) => void
 /** `WebSocket.OPEN`, the same in browsers and in `ws`. */
 const OPEN = 1
+/** setTimeout's longest delay (2^31 - 1 ms, about 24.8 days); a longer one fires after 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1
 type Outgoing = string | ArrayBufferLike | ArrayBufferView
 
 export class GatehouseClient {
@@ -80,6 +89,8 @@ export class GatehouseClient {
   private refreshTimer: ReturnType<typeof setTimeout> | undefined
   private refreshing: WebSocket | undefined
   private refreshFailures = 0
+  /** The socket a refresh left, until the gateway closes it or `refreshGraceMs` passes. */
+  private leaving: { socket: WebSocket, timer: ReturnType<typeof setTimeout> } | undefined
 
   constructor (readonly url: string | URL, options: GatehouseClientOptions) {
     this.options = {
@@ -89,6 +100,7 @@ export class GatehouseClient {
       maxFailedAttempts: 6,
       outboxLimit: 100,
       refreshAheadMs: 10000,
+      refreshGraceMs: 10000,
       WebSocket: globalThis.WebSocket,
       ...options
     }
@@ -193,6 +205,10 @@ export class GatehouseClient {
     // every error is followed by a close, which decides (and `ws` in Node throws on an error nobody listens to)
     socket.onerror = () => {}
     socket.onclose = (event) => {
+      if (this.leaving?.socket === socket) {
+        clearTimeout(this.leaving.timer)
+        this.leaving = undefined
+      }
       if (this.socket !== socket) return
       this.socket = undefined
       if (event.code === 4410 && this.refreshing !== undefined) return
@@ -209,7 +225,11 @@ export class GatehouseClient {
     if (this.options.refreshAheadMs <= 0 || exp === undefined) return
     const left = exp * 1000 - Date.now()
     if (left <= 0) return
-    this.refreshTimer = setTimeout(() => this.refresh(), Math.max(left - this.options.refreshAheadMs, left / 2))
+    const delay = Math.max(left - this.options.refreshAheadMs, left / 2)
+    // setTimeout fires at once past its longest delay: a far-off refresh is planned again later
+    this.refreshTimer = delay > MAX_TIMER_MS
+      ? setTimeout(() => this.scheduleRefresh(token), MAX_TIMER_MS)
+      : setTimeout(() => this.refresh(), delay)
   }
 
   /**
@@ -231,7 +251,9 @@ export class GatehouseClient {
       if (this.refreshing !== fresh) return
       this.refreshing = undefined
       this.refreshFailures = 0
+      const old = this.socket
       this.socket = fresh
+      if (old !== undefined) this.letGo(old)
       this.watch(fresh, () => true)
       // what was sent while the old socket had already closed (4410) and this one was not yet open
       for (const data of this.outbox.splice(0)) fresh.send(data)
@@ -253,6 +275,23 @@ export class GatehouseClient {
     const delay = backoffMs(this.refreshFailures++, this.options.minDelayMs, this.options.maxDelayMs)
     clearTimeout(this.refreshTimer)
     this.refreshTimer = setTimeout(() => this.refresh(), delay)
+  }
+
+  /** Waits `refreshGraceMs` for the gateway to close a refresh's old socket, then closes it here. */
+  private letGo (old: WebSocket): void {
+    this.dropLeaving()
+    this.leaving = { socket: old, timer: setTimeout(() => this.dropLeaving(), this.options.refreshGraceMs) }
+  }
+
+  /** Closes the socket a refresh left, if still open (the gateway kept it: `duplicate: "allow"`), and ignores what else it gets. */
+  private dropLeaving (): void {
+    const leaving = this.leaving
+    if (leaving === undefined) return
+    this.leaving = undefined
+    clearTimeout(leaving.timer)
+    if (leaving.socket.readyState !== OPEN) return
+    leaving.socket.onmessage = null
+    leaving.socket.close(1000)
   }
 
   /** The connection ended: a refresh under way has nothing left to take over. */
@@ -293,6 +332,7 @@ export class GatehouseClient {
     clearTimeout(this.timer)
     this.timer = undefined
     this.abandonRefresh()
+    this.dropLeaving()
     this.current = 'closed'
     this.socket = undefined
     this.outbox.length = 0

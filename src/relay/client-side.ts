@@ -51,6 +51,8 @@ export interface ClientSideOptions {
 }
 
 const GATEWAY_CODES = new Set<number>(Object.values(CloseCodes).map((c) => c.code))
+/** Only the gateway may report 4401/4409/4410 (a backend's roster reads 4410 as a move, PROTOCOL.md §7): a player's own use of them is reported as this. */
+const CLIENT_USED_GATEWAY_CODE = { code: 4000, reason: 'client used a gateway close code' }
 
 export class ClientSide {
   private heartbeat?: NodeJS.Timeout
@@ -291,6 +293,7 @@ export class ClientSide {
       if (session.previousSocket === socket) session.switched()
       if (!attached()) return
       if (code === CloseCodes.ABNORMAL.code) this.socketDropped(session, CloseCodes.ABNORMAL)
+      else if (code >= 4000 && GATEWAY_CODES.has(code)) session.end(CLIENT_USED_GATEWAY_CODE.code, CLIENT_USED_GATEWAY_CODE.reason)
       else session.end(code, reason.toString())
     })
     // protocol errors end the session with the code and reason the player got

@@ -114,8 +114,10 @@ export class Roster<L> {
     const changes: RosterChange<L>[] = []
     const key = clientKey({ user, conn })
     const previous = this.byKey.get(key)
-    if (previous?.moving && refresh && this.relations.sameCluster(previous.link, link) && sameJson(previous.params, params)) {
-      // the other half of a refresh across nodes: the same session, on another link
+    if (previous && refresh && this.relations.sameCluster(previous.link, link) && sameJson(previous.params, params)) {
+      // the other half of a refresh across nodes: the same session, on another link. The
+      // old node's 4410 travels on another link and may come later: `close` then ignores it,
+      // as from a link that no longer holds the user
       previous.moving = undefined
       previous.link = link
       previous.claims = claims

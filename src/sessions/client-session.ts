@@ -241,6 +241,8 @@ export class ClientSession {
 
   /** Reports the end with the gateway's code, then sends the close frame. */
   close ({ code, reason }: { code: number, reason: string }): void {
+    // mid-refresh: the held frames go out before the close frame, not dropped with the switch
+    this.switched()
     const why = truncateReason(reason)
     this.end(code, why)
     this.attached.close(code, why)
