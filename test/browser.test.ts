@@ -12,11 +12,9 @@ import { Writable } from 'node:stream'
 import t from 'tap'
 import { chromium, type BrowserContext, type Page } from 'playwright-core'
 import { startDemo } from '../examples/demo/start-demo.js'
+import { CHROMIUM, CHROMIUM_ARGS } from './helpers/browser.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
-// playwright gives every launch a fresh temporary profile (it refuses --user-data-dir with launch())
-const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic', '--no-first-run']
 
 const ARTIFACTS = join(ROOT, 'test', 'artifacts')
 

@@ -4,9 +4,7 @@
  * ES modules as a bundler-free app would, and mints each token through a
  * function exposed from this test, so every token is counted and numbered.
  */
-import { existsSync, readFileSync } from 'node:fs'
-import { dirname, join, normalize } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { existsSync } from 'node:fs'
 import t from 'tap'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import type { FastifyInstance } from 'fastify'
@@ -15,16 +13,12 @@ import { CloseCodes } from '../protocol/index.js'
 import { DUPLICATE_REJECTED_REASON, TOO_MANY_FRAGMENTS_REASON, retryAfterClose } from '../src/client/index.js'
 import { GatehouseBackend, type BackendLogger, type Claims } from '../src/sdk/index.js'
 import { connect } from './helpers/client.js'
+import { CHROMIUM, CHROMIUM_ARGS, PAGE, serveClientPage } from './helpers/browser.js'
 import { testConfig } from './helpers/gateway.js'
 import { freePort } from './helpers/ports.js'
 import { tokenFor } from './helpers/tokens.js'
 import { Inbox } from './helpers/waiter.js'
 
-const CLIENT_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'src', 'client')
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
-const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic', '--no-first-run']
-/** The page and the client's modules are served by the gateway's app itself (an app may add routes): same origin, loopback. */
-const PAGE = '/__page'
 
 type Teardown = { teardown (fn: () => unknown): void }
 
@@ -56,13 +50,7 @@ async function startEcho (t: Teardown): Promise<Echo> {
 async function gatewayOn (t: Teardown, port: number, backend: Echo): Promise<FastifyInstance> {
   const config = testConfig([{ name: 'echo', path: '/echo', backend: { url: backend.url, token: BACKEND_TOKEN, minReconnectDelayMs: 20, maxReconnectDelayMs: 200 } }], { log: { level: 'warn' } })
   const app = await createGateway(config, { logStream: { write: () => true } as never })
-  app.get(`${PAGE}/`, async (_request, reply) => await reply.type('text/html').send('<!doctype html><title>client</title>'))
-  app.get(`${PAGE}/client/:file`, async (request, reply) => {
-    const { file } = request.params as { file: string }
-    const path = normalize(join(CLIENT_DIR, file))
-    if (!path.startsWith(CLIENT_DIR) || !existsSync(path)) return await reply.code(404).send()
-    return await reply.type('text/javascript').send(readFileSync(path))
-  })
+  serveClientPage(app, 'client')
   await app.listen({ host: '127.0.0.1', port })
   t.teardown(() => app.close())
   return app

@@ -6,21 +6,16 @@
  * even under `enforceExpiry` with 3-second tokens, and even when one refresh
  * is refused (a bad token from the token route).
  */
-import { existsSync, readFileSync } from 'node:fs'
-import { dirname, join, normalize } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { existsSync } from 'node:fs'
 import t from 'tap'
 import { chromium } from 'playwright-core'
 import { createGateway } from '../src/index.js'
 import { GatehouseBackend, type BackendLogger } from '../src/sdk/index.js'
+import { CHROMIUM, CHROMIUM_ARGS, PAGE, serveClientPage } from './helpers/browser.js'
 import { testConfig } from './helpers/gateway.js'
 import { freePort } from './helpers/ports.js'
 import { tokenFor } from './helpers/tokens.js'
 
-const CLIENT_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'src', 'client')
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
-const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic', '--no-first-run']
-const PAGE = '/__page'
 const BACKEND_TOKEN = 'echo-backend-token'
 const quiet: BackendLogger = { debug () {}, info () {}, warn () {}, error () {} }
 
@@ -37,13 +32,7 @@ t.test('gatehouse-client in chromium refreshes ahead of exp with nothing lost', 
   const port = await freePort()
   const config = testConfig([{ name: 'echo', path: '/echo', enforceExpiry: true, backend: { url: backendUrl, token: BACKEND_TOKEN, refresh: true } }], { log: { level: 'warn' } })
   const app = await createGateway(config, { logStream: { write: () => true } as never })
-  app.get(`${PAGE}/`, async (_request, reply) => await reply.type('text/html').send('<!doctype html><title>refresh</title>'))
-  app.get(`${PAGE}/client/:file`, async (request, reply) => {
-    const { file } = request.params as { file: string }
-    const path = normalize(join(CLIENT_DIR, file))
-    if (!path.startsWith(CLIENT_DIR) || !existsSync(path)) return await reply.code(404).send()
-    return await reply.type('text/javascript').send(readFileSync(path))
-  })
+  serveClientPage(app, 'refresh')
   await app.listen({ host: '127.0.0.1', port })
   t.teardown(() => app.close())
 

@@ -6,21 +6,12 @@
  * MESSAGE records answered with SEND records. It counts what crosses the
  * link each way, WebSocket framing included, for the bytes-per-event figure.
  */
-import { once } from 'node:events'
-import { WebSocketServer } from 'ws'
 import { decodeBinaryEvents, decodeEvents, encodeBinaryActions, encodeSendRecord, type Event } from '../../protocol/index.js'
-import { LINK_PATH } from '../endpoints.js'
 import { serveIpc } from '../ipc.js'
 import { serverHandlers } from './common.js'
+import { linkServer } from './link-server.js'
 
-const wss = new WebSocketServer({
-  host: '127.0.0.1',
-  port: 0,
-  perMessageDeflate: false,
-  maxPayload: 64 * 1024 * 1024,
-  verifyClient: (info: { req: { url?: string } }) => info.req.url === LINK_PATH
-})
-await once(wss, 'listening')
+const wss = await linkServer(64 * 1024 * 1024)
 
 /** RFC 6455 §5.2: 2 bytes, plus 2 or 8 of extended length, plus 4 of mask on frames from the client (the gateway). */
 function wsHeader (payload: number, masked: boolean): number {

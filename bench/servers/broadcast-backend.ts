@@ -5,12 +5,11 @@
  * registered, and on `broadcast` sends ONE `{"action":"send","all":true}`
  * down the named node's link, stamped with its send time.
  */
-import { once } from 'node:events'
 import { performance } from 'node:perf_hooks'
-import { WebSocketServer, type WebSocket } from 'ws'
-import { LINK_PATH } from '../endpoints.js'
+import type { WebSocket } from 'ws'
 import { serveIpc } from '../ipc.js'
 import { serverHandlers } from './common.js'
+import { linkServer } from './link-server.js'
 
 interface Event { event: string, gateway?: string, user?: string, users?: unknown[] }
 
@@ -30,14 +29,7 @@ interface Link {
 /** Wall-clock milliseconds with sub-millisecond precision, comparable across processes on one machine. */
 const wallNow = (): number => performance.timeOrigin + performance.now()
 
-const wss = new WebSocketServer({
-  host: '127.0.0.1',
-  port: 0,
-  perMessageDeflate: false,
-  maxPayload: 256 * 1024 * 1024,
-  verifyClient: (info: { req: { url?: string } }) => info.req.url === LINK_PATH
-})
-await once(wss, 'listening')
+const wss = await linkServer(256 * 1024 * 1024)
 const links = new Map<string, Link>()
 
 wss.on('connection', (socket) => {

@@ -5,23 +5,14 @@
  * frame, a batch when there are several. `broadcast` sends ONE
  * `{"action":"send","all":true}` down the link.
  */
-import { once } from 'node:events'
 import { performance } from 'node:perf_hooks'
-import { WebSocketServer } from 'ws'
-import { LINK_PATH } from '../endpoints.js'
 import { serveIpc } from '../ipc.js'
 import { serverHandlers } from './common.js'
+import { linkServer } from './link-server.js'
 
 interface Event { event: string, user?: string, data?: unknown }
 
-const wss = new WebSocketServer({
-  host: '127.0.0.1',
-  port: 0,
-  perMessageDeflate: false,
-  maxPayload: 64 * 1024 * 1024,
-  verifyClient: (info: { req: { url?: string } }) => info.req.url === LINK_PATH
-})
-await once(wss, 'listening')
+const wss = await linkServer(64 * 1024 * 1024)
 const counts = { frames: 0, messages: 0, opens: 0, closes: 0 }
 
 wss.on('connection', (socket) => {
