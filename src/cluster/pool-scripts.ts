@@ -19,6 +19,14 @@
 
 /** Lua helpers shared by the scripts: now in ms, a clean list of node ids, a clean {node: number} map. */
 const PRELUDE = `
+-- appends to out every key of the assignments hash that is on member; returns out
+local function keys_on(assignments, member, out)
+  local all = redis.call('HGETALL', assignments)
+  for i = 1, #all, 2 do
+    if all[i + 1] == member then table.insert(out, all[i]) end
+  end
+  return out
+end
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -168,22 +176,12 @@ for _, n in ipairs(nodes) do
 end
 if votes * 2 <= #nodes then return {'wait'} end
 redis.call('SADD', KEYS[2], ARGV[1])
-local out = {'won'}
-local all = redis.call('HGETALL', KEYS[4])
-for i = 1, #all, 2 do
-  if all[i + 1] == ARGV[1] then table.insert(out, all[i]) end
-end
-return out
+return keys_on(KEYS[4], ARGV[1], {'won'})
 `
 
 /** KEYS: assignments. ARGV: member. → the keys assigned to it. */
-export const POOL_KEYS_ON = `
-local out = {}
-local all = redis.call('HGETALL', KEYS[1])
-for i = 1, #all, 2 do
-  if all[i + 1] == ARGV[1] then table.insert(out, all[i]) end
-end
-return out
+export const POOL_KEYS_ON = PRELUDE + `
+return keys_on(KEYS[1], ARGV[1], {})
 `
 
 /**
@@ -266,10 +264,5 @@ redis.call('SADD', KEYS[2], ARGV[1])
 for i = 3, #ARGV - 1, 2 do
   if redis.call('HGET', KEYS[3], ARGV[i]) == ARGV[1] then redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
 end
-local out = {'dropped'}
-local all = redis.call('HGETALL', KEYS[3])
-for i = 1, #all, 2 do
-  if all[i + 1] == ARGV[1] then table.insert(out, all[i]) end
-end
-return out
+return keys_on(KEYS[3], ARGV[1], {'dropped'})
 `
