@@ -13,6 +13,16 @@ import { RedisTransport } from '../../src/cluster/redis-transport.js'
 import type { ClusterTransport } from '../../src/cluster/transport.js'
 import { redisFor } from '../helpers/redis.js'
 
+/** Connects `transport`, closed at teardown, and takes its node's lease: a node that has joined. */
+async function joined<T extends ClusterTransport> (t: { teardown (fn: () => unknown): void }, transport: T): Promise<T> {
+  t.teardown(async () => await transport.close())
+  const up = once(transport, 'up')
+  transport.connect()
+  await up
+  await transport.presence.renewLease()
+  return transport
+}
+
 const server = await redisFor(t)
 let namespaces = 0
 const log = pino({ level: 'silent' })
@@ -26,12 +36,7 @@ const kinds: Record<string, (t: { teardown (fn: () => unknown): void }) => { nod
       name,
       nodes: async (node) => {
         const transport = new RedisTransport({ url: server.url, name, nodeId: node, presenceTtlMs: 60_000, log })
-        t.teardown(async () => await transport.close())
-        const up = once(transport, 'up')
-        transport.connect()
-        await up
-        await transport.presence.renewLease()
-        return transport
+        return await joined(t, transport)
       }
     }
   },
@@ -41,12 +46,7 @@ const kinds: Record<string, (t: { teardown (fn: () => unknown): void }) => { nod
       name: 'memory',
       nodes: async (node) => {
         const transport = hub.transport(node, 60_000)
-        t.teardown(async () => await transport.close())
-        const up = once(transport, 'up')
-        transport.connect()
-        await up
-        await transport.presence.renewLease()
-        return transport
+        return await joined(t, transport)
       }
     }
   }
