@@ -23,6 +23,7 @@ import { Handoffs } from './handoff.js'
 import { ALL, nodeChannel, type ClusterMessage, type PoolChange, type Post } from './messages.js'
 import { Reaper } from './reaper.js'
 import type { ClusterTransport, PoolStore, Registration } from './transport.js'
+import { brokerFailure, type BrokerFailure } from './broker-failure.js'
 
 /** A backend pool changed for every node (PoolStore has what changed). */
 export type PoolNotice = (endpoint: string, member: string, what: PoolChange) => void
@@ -38,6 +39,7 @@ export interface ClusterBrokerOptions {
 }
 
 export class ClusterBroker extends EventEmitter<BrokerEvents> implements Broker {
+  private readonly failed: BrokerFailure
   readonly cluster: string
   private node?: LocalNode
   private current: BrokerState = 'down'
@@ -58,6 +60,7 @@ export class ClusterBroker extends EventEmitter<BrokerEvents> implements Broker 
 
   constructor (private readonly transport: ClusterTransport, private readonly options: ClusterBrokerOptions) {
     super()
+    this.failed = brokerFailure(options)
     this.cluster = options.name
     const post: Post = (channel, message, op, done) => this.post(channel, message, op, done)
     this.handoffs = new Handoffs(options.nodeId, options.handoffTimeoutMs, post)
@@ -326,11 +329,6 @@ export class ClusterBroker extends EventEmitter<BrokerEvents> implements Broker 
       this.options.log.info({ redis: this.transport.target, node: this.options.nodeId }, 'joined the cluster')
     }
     this.emit('state', state)
-  }
-
-  private failed (op: string, err: Error): void {
-    this.options.metrics.brokerErrors.inc({ op })
-    this.options.log.warn({ op, err: err.message }, 'redis operation failed')
   }
 
   /** What the store records of one of this node's connections. */

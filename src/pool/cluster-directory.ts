@@ -21,6 +21,7 @@ import type { BrokerState } from '../cluster/broker.js'
 import type { PoolChange } from '../cluster/messages.js'
 import type { PoolStore } from '../cluster/transport.js'
 import type { HeirOf, PoolDirectory } from './directory.js'
+import { brokerFailure, type BrokerFailure } from '../cluster/broker-failure.js'
 
 /** What the directory needs of the cluster (ClusterBroker). */
 export interface PoolCluster {
@@ -42,6 +43,7 @@ export interface ClusterDirectoryOptions {
 }
 
 export class ClusterDirectory implements PoolDirectory {
+  private readonly failed: BrokerFailure
   readonly shared = true
   readonly localLingerMs = 0
   /** Members down here past failoverMs, waiting for (or past) the cluster's decision, with how this node would name heirs. */
@@ -53,6 +55,7 @@ export class ClusterDirectory implements PoolDirectory {
   private ticking = false
 
   constructor (private readonly options: ClusterDirectoryOptions) {
+    this.failed = brokerFailure(options)
     options.cluster.onPoolNotice((endpoint, member, what) => {
       if (endpoint === options.endpoint && what === 'out') this.out(member)
     })
@@ -172,10 +175,5 @@ export class ClusterDirectory implements PoolDirectory {
     } finally {
       this.ticking = false
     }
-  }
-
-  private failed (op: string, err: Error): void {
-    this.options.metrics.brokerErrors.inc({ op })
-    this.options.log.warn({ op, err: err.message }, 'redis operation failed')
   }
 }

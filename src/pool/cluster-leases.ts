@@ -17,6 +17,7 @@ import type { GatewayMetrics } from '../metrics.js'
 import type { PoolStore, StoredLease } from '../cluster/transport.js'
 import type { PoolCluster } from './cluster-directory.js'
 import { configuredConflict, REFUSALS, sameUrl, type LeasedPool, type MemberLeases, type MemberListing, type RegisterOutcome } from './leases.js'
+import { brokerFailure, type BrokerFailure } from '../cluster/broker-failure.js'
 
 export interface ClusterLeasesOptions {
   pools: ReadonlyMap<string, LeasedPool>
@@ -28,12 +29,14 @@ export interface ClusterLeasesOptions {
 }
 
 export class ClusterLeases implements MemberLeases {
+  private readonly failed: BrokerFailure
   /** The run-time members applied to each endpoint's pool here, by id. */
   private readonly applied = new Map<string, Map<string, StoredLease>>()
   private readonly timer: NodeJS.Timeout
   private ticking = false
 
   constructor (private readonly options: ClusterLeasesOptions) {
+    this.failed = brokerFailure(options)
     for (const endpoint of options.pools.keys()) this.applied.set(endpoint, new Map())
     options.cluster.onPoolNotice((endpoint, _member, what) => {
       if (what === 'members' && options.pools.has(endpoint)) this.apply(endpoint).catch((err: Error) => this.failed('pool_members', err))
@@ -167,10 +170,5 @@ export class ClusterLeases implements MemberLeases {
       this.failed('pool_members', err as Error)
       throw new GW_ERR_POOL_STORE_UNAVAILABLE((err as Error).message)
     }
-  }
-
-  private failed (op: string, err: Error): void {
-    this.options.metrics.brokerErrors.inc({ op })
-    this.options.log.warn({ op, err: err.message }, 'redis operation failed')
   }
 }
