@@ -22,6 +22,10 @@ import { Inbox } from './helpers/waiter.js'
 
 type Teardown = { teardown (fn: () => unknown): void }
 
+// eight Chromium scenarios, each awaiting page events of up to 20 s: the suite's 60 s per file is too
+// little when the machine is loaded (a restart scenario once ran out of it in a full run on 2 cores)
+t.setTimeout(240_000)
+
 const BACKEND_TOKEN = 'echo-backend-token'
 const quiet: BackendLogger = { debug () {}, info () {}, warn () {}, error () {} }
 
