@@ -8,6 +8,8 @@ import { WebSocket } from 'ws'
 
 export interface LinkSocketOptions {
   token?: string
+  /** `backend.mask`: false writes every frame with an all-zero masking key, which ws then neither applies nor copies for. */
+  mask: boolean
   pingIntervalMs: number
   /** Largest frame accepted from the backend. */
   maxPayload: number
@@ -21,9 +23,10 @@ export type LinkSocketClass = new (url: string, protocols?: string | string[]) =
 
 export function linkSocketClass (options: LinkSocketOptions): LinkSocketClass {
   const headers: Record<string, string> = options.token ? { authorization: `Bearer ${options.token}` } : {}
+  const generateMask = options.mask ? undefined : zeroMask
   return class LinkSocket extends WebSocket {
     constructor (url: string, protocols?: string | string[]) {
-      super(url, protocols, { headers, perMessageDeflate: false, maxPayload: options.maxPayload })
+      super(url, protocols, { headers, perMessageDeflate: false, maxPayload: options.maxPayload, generateMask })
       this.on('error', options.onError)
       if (options.pingIntervalMs > 0) this.once('open', () => this.keepAlive(options.pingIntervalMs))
       options.onSocket(this)
@@ -47,4 +50,8 @@ export function linkSocketClass (options: LinkSocketOptions): LinkSocketClass {
       this.once('close', () => clearInterval(timer))
     }
   }
+}
+
+function zeroMask (mask: Buffer): void {
+  mask.fill(0)
 }

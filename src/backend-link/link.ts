@@ -128,6 +128,7 @@ export class BackendLink extends EventEmitter<LinkEvents> {
     this.rws = new ReconnectingWebSocket(this.options.url, undefined, {
       WebSocket: linkSocketClass({
         token: backend.token,
+        mask: backend.mask,
         pingIntervalMs: backend.pingIntervalMs,
         maxPayload: backend.maxFrameBytes,
         onSocket: (socket) => {
