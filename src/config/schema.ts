@@ -92,7 +92,7 @@ export const Backend = Type.Object({
   minReconnectDelayMs: Type.Integer({ minimum: 1, default: 250, description: 'first redial delay; doubles per failure, with jitter' }),
   maxReconnectDelayMs: Ms(10000, 'redial delay cap'),
   acks: Type.Boolean({ default: false, description: 'acknowledged delivery: events carry seq and are kept until the backend acks them' }),
-  encoding: Enum(['json', 'binary'], { default: 'json', description: 'binary: players\' binary frames and the backend\'s binary sends travel raw in binary link frames, not base64 (PROTOCOL.md §2a); the backend must support it' }),
+  encoding: Enum(['json', 'binary', 'raw'], { default: 'json', description: 'binary: players\' binary frames and the backend\'s binary sends travel raw in binary link frames, not base64; raw: text frames too, with no JSON on the path (PROTOCOL.md §2a); the backend must support it' }),
   refresh: Type.Boolean({ default: false, description: 'a player who connects again with a new token while connected sends the backend a refresh event (new claims); off, the backend sees nothing, and later syncs carry the new claims' }),
   maxFrameBytes: Type.Integer({ minimum: 1024, default: 16777216, description: 'largest frame accepted from the backend; a bigger one drops and redials the link' })
 }, strict)
