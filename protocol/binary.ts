@@ -12,7 +12,7 @@
  */
 import { isUtf8 } from 'node:buffer'
 import { decodeActions, decodeEvents, encodeFrame, type Decoded } from './codec.js'
-import type { Action, Event, MessageEvent, SendAction } from './schemas.js'
+import type { Action, Event, MessageEvent, Params, SendAction } from './schemas.js'
 import { Problems, type Problem } from './problems.js'
 import { isParams } from './validation.js'
 
@@ -56,8 +56,8 @@ export interface BinaryDecoded<T> {
 
 /** A raw message waiting in the gateway's queue: the record is built when it is written, with the seq it has then. */
 export interface RawMessage {
-  /** The client's path parameters as JSON, written by the gateway. */
-  params: string
+  /** The record's user and params fields, as `messageHead` wrote them for the client. */
+  head: Buffer
   data: Buffer
   /** A player's text frame (a TEXT record, `encoding: "raw"`); else a binary one (MESSAGE). */
   text?: true
@@ -83,9 +83,24 @@ export function fitsRecord (user: string, params = ''): boolean {
   return Buffer.byteLength(user) <= MAX_FIELD_BYTES && Buffer.byteLength(params) <= MAX_FIELD_BYTES
 }
 
+/**
+ * The user and params fields of a client's MESSAGE and TEXT records (each a
+ * u16 length and UTF-8; params as JSON), the same for every message of the
+ * client, so written once. Undefined when one does not fit its u16 length
+ * (`fitsRecord`): that client's messages go as JSON.
+ */
+export function messageHead (user: string, params: Params): Buffer | undefined {
+  const paramsText = JSON.stringify(params)
+  if (!fitsRecord(user, paramsText)) return undefined
+  // not from the shared pool: a session keeps its head for its lifetime, which must not pin a pool slab
+  const head = Buffer.alloc(4 + Buffer.byteLength(user) + Buffer.byteLength(paramsText))
+  writeString16(head, writeString16(head, 0, user), paramsText)
+  return head
+}
+
 /** Size of a MESSAGE or TEXT record, header included: what the queue counts for it. */
-export function messageRecordBytes (user: string, params: string, dataBytes: number): number {
-  return RECORD_HEADER_BYTES + SEQ_BYTES + 2 + Buffer.byteLength(user) + 2 + Buffer.byteLength(params) + dataBytes
+export function messageRecordBytes (head: Buffer, dataBytes: number): number {
+  return RECORD_HEADER_BYTES + SEQ_BYTES + head.length + dataBytes
 }
 
 /**
@@ -111,7 +126,7 @@ export function encodeBinaryFrame (items: readonly FrameItem[]): Buffer {
     }
     endRun()
     parts.push(item)
-    size += messageRecordBytes(item.user, item.raw.params, item.raw.data.length)
+    size += messageRecordBytes(item.raw.head, item.raw.data.length)
   }
   endRun()
   const frame = Buffer.allocUnsafe(size)
@@ -122,12 +137,12 @@ export function encodeBinaryFrame (items: readonly FrameItem[]): Buffer {
 
 /** A MESSAGE or TEXT record: the two share one body layout. */
 function writeMessageRecord (frame: Buffer, start: number, item: FrameItem): number {
-  const { user, seq = 0 } = item
-  const { params, data, text } = item.raw as RawMessage
+  const { seq = 0 } = item
+  const { head, data, text } = item.raw as RawMessage
   frame[start] = text === true ? RecordType.TEXT : RecordType.MESSAGE
   frame.writeUIntBE(Math.min(seq, MAX_SEQ), start + RECORD_HEADER_BYTES, SEQ_BYTES)
-  let at = writeString16(frame, start + RECORD_HEADER_BYTES + SEQ_BYTES, user)
-  at = writeString16(frame, at, params)
+  let at = start + RECORD_HEADER_BYTES + SEQ_BYTES
+  at += head.copy(frame, at)
   at += data.copy(frame, at)
   frame.writeUInt32BE(at - start - RECORD_HEADER_BYTES, start + 1)
   return at
@@ -257,6 +272,11 @@ class RecordError extends Error {
   }
 }
 
+/** A record's name in a problem: built only for one, as the walk runs for every message. */
+function recordName (index: number): string {
+  return `record[${index}]`
+}
+
 /** The record types one side takes besides JSON, each with its body's reader. */
 type RecordReaders<T> = ReadonlyMap<number, (reader: BodyReader) => T>
 
@@ -288,27 +308,26 @@ function decodeBinary<T> (
     }
     const body = frame.subarray(at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES + length)
     at += RECORD_HEADER_BYTES + length
-    const where = `record[${index}]`
     if (type === RecordType.JSON) {
       if (!isUtf8(body)) {
-        errors.add('binary_invalid_record', `${where}: JSON record is not UTF-8`)
+        errors.add('binary_invalid_record', `${recordName(index)}: JSON record is not UTF-8`)
         continue
       }
       const decoded = json(body.toString())
       for (const item of decoded.items) items.push(item)
-      for (const error of decoded.errors) errors.add(error.kind, `${where}: ${error.message}`, error.count)
+      for (const error of decoded.errors) errors.add(error.kind, `${recordName(index)}: ${error.message}`, error.count)
       continue
     }
     const read = own.get(type)
     if (read === undefined) {
-      errors.add('binary_unknown_record', `${where}: record type ${type} is not one this side takes (${[RecordType.JSON, ...own.keys()].join(', ')})`)
+      errors.add('binary_unknown_record', `${recordName(index)}: record type ${type} is not one this side takes (${[RecordType.JSON, ...own.keys()].join(', ')})`)
       continue
     }
     try {
       items.push(read(new BodyReader(body)))
     } catch (err) {
       if (!(err instanceof RecordError)) throw err
-      errors.add(err.kind, `${where}: ${err.message}`)
+      errors.add(err.kind, `${recordName(index)}: ${err.message}`)
     }
   }
   return { items, errors: errors.done() }

@@ -11,7 +11,7 @@
 import type { WebSocket } from 'ws'
 import type { FastifyBaseLogger } from 'fastify'
 import {
-  CloseCodes, encodeBinaryMessage, encodeClose, encodeOpen, encodeRefresh, encodeTextMessage, fitsRecord, messageRecordBytes,
+  CloseCodes, encodeBinaryMessage, encodeClose, encodeOpen, encodeRefresh, encodeTextMessage, messageRecordBytes,
   type CloseCode, type Params, type SyncUser
 } from '../../protocol/index.js'
 import type { Identity } from '../auth/authenticator.js'
@@ -320,12 +320,11 @@ export class ClientSide {
       return
     }
     // a MESSAGE or TEXT record has no `conn`: under `allow` frames take the JSON form (PROTOCOL.md §6a)
-    const raw = (isBinary ? this.rawBinary : this.rawText) && session.conn === undefined
-    const params = raw ? JSON.stringify(session.params) : undefined
-    if (params !== undefined && fitsRecord(session.user, params)) {
+    const head = (isBinary ? this.rawBinary : this.rawText) && session.conn === undefined ? session.recordHead : undefined
+    if (head !== undefined) {
       // PROTOCOL.md §2a: the player's bytes go to the backend as they are, in a binary link frame
-      const message = isBinary ? { params, data } : { params, data, text: true as const }
-      sink.send({ kind: 'message', user: session.user, text: '', raw: message, bytes: messageRecordBytes(session.user, params, data.length) })
+      const raw = isBinary ? { head, data } : { head, data, text: true as const }
+      sink.send({ kind: 'message', user: session.user, text: '', raw, bytes: messageRecordBytes(head, data.length) })
     } else {
       const text = isBinary ? encodeBinaryMessage(session.prefix, data) : encodeTextMessage(session.prefix, data.toString())
       sink.send({ kind: 'message', user: session.user, conn: session.conn, text, bytes: Buffer.byteLength(text) })
