@@ -491,3 +491,16 @@ t.test('SDK: hostile TEXT records from a gateway are counted by kind; the link s
   t.same(backend.stats.badFramesByKind, expected, 'each bad record is counted by its kind, the 100,000 of one frame too')
   t.equal(received.all.length, 1, 'no bad record reached the handler')
 })
+
+t.test('SDK: a gateway frame of 200,000 events is taken in order, not as 200,000 call arguments (which overflow the stack)', async (t) => {
+  const { backend, url, received } = await echoService(t)
+  const gateway = await standInGateway(url)
+  gateway.ws.send(opening('raw'))
+  const stray = messageRecord(TEXT, 'nobody', Buffer.from('x'))
+  gateway.ws.send(Buffer.concat(Array.from({ length: 200000 }, () => stray)))
+  gateway.ws.send(messageRecord(TEXT, 'alice', Buffer.from('after')))
+  const message = await received.next(undefined, 30000, 'the message after the large frame')
+  t.same(message, { user: 'alice', data: 'after', binary: false }, 'the message after the large frame is handled: the process is fine')
+  t.equal(backend.stats.strayEvents, 200000, 'every event of the large frame was dispatched (each a stray: nobody is not connected)')
+  t.equal(backend.stats.badFrames, 0, 'none was refused')
+})

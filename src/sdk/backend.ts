@@ -383,7 +383,7 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
 
   private readonly listener: LinkListener = {
     events: (link, events) => {
-      this.links.get(link)?.push(...events.map((event) => () => this.dispatch(link, event)))
+      this.links.get(link)?.pushAll(events.map((event) => () => this.dispatch(link, event)))
     },
     badFrame: (link, problem, kind, count = 1) => {
       this.stats.badFrames += count
