@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url'
 import { Packr } from 'msgpackr'
 import { WebSocket } from 'ws'
 import {
-  decodeBinaryEvents, decodeEvents, encodeBinaryFrame, encodeBinaryMessage, messagePrefix, withSeq
+  decodeBinaryEvents, decodeEvents, encodeBinaryFrame, encodeBinaryMessage, messageHead, messagePrefix, withSeq
 } from '../protocol/index.js'
 import { machineConditions } from './conditions.js'
 import { ECHO_SERVER, gatewayConfig, GATEWAY, NODE_FLAGS } from './contenders.js'
@@ -162,7 +162,7 @@ async function codecs (): Promise<{ runs: CodecRun[], msgpackr: string }> {
   const seq = 12345
   const data = Buffer.alloc(PAYLOAD, 7)
   const prefix = messagePrefix(user, params)
-  const item = { user, text: '', raw: { params: JSON.stringify(params), data }, seq }
+  const item = { user, text: '', raw: { head: messageHead(user, params) as Buffer, data }, seq }
   const candidates: Array<{ codec: string, bytes: number, once (): number }> = [
     {
       codec: JSON_CODEC,

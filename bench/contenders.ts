@@ -4,7 +4,9 @@
  * - direct: clients ↔ a plain ws echo server;
  * - nginx: clients → nginx → a plain ws echo server;
  * - socketio: clients ↔ a socket.io echo server (websocket transport only);
- * - gatehouse: clients → gateway → one link → an echo backend.
+ * - gatehouse: clients → gateway → one link → an echo backend;
+ * - gatehouse-raw: the same with `backend.encoding: "raw"` (PROTOCOL.md §2a)
+ *   → an echo backend answering TEXT records with TEXT_SEND records.
  */
 import { fileURLToPath } from 'node:url'
 import { forkChild, type Child } from './ipc.js'
@@ -13,7 +15,7 @@ import { LINK_PATH, PATH } from './endpoints.js'
 import type { ClientProtocol } from './load/protocol.js'
 import { BENCH_AUDIENCE, BENCH_ISSUER, BENCH_SECRET } from './tokens.js'
 
-export const CONTENDERS = ['direct', 'nginx', 'socketio', 'gatehouse'] as const
+export const CONTENDERS = ['direct', 'nginx', 'socketio', 'gatehouse', 'gatehouse-raw'] as const
 /**
  * `gatehouse-b`: a second build of the gateway (BENCH_GATEHOUSE_B), measured
  * in the same run, so a change to src/ can be judged against the current one
@@ -26,6 +28,7 @@ export { PATH } from './endpoints.js'
 
 export const ECHO_SERVER = fileURLToPath(new URL('./servers/echo-server.js', import.meta.url))
 export const ECHO_BACKEND = fileURLToPath(new URL('./servers/echo-backend.js', import.meta.url))
+const RAW_ECHO_BACKEND = fileURLToPath(new URL('./servers/raw-echo-backend.js', import.meta.url))
 const SOCKETIO_SERVER = fileURLToPath(new URL('./servers/socketio-server.js', import.meta.url))
 export const GATEWAY = fileURLToPath(new URL('./servers/gateway-server.js', import.meta.url))
 
@@ -63,11 +66,11 @@ async function echoServer (name: string): Promise<{ child: Child, port: number }
   return { child, port: ready.port }
 }
 
-export function gatewayConfig (backendUrl: string): Record<string, unknown> {
+export function gatewayConfig (backendUrl: string, encoding: 'json' | 'raw' = 'json'): Record<string, unknown> {
   return {
     server: { host: '127.0.0.1', port: 0, shutdownTimeoutMs: 2000 },
     auth: { secret: BENCH_SECRET, algorithms: ['HS256'], issuer: BENCH_ISSUER, audience: BENCH_AUDIENCE, tokenSources: ['header', 'subprotocol', 'query'] },
-    endpoints: [{ name: 'bench', path: PATH, backend: { url: backendUrl } }],
+    endpoints: [{ name: 'bench', path: PATH, backend: { url: backendUrl, encoding } }],
     // the load is one message in flight per client, far above a player's rate: the limiter must not be what is measured
     limits: { messagesPerSecond: 1e9, burst: 1e9, maxConnections: 100000 },
     log: { level: 'silent' }
@@ -126,11 +129,12 @@ export async function startContender (name: ContenderName, options: StartOptions
     }
   }
   if (name === 'gatehouse-b' && !options.gatehouseB) throw new Error('gatehouse-b needs BENCH_GATEHOUSE_B')
-  const backend = await forkChild<{ port: number }>('echo backend', ECHO_BACKEND, { execArgv: NODE_FLAGS })
+  const raw = name === 'gatehouse-raw'
+  const backend = await forkChild<{ port: number }>(raw ? 'raw echo backend' : 'echo backend', raw ? RAW_ECHO_BACKEND : ECHO_BACKEND, { execArgv: NODE_FLAGS })
   const flags = options.cpuProfDir ? [...NODE_FLAGS, '--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`] : NODE_FLAGS
   let gateway: Child | undefined
   try {
-    const config = JSON.stringify(gatewayConfig(`ws://127.0.0.1:${backend.ready.port}${LINK_PATH}`))
+    const config = JSON.stringify(gatewayConfig(`ws://127.0.0.1:${backend.ready.port}${LINK_PATH}`, raw ? 'raw' : 'json'))
     const started = await forkChild<{ port: number }>(name, GATEWAY, {
       execArgv: flags,
       args: name === 'gatehouse-b' ? [config, options.gatehouseB as string] : [config]

@@ -41,7 +41,7 @@ export interface BenchOptions {
 
 export const KNOBS = `BENCH_RUNS (5), BENCH_IDLE_RUNS (3), BENCH_CLIENTS (10,100,1000), BENCH_IDLE (1000,15000), BENCH_BROADCAST_CLIENTS (10000),
 BENCH_STORM_CLIENTS (1000,15000), BENCH_DURATION_MS (3000), BENCH_WARMUP_MS (1000), BENCH_HANDSHAKE_MS (3000), BENCH_HANDSHAKE_CONCURRENCY (64),
-BENCH_WORKERS (auto), BENCH_CONTENDERS (direct,nginx,socketio,gatehouse), BENCH_WORKLOADS (throughput,handshake,idle,broadcast,storm),
+BENCH_WORKERS (auto), BENCH_CONTENDERS (direct,nginx,socketio,gatehouse,gatehouse-raw), BENCH_WORKLOADS (throughput,handshake,idle,broadcast,storm),
 BENCH_NGINX_WORKERS (auto), BENCH_GATEHOUSE_B=/other/checkout/dist/src/index.js, BENCH_NO_INSTALL=1, NGINX=/path/to/nginx, BENCH_CPU_PROF=DIR, BENCH_OUT=DIR, BENCH_SMOKE=1`
 
 export function defaultOptions (): BenchOptions {

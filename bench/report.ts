@@ -59,7 +59,7 @@ export function tableRows (result: BenchResult): string[][] {
     const f = result.figures[name] as ContenderFigures
     rows.push([name, ...cols.map((c) => cell(c.value(f), c.format))])
   }
-  const pairs: Array<[ContenderName, ContenderName]> = [['gatehouse', 'direct'], ['gatehouse', 'nginx'], ['gatehouse', 'socketio'], ['gatehouse-b', 'direct'], ['gatehouse-b', 'nginx'], ['gatehouse-b', 'socketio'], ['gatehouse-b', 'gatehouse']]
+  const pairs: Array<[ContenderName, ContenderName]> = [['gatehouse', 'direct'], ['gatehouse', 'nginx'], ['gatehouse', 'socketio'], ['gatehouse-b', 'direct'], ['gatehouse-b', 'nginx'], ['gatehouse-b', 'socketio'], ['gatehouse-b', 'gatehouse'], ['gatehouse-raw', 'direct'], ['gatehouse-raw', 'socketio'], ['gatehouse-raw', 'gatehouse']]
   for (const [mine, other] of pairs) {
     const gh = result.figures[mine]
     const f = result.figures[other]
@@ -149,8 +149,10 @@ export function evaluateTargets (result: BenchResult, gateway: ContenderName = '
 
 export function renderTargets (result: BenchResult): string {
   const list = (gateway: ContenderName): string => evaluateTargets(result, gateway).map((t) => `- ${t.met ? 'MET    ' : 'NOT MET'} ${t.target}: ${t.measured}`).join('\n')
-  if (!result.figures['gatehouse-b']) return list('gatehouse')
-  return `gatehouse:\n${list('gatehouse')}\n\ngatehouse-b (${result.options.gatehouseB ?? ''}):\n${list('gatehouse-b')}`
+  const others: Array<[ContenderName, string]> = [['gatehouse-b', `gatehouse-b (${result.options.gatehouseB ?? ''})`], ['gatehouse-raw', 'gatehouse-raw (backend.encoding "raw")']]
+  const measured = others.filter(([name]) => result.figures[name])
+  if (measured.length === 0) return list('gatehouse')
+  return [`gatehouse:\n${list('gatehouse')}`, ...measured.map(([name, title]) => `${title}:\n${list(name)}`)].join('\n\n')
 }
 
 export function renderConditions (result: BenchResult): string {
@@ -169,7 +171,7 @@ export function renderConditions (result: BenchResult): string {
     '- (d) backend: RSS and established TCP connections of the process holding the game end (direct, socketio: the echo server itself; nginx: the echo server behind it; gatehouse: the echo backend behind its one link)',
     `- (e) broadcast: ${o.broadcastClients} clients per contender, all contenders' clients held at once; per run the game end sends one message to every client (direct, nginx: a loop of ws sends in the echo server; socketio: io.emit; gatehouse: one send to all down the link); completion = last client's receipt − send time; server CPU = user + system time (10 ms ticks) of hop and backend processes from the send to the last receipt; one unmeasured broadcast first, ${o.runs} runs interleaved, median; every client must get each exactly once`,
     ...(o.workloads.includes('storm') ? [`- (f) reconnect storm: ${o.stormClients.join(' and ')} clients, fresh processes per run, ${o.runs} runs with sides interleaved, median; restart = SIGTERM (gatehouse drains with 1001; the ws echo server closes with 1001) then the same server started on the same port, the clock starting when it is ready; drop = the clients' sockets are cut while the server stays up, the clock starting once the server has let go of all; then every client reconnects at once with its token, a failed connect retried after 20-100 ms; any refusal but 503 is a problem`] : []),
-    '- contenders: direct = ws echo server; nginx = reverse proxy (one upstream connection per client) → ws echo server; socketio = socket.io echo server (websocket transport only, each echo event answered with an echo event; clients speak Engine.IO v4/Socket.IO v5 framing over ws and answer its pings; each frame carries 42["echo",…] around the same JSON); gatehouse = gateway (dist/src createGateway, log silent, rate limit raised out of the way) → one link → echo backend answering each message with a send to the same user'
+    '- contenders: direct = ws echo server; nginx = reverse proxy (one upstream connection per client) → ws echo server; socketio = socket.io echo server (websocket transport only, each echo event answered with an echo event; clients speak Engine.IO v4/Socket.IO v5 framing over ws and answer its pings; each frame carries 42["echo",…] around the same JSON); gatehouse = gateway (dist/src createGateway, log silent, rate limit raised out of the way) → one link → echo backend answering each message with a send to the same user; gatehouse-raw = the same gateway with backend.encoding "raw" → echo backend answering each TEXT record with a TEXT_SEND record of the same bytes (no JSON on the message path)'
   ].join('\n')
 }
 

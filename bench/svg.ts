@@ -2,7 +2,7 @@
 import type { BenchResult } from './bench.js'
 import type { ContenderName } from './contenders.js'
 
-const COLORS: Record<ContenderName, string> = { direct: '#6b7280', nginx: '#16a34a', socketio: '#ea580c', gatehouse: '#2563eb', 'gatehouse-b': '#9333ea' }
+const COLORS: Record<ContenderName, string> = { direct: '#6b7280', nginx: '#16a34a', socketio: '#ea580c', gatehouse: '#2563eb', 'gatehouse-b': '#9333ea', 'gatehouse-raw': '#0891b2' }
 
 const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
 

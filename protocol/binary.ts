@@ -1,8 +1,9 @@
 /**
  * Binary link frames (PROTOCOL.md §2a), for links whose `hello` says
- * `encoding: "binary"`: a player's binary frame reaches the backend as raw
- * bytes, and a backend's binary `send` reaches the player the same way, with
- * no base64 on the path. Pure codec: no sockets, no I/O.
+ * `encoding: "binary"` or `"raw"`: a player's binary frame reaches the backend
+ * as raw bytes, and a backend's binary `send` reaches the player the same
+ * way, with no base64 on the path; with `"raw"` text frames travel the same
+ * way, with no JSON on the path. Pure codec: no sockets, no I/O.
  *
  * A binary link frame is a sequence of records, each `type` (u8), `length`
  * (u32 big-endian) and `length` bytes of body. Every length is checked
@@ -11,7 +12,7 @@
  */
 import { isUtf8 } from 'node:buffer'
 import { decodeActions, decodeEvents, encodeFrame, type Decoded } from './codec.js'
-import type { Action, Event, MessageEvent, SendAction } from './schemas.js'
+import type { Action, Event, MessageEvent, Params, SendAction } from './schemas.js'
 import { Problems, type Problem } from './problems.js'
 import { isParams } from './validation.js'
 
@@ -21,7 +22,11 @@ export const RecordType = {
   /** gateway → backend: a player's binary frame. */
   MESSAGE: 2,
   /** backend → gateway: a binary `send`. */
-  SEND: 3
+  SEND: 3,
+  /** gateway → backend, `encoding: "raw"` only: a player's text frame, its UTF-8 bytes as sent. Body as MESSAGE. */
+  TEXT: 4,
+  /** backend → gateway: a text `send`, UTF-8 each player gets as one text frame. Body as SEND. */
+  TEXT_SEND: 5
 } as const
 
 /** Record header: type (1) + body length (4). */
@@ -49,11 +54,13 @@ export interface BinaryDecoded<T> {
   errors: BinaryError[]
 }
 
-/** A binary message waiting in the gateway's queue: the record is built when it is written, with the seq it has then. */
+/** A raw message waiting in the gateway's queue: the record is built when it is written, with the seq it has then. */
 export interface RawMessage {
-  /** The client's path parameters as JSON, written by the gateway. */
-  params: string
+  /** The record's user and params fields, as `messageHead` wrote them for the client. */
+  head: Buffer
   data: Buffer
+  /** A player's text frame (a TEXT record, `encoding: "raw"`); else a binary one (MESSAGE). */
+  text?: true
 }
 
 /** What the gateway's link writes: encoded JSON events, and raw messages. */
@@ -76,14 +83,29 @@ export function fitsRecord (user: string, params = ''): boolean {
   return Buffer.byteLength(user) <= MAX_FIELD_BYTES && Buffer.byteLength(params) <= MAX_FIELD_BYTES
 }
 
-/** Size of a MESSAGE record, header included: what the queue counts for it. */
-export function messageRecordBytes (user: string, params: string, dataBytes: number): number {
-  return RECORD_HEADER_BYTES + SEQ_BYTES + 2 + Buffer.byteLength(user) + 2 + Buffer.byteLength(params) + dataBytes
+/**
+ * The user and params fields of a client's MESSAGE and TEXT records (each a
+ * u16 length and UTF-8; params as JSON), the same for every message of the
+ * client, so written once. Undefined when one does not fit its u16 length
+ * (`fitsRecord`): that client's messages go as JSON.
+ */
+export function messageHead (user: string, params: Params): Buffer | undefined {
+  const paramsText = JSON.stringify(params)
+  if (!fitsRecord(user, paramsText)) return undefined
+  // not from the shared pool: a session keeps its head for its lifetime, which must not pin a pool slab
+  const head = Buffer.alloc(4 + Buffer.byteLength(user) + Buffer.byteLength(paramsText))
+  writeString16(head, writeString16(head, 0, user), paramsText)
+  return head
+}
+
+/** Size of a MESSAGE or TEXT record, header included: what the queue counts for it. */
+export function messageRecordBytes (head: Buffer, dataBytes: number): number {
+  return RECORD_HEADER_BYTES + SEQ_BYTES + head.length + dataBytes
 }
 
 /**
  * Gateway side: one binary frame from a batch. Runs of JSON events become one
- * JSON record (an array when several), raw messages MESSAGE records, in order.
+ * JSON record (an array when several), raw messages MESSAGE or TEXT records, in order.
  * Sized first, then written into one buffer: each payload is copied once.
  */
 export function encodeBinaryFrame (items: readonly FrameItem[]): Buffer {
@@ -104,7 +126,7 @@ export function encodeBinaryFrame (items: readonly FrameItem[]): Buffer {
     }
     endRun()
     parts.push(item)
-    size += messageRecordBytes(item.user, item.raw.params, item.raw.data.length)
+    size += messageRecordBytes(item.raw.head, item.raw.data.length)
   }
   endRun()
   const frame = Buffer.allocUnsafe(size)
@@ -113,13 +135,14 @@ export function encodeBinaryFrame (items: readonly FrameItem[]): Buffer {
   return frame
 }
 
+/** A MESSAGE or TEXT record: the two share one body layout. */
 function writeMessageRecord (frame: Buffer, start: number, item: FrameItem): number {
-  const { user, seq = 0 } = item
-  const { params, data } = item.raw as RawMessage
-  frame[start] = RecordType.MESSAGE
+  const { seq = 0 } = item
+  const { head, data, text } = item.raw as RawMessage
+  frame[start] = text === true ? RecordType.TEXT : RecordType.MESSAGE
   frame.writeUIntBE(Math.min(seq, MAX_SEQ), start + RECORD_HEADER_BYTES, SEQ_BYTES)
-  let at = writeString16(frame, start + RECORD_HEADER_BYTES + SEQ_BYTES, user)
-  at = writeString16(frame, at, params)
+  let at = start + RECORD_HEADER_BYTES + SEQ_BYTES
+  at += head.copy(frame, at)
   at += data.copy(frame, at)
   frame.writeUInt32BE(at - start - RECORD_HEADER_BYTES, start + 1)
   return at
@@ -142,15 +165,15 @@ function writeString16 (buffer: Buffer, at: number, text: string): number {
 export type SendRecordTarget = { all: true } | { users: readonly string[] }
 
 /**
- * Backend side: a SEND record. Target byte 0 is `all`; 1 is a list: a u32
- * count, then each user id as u16 length + UTF-8. The data is the rest of
- * the body.
+ * Backend side: a SEND record, or with `text` a TEXT_SEND record (`data` is
+ * then UTF-8). Target byte 0 is `all`; 1 is a list: a u32 count, then each
+ * user id as u16 length + UTF-8. The data is the rest of the body.
  */
-export function encodeSendRecord (target: SendRecordTarget, data: Uint8Array): Buffer {
+export function encodeSendRecord (target: SendRecordTarget, data: Uint8Array, text = false): Buffer {
   const users = 'all' in target ? [] : target.users.map((u) => Buffer.from(u))
   const head = 1 + ('all' in target ? 0 : 4 + users.reduce((n, u) => n + 2 + u.length, 0))
   const record = Buffer.allocUnsafe(RECORD_HEADER_BYTES + head + data.byteLength)
-  record[0] = RecordType.SEND
+  record[0] = text ? RecordType.TEXT_SEND : RecordType.SEND
   record.writeUInt32BE(head + data.byteLength, 1)
   let at = RECORD_HEADER_BYTES
   record[at++] = 'all' in target ? 0 : 1
@@ -166,7 +189,7 @@ export function encodeSendRecord (target: SendRecordTarget, data: Uint8Array): B
   return record
 }
 
-/** Backend side: one binary frame from encoded JSON actions and SEND records, in order. */
+/** Backend side: one binary frame from encoded JSON actions and SEND/TEXT_SEND records, in order. */
 export function encodeBinaryActions (items: ReadonlyArray<string | Buffer>): Buffer {
   const parts: Buffer[] = []
   let run: string[] = []
@@ -230,13 +253,15 @@ class BodyReader {
   }
 
   /**
-   * The rest of the body, as the payload of a send or message. A view into
-   * the frame when it is most of it; else a copy, so a small payload kept
-   * for a player (counted by its own size) does not pin a large frame, nor
-   * the read buffer the frame itself is a view into.
+   * The rest of the body, as the payload of a send or message; with `text`,
+   * it must be UTF-8 (a player's browser fails a socket on a text frame that
+   * is not). A view into the frame when it is most of it; else a copy, so a
+   * small payload kept for a player (counted by its own size) does not pin a
+   * large frame, nor the read buffer the frame itself is a view into.
    */
-  rest (): Buffer {
+  rest (text: boolean): Buffer {
     const rest = this.body.subarray(this.at)
+    if (text && !isUtf8(rest)) throw new RecordError('binary_invalid_record', 'text is not UTF-8')
     return rest.length * 2 >= rest.buffer.byteLength ? rest : Buffer.from(rest)
   }
 }
@@ -247,6 +272,14 @@ class RecordError extends Error {
   }
 }
 
+/** A record's name in a problem: built only for one, as the walk runs for every message. */
+function recordName (index: number): string {
+  return `record[${index}]`
+}
+
+/** The record types one side takes besides JSON, each with its body's reader. */
+type RecordReaders<T> = ReadonlyMap<number, (reader: BodyReader) => T>
+
 /**
  * Walks the records of a frame in order. A record header cut short or a
  * length past the end stops the walk (what follows cannot be framed); an
@@ -254,8 +287,7 @@ class RecordError extends Error {
  */
 function decodeBinary<T> (
   frame: Buffer,
-  own: number,
-  ownRecord: (reader: BodyReader) => T,
+  own: RecordReaders<T>,
   json: (text: string) => Decoded<T>
 ): BinaryDecoded<T> {
   const items: T[] = []
@@ -276,42 +308,60 @@ function decodeBinary<T> (
     }
     const body = frame.subarray(at + RECORD_HEADER_BYTES, at + RECORD_HEADER_BYTES + length)
     at += RECORD_HEADER_BYTES + length
-    const where = `record[${index}]`
     if (type === RecordType.JSON) {
       if (!isUtf8(body)) {
-        errors.add('binary_invalid_record', `${where}: JSON record is not UTF-8`)
+        errors.add('binary_invalid_record', `${recordName(index)}: JSON record is not UTF-8`)
         continue
       }
       const decoded = json(body.toString())
       for (const item of decoded.items) items.push(item)
-      for (const error of decoded.errors) errors.add(error.kind, `${where}: ${error.message}`, error.count)
-    } else if (type === own) {
-      try {
-        items.push(ownRecord(new BodyReader(body)))
-      } catch (err) {
-        if (!(err instanceof RecordError)) throw err
-        errors.add(err.kind, `${where}: ${err.message}`)
-      }
-    } else {
-      errors.add('binary_unknown_record', `${where}: record type ${type} is not one this side takes (${RecordType.JSON} or ${own})`)
+      for (const error of decoded.errors) errors.add(error.kind, `${recordName(index)}: ${error.message}`, error.count)
+      continue
+    }
+    const read = own.get(type)
+    if (read === undefined) {
+      errors.add('binary_unknown_record', `${recordName(index)}: record type ${type} is not one this side takes (${[RecordType.JSON, ...own.keys()].join(', ')})`)
+      continue
+    }
+    try {
+      items.push(read(new BodyReader(body)))
+    } catch (err) {
+      if (!(err instanceof RecordError)) throw err
+      errors.add(err.kind, `${recordName(index)}: ${err.message}`)
     }
   }
   return { items, errors: errors.done() }
 }
 
+// TEXT_SEND is taken on `binary` links too: harmless, as a backend that does not know it never sends it
+const ACTION_READERS: RecordReaders<Action> = new Map([
+  [RecordType.SEND, (reader) => readSend(reader, false)],
+  [RecordType.TEXT_SEND, (reader) => readSend(reader, true)]
+])
+const EVENT_READERS: RecordReaders<Event> = new Map([
+  [RecordType.MESSAGE, (reader) => readMessage(reader, false)],
+  [RecordType.TEXT, (reader) => readMessage(reader, true)]
+])
+
 /** Gateway side: a backend's binary frame → its valid actions, plus what was wrong, by kind. */
 export function decodeBinaryActions (frame: Buffer): BinaryDecoded<Action> {
-  return decodeBinary<Action>(frame, RecordType.SEND, readSend, decodeActions)
+  return decodeBinary<Action>(frame, ACTION_READERS, decodeActions)
 }
 
 /** Backend side: a gateway's binary frame → its valid events, plus what was wrong, by kind. */
 export function decodeBinaryEvents (frame: Buffer): BinaryDecoded<Event> {
-  return decodeBinary<Event>(frame, RecordType.MESSAGE, readMessage, decodeEvents)
+  return decodeBinary<Event>(frame, EVENT_READERS, decodeEvents)
 }
 
-function readSend (reader: BodyReader): SendAction {
+/**
+ * A SEND or TEXT_SEND body. A text send's `data` is a Buffer of UTF-8 with
+ * no `binary`: the player gets those bytes as a text frame, never decoded
+ * to a string on the way.
+ */
+function readSend (reader: BodyReader, text: boolean): SendAction {
+  const kind = text ? {} : { binary: true }
   const target = reader.u8('target')
-  if (target === 0) return { action: 'send', all: true, data: reader.rest(), binary: true }
+  if (target === 0) return { action: 'send', all: true, data: reader.rest(text), ...kind }
   if (target !== 1) throw new RecordError('binary_invalid_record', `target must be 0 (all) or 1 (users), not ${target}`)
   const count = reader.u32('user count')
   if (count === 0) throw new RecordError('binary_invalid_record', 'user count must be at least 1')
@@ -323,11 +373,16 @@ function readSend (reader: BodyReader): SendAction {
     if (user === '') throw new RecordError('binary_invalid_record', `user[${i}] is empty`)
     users.push(user)
   }
-  const data = reader.rest()
-  return users.length === 1 ? { action: 'send', user: users[0], data, binary: true } : { action: 'send', users, data, binary: true }
+  const data = reader.rest(text)
+  return users.length === 1 ? { action: 'send', user: users[0], data, ...kind } : { action: 'send', users, data, ...kind }
 }
 
-function readMessage (reader: BodyReader): MessageEvent {
+/**
+ * A MESSAGE or TEXT body. A TEXT record becomes the event a JSON link would
+ * have carried (PROTOCOL.md §2): `data` the frame's JSON value when it parses,
+ * else the text itself.
+ */
+function readMessage (reader: BodyReader, text: boolean): MessageEvent {
   const seq = reader.uint(SEQ_BYTES, 'seq')
   const user = reader.string16('user')
   if (user === '') throw new RecordError('binary_invalid_record', 'user is empty')
@@ -339,6 +394,16 @@ function readMessage (reader: BodyReader): MessageEvent {
     throw new RecordError('binary_invalid_record', 'params is not JSON')
   }
   if (!isParams(params)) throw new RecordError('binary_invalid_record', 'params must be a JSON object of strings')
-  const data = reader.rest()
-  return seq === 0 ? { event: 'message', user, params, data, binary: true } : { event: 'message', user, params, data, binary: true, seq }
+  const data = reader.rest(text)
+  const message: MessageEvent = text ? { event: 'message', user, params, data: textValue(data.toString()) } : { event: 'message', user, params, data, binary: true }
+  if (seq !== 0) message.seq = seq
+  return message
+}
+
+function textValue (text: string): unknown {
+  try {
+    return JSON.parse(text)
+  } catch {
+    return text
+  }
 }

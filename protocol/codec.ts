@@ -95,17 +95,17 @@ export interface HelloOptions {
   cluster?: string
   /** The pool member's id, on a pool of several. */
   member?: string
-  /** `backend.encoding: "binary"` (PROTOCOL.md §2a). */
-  binary?: boolean
+  /** `backend.encoding` when not `json` (PROTOCOL.md §2a). */
+  encoding?: 'binary' | 'raw'
   /** `backend.refresh` (PROTOCOL.md §5d). */
   refresh?: boolean
 }
 
-export function encodeHello (gateway: string, endpoint: string, session: string, { acks = false, cluster, member, binary = false, refresh = false }: HelloOptions = {}): string {
+export function encodeHello (gateway: string, endpoint: string, session: string, { acks = false, cluster, member, encoding, refresh = false }: HelloOptions = {}): string {
   const hello: HelloEvent = {
     event: 'hello', gateway, endpoint, session, protocol: PROTOCOL_VERSION,
     ...(acks ? { acks: true } : {}), ...(cluster === undefined ? {} : { cluster }), ...(member === undefined ? {} : { member }),
-    ...(binary ? { encoding: 'binary' as const } : {}), ...(refresh ? { refresh: true } : {})
+    ...(encoding === undefined ? {} : { encoding }), ...(refresh ? { refresh: true } : {})
   }
   return JSON.stringify(hello)
 }
@@ -179,17 +179,23 @@ export function encodeActions (actions: readonly Action[]): string {
   return encodeFrame(actions.map((a) => JSON.stringify(a)))
 }
 
-/** What a `send` action's `data` becomes on the player's socket. */
+/**
+ * What a `send` action's `data` becomes on the player's socket: a text frame
+ * unless `binary`. Raw bytes from a binary link frame (PROTOCOL.md §2a) go
+ * out as they came: a SEND record's as a binary frame, a TEXT_SEND record's
+ * (UTF-8, no `binary`) as a text frame, never decoded to a string.
+ */
 export function sendPayload (data: unknown, binary: boolean | undefined): string | Buffer {
-  // raw bytes from a binary link frame (PROTOCOL.md §2a) go out as they came
   if (binary === true) return Buffer.isBuffer(data) ? data : Buffer.from(data as string, 'base64')
-  return typeof data === 'string' ? data : JSON.stringify(data)
+  return typeof data === 'string' || Buffer.isBuffer(data) ? data : JSON.stringify(data)
 }
 
 /**
- * An action as JSON can carry it: raw bytes from a binary link frame become
- * base64 again, for a hop that speaks JSON only (the cluster bus).
+ * An action as JSON can carry it, for a hop that speaks JSON only (the
+ * cluster bus): raw bytes from a binary link frame become base64 again, and
+ * a TEXT_SEND record's text a string, which a text `send` carries as is.
  */
 export function portableAction (action: ClientAction): ClientAction {
-  return action.action === 'send' && Buffer.isBuffer(action.data) ? { ...action, data: action.data.toString('base64') } : action
+  if (action.action !== 'send' || !Buffer.isBuffer(action.data)) return action
+  return { ...action, data: action.data.toString(action.binary === true ? 'base64' : 'utf8') }
 }

@@ -34,7 +34,7 @@ export const HelloEvent = Type.Object({
   acks: Type.Optional(Type.Literal(true, { description: 'events carry seq; answer with ack actions' })),
   cluster: Type.Optional(Type.String({ minLength: 1, description: 'gateways naming the same cluster are one gateway: any of their links reaches every user, and `all` reaches the whole cluster' })),
   member: Type.Optional(Type.String({ minLength: 1, description: 'with `backend.urls`: the id the gateway gives this backend in its pool' })),
-  encoding: Type.Optional(Type.Literal('binary', { description: 'binary messages travel raw in binary link frames (PROTOCOL.md §2a), both ways' })),
+  encoding: Type.Optional(Type.Union([Type.Literal('binary'), Type.Literal('raw')], { description: 'binary messages (and with `raw` text messages) travel raw in binary link frames (PROTOCOL.md §2a), both ways' })),
   refresh: Type.Optional(Type.Literal(true, { description: 'with `backend.refresh`: a player\'s new token on a live session comes as a `refresh` event (PROTOCOL.md §5d)' }))
 }, open)
 

@@ -80,7 +80,7 @@ export class BackendLink extends EventEmitter<LinkEvents> {
   /** Who the backend has been told is connected, by client (`clientOf`): every open/close committed so far. */
   private readonly roster = new Map<string, SyncUser>()
   private readonly acks: boolean
-  /** `backend.encoding: "binary"`: raw messages and binary frames both ways (PROTOCOL.md §2a). */
+  /** `backend.encoding` `binary` or `raw`: raw messages and binary frames both ways (PROTOCOL.md §2a). */
   private readonly binary: boolean
   /** With acks: the next event's seq, and the last one the backend acknowledged. */
   private nextSeq = 1
@@ -109,7 +109,7 @@ export class BackendLink extends EventEmitter<LinkEvents> {
     this.labels = { endpoint: options.endpoint }
     this.memberLabels = { endpoint: options.endpoint, member: options.member }
     this.acks = options.backend.acks
-    this.binary = options.backend.encoding === 'binary'
+    this.binary = options.backend.encoding !== 'json'
   }
 
   get state (): LinkState {
@@ -292,7 +292,7 @@ export class BackendLink extends EventEmitter<LinkEvents> {
   }
 
   private onOpen (): void {
-    const { log, metrics, endpoint, nodeId } = this.options
+    const { log, metrics, endpoint, nodeId, backend } = this.options
     const socket = this.socket
     if (this.current === 'closed' || !socket) return
     clearTimeout(this.graceTimer)
@@ -304,7 +304,7 @@ export class BackendLink extends EventEmitter<LinkEvents> {
     if (this.connections++ > 0) metrics.linkReconnects.inc(this.memberLabels)
     this.queue.rewind()
     const member = this.options.announceMember ? this.options.member : undefined
-    socket.send(encodeHello(nodeId, endpoint, this.session, { acks: this.acks, cluster: this.options.cluster, member, binary: this.binary, refresh: this.options.backend.refresh }))
+    socket.send(encodeHello(nodeId, endpoint, this.session, { acks: this.acks, cluster: this.options.cluster, member, encoding: this.binary ? backend.encoding as 'binary' | 'raw' : undefined, refresh: this.options.backend.refresh }))
     // a large sync may leave the socket above the high-water mark: its write callback resumes the flush
     socket.send(encodeSync([...this.roster.values()], this.acks ? this.ackedSeq : undefined), this.afterWrite)
     log.info({ backend: this.target, users: this.roster.size, queued: this.queue.length }, 'backend link up')
@@ -375,7 +375,7 @@ export class BackendLink extends EventEmitter<LinkEvents> {
       decoded = decodeBinaryActions(data)
     } else {
       metrics.backendFrameErrors.inc({ ...this.labels, reason: 'binary_frame' })
-      log.warn('backend sent a binary frame; the protocol is JSON text frames unless backend.encoding is "binary"')
+      log.warn('backend sent a binary frame; the protocol is JSON text frames unless backend.encoding is "binary" or "raw"')
       return
     }
     const { items, errors } = decoded

@@ -93,7 +93,7 @@ export const Backend = Type.Object({
   maxReconnectDelayMs: Ms(10000, 'redial delay cap'),
   mask: Type.Boolean({ default: true, description: 'false: link frames go with an all-zero masking key, so the gateway neither XORs nor copies what it writes (about 5 % of its CPU per message); RFC 6455 wants an unpredictable key against proxies that misread WebSocket traffic, so only on a wss:// link or a network you trust' }),
   acks: Type.Boolean({ default: false, description: 'acknowledged delivery: events carry seq and are kept until the backend acks them' }),
-  encoding: Enum(['json', 'binary'], { default: 'json', description: 'binary: players\' binary frames and the backend\'s binary sends travel raw in binary link frames, not base64 (PROTOCOL.md §2a); the backend must support it' }),
+  encoding: Enum(['json', 'binary', 'raw'], { default: 'json', description: 'binary: players\' binary frames and the backend\'s binary sends travel raw in binary link frames, not base64; raw: text frames too, with no JSON on the path (PROTOCOL.md §2a); the backend must support it' }),
   refresh: Type.Boolean({ default: false, description: 'a player who connects again with a new token while connected sends the backend a refresh event (new claims); off, the backend sees nothing, and later syncs carry the new claims' }),
   maxFrameBytes: Type.Integer({ minimum: 1024, default: 16777216, description: 'largest frame accepted from the backend; a bigger one drops and redials the link' })
 }, strict)

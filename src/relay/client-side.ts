@@ -11,7 +11,7 @@
 import type { WebSocket } from 'ws'
 import type { FastifyBaseLogger } from 'fastify'
 import {
-  CloseCodes, encodeBinaryMessage, encodeClose, encodeOpen, encodeRefresh, encodeTextMessage, fitsRecord, messageRecordBytes,
+  CloseCodes, encodeBinaryMessage, encodeClose, encodeOpen, encodeRefresh, encodeTextMessage, messageRecordBytes,
   type CloseCode, type Params, type SyncUser
 } from '../../protocol/index.js'
 import type { Identity } from '../auth/authenticator.js'
@@ -61,8 +61,10 @@ export class ClientSide {
   private readonly labels: { endpoint: string }
   private readonly rates: RateBuckets
   private readonly sessionLimits: SessionLimits
-  /** `backend.encoding: "binary"`: binary frames go to the backend raw, not base64. */
+  /** `backend.encoding` `binary` or `raw`: binary frames go to the backend raw, not base64. */
   private readonly rawBinary: boolean
+  /** `backend.encoding: "raw"`: text frames go to the backend raw too, never parsed here. */
+  private readonly rawText: boolean
   /** Per-message count, published to prom-client once per tick (its inc() hashes the labels on every call). */
   private messagesIn = 0
 
@@ -70,7 +72,8 @@ export class ClientSide {
     const { endpoint, limits, clockToleranceSec } = options
     this.labels = { endpoint: endpoint.name }
     this.rates = new RateBuckets(limits.messagesPerSecond, limits.burst)
-    this.rawBinary = endpoint.backend.encoding === 'binary'
+    this.rawBinary = endpoint.backend.encoding !== 'json'
+    this.rawText = endpoint.backend.encoding === 'raw'
     this.sessionLimits = { maxBufferedBytes: limits.maxBufferedBytes, enforceExpiry: endpoint.enforceExpiry, clockToleranceSec, connIds: endpoint.duplicate === 'allow' }
   }
 
@@ -316,11 +319,12 @@ export class ClientSide {
       session.close(CloseCodes.RATE_LIMITED)
       return
     }
-    // a MESSAGE record has no `conn`: under `allow` binary frames take the JSON form (PROTOCOL.md §6a)
-    const params = isBinary && this.rawBinary && session.conn === undefined ? JSON.stringify(session.params) : undefined
-    if (params !== undefined && fitsRecord(session.user, params)) {
+    // a MESSAGE or TEXT record has no `conn`: under `allow` frames take the JSON form (PROTOCOL.md §6a)
+    const head = (isBinary ? this.rawBinary : this.rawText) && session.conn === undefined ? session.recordHead : undefined
+    if (head !== undefined) {
       // PROTOCOL.md §2a: the player's bytes go to the backend as they are, in a binary link frame
-      sink.send({ kind: 'message', user: session.user, text: '', raw: { params, data }, bytes: messageRecordBytes(session.user, params, data.length) })
+      const raw = isBinary ? { head, data } : { head, data, text: true as const }
+      sink.send({ kind: 'message', user: session.user, text: '', raw, bytes: messageRecordBytes(head, data.length) })
     } else {
       const text = isBinary ? encodeBinaryMessage(session.prefix, data) : encodeTextMessage(session.prefix, data.toString())
       sink.send({ kind: 'message', user: session.user, conn: session.conn, text, bytes: Buffer.byteLength(text) })

@@ -383,7 +383,7 @@ export class GatehouseBackend extends EventEmitter<BackendEvents> {
 
   private readonly listener: LinkListener = {
     events: (link, events) => {
-      this.links.get(link)?.push(...events.map((event) => () => this.dispatch(link, event)))
+      this.links.get(link)?.pushAll(events.map((event) => () => this.dispatch(link, event)))
     },
     badFrame: (link, problem, kind, count = 1) => {
       this.stats.badFrames += count
@@ -697,14 +697,28 @@ function payload (data: unknown, options: SendOptions): { data: unknown, binary?
   return { data: data === undefined ? null : data }
 }
 
-/** One action for `link`: bytes as a SEND record on a binary link (PROTOCOL.md §2a), else as JSON, bytes in base64. */
+/**
+ * One action for `link`: bytes as a SEND record on a binary link, text as a
+ * TEXT_SEND record on a raw one (PROTOCOL.md §2a), else as JSON, bytes in
+ * base64. A record names no connection: a send to a `conn` goes as JSON (§6a).
+ */
 function encodeAction (link: GatewayLink, action: Action): string | Buffer {
-  if (action.action !== 'send' || !(action.data instanceof Uint8Array)) return encodeActions([action])
-  const bytes = action.data
-  // a SEND record names no connection: one for a `conn` goes as JSON (PROTOCOL.md §6a)
+  if (action.action !== 'send') return encodeActions([action])
+  const bytes = action.data instanceof Uint8Array ? action.data : undefined
+  const text = bytes === undefined && action.binary !== true
   const users = 'all' in action ? [] : 'user' in action ? [action.user] : 'users' in action ? action.users : undefined
-  if (link.binary && users?.every((user) => fitsRecord(user)) === true) return encodeSendRecord('all' in action ? { all: true } : { users }, bytes)
+  const recorded = (text ? link.rawText : link.binary) && users?.every((user) => fitsRecord(user)) === true
+  if (recorded) return encodeSendRecord('all' in action ? { all: true } : { users }, bytes ?? textBytes(action.data), text)
+  if (bytes === undefined) return encodeActions([action])
   return encodeActions([{ ...action, data: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64') }])
+}
+
+/** A text send's frame, as the gateway would make it of JSON `data`: a string as it is, any other value as its JSON. */
+function textBytes (data: unknown): Buffer {
+  const text = typeof data === 'string' ? data : JSON.stringify(data)
+  // JSON.stringify gives undefined for a function or a symbol: nothing a player could be sent
+  if (typeof text !== 'string') throw new TypeError(`${typeof data} has no JSON`)
+  return Buffer.from(text)
 }
 
 function isThenable (value: unknown): value is PromiseLike<unknown> {

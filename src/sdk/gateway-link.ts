@@ -34,12 +34,14 @@ export class GatewayLink {
   /** The pool member this link is for, from `hello.member` (PROTOCOL.md §10). */
   member?: string
   /**
-   * The gateway's `hello` said `encoding: "binary"` (PROTOCOL.md §2a): it
-   * sends binary link frames, and takes SEND records. Set as the hello is
-   * read, before any later frame of the link.
+   * The gateway's `hello` said `encoding: "binary"` or `"raw"` (PROTOCOL.md
+   * §2a): it sends binary link frames, and takes SEND records. Set as the
+   * hello is read, before any later frame of the link.
    */
   binary = false
-  /** Encoded JSON actions, and SEND records on a binary link. */
+  /** The `hello` said `encoding: "raw"`: text comes in TEXT records, and text sends go as TEXT_SEND records. */
+  rawText = false
+  /** Encoded JSON actions, and SEND/TEXT_SEND records on a binary link. */
   private outbox: Array<string | Buffer> = []
   private alive = true
   private readonly heartbeat?: NodeJS.Timeout
@@ -105,12 +107,16 @@ export class GatewayLink {
   private onFrame (data: Buffer, isBinary: boolean): void {
     this.alive = true
     if (isBinary && !this.binary) {
-      this.listener.badFrame(this, 'binary frame: the protocol is JSON text frames unless hello says encoding "binary"', 'binary_frame')
+      this.listener.badFrame(this, 'binary frame: the protocol is JSON text frames unless hello says encoding "binary" or "raw"', 'binary_frame')
       return
     }
     const { items, errors } = isBinary ? decodeBinaryEvents(data) : decodeEvents(data.toString())
     for (const error of errors) this.listener.badFrame(this, error.message, error.kind, 'count' in error ? error.count : undefined)
-    for (const event of items) if (event.event === 'hello') this.binary = event.encoding === 'binary'
+    for (const event of items) {
+      if (event.event !== 'hello') continue
+      this.binary = event.encoding !== undefined
+      this.rawText = event.encoding === 'raw'
+    }
     if (items.length > 0) this.listener.events(this, items)
   }
 
@@ -125,7 +131,7 @@ export class GatewayLink {
   }
 }
 
-/** A text frame of JSON actions, or a binary frame when a SEND record is among them (PROTOCOL.md §2a). */
+/** A text frame of JSON actions, or a binary frame when a SEND or TEXT_SEND record is among them (PROTOCOL.md §2a). */
 function frameOf (items: Array<string | Buffer>): string | Buffer {
   return items.every((item) => typeof item === 'string') ? encodeFrame(items as string[]) : encodeBinaryActions(items)
 }

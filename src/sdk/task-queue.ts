@@ -7,14 +7,21 @@
 export type Task = () => void | Promise<void>
 
 export class TaskQueue {
-  private readonly pending: Task[] = []
+  private pending: Task[] = []
+  /** Index of the next task: an index, not shift(), which copies the whole list each time once it is long. */
+  private head = 0
   private running = false
   private idle: Array<() => void> = []
 
   constructor (private readonly onError: (err: unknown) => void) {}
 
   push (...tasks: Task[]): void {
-    this.pending.push(...tasks)
+    this.pushAll(tasks)
+  }
+
+  /** The same for a list: one gateway frame may hold more events than a call can take arguments. */
+  pushAll (tasks: readonly Task[]): void {
+    for (const task of tasks) this.pending.push(task)
     if (!this.running) void this.drain()
   }
 
@@ -26,7 +33,13 @@ export class TaskQueue {
 
   private async drain (): Promise<void> {
     this.running = true
-    for (let task = this.pending.shift(); task !== undefined; task = this.pending.shift()) {
+    while (this.head < this.pending.length) {
+      const task = this.pending[this.head++]
+      // drop the tasks run once they are most of the list, so a queue that never empties stays bounded
+      if (this.head >= 1024 && this.head * 2 >= this.pending.length) {
+        this.pending = this.pending.slice(this.head)
+        this.head = 0
+      }
       try {
         const result = task()
         if (result !== undefined) await result
@@ -34,6 +47,8 @@ export class TaskQueue {
         this.onError(err)
       }
     }
+    this.pending = []
+    this.head = 0
     this.running = false
     const waiting = this.idle
     this.idle = []

@@ -9,7 +9,7 @@
  * arrive in order.
  */
 import type { WebSocket } from 'ws'
-import { CloseCodes, messagePrefix, truncateReason, type Params } from '../../protocol/index.js'
+import { CloseCodes, messageHead, messagePrefix, truncateReason, type Params } from '../../protocol/index.js'
 import type { Identity } from '../auth/authenticator.js'
 import type { Connection } from '../domain.js'
 
@@ -67,6 +67,8 @@ export class ClientSession {
   private expiryTimer?: NodeJS.Timeout
   /** Cleared at each heartbeat; set again by the client's pong. */
   private alive = true
+  /** `recordHead`, once built; null when it does not fit a record. */
+  private head?: Buffer | null
 
   constructor (
     socket: WebSocket,
@@ -86,6 +88,16 @@ export class ClientSession {
 
   get params (): Params {
     return this.connection.params
+  }
+
+  /**
+   * The user and params fields of this client's MESSAGE and TEXT records
+   * (PROTOCOL.md §2a), built on the first raw message, as `prefix` is for
+   * JSON; undefined when they do not fit a record.
+   */
+  get recordHead (): Buffer | undefined {
+    if (this.head === undefined) this.head = messageHead(this.user, this.params) ?? null
+    return this.head ?? undefined
   }
 
   get socket (): WebSocket {

@@ -1,0 +1,506 @@
+/**
+ * The raw link encoding (`backend.encoding: "raw"`, PROTOCOL.md §2a): a
+ * player's text frame reaches the backend as a TEXT record holding its bytes
+ * as sent, and a backend's TEXT_SEND record reaches players as a text frame
+ * of its bytes, with no JSON on the gateway's path; with acks and a replay,
+ * a held session, a cluster, the SDK, and against hostile frames. The raw
+ * backend here reads and writes records by hand, from the layout in
+ * PROTOCOL.md, not with the codec under test.
+ */
+import { once } from 'node:events'
+import t from 'tap'
+import { WebSocket, WebSocketServer } from 'ws'
+import { GatehouseBackend } from '../src/sdk/index.js'
+import { BACKEND_TOKEN, captureLogger } from './sdk-fixtures.js'
+import { startNode } from './helpers/cluster.js'
+import { redisFor } from './helpers/redis.js'
+import { startGateway, testConfig, type EndpointSpec } from './helpers/gateway.js'
+import { tokenFor } from './helpers/tokens.js'
+import { Inbox } from './helpers/waiter.js'
+
+type Test = { teardown (fn: () => unknown): void }
+
+// two gateway processes and Redis, on a loaded 2-core machine
+t.setTimeout(180_000)
+
+const TEXT = 4
+const TEXT_SEND = 5
+/** JSON, not JSON, empty, multi-byte UTF-8, JSON with spaces a parse would drop, a number a parse would round. */
+const TEXTS = ['{"move":1}', 'not json {', '', 'héllo wörld — 日本語 🎲', ' [1, 2 ,3] ', '"a string"', '12345678901234567890123']
+
+// ---- records by hand (PROTOCOL.md §2a) ----
+
+interface RawEvent {
+  event: string
+  user?: string
+  params?: Record<string, string>
+  data?: unknown
+  seq?: number
+  /** The record type it came in (2 MESSAGE, 4 TEXT); absent for JSON. */
+  record?: number
+  /** A record's payload, byte for byte. */
+  bytes?: Buffer
+  /** The link frame it came in was binary. */
+  inBinaryFrame?: boolean
+  [key: string]: unknown
+}
+
+function parseRecords (frame: Buffer): Array<{ type: number, body: Buffer }> {
+  const out: Array<{ type: number, body: Buffer }> = []
+  let at = 0
+  while (at < frame.length) {
+    const type = frame[at]
+    const length = frame.readUInt32BE(at + 1)
+    out.push({ type, body: frame.subarray(at + 5, at + 5 + length) })
+    at += 5 + length
+  }
+  if (at !== frame.length) throw new Error('records do not fill the frame')
+  return out
+}
+
+/** A MESSAGE or TEXT body: seq u48, user u16 + UTF-8, params u16 + JSON, the payload. */
+function parseMessageBody (type: number, body: Buffer): RawEvent {
+  const seq = body.readUIntBE(0, 6)
+  let at = 6
+  const userLength = body.readUInt16BE(at)
+  const user = body.subarray(at + 2, at + 2 + userLength).toString()
+  at += 2 + userLength
+  const paramsLength = body.readUInt16BE(at)
+  const params = JSON.parse(body.subarray(at + 2, at + 2 + paramsLength).toString()) as Record<string, string>
+  at += 2 + paramsLength
+  return { event: 'message', user, params, record: type, bytes: Buffer.from(body.subarray(at)), ...(seq === 0 ? {} : { seq }) }
+}
+
+function record (type: number, body: Buffer): Buffer {
+  const header = Buffer.alloc(5)
+  header[0] = type
+  header.writeUInt32BE(body.length, 1)
+  return Buffer.concat([header, body])
+}
+
+/** A SEND (3) or TEXT_SEND (5) record: target 0 (all) or 1 (a u32 count, then each user as u16 length + UTF-8), then the data. */
+function sendRecord (type: number, to: 'all' | string[], data: Buffer | string): Buffer {
+  const bytes = Buffer.from(data)
+  if (to === 'all') return record(type, Buffer.concat([Buffer.from([0]), bytes]))
+  const count = Buffer.alloc(4)
+  count.writeUInt32BE(to.length)
+  const users = to.map((u) => {
+    const length = Buffer.alloc(2)
+    length.writeUInt16BE(Buffer.byteLength(u))
+    return Buffer.concat([length, Buffer.from(u)])
+  })
+  return record(type, Buffer.concat([Buffer.from([1]), count, ...users, bytes]))
+}
+
+const textSend = (to: 'all' | string[], data: Buffer | string): Buffer => sendRecord(TEXT_SEND, to, data)
+const jsonRecord = (value: unknown): Buffer => record(1, Buffer.from(JSON.stringify(value)))
+
+/** A MESSAGE (2) or TEXT (4) record, as a gateway writes it. */
+function messageRecord (type: number, user: string, data: Buffer, seq = 0): Buffer {
+  const params = Buffer.from('{}')
+  const head = Buffer.alloc(6 + 2 + Buffer.byteLength(user) + 2 + params.length)
+  head.writeUIntBE(seq, 0, 6)
+  head.writeUInt16BE(Buffer.byteLength(user), 6)
+  head.write(user, 8)
+  head.writeUInt16BE(params.length, 8 + Buffer.byteLength(user))
+  params.copy(head, 10 + Buffer.byteLength(user))
+  return record(type, Buffer.concat([head, data]))
+}
+
+interface RawBackend {
+  url: string
+  events: Inbox<RawEvent>
+  send (frame: string | Buffer): void
+  sendVia (gateway: string, frame: string | Buffer): void
+  next (kind: string, user?: string): Promise<RawEvent>
+  kill (): void
+}
+
+/** A backend that speaks the binary link frames by hand. */
+async function rawBackend (t: Test): Promise<RawBackend> {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 })
+  await once(wss, 'listening')
+  t.teardown(async () => {
+    for (const client of wss.clients) client.terminate()
+    await new Promise((resolve) => wss.close(resolve))
+  })
+  const events = new Inbox<RawEvent>()
+  let latest: WebSocket | undefined
+  const byGateway = new Map<string, WebSocket>()
+  wss.on('connection', (socket) => {
+    latest = socket
+    socket.on('message', (data: Buffer, isBinary) => {
+      if (!isBinary) {
+        for (const event of [JSON.parse(data.toString()) as RawEvent].flat()) {
+          if (event.event === 'hello') byGateway.set(String(event.gateway), socket)
+          events.push({ ...event, inBinaryFrame: false })
+        }
+        return
+      }
+      for (const { type, body } of parseRecords(data)) {
+        if (type === 1) for (const event of [JSON.parse(body.toString()) as RawEvent].flat()) events.push({ ...event, inBinaryFrame: true })
+        else if (type === 2 || type === TEXT) events.push({ ...parseMessageBody(type, body), inBinaryFrame: true })
+        else throw new Error(`unexpected record type ${type}`)
+      }
+    })
+  })
+  return {
+    url: `ws://127.0.0.1:${(wss.address() as { port: number }).port}`,
+    events,
+    send (frame) {
+      if (!latest) throw new Error('no link')
+      latest.send(frame)
+    },
+    sendVia (gateway, frame) {
+      const link = byGateway.get(gateway)
+      if (!link) throw new Error(`no link from ${gateway}`)
+      link.send(frame)
+    },
+    next: async (kind, user) => await events.next((e) => e.event === kind && (user === undefined || e.user === user), 10000, `${kind} ${user ?? ''}`),
+    kill () {
+      for (const client of wss.clients) client.terminate()
+    }
+  }
+}
+
+function rawEndpoint (url: string, extra: Record<string, unknown> = {}, encoding = 'raw'): EndpointSpec {
+  return { name: 'game', path: '/game/:matchId', backend: { url, encoding, minReconnectDelayMs: 20, maxReconnectDelayMs: 200, ...extra } }
+}
+
+/** A player whose frames are kept as they came: bytes, and whether the frame was binary (from before its open: a resume's kept frames come at once). */
+interface Player {
+  ws: WebSocket
+  frames: Inbox<{ bytes: Buffer, binary: boolean }>
+}
+
+async function player (url: string, user: string): Promise<Player> {
+  const ws = new WebSocket(url, { headers: { authorization: `Bearer ${tokenFor(user)}` } })
+  const frames = new Inbox<{ bytes: Buffer, binary: boolean }>()
+  ws.on('message', (data: Buffer, binary) => frames.push({ bytes: Buffer.from(data), binary }))
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve())
+    ws.once('error', reject)
+  })
+  ws.on('error', () => {})
+  return { ws, frames }
+}
+
+async function nextText (client: Player, what: string): Promise<Buffer> {
+  const frame = await client.frames.next(undefined, 10000, what)
+  if (frame.binary) throw new Error(`${what}: got a binary frame`)
+  return frame.bytes
+}
+
+t.test('raw text both ways: JSON, not JSON, empty and multi-byte text, byte for byte, no JSON on the path', async (t) => {
+  const backend = await rawBackend(t)
+  const gateway = await startGateway(t, testConfig([rawEndpoint(backend.url)]))
+  const hello = await backend.next('hello')
+  t.equal(hello.encoding, 'raw', 'hello announces the raw encoding')
+  await backend.next('sync')
+  const alice = await player(gateway.url('/game/m1'), 'alice')
+  await backend.next('open', 'alice')
+
+  for (const text of TEXTS) alice.ws.send(text)
+  alice.ws.send(Buffer.from([0, 255]))
+  for (const text of TEXTS) {
+    const message = await backend.next('message', 'alice')
+    t.equal(message.record, TEXT, `${JSON.stringify(text)}: arrives as a TEXT record`)
+    t.ok(message.bytes?.equals(Buffer.from(text)), `${JSON.stringify(text)}: its bytes exactly as sent`)
+    t.same(message.params, { matchId: 'm1' }, `${JSON.stringify(text)}: with the client's params`)
+    t.equal(message.seq, undefined, `${JSON.stringify(text)}: no seq without acks`)
+  }
+  const binary = await backend.next('message', 'alice')
+  t.ok(binary.record === 2 && binary.bytes?.equals(Buffer.from([0, 255])), 'a binary frame is still a MESSAGE record')
+
+  // one frame: a TEXT_SEND per text, then one to all
+  backend.send(Buffer.concat([...TEXTS.map((text) => textSend(['alice'], text)), textSend('all', 'to all ✓')]))
+  for (const text of TEXTS) t.ok((await nextText(alice, JSON.stringify(text))).equals(Buffer.from(text)), `${JSON.stringify(text)}: reaches the player as a text frame, byte for byte`)
+  t.equal((await nextText(alice, 'the send to all')).toString(), 'to all ✓', 'a TEXT_SEND to all reaches the player as text')
+  backend.send(JSON.stringify({ action: 'send', user: 'alice', data: { still: 'json' } }))
+  t.equal((await nextText(alice, 'a JSON send')).toString(), '{"still":"json"}', 'a JSON send still works on a raw link')
+  t.equal(await gateway.metric('gatehouse_backend_frame_errors_total'), 0, 'no frame was refused')
+})
+
+t.test('a binary link is unchanged: text goes as a JSON event in a text frame; TEXT_SEND is taken', async (t) => {
+  const backend = await rawBackend(t)
+  const gateway = await startGateway(t, testConfig([rawEndpoint(backend.url, {}, 'binary')]))
+  const hello = await backend.next('hello')
+  t.equal(hello.encoding, 'binary', 'hello says binary, not raw')
+  await backend.next('sync')
+  const alice = await player(gateway.url('/game/m1'), 'alice')
+  await backend.next('open', 'alice')
+  alice.ws.send('{"move":1}')
+  alice.ws.send('not json')
+  const first = await backend.next('message', 'alice')
+  const second = await backend.next('message', 'alice')
+  t.same(first, { event: 'message', user: 'alice', params: { matchId: 'm1' }, data: { move: 1 }, inBinaryFrame: false }, 'JSON text is a JSON event with its value, in a text frame, as before')
+  t.same(second, { event: 'message', user: 'alice', params: { matchId: 'm1' }, data: 'not json', inBinaryFrame: false }, 'other text is a JSON event with a string')
+  backend.send(textSend(['alice'], 'text record'))
+  t.equal((await nextText(alice, 'a TEXT_SEND on a binary link')).toString(), 'text record', 'a TEXT_SEND record is taken on a binary link too')
+})
+
+t.test('acks and a backend kill: unacknowledged TEXT records are replayed with their seq and bytes', async (t) => {
+  const backend = await rawBackend(t)
+  const gateway = await startGateway(t, testConfig([rawEndpoint(backend.url, { acks: true })]))
+  await backend.next('sync')
+  const alice = await player(gateway.url('/game/m1'), 'alice')
+  const open = await backend.next('open', 'alice')
+  t.equal(open.seq, 1, 'the open has seq 1')
+  const texts = ['{"a":1}', '', 'ünïcode ✓']
+  for (const text of texts) alice.ws.send(text)
+  const got = [await backend.next('message'), await backend.next('message'), await backend.next('message')]
+  t.same(got.map((e) => e.seq), [2, 3, 4], 'TEXT records carry seq 2, 3, 4')
+  t.ok(got.every((e, i) => e.record === TEXT && e.bytes?.equals(Buffer.from(texts[i]))), 'each a TEXT record with the bytes sent')
+  // the ack in a JSON record, then a TEXT_SEND: its arrival proves the ack was taken (actions run in frame order)
+  backend.send(Buffer.concat([jsonRecord({ action: 'ack', seq: 2 }), textSend(['alice'], 'acked')]))
+  t.equal((await nextText(alice, 'the send after the ack')).toString(), 'acked', 'the frame\'s actions ran')
+  backend.kill()
+
+  const sync = await backend.next('sync')
+  t.equal(sync.seq, 2, 'the sync after the kill is as of the last ack')
+  const replayed = [await backend.next('message'), await backend.next('message')]
+  t.same(replayed.map((e) => [e.record, e.seq]), [[TEXT, 3], [TEXT, 4]], 'the unacknowledged texts are replayed as TEXT records with their original seq')
+  t.ok(replayed[0].bytes?.equals(Buffer.from(texts[1])) && replayed[1].bytes?.equals(Buffer.from(texts[2])), 'with the same bytes')
+  alice.ws.send('next')
+  const fresh = await backend.next('message')
+  t.same([fresh.record, fresh.seq, fresh.bytes?.toString()], [TEXT, 5, 'next'], 'a new text takes the next seq')
+})
+
+t.test('duplicate "allow": a record names no connection, so text goes as a JSON event with its conn', async (t) => {
+  const backend = await rawBackend(t)
+  const gateway = await startGateway(t, testConfig([{ ...rawEndpoint(backend.url), duplicate: 'allow' }]))
+  await backend.next('sync')
+  const alice = await player(gateway.url('/game/m1'), 'alice')
+  const open = await backend.next('open', 'alice')
+  t.type(open.conn, 'string', 'the open carries a conn')
+  alice.ws.send('{"move":2}')
+  const message = await backend.next('message', 'alice')
+  t.same([message.record, message.conn, message.data], [undefined, open.conn, { move: 2 }], 'a JSON event with the conn and the value')
+  backend.send(JSON.stringify({ action: 'send', conn: open.conn, data: 'to the conn' }))
+  t.equal((await nextText(alice, 'the send to the conn')).toString(), 'to the conn', 'a JSON send to the conn reaches it')
+})
+
+t.test('a held session keeps TEXT_SEND frames within its bound and delivers them as text on resume', async (t) => {
+  const backend = await rawBackend(t)
+  const gateway = await startGateway(t, testConfig([{ ...rawEndpoint(backend.url), resumeGraceMs: 10000 }], { limits: { maxBufferedBytes: 4096 } }))
+  await backend.next('sync')
+  const first = await player(gateway.url('/game/m1'), 'alice')
+  const bob = await player(gateway.url('/game/m1'), 'bob')
+  await backend.next('open', 'alice')
+  await backend.next('open', 'bob')
+  first.ws.terminate()
+  await gateway.logged(/holding its session for a resume/)
+  backend.send(Buffer.concat([textSend(['alice'], 'kept ✓'), textSend(['alice'], ''), textSend(['bob'], 'bob')]))
+  t.equal((await nextText(bob, 'bob\'s send')).toString(), 'bob', 'the frames for alice were taken before bob\'s')
+  const again = await player(gateway.url('/game/m1'), 'alice')
+  t.equal((await nextText(again, 'the kept text')).toString(), 'kept ✓', 'the kept TEXT_SEND arrives as a text frame after the resume')
+  t.equal((await nextText(again, 'the kept empty text')).length, 0, 'then the kept empty text')
+
+  again.ws.terminate()
+  await gateway.logged(/holding its session for a resume/)
+  backend.send(textSend(['alice'], 'x'.repeat(4097)))
+  const close = await backend.next('close', 'alice')
+  t.equal(close.code, 1006, 'a TEXT_SEND past maxBufferedBytes ends the held session, as a JSON send does')
+  t.equal(await gateway.metric('gatehouse_dropped_actions_total', { reason: 'resume_expired' }), 1, 'and the dropped send is counted')
+})
+
+t.test('hostile frames from a raw backend are counted by kind; the link stays up', async (t) => {
+  const backend = await rawBackend(t)
+  const gateway = await startGateway(t, testConfig([rawEndpoint(backend.url)]))
+  await backend.next('sync')
+  const alice = await player(gateway.url('/game/m1'), 'alice')
+  await backend.next('open', 'alice')
+  const cases: Array<[string, Buffer]> = [
+    ['binary_invalid_record', textSend(['alice'], Buffer.from([0x68, 0xc3, 0x28]))],
+    ['binary_invalid_record', textSend('all', Buffer.from([0xff]))],
+    ['binary_invalid_record', textSend(['alice'], Buffer.from([0xed, 0xa0, 0x80]))],
+    ['binary_bad_length', record(TEXT_SEND, Buffer.from([1, 0xff, 0xff, 0xff, 0xff, 0, 1]))],
+    ['binary_bad_length', record(TEXT_SEND, Buffer.from([1, 0, 0, 0, 1, 0, 50, 1]))],
+    ['binary_bad_length', Buffer.from([TEXT_SEND, 0, 0, 1, 0, 0])],
+    ['binary_truncated', Buffer.from([TEXT_SEND, 0])],
+    ['binary_invalid_record', record(TEXT_SEND, Buffer.from([2, 0x61]))],
+    ['binary_invalid_record', record(TEXT_SEND, Buffer.from([1, 0, 0, 0, 0]))],
+    ['binary_unknown_record', messageRecord(TEXT, 'alice', Buffer.from('a TEXT record is the gateway\'s to send'))]
+  ]
+  const expected: Record<string, number> = {}
+  for (const [kind, frame] of cases) {
+    backend.send(frame)
+    const line = await gateway.logged(/backend sent a bad frame/)
+    t.match(JSON.stringify(line.problems), /./, `${kind}: logged with its problem`)
+    expected[kind] = (expected[kind] ?? 0) + 1
+  }
+  for (const [kind, n] of Object.entries(expected)) {
+    t.equal(await gateway.metric('gatehouse_backend_frame_errors_total', { reason: kind }), n, `${kind} counted ${n} times`)
+  }
+  t.equal(alice.frames.all.length, 0, 'no bad text reached the player')
+  // 100,000 TEXT_SENDs of invalid UTF-8 in one frame: each counted, one log line, the good record at the end still runs
+  const bad = textSend(['alice'], Buffer.from([0xc0, 0x80]))
+  backend.send(Buffer.concat([...Array.from({ length: 100000 }, () => bad), textSend(['alice'], 'after many')]))
+  const many = await gateway.logged(/backend sent a bad frame/)
+  t.equal(many.more, 100000 - 10, 'one log line: ten problems and the count of the rest')
+  t.equal((await nextText(alice, 'the send after 100,000 bad records')).toString(), 'after many', 'the good record at the end of that frame still runs')
+  t.equal(await gateway.metric('gatehouse_backend_frame_errors_total', { reason: 'binary_invalid_record' }), expected.binary_invalid_record + 100000, 'each of the 100,000 counted')
+  t.equal(alice.frames.all.length, 1, 'the player got only the good one')
+  t.equal(await gateway.metric('gatehouse_link_reconnects_total'), 0, 'the link was never dropped')
+  t.equal(await gateway.metric('gatehouse_link_up'), 1, 'and is up')
+  alice.ws.send('still here')
+  t.equal((await backend.next('message', 'alice')).bytes?.toString(), 'still here', 'the gateway still carries the player\'s text')
+})
+
+t.test('a cluster: a TEXT_SEND for a user on another node crosses the bus as a string and arrives byte for byte', async (t) => {
+  const redis = await redisFor(t)
+  const backend = await rawBackend(t)
+  const endpoint = rawEndpoint(backend.url)
+  const [a, b] = await Promise.all([startNode(t, 'node-a', redis.url, [endpoint]), startNode(t, 'node-b', redis.url, [endpoint])])
+  await backend.next('sync')
+  await backend.next('sync')
+  const alice = await player(a.url('/game/m1'), 'alice')
+  const bob = await player(b.url('/game/m1'), 'bob')
+  await backend.next('open', 'alice')
+  await backend.next('open', 'bob')
+  const text = '{"to":"bob","é":"日本"}'
+  backend.sendVia('node-a', textSend(['bob'], text))
+  t.ok((await nextText(bob, 'the forwarded send')).equals(Buffer.from(text)), 'a TEXT_SEND via node A reaches bob on node B as text, byte for byte')
+  backend.sendVia('node-a', textSend('all', ''))
+  t.equal((await nextText(alice, 'all on A')).length, 0, 'an empty TEXT_SEND to all reaches alice on node A')
+  t.equal((await nextText(bob, 'all on B')).length, 0, 'and bob on node B, as an empty text frame')
+  t.equal(await b.metric('gatehouse_backend_frame_errors_total'), 0, 'node B refused nothing it was forwarded')
+})
+
+// ---- the SDK ----
+
+interface Echo {
+  backend: GatehouseBackend
+  url: string
+  received: Inbox<{ user: string, data: unknown, binary: boolean }>
+  synced: Inbox<unknown>
+}
+
+/** An SDK service that echoes every message to its sender; `all` broadcasts an object. */
+async function echoService (t: Test): Promise<Echo> {
+  const received = new Inbox<{ user: string, data: unknown, binary: boolean }>()
+  const backend: GatehouseBackend = new GatehouseBackend({ token: BACKEND_TOKEN, logger: captureLogger() }, {
+    onMessage (user, data, { binary }) {
+      received.push({ user, data, binary })
+      if (data === 'all') backend.broadcast({ to: 'all' })
+      else backend.send(user, binary ? data as Buffer : data)
+    }
+  })
+  const synced = new Inbox<unknown>()
+  backend.on('synced', (info) => synced.push(info))
+  const { url } = await backend.listen()
+  t.teardown(() => backend.stop())
+  return { backend, url, received, synced }
+}
+
+t.test('SDK: an app on a raw link sees the same data, and its players the same echoes, as on a JSON link', async (t) => {
+  const service = await echoService(t)
+  const link = { url: service.url, token: BACKEND_TOKEN, acks: true, minReconnectDelayMs: 20, maxReconnectDelayMs: 200 }
+  const gateway = await startGateway(t, testConfig([
+    { name: 'json', path: '/json/:matchId', backend: link },
+    { name: 'raw', path: '/raw/:matchId', backend: { ...link, encoding: 'raw' } }
+  ]))
+  await service.synced.next(undefined, 10000, 'first sync')
+  await service.synced.next(undefined, 10000, 'second sync')
+  const onJson = await player(gateway.url('/json/m1'), 'jay')
+  const onRaw = await player(gateway.url('/raw/m1'), 'ray')
+  for (const text of TEXTS) {
+    onJson.ws.send(text)
+    onRaw.ws.send(text)
+  }
+  const echoes: Record<string, Buffer[]> = { jay: [], ray: [] }
+  for (const [name, client] of [['jay', onJson], ['ray', onRaw]] as const) {
+    for (const text of TEXTS) echoes[name].push(await nextText(client, `${name}'s echo of ${JSON.stringify(text)}`))
+  }
+  const seen = (user: string) => service.received.all.filter((m) => m.user === user).map(({ data, binary }) => ({ data, binary }))
+  t.same(seen('ray'), seen('jay'), 'handlers got the same data and binary flag from the raw link as from the JSON link')
+  t.equal(seen('ray').length, TEXTS.length, 'every text reached the handler')
+  t.same(seen('ray').map((m) => m.data), [{ move: 1 }, 'not json {', '', 'héllo wörld — 日本語 🎲', [1, 2, 3], 'a string', 12345678901234567890123], 'JSON text is its value, other text the string')
+  t.same(echoes.ray.map(String), echoes.jay.map(String), 'the players got the same echoes from both links')
+  t.ok(echoes.ray.every((bytes, i) => bytes.equals(echoes.jay[i])), 'byte for byte')
+  onRaw.ws.send('all')
+  t.equal((await nextText(onRaw, 'the broadcast')).toString(), '{"to":"all"}', 'a broadcast of an object reaches the raw endpoint\'s player as its JSON')
+  t.equal(service.backend.stats.badFrames, 0, 'the SDK saw no bad frame')
+  t.equal(service.backend.stats.droppedActions, 0, 'nothing was dropped')
+  t.equal(await gateway.metric('gatehouse_backend_frame_errors_total'), 0, 'the gateway refused nothing')
+})
+
+/** A stand-in gateway for the SDK that reads binary frames: actions as JSON, records as { record, body }. */
+async function standInGateway (url: string): Promise<{ ws: WebSocket, actions: Inbox<Record<string, unknown>> }> {
+  const ws = new WebSocket(url, { headers: { authorization: `Bearer ${BACKEND_TOKEN}` } })
+  const actions = new Inbox<Record<string, unknown>>()
+  ws.on('message', (data: Buffer, isBinary) => {
+    if (!isBinary) {
+      for (const action of [JSON.parse(data.toString())].flat()) actions.push(action)
+      return
+    }
+    for (const { type, body } of parseRecords(data)) {
+      if (type === 1) for (const action of [JSON.parse(body.toString())].flat()) actions.push(action)
+      else actions.push({ record: type, body: Buffer.from(body) })
+    }
+  })
+  await once(ws, 'open')
+  return { ws, actions }
+}
+
+function opening (encoding?: string): string {
+  return JSON.stringify([
+    { event: 'hello', gateway: 'gw', endpoint: 'game', session: 's', protocol: 1, ...(encoding === undefined ? {} : { encoding }) },
+    { event: 'sync', users: [] },
+    { event: 'open', user: 'alice', claims: {}, params: {} }
+  ])
+}
+
+t.test('SDK: a text send goes as a TEXT_SEND record on a raw link only, its data a string as is or a value as its JSON', async (t) => {
+  const { url } = await echoService(t)
+  const raw = await standInGateway(url)
+  raw.ws.send(opening('raw'))
+  raw.ws.send(messageRecord(TEXT, 'alice', Buffer.from('plain ✓')))
+  raw.ws.send(messageRecord(TEXT, 'alice', Buffer.from(' {"a": [1]} ')))
+  const first = await raw.actions.next(undefined, 10000, 'the echo of plain text')
+  const body = first.body as Buffer
+  t.same([first.record, body[0], body.readUInt32BE(1), body.readUInt16BE(5), body.subarray(7, 12).toString()], [TEXT_SEND, 1, 1, 5, 'alice'], 'the echo is a TEXT_SEND record naming alice')
+  t.equal(body.subarray(12).toString(), 'plain ✓', 'a string goes as its bytes')
+  const second = await raw.actions.next(undefined, 10000, 'the echo of JSON text')
+  t.equal((second.body as Buffer).subarray(12).toString(), '{"a":[1]}', 'a value goes as its JSON, stringified once')
+
+  const binary = await standInGateway(url)
+  binary.ws.send(opening('binary'))
+  binary.ws.send(JSON.stringify({ event: 'message', user: 'alice', params: {}, data: 'plain' }))
+  t.same(await binary.actions.next(undefined, 10000, 'the echo on a binary link'), { action: 'send', user: 'alice', data: 'plain' }, 'on a binary link a text send stays a JSON action')
+})
+
+t.test('SDK: hostile TEXT records from a gateway are counted by kind; the link stays up', async (t) => {
+  const { backend, url, received } = await echoService(t)
+  const gateway = await standInGateway(url)
+  gateway.ws.send(opening('raw'))
+  const garbage: Array<[string, Buffer]> = [
+    ['binary_invalid_record', messageRecord(TEXT, 'alice', Buffer.from([0xc3, 0x28]))],
+    ['binary_bad_length', record(TEXT, Buffer.from([0, 0, 0, 0, 0, 0, 0xff, 0xff, 1]))],
+    ['binary_bad_length', record(TEXT, Buffer.from([0, 0, 0]))],
+    ['binary_unknown_record', textSend(['alice'], 'a TEXT_SEND is the backend\'s to send')]
+  ]
+  for (const [, frame] of garbage) gateway.ws.send(frame)
+  gateway.ws.send(Buffer.concat(Array.from({ length: 100000 }, () => messageRecord(TEXT, 'alice', Buffer.from([0xff])))))
+  gateway.ws.send(messageRecord(TEXT, 'alice', Buffer.from('good')))
+  const message = await received.next(undefined, 10000, 'the good message after the garbage')
+  t.same(message, { user: 'alice', data: 'good', binary: false }, 'the good TEXT record after the garbage is handed over as text')
+  const expected: Record<string, number> = {}
+  for (const [kind] of garbage) expected[kind] = (expected[kind] ?? 0) + 1
+  expected.binary_invalid_record += 100000
+  t.same(backend.stats.badFramesByKind, expected, 'each bad record is counted by its kind, the 100,000 of one frame too')
+  t.equal(received.all.length, 1, 'no bad record reached the handler')
+})
+
+t.test('SDK: a gateway frame of 200,000 events is taken in order, not as 200,000 call arguments (which overflow the stack)', async (t) => {
+  const { backend, url, received } = await echoService(t)
+  const gateway = await standInGateway(url)
+  gateway.ws.send(opening('raw'))
+  const stray = messageRecord(TEXT, 'nobody', Buffer.from('x'))
+  gateway.ws.send(Buffer.concat(Array.from({ length: 200000 }, () => stray)))
+  gateway.ws.send(messageRecord(TEXT, 'alice', Buffer.from('after')))
+  const message = await received.next(undefined, 30000, 'the message after the large frame')
+  t.same(message, { user: 'alice', data: 'after', binary: false }, 'the message after the large frame is handled: the process is fine')
+  t.equal(backend.stats.strayEvents, 200000, 'every event of the large frame was dispatched (each a stray: nobody is not connected)')
+  t.equal(backend.stats.badFrames, 0, 'none was refused')
+})
