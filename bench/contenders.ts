@@ -57,6 +57,8 @@ export interface StartOptions {
   cpuProfDir?: string
   /** The `gatehouse-b` build: its dist/src/index.js. */
   gatehouseB?: string
+  /** False: the gateway's link unmasked (`backend.mask: false`). */
+  linkMask?: boolean
 }
 
 export const NODE_FLAGS = ['--expose-gc']
@@ -66,11 +68,11 @@ async function echoServer (name: string): Promise<{ child: Child, port: number }
   return { child, port: ready.port }
 }
 
-export function gatewayConfig (backendUrl: string, encoding: 'json' | 'raw' = 'json'): Record<string, unknown> {
+export function gatewayConfig (backendUrl: string, encoding: 'json' | 'raw' = 'json', mask = true): Record<string, unknown> {
   return {
     server: { host: '127.0.0.1', port: 0, shutdownTimeoutMs: 2000 },
     auth: { secret: BENCH_SECRET, algorithms: ['HS256'], issuer: BENCH_ISSUER, audience: BENCH_AUDIENCE, tokenSources: ['header', 'subprotocol', 'query'] },
-    endpoints: [{ name: 'bench', path: PATH, backend: { url: backendUrl, encoding } }],
+    endpoints: [{ name: 'bench', path: PATH, backend: { url: backendUrl, encoding, ...(mask ? {} : { mask: false }) } }],
     // the load is one message in flight per client, far above a player's rate: the limiter must not be what is measured
     limits: { messagesPerSecond: 1e9, burst: 1e9, maxConnections: 100000 },
     log: { level: 'silent' }
@@ -134,7 +136,7 @@ export async function startContender (name: ContenderName, options: StartOptions
   const flags = options.cpuProfDir ? [...NODE_FLAGS, '--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`] : NODE_FLAGS
   let gateway: Child | undefined
   try {
-    const config = JSON.stringify(gatewayConfig(`ws://127.0.0.1:${backend.ready.port}${LINK_PATH}`, raw ? 'raw' : 'json'))
+    const config = JSON.stringify(gatewayConfig(`ws://127.0.0.1:${backend.ready.port}${LINK_PATH}`, raw ? 'raw' : 'json', options.linkMask !== false))
     const started = await forkChild<{ port: number }>(name, GATEWAY, {
       execArgv: flags,
       args: name === 'gatehouse-b' ? [config, options.gatehouseB as string] : [config]
