@@ -88,25 +88,13 @@ export function encodeFrame (encoded: readonly string[]): string {
   return encoded.length === 1 ? encoded[0] : `[${encoded.join(',')}]`
 }
 
-/** `session` names the link's sequence of `seq`s (PROTOCOL.md §5a): one per gateway process and endpoint. */
-export interface HelloOptions {
-  acks?: boolean
-  /** The cluster's name, when nodes share one. */
-  cluster?: string
-  /** The pool member's id, on a pool of several. */
-  member?: string
-  /** `backend.encoding` when not `json` (PROTOCOL.md §2a). */
-  encoding?: 'binary' | 'raw'
-  /** `backend.refresh` (PROTOCOL.md §5d). */
-  refresh?: boolean
-}
+/** What a link announces beyond who it is: the optional fields of `hello`, as the wire has them. */
+export type HelloOptions = Partial<Pick<HelloEvent, 'acks' | 'cluster' | 'member' | 'encoding' | 'refresh'>>
 
-export function encodeHello (gateway: string, endpoint: string, session: string, { acks = false, cluster, member, encoding, refresh = false }: HelloOptions = {}): string {
-  const hello: HelloEvent = {
-    event: 'hello', gateway, endpoint, session, protocol: PROTOCOL_VERSION,
-    ...(acks ? { acks: true } : {}), ...(cluster === undefined ? {} : { cluster }), ...(member === undefined ? {} : { member }),
-    ...(encoding === undefined ? {} : { encoding }), ...(refresh ? { refresh: true } : {})
-  }
+/** `session` names the link's sequence of `seq`s (PROTOCOL.md §5a): one per gateway process and endpoint. */
+export function encodeHello (gateway: string, endpoint: string, session: string, options: HelloOptions = {}): string {
+  const hello: HelloEvent = { event: 'hello', gateway, endpoint, session, protocol: PROTOCOL_VERSION, ...options }
+  // JSON leaves out a field whose value is undefined: an option not given is not on the wire
   return JSON.stringify(hello)
 }
 

@@ -304,7 +304,13 @@ export class BackendLink extends EventEmitter<LinkEvents> {
     if (this.connections++ > 0) metrics.linkReconnects.inc(this.memberLabels)
     this.queue.rewind()
     const member = this.options.announceMember ? this.options.member : undefined
-    socket.send(encodeHello(nodeId, endpoint, this.session, { acks: this.acks, cluster: this.options.cluster, member, encoding: this.binary ? backend.encoding as 'binary' | 'raw' : undefined, refresh: this.options.backend.refresh }))
+    socket.send(encodeHello(nodeId, endpoint, this.session, {
+      acks: this.acks || undefined,
+      cluster: this.options.cluster,
+      member,
+      encoding: this.binary ? backend.encoding as 'binary' | 'raw' : undefined,
+      refresh: this.options.backend.refresh || undefined
+    }))
     // a large sync may leave the socket above the high-water mark: its write callback resumes the flush
     socket.send(encodeSync([...this.roster.values()], this.acks ? this.ackedSeq : undefined), this.afterWrite)
     log.info({ backend: this.target, users: this.roster.size, queued: this.queue.length }, 'backend link up')
