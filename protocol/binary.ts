@@ -98,6 +98,19 @@ export function messageHead (user: string, params: Params): Buffer | undefined {
   return head
 }
 
+/**
+ * `bytes` itself when it is most of the memory it is a view into, else a
+ * copy: a payload kept for a while (queued, held) and counted by its own size
+ * must not pin the larger frame or socket read it came in.
+ */
+export function detached (bytes: Buffer): Buffer {
+  if (bytes.length * 2 >= bytes.buffer.byteLength) return bytes
+  // not from the shared pool either, whose 8 KiB slab one kept byte would pin
+  const copy = Buffer.allocUnsafeSlow(bytes.length)
+  bytes.copy(copy)
+  return copy
+}
+
 /** Size of a MESSAGE or TEXT record, header included: what the queue counts for it. */
 export function messageRecordBytes (head: Buffer, dataBytes: number): number {
   return RECORD_HEADER_BYTES + SEQ_BYTES + head.length + dataBytes
@@ -262,7 +275,7 @@ class BodyReader {
   rest (text: boolean): Buffer {
     const rest = this.body.subarray(this.at)
     if (text && !isUtf8(rest)) throw new RecordError('binary_invalid_record', 'text is not UTF-8')
-    return rest.length * 2 >= rest.buffer.byteLength ? rest : Buffer.from(rest)
+    return detached(rest)
   }
 }
 

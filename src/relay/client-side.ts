@@ -11,7 +11,7 @@
 import type { WebSocket } from 'ws'
 import type { FastifyBaseLogger } from 'fastify'
 import {
-  CloseCodes, encodeBinaryMessage, encodeClose, encodeOpen, encodeRefresh, encodeTextMessage, messageRecordBytes,
+  CloseCodes, detached, encodeBinaryMessage, encodeClose, encodeOpen, encodeRefresh, encodeTextMessage, messageRecordBytes,
   type CloseCode, type Params, type SyncUser
 } from '../../protocol/index.js'
 import type { Identity } from '../auth/authenticator.js'
@@ -322,8 +322,10 @@ export class ClientSide {
     // a MESSAGE or TEXT record has no `conn`: under `allow` frames take the JSON form (PROTOCOL.md §6a)
     const head = (isBinary ? this.rawBinary : this.rawText) && session.conn === undefined ? session.recordHead : undefined
     if (head !== undefined) {
-      // PROTOCOL.md §2a: the player's bytes go to the backend as they are, in a binary link frame
-      const raw = isBinary ? { head, data } : { head, data, text: true as const }
+      // PROTOCOL.md §2a: the player's bytes go to the backend as they are, in a binary link frame; ws hands
+      // them over as a view into the socket read, which a queued message must not pin (JSON makes a string)
+      const bytes = detached(data)
+      const raw = isBinary ? { head, data: bytes } : { head, data: bytes, text: true as const }
       sink.send({ kind: 'message', user: session.user, text: '', raw, bytes: messageRecordBytes(head, data.length) })
     } else {
       const text = isBinary ? encodeBinaryMessage(session.prefix, data) : encodeTextMessage(session.prefix, data.toString())

@@ -1,0 +1,341 @@
+/**
+ * Red team of the raw link encoding (`backend.encoding: "raw"`, PROTOCOL.md
+ * §2a) and of `backend.mask: false`, from outside, over real sockets: hostile
+ * players (some speaking WebSocket frames by hand on a TCP socket), hostile
+ * backends writing records by hand from the layout in PROTOCOL.md, and
+ * hostile gateways against the SDK. Tests marked "broke" failed before their
+ * fix; "held" ones pin behaviour the code already had.
+ */
+import { once } from 'node:events'
+import { connect as tcpConnect, type Socket } from 'node:net'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
+import t from 'tap'
+import { WebSocket, WebSocketServer } from 'ws'
+import { eventually } from './helpers/cluster.js'
+import { startGateway, testConfig, type EndpointSpec } from './helpers/gateway.js'
+import { upgradeRequest } from './helpers/raw-http.js'
+import { tokenFor } from './helpers/tokens.js'
+import { Inbox } from './helpers/waiter.js'
+
+type Test = { teardown (fn: () => unknown): void }
+
+t.setTimeout(180_000)
+
+// memory is measured after a full collection
+setFlagsFromString('--expose-gc')
+const gc = runInNewContext('gc') as () => void
+
+const JSON_RECORD = 1
+const MESSAGE = 2
+const SEND = 3
+const TEXT = 4
+const TEXT_SEND = 5
+
+// ---- records by hand (PROTOCOL.md §2a) ----
+
+function record (type: number, body: Buffer): Buffer {
+  const header = Buffer.alloc(5)
+  header[0] = type
+  header.writeUInt32BE(body.length, 1)
+  return Buffer.concat([header, body])
+}
+
+/** A SEND (3) or TEXT_SEND (5) record: target 0 (all) or 1 (a u32 count, then each user as u16 length + UTF-8), then the data. */
+function sendRecord (type: number, to: 'all' | string[], data: Buffer | string): Buffer {
+  const bytes = Buffer.from(data)
+  if (to === 'all') return record(type, Buffer.concat([Buffer.from([0]), bytes]))
+  const count = Buffer.alloc(4)
+  count.writeUInt32BE(to.length)
+  const users = to.map((u) => {
+    const length = Buffer.alloc(2)
+    length.writeUInt16BE(Buffer.byteLength(u))
+    return Buffer.concat([length, Buffer.from(u)])
+  })
+  return record(type, Buffer.concat([Buffer.from([1]), count, ...users, bytes]))
+}
+
+const textSend = (to: 'all' | string[], data: Buffer | string): Buffer => sendRecord(TEXT_SEND, to, data)
+const jsonRecord = (value: unknown): Buffer => record(JSON_RECORD, Buffer.from(JSON.stringify(value)))
+
+interface Received {
+  event: string
+  user?: string
+  conn?: string
+  params?: Record<string, string>
+  data?: unknown
+  binary?: boolean
+  seq?: number
+  /** The record type it came in (2 MESSAGE, 4 TEXT); absent for JSON. */
+  record?: number
+  /** A record's payload, byte for byte. */
+  bytes?: Buffer
+  [key: string]: unknown
+}
+
+function parseRecords (frame: Buffer): Array<{ type: number, body: Buffer }> {
+  const out: Array<{ type: number, body: Buffer }> = []
+  let at = 0
+  while (at < frame.length) {
+    const type = frame[at]
+    const length = frame.readUInt32BE(at + 1)
+    out.push({ type, body: frame.subarray(at + 5, at + 5 + length) })
+    at += 5 + length
+  }
+  if (at !== frame.length) throw new Error('records do not fill the frame')
+  return out
+}
+
+/** A MESSAGE or TEXT body: seq u48, user u16 + UTF-8, params u16 + JSON, the payload. */
+function parseMessageBody (type: number, body: Buffer): Received {
+  const seq = body.readUIntBE(0, 6)
+  let at = 6
+  const userLength = body.readUInt16BE(at)
+  const user = body.subarray(at + 2, at + 2 + userLength).toString()
+  at += 2 + userLength
+  const paramsLength = body.readUInt16BE(at)
+  const params = JSON.parse(body.subarray(at + 2, at + 2 + paramsLength).toString()) as Record<string, string>
+  at += 2 + paramsLength
+  return { event: 'message', user, params, record: type, bytes: Buffer.from(body.subarray(at)), ...(seq === 0 ? {} : { seq }) }
+}
+
+interface HandBackend {
+  url: string
+  events: Inbox<Received>
+  /** Link frames as they came: whether binary, and their size. */
+  frames: Array<{ binary: boolean, bytes: number }>
+  send (frame: string | Buffer): void
+  next (kind: string, user?: string): Promise<Received>
+}
+
+/** A backend that reads and writes the link by hand. */
+async function handBackend (t: Test): Promise<HandBackend> {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 })
+  await once(wss, 'listening')
+  t.teardown(async () => {
+    for (const client of wss.clients) client.terminate()
+    await new Promise((resolve) => wss.close(resolve))
+  })
+  const events = new Inbox<Received>()
+  const frames: Array<{ binary: boolean, bytes: number }> = []
+  let latest: WebSocket | undefined
+  wss.on('connection', (socket) => {
+    latest = socket
+    socket.on('message', (data: Buffer, isBinary) => {
+      frames.push({ binary: isBinary, bytes: data.length })
+      if (!isBinary) {
+        for (const event of [JSON.parse(data.toString()) as Received].flat()) events.push(event)
+        return
+      }
+      for (const { type, body } of parseRecords(data)) {
+        if (type === JSON_RECORD) for (const event of [JSON.parse(body.toString()) as Received].flat()) events.push(event)
+        else if (type === MESSAGE || type === TEXT) events.push(parseMessageBody(type, body))
+        else throw new Error(`unexpected record type ${type}`)
+      }
+    })
+  })
+  return {
+    url: `ws://127.0.0.1:${(wss.address() as { port: number }).port}`,
+    events,
+    frames,
+    send (frame) {
+      if (!latest) throw new Error('no link')
+      latest.send(frame)
+    },
+    next: async (kind, user) => await events.next((e) => e.event === kind && (user === undefined || e.user === user), 15000, `${kind} ${user ?? ''}`)
+  }
+}
+
+function rawEndpoint (url: string, extra: Record<string, unknown> = {}, endpoint: Record<string, unknown> = {}): EndpointSpec {
+  return { name: 'game', path: '/game/:matchId', ...endpoint, backend: { url, encoding: 'raw', minReconnectDelayMs: 20, maxReconnectDelayMs: 200, ...extra } }
+}
+
+// ---- players ----
+
+interface Player {
+  ws: WebSocket
+  frames: Inbox<{ bytes: Buffer, binary: boolean }>
+  closed: Promise<{ code: number, reason: string }>
+}
+
+async function player (url: string, user: string): Promise<Player> {
+  const ws = new WebSocket(url, { headers: { authorization: `Bearer ${tokenFor(user)}` } })
+  const frames = new Inbox<{ bytes: Buffer, binary: boolean }>()
+  ws.on('message', (data: Buffer, binary) => frames.push({ bytes: Buffer.from(data), binary }))
+  const closed = new Promise<{ code: number, reason: string }>((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })))
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve())
+    ws.once('error', reject)
+  })
+  ws.on('error', () => {})
+  return { ws, frames, closed }
+}
+
+/**
+ * A client frame by hand: FIN, the opcode (1 text, 2 binary), the mask bit
+ * with an all-zero key (so the payload goes as it is), and the length as
+ * RFC 6455 §5.2 writes it. `declared` may claim more than `payload` holds:
+ * the rest of the frame is then never sent.
+ */
+function clientFrame (opcode: number, payload: Buffer, declared = payload.length): Buffer {
+  const length = declared < 126 ? Buffer.from([0x80 | declared]) : declared < 65536 ? Buffer.from([0x80 | 126, declared >> 8, declared & 0xff]) : Buffer.from([0x80 | 127, 0, 0, 0, 0, 0, 0, 0, 0])
+  if (declared >= 65536) length.writeUInt32BE(declared, 5)
+  return Buffer.concat([Buffer.from([0x80 | opcode]), length, Buffer.alloc(4), payload])
+}
+
+/** A player on a bare TCP socket: the upgrade by hand, then whatever bytes the test writes. */
+async function tcpPlayer (port: number, path: string, user: string): Promise<Socket> {
+  const socket = tcpConnect(port, '127.0.0.1')
+  socket.on('error', () => {})
+  await once(socket, 'connect')
+  socket.write(upgradeRequest(path, `Authorization: Bearer ${tokenFor(user)}\r\n`))
+  let head = ''
+  await new Promise<void>((resolve, reject) => {
+    const onData = (chunk: Buffer): void => {
+      head += chunk.toString('latin1')
+      if (!head.includes('\r\n\r\n')) return
+      socket.off('data', onData)
+      if (head.startsWith('HTTP/1.1 101')) resolve()
+      else reject(new Error(`upgrade refused: ${head.split('\r\n')[0]}`))
+    }
+    socket.on('data', onData)
+  })
+  return socket
+}
+
+/** Memory growth over `before` once what is only in flight has gone (a few collections). */
+async function settledGrowth (before: number, bound: number): Promise<number> {
+  return await eventually(async () => {
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    gc()
+    return process.memoryUsage().arrayBuffers - before
+  }, (n) => n < bound, 5000, 'memory to settle').catch(() => process.memoryUsage().arrayBuffers - before)
+}
+
+t.test('broke: a player\'s tiny frame read in one TCP chunk with 60 KiB of a frame it never finished pinned the chunk in the event queue (counted as a few bytes of queue.maxBytes)', async (t) => {
+  for (const [kind, opcode] of [['text', 1], ['binary', 2]] as const) {
+    await t.test(`a ${kind} frame`, async (t) => {
+      const backend = await handBackend(t)
+      // acks with a backend that never acks: every event stays queued, as it would through an outage
+      const gateway = await startGateway(t, testConfig([rawEndpoint(backend.url, { acks: true })]))
+      await backend.next('sync')
+      const PLAYERS = 60
+      const padding = Buffer.alloc(60 * 1024, 0x61)
+      gc()
+      const before = process.memoryUsage().arrayBuffers
+      for (let i = 0; i < PLAYERS; i++) {
+        const user = `p${i}`
+        const socket = await tcpPlayer(gateway.port, '/game/m1', user)
+        await backend.next('open', user)
+        // one write, so one read on the gateway: the 1-byte frame, then most of a frame that never ends
+        socket.write(Buffer.concat([clientFrame(opcode, Buffer.from([0x30 + (i % 10)])), clientFrame(opcode, padding, padding.length + 1)]))
+        const message = await backend.next('message', user)
+        t.equal(message.record, opcode === 1 ? TEXT : MESSAGE, `${user}: the 1-byte frame arrived as a record`)
+        socket.destroy()
+        await backend.next('close', user)
+      }
+      const grown = await settledGrowth(before, 1 << 20)
+      t.ok(grown < 1 << 20, `${PLAYERS} queued 1-byte messages hold about their bytes, not ${PLAYERS} reads of 60 KiB (grew ${Math.round(grown / 1024)} KiB)`)
+      t.equal(await gateway.metric('gatehouse_queue_events'), PLAYERS * 3, 'every open, message and close is still queued, unacknowledged')
+    })
+  }
+})
+
+/** Texts a JSON splice would choke on if the gateway spliced them unchecked, or that look like an envelope. */
+const HOSTILE_TEXTS = ['1,"user":"bob"', '"}', '{"event":"open","user":"bob"}', '},{"event":"close","user":"bob"', '\\', '\u2028\u2029', '\0', 'x'.repeat(300)]
+
+t.test('held: text and binary frames of one player, hostile texts among them, written in one burst, reach a raw backend in order, as records naming only that player', async (t) => {
+  const backend = await handBackend(t)
+  const gateway = await startGateway(t, testConfig([rawEndpoint(backend.url)], { limits: { messagesPerSecond: 1000, burst: 1000 } }))
+  await backend.next('sync')
+  const alice = await tcpPlayer(gateway.port, '/game/m1', 'alice')
+  await backend.next('open', 'alice')
+  const sent: Array<{ binary: boolean, bytes: Buffer }> = []
+  for (let i = 0; i < 300; i++) {
+    const binary = i % 3 === 2
+    const bytes = binary ? Buffer.from([i & 0xff, 0xff, 0x00]) : Buffer.from(`${i}:${HOSTILE_TEXTS[i % HOSTILE_TEXTS.length]}`)
+    sent.push({ binary, bytes })
+  }
+  alice.write(Buffer.concat(sent.map(({ binary, bytes }) => clientFrame(binary ? 2 : 1, bytes))))
+  for (const [i, { binary, bytes }] of sent.entries()) {
+    const message = await backend.next('message')
+    t.equal(message.user, 'alice', `frame ${i}: names alice, whatever it held`)
+    t.equal(message.record, binary ? MESSAGE : TEXT, `frame ${i}: a ${binary ? 'MESSAGE' : 'TEXT'} record, in the order sent`)
+    t.ok(message.bytes?.equals(bytes), `frame ${i}: its bytes as sent`)
+    if (i % 50 === 0) t.same(message.params, { matchId: 'm1' }, `frame ${i}: the player's params`)
+  }
+  t.equal(backend.events.all.filter((e) => e.event === 'open' || (e.event === 'close' && e.user === 'bob')).length, 1, 'no text opened or closed anybody: only alice\'s open came')
+  t.equal(await gateway.metric('gatehouse_backend_frame_errors_total'), 0, 'nothing was refused')
+  alice.destroy()
+})
+
+t.test('held: under duplicate "allow" the same burst falls back to JSON events with the conn, the envelope intact, in order', async (t) => {
+  const backend = await handBackend(t)
+  const gateway = await startGateway(t, testConfig([rawEndpoint(backend.url, {}, { duplicate: 'allow' })]))
+  await backend.next('sync')
+  const alice = await tcpPlayer(gateway.port, '/game/m1', 'alice')
+  const open = await backend.next('open', 'alice')
+  t.type(open.conn, 'string', 'the open carries a conn')
+  const texts = HOSTILE_TEXTS.map((text, i) => `${i}${text}`)
+  alice.write(Buffer.concat([...texts.map((text) => clientFrame(1, Buffer.from(text))), clientFrame(2, Buffer.from([1, 2, 3])), clientFrame(1, Buffer.from('{"user":"bob","conn":"x"}'))]))
+  // named by index: a U+2028 in an assertion's name would break the TAP line it is reported on
+  for (const [i, text] of texts.entries()) {
+    const message = await backend.next('message')
+    t.equal(message.record, undefined, `text ${i}: a JSON event, not a record (a record names no conn)`)
+    t.equal(message.user, 'alice', `text ${i}: names alice`)
+    t.equal(message.conn, open.conn, `text ${i}: with alice's conn`)
+    t.equal(message.data, text, `text ${i}: not JSON, so its data is the text as a string`)
+  }
+  const binary = await backend.next('message')
+  t.ok(binary.binary === true && binary.data === Buffer.from([1, 2, 3]).toString('base64'), 'the binary frame, in its place, as base64 JSON')
+  const forged = await backend.next('message')
+  t.same([forged.user, forged.conn, forged.data], ['alice', open.conn, { user: 'bob', conn: 'x' }], 'a text that is JSON naming another user and conn is only data')
+  alice.destroy()
+})
+
+t.test('held: a player\'s invalid UTF-8 text ends it with 1007, a text past maxPayloadBytes with 1009; neither reaches the backend', async (t) => {
+  const backend = await handBackend(t)
+  const gateway = await startGateway(t, testConfig([rawEndpoint(backend.url)], { limits: { maxPayloadBytes: 1024 } }))
+  await backend.next('sync')
+  for (const [user, frame, code] of [['alice', clientFrame(1, Buffer.from([0x68, 0xc3, 0x28])), 1007], ['bob', clientFrame(1, Buffer.alloc(1025, 0x61)), 1009]] as const) {
+    const socket = await tcpPlayer(gateway.port, '/game/m1', user)
+    await backend.next('open', user)
+    socket.write(Buffer.concat([clientFrame(1, Buffer.from('before')), frame, clientFrame(1, Buffer.from('after'))]))
+    const before = await backend.next('message', user)
+    t.equal(before.bytes?.toString(), 'before', `${user}: the frame before the bad one arrives`)
+    const close = await backend.next('close', user)
+    t.equal(close.code, code, `${user}: closed with ${code}`)
+    t.notOk(backend.events.all.some((e) => e.event === 'message' && e.user === user && e.bytes?.toString() !== 'before'), `${user}: neither the bad frame nor the one after it reached the backend`)
+    socket.destroy()
+  }
+})
+
+t.test('held: one backend frame of 100,000 tiny TEXT_SENDs, with JSON sends and SEND records among them, reaches the player in order, each as its kind', async (t) => {
+  const backend = await handBackend(t)
+  const gateway = await startGateway(t, testConfig([rawEndpoint(backend.url)], { limits: { maxBufferedBytes: 64 * 1024 * 1024 } }))
+  await backend.next('sync')
+  const alice = await player(gateway.url('/game/m1'), 'alice')
+  await backend.next('open', 'alice')
+  const COUNT = 100000
+  const records: Buffer[] = []
+  for (let i = 0; i < COUNT; i++) {
+    if (i % 1000 === 500) records.push(jsonRecord({ action: 'send', user: 'alice', data: `j${i}` }))
+    else if (i % 1000 === 999) records.push(sendRecord(SEND, ['alice'], Buffer.from(`b${i}`)))
+    else records.push(textSend(i % 2 === 0 ? ['alice'] : 'all', String(i)))
+  }
+  backend.send(Buffer.concat(records))
+  // the last record is a SEND: once it is here, every frame before it has come (taken as a whole, not one by one)
+  await alice.frames.next((f) => f.binary && f.bytes.toString() === `b${COUNT - 1}`, 60000, 'the last frame')
+  const frames = alice.frames.all
+  t.equal(frames.length, COUNT, 'every frame arrived')
+  let inOrder = 0
+  let kinds = 0
+  for (const [i, frame] of frames.entries()) {
+    const expected = i % 1000 === 500 ? `j${i}` : i % 1000 === 999 ? `b${i}` : String(i)
+    if (frame.bytes.toString() === expected) inOrder++
+    if (frame.binary === (i % 1000 === 999)) kinds++
+  }
+  t.equal(inOrder, COUNT, 'every frame arrived, in the order of the records')
+  t.equal(kinds, COUNT, 'TEXT_SEND and JSON sends as text frames, SEND records as binary frames')
+  t.equal(await gateway.metric('gatehouse_backend_frame_errors_total'), 0, 'nothing was refused')
+})
