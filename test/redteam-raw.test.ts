@@ -12,6 +12,8 @@ import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import t from 'tap'
 import { WebSocket, WebSocketServer } from 'ws'
+import { GatehouseBackend } from '../src/sdk/index.js'
+import { BACKEND_TOKEN, captureLogger } from './sdk-fixtures.js'
 import { eventually } from './helpers/cluster.js'
 import { startGateway, testConfig, type EndpointSpec } from './helpers/gateway.js'
 import { upgradeRequest } from './helpers/raw-http.js'
@@ -338,4 +340,33 @@ t.test('held: one backend frame of 100,000 tiny TEXT_SENDs, with JSON sends and 
   t.equal(inOrder, COUNT, 'every frame arrived, in the order of the records')
   t.equal(kinds, COUNT, 'TEXT_SEND and JSON sends as text frames, SEND records as binary frames')
   t.equal(await gateway.metric('gatehouse_backend_frame_errors_total'), 0, 'nothing was refused')
+})
+
+// ---- the SDK against a real gateway ----
+
+t.test('broke: an SDK send of base64 text with `binary: true` reached players as the base64 characters, not the bytes, on binary and raw links', async (t) => {
+  const bytes = Buffer.from([0, 1, 2, 0xfe, 0xff])
+  const backend: GatehouseBackend = new GatehouseBackend({ token: BACKEND_TOKEN, logger: captureLogger() }, {
+    onMessage (user, data) {
+      if (data === 'one') backend.send(user, bytes.toString('base64'), { binary: true })
+      else if (data === 'all') backend.broadcast(bytes.toString('base64'), { binary: true })
+      else backend.send(user, bytes)
+    }
+  })
+  const { url } = await backend.listen()
+  t.teardown(() => backend.stop())
+  const link = (encoding: string): Record<string, unknown> => ({ url, token: BACKEND_TOKEN, encoding, minReconnectDelayMs: 20, maxReconnectDelayMs: 200 })
+  const gateway = await startGateway(t, testConfig(['json', 'binary', 'raw'].map((encoding) => ({ name: encoding, path: `/${encoding}/:matchId`, backend: link(encoding) }))))
+  await eventually(async () => await gateway.metric('gatehouse_link_up'), (n) => n === 3, 15000, 'three links up')
+  for (const encoding of ['json', 'binary', 'raw']) {
+    const alice = await player(gateway.url(`/${encoding}/m1`), 'alice')
+    for (const ask of ['one', 'all', 'buffer']) {
+      alice.ws.send(ask)
+      const frame = await alice.frames.next(undefined, 15000, `${encoding} ${ask}`)
+      t.ok(frame.binary && frame.bytes.equals(bytes), `${encoding} link, ${ask}: the player gets the bytes as a binary frame (got ${frame.binary ? 'binary' : 'text'} ${JSON.stringify(frame.bytes.toString())})`)
+    }
+    alice.ws.close()
+    await alice.closed
+  }
+  t.equal(await gateway.metric('gatehouse_backend_frame_errors_total'), 0, 'the gateway refused nothing')
 })

@@ -704,13 +704,18 @@ function payload (data: unknown, options: SendOptions): { data: unknown, binary?
  */
 function encodeAction (link: GatewayLink, action: Action): string | Buffer {
   if (action.action !== 'send') return encodeActions([action])
-  const bytes = action.data instanceof Uint8Array ? action.data : undefined
-  const text = bytes === undefined && action.binary !== true
+  const text = action.binary !== true
   const users = 'all' in action ? [] : 'user' in action ? [action.user] : 'users' in action ? action.users : undefined
   const recorded = (text ? link.rawText : link.binary) && users?.every((user) => fitsRecord(user)) === true
-  if (recorded) return encodeSendRecord('all' in action ? { all: true } : { users }, bytes ?? textBytes(action.data), text)
-  if (bytes === undefined) return encodeActions([action])
+  if (recorded) return encodeSendRecord('all' in action ? { all: true } : { users }, text ? textBytes(action.data) : binaryBytes(action.data), text)
+  if (!(action.data instanceof Uint8Array)) return encodeActions([action])
+  const bytes = action.data
   return encodeActions([{ ...action, data: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64') }])
+}
+
+/** A binary send's bytes: a Uint8Array as it is, base64 text (`send(..., { binary: true })`) decoded, as the gateway would. */
+function binaryBytes (data: unknown): Uint8Array {
+  return data instanceof Uint8Array ? data : Buffer.from(String(data), 'base64')
 }
 
 /** A text send's frame, as the gateway would make it of JSON `data`: a string as it is, any other value as its JSON. */
