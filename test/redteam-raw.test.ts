@@ -342,6 +342,33 @@ t.test('held: one backend frame of 100,000 tiny TEXT_SENDs, with JSON sends and 
   t.equal(await gateway.metric('gatehouse_backend_frame_errors_total'), 0, 'nothing was refused')
 })
 
+t.test('held: a refresh in the middle of a raw stream: the old socket\'s text reaches the backend before the new one\'s, and TEXT_SENDs of the switch reach the new socket in order, as text', async (t) => {
+  const backend = await handBackend(t)
+  const gateway = await startGateway(t, testConfig([rawEndpoint(backend.url)]))
+  await backend.next('sync')
+  const old = await tcpPlayer(gateway.port, '/game/m1', 'alice')
+  await backend.next('open', 'alice')
+  const fromServer = new Inbox<Buffer>()
+  old.on('data', (chunk: Buffer) => fromServer.push(chunk))
+  old.write(clientFrame(1, Buffer.from('o1')))
+  t.equal((await backend.next('message', 'alice')).bytes?.toString(), 'o1', 'the old socket\'s first text')
+  const fresh = await player(gateway.url('/game/m1?refresh=1'), 'alice')
+  // the old socket is told 4410, and (never answering that close) stays read until the switch times out
+  const close = await fromServer.next((chunk) => chunk[0] === 0x88, 15000, 'the close frame on the old socket')
+  t.equal(close.readUInt16BE(2), 4410, 'the old socket is closed with 4410')
+  backend.send(Buffer.concat([textSend(['alice'], 'k1'), jsonRecord({ action: 'send', user: 'alice', data: 'k2' }), textSend('all', 'k3')]))
+  fresh.ws.send('n1')
+  old.write(clientFrame(1, Buffer.from('o2')))
+  t.equal((await backend.next('message', 'alice')).bytes?.toString(), 'o2', 'the old socket\'s text after the close is still carried, before the new socket\'s')
+  old.destroy()
+  for (const expected of ['k1', 'k2', 'k3']) {
+    const frame = await fresh.frames.next(undefined, 15000, expected)
+    t.same([frame.binary, frame.bytes.toString()], [false, expected], `${expected}: kept through the switch, then on the new socket as text, in order`)
+  }
+  t.equal((await backend.next('message', 'alice')).bytes?.toString(), 'n1', 'the new socket\'s text comes after the switch')
+  t.notOk(backend.events.all.some((e) => e.event === 'close'), 'the backend saw no close')
+})
+
 // ---- the SDK against a real gateway ----
 
 t.test('broke: an SDK send of base64 text with `binary: true` reached players as the base64 characters, not the bytes, on binary and raw links', async (t) => {
