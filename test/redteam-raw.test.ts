@@ -14,7 +14,8 @@ import t from 'tap'
 import { WebSocket, WebSocketServer } from 'ws'
 import { GatehouseBackend } from '../src/sdk/index.js'
 import { BACKEND_TOKEN, captureLogger } from './sdk-fixtures.js'
-import { eventually } from './helpers/cluster.js'
+import { eventually, startNode } from './helpers/cluster.js'
+import { redisFor } from './helpers/redis.js'
 import { startGateway, testConfig, type EndpointSpec } from './helpers/gateway.js'
 import { upgradeRequest } from './helpers/raw-http.js'
 import { tokenFor } from './helpers/tokens.js'
@@ -107,6 +108,8 @@ interface HandBackend {
   /** Link frames as they came: whether binary, and their size. */
   frames: Array<{ binary: boolean, bytes: number }>
   send (frame: string | Buffer): void
+  /** Down the link of one gateway node (its hello's `gateway`). */
+  sendVia (gateway: string, frame: string | Buffer): void
   next (kind: string, user?: string): Promise<Received>
 }
 
@@ -121,12 +124,16 @@ async function handBackend (t: Test): Promise<HandBackend> {
   const events = new Inbox<Received>()
   const frames: Array<{ binary: boolean, bytes: number }> = []
   let latest: WebSocket | undefined
+  const byGateway = new Map<string, WebSocket>()
   wss.on('connection', (socket) => {
     latest = socket
     socket.on('message', (data: Buffer, isBinary) => {
       frames.push({ binary: isBinary, bytes: data.length })
       if (!isBinary) {
-        for (const event of [JSON.parse(data.toString()) as Received].flat()) events.push(event)
+        for (const event of [JSON.parse(data.toString()) as Received].flat()) {
+          if (event.event === 'hello') byGateway.set(String(event.gateway), socket)
+          events.push(event)
+        }
         return
       }
       for (const { type, body } of parseRecords(data)) {
@@ -143,6 +150,11 @@ async function handBackend (t: Test): Promise<HandBackend> {
     send (frame) {
       if (!latest) throw new Error('no link')
       latest.send(frame)
+    },
+    sendVia (gateway, frame) {
+      const link = byGateway.get(gateway)
+      if (!link) throw new Error(`no link from ${gateway}`)
+      link.send(frame)
     },
     next: async (kind, user) => await events.next((e) => e.event === kind && (user === undefined || e.user === user), 15000, `${kind} ${user ?? ''}`)
   }
@@ -367,6 +379,38 @@ t.test('held: a refresh in the middle of a raw stream: the old socket\'s text re
   }
   t.equal((await backend.next('message', 'alice')).bytes?.toString(), 'n1', 'the new socket\'s text comes after the switch')
   t.notOk(backend.events.all.some((e) => e.event === 'close'), 'the backend saw no close')
+})
+
+t.test('held: a cluster: TEXT_SENDs via node A for a session held on node B are kept there and reach it on resume as text, in order; a 1 MiB TEXT_SEND to all crosses the bus', async (t) => {
+  const redis = await redisFor(t)
+  const backend = await handBackend(t)
+  const endpoint = rawEndpoint(backend.url, {}, { resumeGraceMs: 30000 })
+  const [a, b] = await Promise.all([startNode(t, 'node-a', redis.url, [endpoint]), startNode(t, 'node-b', redis.url, [endpoint])])
+  await backend.next('sync')
+  await backend.next('sync')
+  const alice = await player(a.url('/game/m1'), 'alice')
+  const bob = await player(b.url('/game/m1'), 'bob')
+  await backend.next('open', 'alice')
+  await backend.next('open', 'bob')
+  const big = 'é'.repeat(512 * 1024)
+  backend.sendVia('node-a', textSend('all', big))
+  for (const [who, client] of [['alice', alice], ['bob', bob]] as const) {
+    const frame = await client.frames.next(undefined, 15000, `the big send to ${who}`)
+    t.ok(!frame.binary && frame.bytes.equals(Buffer.from(big)), `${who} gets the 1 MiB TEXT_SEND to all as text, byte for byte`)
+  }
+  bob.ws.terminate()
+  await b.run.lines.next((l) => /holding its session for a resume/.test(String(l.msg)), 15000, 'bob held on node B')
+  const texts = ['{"n":1}', 'two ✓', '', '"four"']
+  backend.sendVia('node-a', Buffer.concat(texts.map((text) => textSend(['bob'], text))))
+  // node B has taken the send to all and the four for bob
+  await eventually(async () => await b.metric('gatehouse_cluster_forwards_total', { direction: 'in' }), (n) => n >= 1 + texts.length, 15000, 'node B took the forwards')
+  const again = await player(b.url('/game/m1'), 'bob')
+  for (const [i, text] of texts.entries()) {
+    const frame = await again.frames.next(undefined, 15000, `kept text ${i}`)
+    t.same([frame.binary, frame.bytes.toString()], [false, text], `kept text ${i}: reaches the resumed bob as text, in order`)
+  }
+  t.equal(backend.events.all.filter((e) => e.event === 'close' && e.user === 'bob').length, 0, 'bob\'s session was resumed, never closed')
+  t.equal(await b.metric('gatehouse_backend_frame_errors_total'), 0, 'node B refused nothing')
 })
 
 // ---- the SDK against a real gateway ----
