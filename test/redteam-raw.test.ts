@@ -441,3 +441,26 @@ t.test('broke: an SDK send of base64 text with `binary: true` reached players as
   }
   t.equal(await gateway.metric('gatehouse_backend_frame_errors_total'), 0, 'the gateway refused nothing')
 })
+
+t.test('held: mask false on a raw link with acks: an SDK echoes 60 KiB texts and binaries byte for byte through the unmasked link', async (t) => {
+  const backend: GatehouseBackend = new GatehouseBackend({ token: BACKEND_TOKEN, logger: captureLogger() }, {
+    onMessage (user, data, { binary }) {
+      backend.send(user, binary ? data as Buffer : data)
+    }
+  })
+  const { url } = await backend.listen()
+  t.teardown(() => backend.stop())
+  const gateway = await startGateway(t, testConfig([{ name: 'game', path: '/game/:matchId', backend: { url, token: BACKEND_TOKEN, encoding: 'raw', mask: false, acks: true, minReconnectDelayMs: 20, maxReconnectDelayMs: 200 } }]))
+  await eventually(async () => await gateway.metric('gatehouse_link_up'), (n) => n === 1, 15000, 'the link up')
+  const alice = await player(gateway.url('/game/m1'), 'alice')
+  const text = 'ü'.repeat(30 * 1024)
+  const bytes = Buffer.alloc(60 * 1024, 0xa5)
+  alice.ws.send(text)
+  alice.ws.send(bytes)
+  const first = await alice.frames.next(undefined, 15000, 'the text echo')
+  t.ok(!first.binary && first.bytes.equals(Buffer.from(text)), 'the 60 KiB text comes back as text, byte for byte')
+  const second = await alice.frames.next(undefined, 15000, 'the binary echo')
+  t.ok(second.binary && second.bytes.equals(bytes), 'the 60 KiB binary comes back as binary, byte for byte')
+  t.equal(backend.stats.badFrames, 0, 'the SDK refused nothing from the unmasked link')
+  await eventually(async () => await gateway.metric('gatehouse_queue_events'), (n) => n === 0, 15000, 'every event acknowledged')
+})
