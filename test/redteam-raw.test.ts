@@ -464,3 +464,69 @@ t.test('held: mask false on a raw link with acks: an SDK echoes 60 KiB texts and
   t.equal(backend.stats.badFrames, 0, 'the SDK refused nothing from the unmasked link')
   await eventually(async () => await gateway.metric('gatehouse_queue_events'), (n) => n === 0, 15000, 'every event acknowledged')
 })
+
+/** A TEXT record as a gateway writes it, with params as given (raw JSON text). */
+function textRecord (user: string, text: string | Buffer, params = '{}', seq = 0): Buffer {
+  const u = Buffer.from(user)
+  const p = Buffer.from(params)
+  const head = Buffer.alloc(6 + 2 + u.length + 2 + p.length)
+  head.writeUIntBE(seq, 0, 6)
+  head.writeUInt16BE(u.length, 6)
+  u.copy(head, 8)
+  head.writeUInt16BE(p.length, 8 + u.length)
+  p.copy(head, 10 + u.length)
+  return record(TEXT, Buffer.concat([head, Buffer.from(text)]))
+}
+
+t.test('held: a hostile gateway against the SDK: TEXT records with bad params and user ids are counted and skipped, none pollutes a prototype, and a later hello without raw turns TEXT_SENDs back into JSON', async (t) => {
+  const received = new Inbox<{ user: string, data: unknown, params: unknown }>()
+  const backend: GatehouseBackend = new GatehouseBackend({ token: BACKEND_TOKEN, logger: captureLogger() }, {
+    onMessage (user, data, { params }) {
+      received.push({ user, data, params })
+      backend.send(user, data)
+    }
+  })
+  const { url } = await backend.listen()
+  t.teardown(() => backend.stop())
+  const ws = new WebSocket(url, { headers: { authorization: `Bearer ${BACKEND_TOKEN}` } })
+  const replies = new Inbox<{ binary: boolean, bytes: Buffer }>()
+  ws.on('message', (data: Buffer, binary) => replies.push({ binary, bytes: Buffer.from(data) }))
+  ws.on('error', () => {})
+  await once(ws, 'open')
+  t.teardown(() => ws.terminate())
+  const hello = { event: 'hello', gateway: 'gw', endpoint: 'game', session: 's1', protocol: 1, encoding: 'raw' }
+  ws.send(JSON.stringify([hello, { event: 'sync', users: [] }, { event: 'open', user: 'alice', claims: {}, params: {} }]))
+  const bad: Array<[string, Buffer]> = [
+    ['binary_invalid_record', textRecord('alice', 'x', '[]')],
+    ['binary_invalid_record', textRecord('alice', 'x', '{"a":1}')],
+    ['binary_invalid_record', textRecord('alice', 'x', 'not json')],
+    ['binary_invalid_record', textRecord('alice', 'x', '{"__proto__":{"polluted":"yes"}}')],
+    ['binary_invalid_record', textRecord('', 'x')],
+    ['binary_invalid_record', record(TEXT, Buffer.concat([Buffer.alloc(6), Buffer.from([0, 2, 0xc3, 0x28, 0, 2]), Buffer.from('{}x')]))]
+  ]
+  ws.send(Buffer.concat(bad.map(([, frame]) => frame)))
+  ws.send(Buffer.concat([
+    textRecord('alice', '{"__proto__":{"polluted":"yes"}}', '{"__proto__":"x","constructor":"y"}'),
+    textRecord('alice', 'raw ✓')
+  ]))
+  const first = await received.next(undefined, 15000, 'the message with __proto__ keys')
+  t.same(Object.keys(first.params as object), ['__proto__', 'constructor'], 'params with __proto__ and constructor keys are own string fields')
+  t.equal(Object.getPrototypeOf(first.params), Object.prototype, 'and the params object keeps its prototype')
+  t.equal(Object.getPrototypeOf(first.data), Object.prototype, 'data with a __proto__ key keeps its prototype')
+  t.equal((await received.next(undefined, 15000, 'raw ✓')).data, 'raw ✓', 'the plain text after them is handed over')
+  const echoes: Array<{ type: number, body: Buffer }> = []
+  while (echoes.length < 2) {
+    const reply = await replies.next(undefined, 15000, `echo ${echoes.length}`)
+    t.ok(reply.binary, 'on a raw link the echoes come in a binary frame')
+    echoes.push(...parseRecords(reply.bytes))
+  }
+  t.same(echoes.map((e) => e.type), [TEXT_SEND, TEXT_SEND], 'both echoes are TEXT_SEND records')
+  t.ok(echoes[1].body.subarray(-Buffer.byteLength('raw ✓')).equals(Buffer.from('raw ✓')), 'the second carries the text as sent')
+  t.equal(({} as Record<string, unknown>).polluted, undefined, 'no prototype was polluted by params or data')
+  t.same(backend.stats.badFramesByKind, { binary_invalid_record: bad.length }, 'each bad record was counted by its kind')
+  t.equal(received.all.filter((m) => m.data === 'x').length, 0, 'no bad record reached the handler')
+  // the same link says hello again without raw (another session): text sends are JSON from there on
+  ws.send(Buffer.concat([record(JSON_RECORD, Buffer.from(JSON.stringify([{ ...hello, session: 's2', encoding: 'binary' }, { event: 'sync', users: [{ user: 'alice', claims: {}, params: {} }] }]))), textRecord('alice', 'after')]))
+  const after = await replies.next((r) => !r.binary || r.bytes[0] !== TEXT_SEND, 15000, 'the echo after the second hello')
+  t.same([after.binary, after.bytes.toString()], [false, JSON.stringify({ action: 'send', user: 'alice', data: 'after' })], 'after a hello without raw a text send is a JSON action')
+})
