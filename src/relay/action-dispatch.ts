@@ -94,11 +94,10 @@ export class ActionDispatch {
       if (session) this.deliver(session, payload, binary)
       return []
     }
-    const sessions: ClientSession[] = []
+    // an array literal, not push(...): spread arguments overflow the stack past ~100,000 connections
+    const sessions: ClientSession[] = 'all' in action ? [...registry.values()] : []
     const missing: string[] = []
-    if ('all' in action) {
-      sessions.push(...registry.values())
-    } else {
+    if (!('all' in action)) {
       for (const user of targetsOf(action)) {
         const own = registry.connectionsOf(user)
         if (own.length === 0) missing.push(user)
