@@ -27,7 +27,7 @@ import type { Broker, LocalNode } from './cluster/broker.js'
 import { MemoryBroker } from './cluster/memory-broker.js'
 import { RedisBroker } from './cluster/redis-broker.js'
 import { Admissions } from './cluster/admission.js'
-import { lazyRequestLogger, loggerOptions } from './logger.js'
+import { loggerOptions } from './logger.js'
 import { listenOnConfiguredAddress } from './listen-address.js'
 import { CloseCodes } from '../protocol/index.js'
 import { endpointRoutes, type EndpointRoute } from '../routes/endpoints.js'
@@ -57,13 +57,7 @@ export interface GatewayOptions {
  */
 export async function createGateway (input: unknown, options: GatewayOptions = {}): Promise<FastifyInstance> {
   const config: Readonly<GatewayConfig> = isValidated(input) ? input : parseConfig(input, options.env)
-  const app = Fastify({
-    logger: loggerOptions(config.log.level, options.logStream),
-    childLoggerFactory: lazyRequestLogger,
-    frameworkErrors,
-    clientErrorHandler,
-    http: slowHeads(config.server.headersTimeoutMs)
-  })
+  const app = Fastify({ logger: loggerOptions(config.log.level, options.logStream), frameworkErrors, clientErrorHandler, http: slowHeads(config.server.headersTimeoutMs) })
   listenOnConfiguredAddress(app, config.server)
   await app.register(gatehousePlugin, { config, nodeId: options.nodeId })
   return app

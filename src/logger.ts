@@ -3,8 +3,8 @@
  * The request serializer logs no headers, and rewrites every query value in
  * the URL; routes/not-found.ts does the same for unknown paths.
  */
-import type { FastifyBaseLogger, FastifyServerOptions } from 'fastify'
-import type { Bindings, ChildLoggerOptions, DestinationStream, Level, LevelWithSilent } from 'pino'
+import type { FastifyServerOptions } from 'fastify'
+import type { DestinationStream } from 'pino'
 
 /**
  * The URL with every query value replaced, keys kept. Not only
@@ -42,56 +42,5 @@ export function loggerOptions (level: string, stream?: DestinationStream): Fasti
     level,
     ...(stream ? { stream } : {}),
     serializers: { req: requestSerializer }
-  }
-}
-
-type Logged = FastifyBaseLogger & { isLevelEnabled (level: Level): boolean }
-
-/**
- * Fastify's `childLoggerFactory`: the request's child logger (its `reqId`)
- * is made on its first line at a level the logger writes. Fastify asks for
- * one for every request, each player's upgrade included; at `warn` and above
- * most are never written to, and making them was ~3 % of a handshake's CPU.
- */
-export function lazyRequestLogger (logger: FastifyBaseLogger, bindings: Bindings, options: ChildLoggerOptions): FastifyBaseLogger {
-  // a route's own level or serializers: the child differs from its parent in what it writes
-  if (options.level !== undefined || options.serializers !== undefined) return logger.child(bindings, options)
-  return new LazyChild(logger as Logged, bindings)
-}
-
-class LazyChild implements FastifyBaseLogger {
-  private made?: FastifyBaseLogger
-
-  constructor (private readonly parent: Logged, private readonly bindings: Bindings) {}
-
-  get level (): LevelWithSilent | (string & {}) {
-    return this.made?.level ?? this.parent.level
-  }
-
-  set level (level: LevelWithSilent | (string & {})) {
-    this.own().level = level
-  }
-
-  child (bindings: Bindings, options?: ChildLoggerOptions): FastifyBaseLogger {
-    return this.own().child(bindings, options)
-  }
-
-  fatal (...args: unknown[]): void { this.write('fatal', args) }
-  error (...args: unknown[]): void { this.write('error', args) }
-  warn (...args: unknown[]): void { this.write('warn', args) }
-  info (...args: unknown[]): void { this.write('info', args) }
-  debug (...args: unknown[]): void { this.write('debug', args) }
-  trace (...args: unknown[]): void { this.write('trace', args) }
-  silent (): void {}
-
-  private write (level: Level, args: unknown[]): void {
-    // once made, the child decides (its level may have been set); until then the parent's level does
-    if (this.made === undefined && !this.parent.isLevelEnabled(level)) return
-    ;(this.own()[level] as (...a: unknown[]) => void)(...args)
-  }
-
-  private own (): FastifyBaseLogger {
-    this.made ??= this.parent.child(this.bindings)
-    return this.made
   }
 }
