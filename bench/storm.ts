@@ -10,7 +10,9 @@
  *   process, so a restart starts it empty).
  * Back is the last client's open − that start; for gatehouse also the moment
  * the backend has counted every `open`. Sides: the bare ws echo server
- * (direct), gatehouse, and gatehouse with auth.verifyCacheSize 0. Fresh
+ * (direct), gatehouse, and gatehouse with auth.verifyCacheSize 0; with the
+ * gatehouse-b contender (BENCH_GATEHOUSE_B) that other build instead of the
+ * no-cache side, so an A/B of a change runs in the same storms. Fresh
  * processes for every run, sides interleaved.
  */
 import { createServer } from 'node:net'
@@ -24,7 +26,7 @@ import { median } from './stats.js'
 
 export const STORM_MODES = ['restart', 'drop'] as const
 export type StormMode = typeof STORM_MODES[number]
-export const STORM_SIDES = ['direct', 'gatehouse', 'gatehouse, no cache'] as const
+export const STORM_SIDES = ['direct', 'gatehouse', 'gatehouse, no cache', 'gatehouse-b'] as const
 export type StormSide = typeof STORM_SIDES[number]
 
 export interface StormRun {
@@ -74,7 +76,7 @@ async function killAndWait (child: Child): Promise<void> {
   await gone
 }
 
-async function startSide (side: StormSide, cpuProfDir: string | undefined): Promise<StormServer> {
+async function startSide (side: StormSide, cpuProfDir: string | undefined, buildB: string | undefined): Promise<StormServer> {
   const port = await freePort()
   if (side === 'direct') {
     const start = async (): Promise<Child> => (await forkChild('storm echo server', ECHO_SERVER, { execArgv: NODE_FLAGS, args: [String(port)] })).child
@@ -94,10 +96,11 @@ async function startSide (side: StormSide, cpuProfDir: string | undefined): Prom
   const config = JSON.stringify({
     ...base,
     server: { ...(base.server as object), port },
-    auth: { ...(base.auth as object), verifyCacheSize: side === 'gatehouse' ? 10000 : 0 }
+    auth: { ...(base.auth as object), verifyCacheSize: side === 'gatehouse, no cache' ? 0 : 10000 }
   })
   const start = async (): Promise<Child> => {
-    const { child } = await forkChild(`storm ${side}`, GATEWAY, { execArgv: cpuProfDir ? [...NODE_FLAGS, '--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : NODE_FLAGS, args: [config] })
+    const args = side === 'gatehouse-b' ? [config, buildB as string] : [config]
+    const { child } = await forkChild(`storm ${side}`, GATEWAY, { execArgv: cpuProfDir ? [...NODE_FLAGS, '--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : NODE_FLAGS, args })
     await child.call('ready')
     return child
   }
@@ -132,8 +135,8 @@ async function when (ok: () => Promise<boolean>, timeoutMs: number): Promise<num
   return undefined
 }
 
-async function stormOnce (mode: StormMode, side: StormSide, clients: number, pool: LoadPool, problems: string[], cpuProfDir: string | undefined): Promise<StormRun | undefined> {
-  const server = await startSide(side, cpuProfDir)
+async function stormOnce (mode: StormMode, side: StormSide, clients: number, pool: LoadPool, problems: string[], options: BenchOptions): Promise<StormRun | undefined> {
+  const server = await startSide(side, options.cpuProfDir, options.gatehouseB)
   const group = 'storm'
   const what = `storm (${mode}) ${side}, ${clients} clients`
   try {
@@ -192,7 +195,8 @@ async function stormOnce (mode: StormMode, side: StormSide, clients: number, poo
 }
 
 export async function storms (options: BenchOptions, pool: LoadPool, contenders: readonly string[], problems: string[], say: (line: string) => void): Promise<StormFigures> {
-  const sides = STORM_SIDES.filter((side) => contenders.includes(side === 'direct' ? 'direct' : 'gatehouse'))
+  const ab = contenders.includes('gatehouse-b')
+  const sides = STORM_SIDES.filter((side) => side === 'gatehouse-b' ? ab : side === 'gatehouse, no cache' ? !ab && contenders.includes('gatehouse') : contenders.includes(side))
   const figures: StormFigures = {}
   for (const mode of STORM_MODES) {
     const byCount: Record<number, Partial<Record<StormSide, StormFigure>>> = {}
@@ -202,7 +206,7 @@ export async function storms (options: BenchOptions, pool: LoadPool, contenders:
       for (let run = 0; run < options.runs; run++) {
         for (let k = 0; k < sides.length; k++) {
           const side = sides[(k + run) % sides.length]
-          const r = await stormOnce(mode, side, clients, pool, problems, options.cpuProfDir)
+          const r = await stormOnce(mode, side, clients, pool, problems, options)
           if (r === undefined) continue
           runs.get(side)?.push(r)
           say(`(f) storm (${mode}), ${clients} clients, run ${run + 1}/${options.runs}, ${side}: all back in ${r.backMs.toFixed(0)} ms${r.opensMs === undefined ? '' : `, every open at the backend in ${r.opensMs.toFixed(0)} ms`}${r.restartMs === undefined ? '' : ` (restart took ${r.restartMs.toFixed(0)} ms)`}, ${r.retries} retried connects`)
@@ -220,12 +224,14 @@ export async function storms (options: BenchOptions, pool: LoadPool, contenders:
 /** The storm's own table: time until all are back per side, and direct's time ÷ gatehouse's (≥ 0.8 is the issue-15 target). */
 export function renderStorm (figures: StormFigures | undefined): string[] {
   if (figures === undefined) return []
-  const lines = ['| storm | clients | direct ms | gatehouse ms (all open at backend) | gatehouse, no cache ms (all open at backend) | direct ÷ gatehouse | direct ÷ gatehouse, no cache |', '|---|---|---|---|---|---|---|']
+  const ab = STORM_MODES.some((mode) => Object.values(figures[mode] ?? {}).some((sides) => sides['gatehouse-b'] !== undefined))
+  const other: StormSide = ab ? 'gatehouse-b' : 'gatehouse, no cache'
+  const lines = [`| storm | clients | direct ms | gatehouse ms (all open at backend) | ${other} ms (all open at backend) | direct ÷ gatehouse | direct ÷ ${other} |`, '|---|---|---|---|---|---|---|']
   const ms = (f: StormFigure | undefined): string => f === undefined ? 'n/a' : `${f.backMs.toFixed(0)}${f.opensMs === undefined ? '' : ` (${f.opensMs.toFixed(0)})`}`
   const ratio = (direct: StormFigure | undefined, gh: StormFigure | undefined): string => direct === undefined || gh === undefined ? 'n/a' : `${(direct.backMs / (gh.opensMs ?? gh.backMs)).toFixed(2)}×`
   for (const mode of STORM_MODES) {
     for (const [clients, sides] of Object.entries(figures[mode] ?? {})) {
-      lines.push(`| ${mode} | ${clients} | ${ms(sides.direct)} | ${ms(sides.gatehouse)} | ${ms(sides['gatehouse, no cache'])} | ${ratio(sides.direct, sides.gatehouse)} | ${ratio(sides.direct, sides['gatehouse, no cache'])} |`)
+      lines.push(`| ${mode} | ${clients} | ${ms(sides.direct)} | ${ms(sides.gatehouse)} | ${ms(sides[other])} | ${ratio(sides.direct, sides.gatehouse)} | ${ratio(sides.direct, sides[other])} |`)
     }
   }
   return lines

@@ -16,9 +16,10 @@ import { GW_ERR_BAD_URL, GW_ERR_PARAM_TOO_LONG, GW_ERR_UPGRADE_REFUSED } from '.
  * whose own onRequest hook sets `request.ws`.
  */
 export function refuseStrayUpgrades (app: FastifyInstance): void {
-  app.addHook('onRequest', async (request) => {
-    if (!request.ws || request.is404) return
-    if (request.method !== 'GET' || request.routeOptions.config.endpoint === undefined) throw new GW_ERR_UPGRADE_REFUSED()
+  // a callback hook: it runs for every request, each player's upgrade included, and an async one costs a promise each
+  app.addHook('onRequest', (request, _reply, done) => {
+    if (request.ws && !request.is404 && (request.method !== 'GET' || request.routeOptions.config.endpoint === undefined)) done(new GW_ERR_UPGRADE_REFUSED())
+    else done()
   })
 }
 

@@ -182,7 +182,9 @@ async function registerGateway (app: FastifyInstance, options: GatehousePluginOp
       // ws buffers each fragment as its own Buffer (~130 bytes of overhead even for 1 byte of data)
       maxFragments: MAX_FRAGMENTS,
       perMessageDeflate: false,
-      handleProtocols: selectSubprotocol
+      handleProtocols: selectSubprotocol,
+      // the relay's registry knows every player socket; ws' own set of them would be a second one (and a listener per socket)
+      clientTracking: false
     },
     errorHandler: (err, socket, request) => {
       // ws has already closed the socket with the right code for protocol errors

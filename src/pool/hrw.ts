@@ -27,7 +27,9 @@ export function score (key: string, candidate: Candidate): number {
 }
 
 /** The candidate with the highest score for `key` (ties, which need equal hashes, go to the smaller id); undefined when there is none. */
-export function pick<T extends Candidate> (key: string, candidates: Iterable<T>): T | undefined {
+export function pick<T extends Candidate> (key: string, candidates: readonly T[]): T | undefined {
+  // one candidate wins whatever its score: no hash for a pool of one (every `backend.url`)
+  if (candidates.length < 2) return candidates[0]
   let best: T | undefined
   let bestScore = -Infinity
   for (const candidate of candidates) {

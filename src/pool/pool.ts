@@ -123,10 +123,12 @@ export class BackendPool extends EventEmitter<PoolEvents> {
   private current: LinkState = 'connecting'
   private readonly labels: { endpoint: string }
   private started = false
+  /** Members whose load changed since the gauges were last set: set once per tick, not twice per open and close. */
+  private readonly loadsChanged = new Set<string>()
 
   constructor (private readonly options: PoolOptions) {
     super()
-    const { endpoint, backend, members, metrics } = options
+    const { endpoint, backend, members } = options
     this.labels = { endpoint }
     this.routeKey = routeKeyOf(backend.route)
     this.directory = options.directory ?? new LocalDirectory(backend.lingerMs)
@@ -134,12 +136,11 @@ export class BackendPool extends EventEmitter<PoolEvents> {
     this.assignments = new Assignments({
       lingerMs: this.directory.localLingerMs,
       changed: (id) => {
-        const load = this.assignments.loadOf(id)
-        metrics.poolMemberKeys.set({ endpoint, member: id }, load.keys)
-        metrics.poolMemberClients.set({ endpoint, member: id }, load.clients)
+        if (this.loadsChanged.size === 0) setImmediate(this.publishLoads)
+        this.loadsChanged.add(id)
         // told `drained`, then given a key (every member draining): it is told again once that key is gone
         const member = this.members.get(id)
-        if (member !== undefined && member.drainedSent && load.keys > 0) member.drainedSent = false
+        if (member !== undefined && member.drainedSent && this.assignments.loadOf(id).keys > 0) member.drainedSent = false
       },
       released: (key, id) => {
         this.directory.released(key)
@@ -241,6 +242,18 @@ export class BackendPool extends EventEmitter<PoolEvents> {
     this.options.metrics.poolMemberKeys.remove({ ...this.labels, member: id })
     this.options.metrics.poolMemberClients.remove({ ...this.labels, member: id })
     this.updateState()
+  }
+
+  private readonly publishLoads = (): void => {
+    const { metrics } = this.options
+    for (const id of this.loadsChanged) {
+      // a member that left has had its series removed (retire)
+      if (!this.members.has(id)) continue
+      const load = this.assignments.loadOf(id)
+      metrics.poolMemberKeys.set({ ...this.labels, member: id }, load.keys)
+      metrics.poolMemberClients.set({ ...this.labels, member: id }, load.clients)
+    }
+    this.loadsChanged.clear()
   }
 
   /** Whether a client can be routed: its key is not missing nor empty. */
