@@ -1,5 +1,5 @@
 /**
- * Verifies a handshake's JWT (with fast-jwt, @fastify/jwt's engine) and turns it into an identity.
+ * Verifies a handshake's JWT (with @fastify/jwt for static keys, fast-jwt for JWKS keys) and turns it into an identity.
  * Algorithms are pinned by config, per issuer, so `alg: none` and HS/RS
  * confusion fail the algorithm or signature checks. With `auth.issuers` the
  * token's `iss` picks the issuer whose keys and rules apply; a JWKS issuer's
@@ -7,6 +7,7 @@
  */
 import { KeyObject, type webcrypto } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
+import fastifyJwt, { type JWT } from '@fastify/jwt'
 import { createDecoder, createVerifier, TokenError } from 'fast-jwt'
 import type { CryptoKey } from 'jose'
 import type { AuthConfig, IssuerConfig } from '../config/schema.js'
@@ -49,8 +50,9 @@ const decodePayload = createDecoder()
 
 export async function registerAuthenticator (app: FastifyInstance, auth: Readonly<AuthConfig>, metrics: GatewayMetrics): Promise<Authenticator> {
   const sets: JwksKeys[] = []
+  let namespaces = 0
   const verifierOf = async (rules: Readonly<IssuerRules>): Promise<Verify> => {
-    if (rules.jwksUrl === undefined) return staticVerifier(rules, checks(auth, rules))
+    if (rules.jwksUrl === undefined) return await staticVerifier(app, `gatehouseIssuer${namespaces++}`, rules, checks(auth, rules))
     const keys = new JwksKeys({
       url: rules.jwksUrl,
       algorithms: rules.algorithms,
@@ -114,14 +116,16 @@ function requiredClaims (auth: Readonly<AuthConfig>, rules: Readonly<IssuerRules
 }
 
 /**
- * A static secret or public key: one fast-jwt verifier for the issuer, as
- * @fastify/jwt would build it (the same options, the key added), called
- * directly: @fastify/jwt's app-level `verify` merges its options into a new
- * object on every call (~2 % of a handshake's CPU in a reconnect storm). A
- * JWKS key needs a lookup per token: jwksVerifier below.
+ * A static secret or public key, through @fastify/jwt (one namespace per
+ * issuer). Its app-level `verify` holds nothing of the request; a JWKS key
+ * needs a lookup per token, which only its request decorator offers, and that
+ * keeps each player's handshake alive for the life of its socket, so JWKS
+ * keys go to fast-jwt (@fastify/jwt's engine) directly below.
  */
-function staticVerifier (rules: Readonly<IssuerRules>, verify: ReturnType<typeof checks>): Verify {
-  return createVerifier({ key: rules.secret ?? rules.publicKey as string, ...verify })
+async function staticVerifier (app: FastifyInstance, namespace: string, rules: Readonly<IssuerRules>, verify: ReturnType<typeof checks>): Promise<Verify> {
+  await app.register(fastifyJwt, { namespace, secret: rules.secret ?? { public: rules.publicKey as string }, verify })
+  const jwt = (app.jwt as unknown as Record<string, JWT>)[namespace]
+  return (token) => jwt.verify<Claims>(token)
 }
 
 /**
