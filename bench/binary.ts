@@ -64,7 +64,7 @@ interface Run {
   perSecond: number
   p50Ms: number
   p99Ms: number
-  /** User + system CPU of every server process per round trip (10 ms ticks over the window). */
+  /** User + system CPU of every server process per round trip (per-thread schedstat over the window). */
   cpuUsPerRoundTrip: number
   link?: LinkCounts
 }

@@ -37,7 +37,7 @@ type Side = typeof KEY_SIDES[number] | typeof AB_SIDES[number]
 const buildB = process.env.BENCH_GATEHOUSE_B
 const SIDES: readonly Side[] = buildB === undefined ? KEY_SIDES : AB_SIDES
 
-/** `cpuUsPerHandshake`: the gateway process's user + system CPU over the window (10 ms ticks) ÷ handshakes. */
+/** `cpuUsPerHandshake`: the gateway process's user + system CPU over the window (per-thread schedstat) ÷ handshakes. */
 interface Run { perSecond: number, failed: number, jwksFetches: number, cpuUsPerHandshake: number }
 
 const count = Number(process.env.BENCH_HANDSHAKES ?? 2000)

@@ -78,16 +78,35 @@ export function childPids (pid: number): number[] {
   return out
 }
 
-/** User + system CPU time in ms summed over `pids` (/proc/PID/stat, clock ticks of 10 ms), 0 for a process that is gone. */
+/**
+ * CPU time in ms summed over `pids`, 0 for a process that is gone: each
+ * thread's time on a CPU from /proc/PID/task/TID/schedstat (nanoseconds),
+ * so a window of 100 ms is not read in 10 ms ticks; /proc/PID/stat's ticks
+ * where schedstat is missing.
+ */
 export function cpuMs (pids: readonly number[]): number {
-  let ticks = 0
-  for (const pid of new Set(pids)) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-      // fields after the command name's ")": utime and stime are the 12th and 13th
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-      ticks += Number(fields[11]) + Number(fields[12])
-    } catch {}
+  let ms = 0
+  for (const pid of new Set(pids)) ms += schedstatMs(pid) ?? statTicks(pid) * 10
+  return ms
+}
+
+function schedstatMs (pid: number): number | undefined {
+  let ns = 0
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0])
+  } catch {
+    return undefined
   }
-  return ticks * 10
+  return Number.isFinite(ns) ? ns / 1e6 : undefined
+}
+
+function statTicks (pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // fields after the command name's ")": utime and stime are the 12th and 13th
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return Number(fields[11]) + Number(fields[12])
+  } catch {
+    return 0
+  }
 }
