@@ -22,7 +22,7 @@ export interface ForwardPort {
 export interface ActionDispatchOptions {
   endpoint: string
   /** Only looked up: sessions come and go on the client side. */
-  registry: Pick<SessionRegistry, 'connectionsOf' | 'connection' | 'values' | 'policy'>
+  registry: Pick<SessionRegistry, 'connectionsOf' | 'connection' | 'all' | 'policy'>
   cluster: ForwardPort
   metrics: GatewayMetrics
   log: FastifyBaseLogger
@@ -94,18 +94,20 @@ export class ActionDispatch {
       if (session) this.deliver(session, payload, binary)
       return []
     }
-    // an array literal, not push(...): spread arguments overflow the stack past ~100,000 connections
-    const sessions: ClientSession[] = 'all' in action ? [...registry.values()] : []
     const missing: string[] = []
-    if (!('all' in action)) {
+    let sessions: ClientSession[]
+    if ('all' in action) {
+      // an array built in a loop, not push(...registry.values()): spread arguments overflow the stack past ~100,000 connections
+      sessions = registry.all()
+    } else {
+      sessions = []
       for (const user of targetsOf(action)) {
         const own = registry.connectionsOf(user)
         if (own.length === 0) missing.push(user)
         else sessions.push(...own)
       }
     }
-    // encode once, write many: ws would otherwise re-encode a string per socket
-    const frame = sessions.length > 1 && typeof payload === 'string' ? Buffer.from(payload) : payload
+    const frame = encodedOnce(payload, sessions.length)
     for (const session of sessions) this.deliver(session, frame, binary)
     return missing
   }
@@ -150,4 +152,9 @@ export class ActionDispatch {
     if (!session) this.options.metrics.droppedActions.inc({ ...this.labels, reason: 'not_connected' })
     return session
   }
+}
+
+/** Encode once, write many: ws would otherwise encode a string again for every socket. */
+function encodedOnce (payload: string | Buffer, sockets: number): string | Buffer {
+  return sockets > 1 && typeof payload === 'string' ? Buffer.from(payload) : payload
 }
