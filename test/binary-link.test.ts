@@ -6,20 +6,17 @@
  * The raw backend here reads and writes records by hand, from the layout in
  * PROTOCOL.md, not with the codec under test.
  */
-import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { runBench } from './helpers/bench-run.js'
-import { WebSocket, WebSocketServer } from 'ws'
-import { GatehouseBackend } from '../src/sdk/index.js'
-import { BACKEND_TOKEN, captureLogger } from './sdk-fixtures.js'
+import { BACKEND_TOKEN, recordingService, type RecordingService } from './sdk-fixtures.js'
 import { backendFor } from './helpers/backend.js'
 import { startNode } from './helpers/cluster.js'
 import { redisFor } from './helpers/redis.js'
 import { connect, type TestClient } from './helpers/client.js'
 import { startGateway, testConfig, type EndpointSpec } from './helpers/gateway.js'
 import { tokenFor } from './helpers/tokens.js'
-import { Inbox } from './helpers/waiter.js'
+import { MESSAGE, SEND, handBackend, jsonRecord, messageRecord, record, sendRecord, sendBadFrames, standInGateway } from './helpers/records.js'
 
 type Test = { teardown (fn: () => unknown): void }
 
@@ -28,128 +25,6 @@ t.setTimeout(180_000)
 
 const ALL_BYTES = Buffer.from(Array.from({ length: 256 }, (_, i) => i))
 const EMPTY = Buffer.alloc(0)
-
-// ---- records by hand (PROTOCOL.md §2a) ----
-
-interface RawEvent {
-  event: string
-  user?: string
-  params?: Record<string, string>
-  data?: unknown
-  seq?: number
-  /** Arrived as a MESSAGE record. */
-  record?: boolean
-  [key: string]: unknown
-}
-
-function parseRecords (frame: Buffer): Array<{ type: number, body: Buffer }> {
-  const out: Array<{ type: number, body: Buffer }> = []
-  let at = 0
-  while (at < frame.length) {
-    const type = frame[at]
-    const length = frame.readUInt32BE(at + 1)
-    out.push({ type, body: frame.subarray(at + 5, at + 5 + length) })
-    at += 5 + length
-  }
-  if (at !== frame.length) throw new Error('records do not fill the frame')
-  return out
-}
-
-function parseMessageRecord (body: Buffer): RawEvent {
-  const seq = body.readUIntBE(0, 6)
-  let at = 6
-  const userLength = body.readUInt16BE(at)
-  const user = body.subarray(at + 2, at + 2 + userLength).toString()
-  at += 2 + userLength
-  const paramsLength = body.readUInt16BE(at)
-  const params = JSON.parse(body.subarray(at + 2, at + 2 + paramsLength).toString()) as Record<string, string>
-  at += 2 + paramsLength
-  return { event: 'message', user, params, data: Buffer.from(body.subarray(at)), binary: true, record: true, ...(seq === 0 ? {} : { seq }) }
-}
-
-function record (type: number, body: Buffer): Buffer {
-  const header = Buffer.alloc(5)
-  header[0] = type
-  header.writeUInt32BE(body.length, 1)
-  return Buffer.concat([header, body])
-}
-
-/** A SEND record: target 0 (all) or 1 (a u32 count, then each user as u16 length + UTF-8), then the data. */
-function sendRecord (to: 'all' | string[], data: Buffer): Buffer {
-  if (to === 'all') return record(3, Buffer.concat([Buffer.from([0]), data]))
-  const count = Buffer.alloc(4)
-  count.writeUInt32BE(to.length)
-  const users = to.map((u) => {
-    const length = Buffer.alloc(2)
-    length.writeUInt16BE(Buffer.byteLength(u))
-    return Buffer.concat([length, Buffer.from(u)])
-  })
-  return record(3, Buffer.concat([Buffer.from([1]), count, ...users, data]))
-}
-
-const jsonRecord = (value: unknown): Buffer => record(1, Buffer.from(JSON.stringify(value)))
-
-interface RawBackend {
-  url: string
-  events: Inbox<RawEvent>
-  /** Every frame as it came: text or binary, and its size. */
-  frames: Inbox<{ binary: boolean, bytes: number }>
-  send (frame: string | Buffer): void
-  /** Sends down the link of one gateway node (its hello's `gateway`). */
-  sendVia (gateway: string, frame: string | Buffer): void
-  next (kind: string, user?: string): Promise<RawEvent>
-  kill (): void
-}
-
-/** A backend that speaks the binary encoding by hand. */
-async function rawBackend (t: Test): Promise<RawBackend> {
-  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 })
-  await once(wss, 'listening')
-  t.teardown(async () => {
-    for (const client of wss.clients) client.terminate()
-    await new Promise((resolve) => wss.close(resolve))
-  })
-  const events = new Inbox<RawEvent>()
-  const frames = new Inbox<{ binary: boolean, bytes: number }>()
-  let latest: WebSocket | undefined
-  const byGateway = new Map<string, WebSocket>()
-  wss.on('connection', (socket) => {
-    latest = socket
-    socket.on('message', (data: Buffer, isBinary) => {
-      frames.push({ binary: isBinary, bytes: data.length })
-      if (!isBinary) {
-        for (const event of [JSON.parse(data.toString()) as RawEvent].flat()) {
-          if (event.event === 'hello') byGateway.set(String(event.gateway), socket)
-          events.push({ ...event, via: [...byGateway].find(([, s]) => s === socket)?.[0] })
-        }
-        return
-      }
-      for (const { type, body } of parseRecords(data)) {
-        if (type === 1) for (const event of [JSON.parse(body.toString()) as RawEvent].flat()) events.push(event)
-        else if (type === 2) events.push(parseMessageRecord(body))
-        else throw new Error(`unexpected record type ${type}`)
-      }
-    })
-  })
-  return {
-    url: `ws://127.0.0.1:${(wss.address() as { port: number }).port}`,
-    events,
-    frames,
-    send (frame) {
-      if (!latest) throw new Error('no link')
-      latest.send(frame)
-    },
-    sendVia (gateway, frame) {
-      const link = byGateway.get(gateway)
-      if (!link) throw new Error(`no link from ${gateway}`)
-      link.send(frame)
-    },
-    next: (kind, user) => events.next((e) => e.event === kind && (user === undefined || e.user === user), 10000, `${kind} ${user ?? ''}`),
-    kill () {
-      for (const client of wss.clients) client.terminate()
-    }
-  }
-}
 
 function binaryEndpoint (url: string, extra: Record<string, unknown> = {}): EndpointSpec {
   return { name: 'game', path: '/game/:matchId', backend: { url, encoding: 'binary', minReconnectDelayMs: 20, maxReconnectDelayMs: 200, ...extra } }
@@ -162,7 +37,7 @@ async function nextBinary (client: TestClient, what: string): Promise<Buffer> {
 }
 
 t.test('raw bytes both ways: all 256 byte values and an empty frame, byte for byte, no base64', async (t) => {
-  const backend = await rawBackend(t)
+  const backend = await handBackend(t)
   const gateway = await startGateway(t, testConfig([binaryEndpoint(backend.url)]))
   const hello = await backend.next('hello')
   t.equal(hello.encoding, 'binary', 'hello announces the binary encoding')
@@ -176,9 +51,9 @@ t.test('raw bytes both ways: all 256 byte values and an empty frame, byte for by
   const first = await backend.next('message', 'alice')
   const second = await backend.next('message', 'alice')
   const third = await backend.next('message', 'alice')
-  t.ok(first.record === true && second.record === true, 'binary frames arrive as MESSAGE records')
-  t.ok(Buffer.from(first.data as Buffer).equals(ALL_BYTES), 'all 256 byte values arrive byte for byte')
-  t.equal((second.data as Buffer).length, 0, 'an empty binary frame arrives as an empty record')
+  t.ok(first.record === MESSAGE && second.record === MESSAGE, 'binary frames arrive as MESSAGE records')
+  t.ok(first.bytes?.equals(ALL_BYTES), 'all 256 byte values arrive byte for byte')
+  t.equal(second.bytes?.length, 0, 'an empty binary frame arrives as an empty record')
   t.same(first.params, { matchId: 'm1' }, 'the record carries the client\'s params, written by the gateway')
   t.equal(first.seq, undefined, 'no seq without acks (seq field 0)')
   t.same(third, { event: 'message', user: 'alice', params: { matchId: 'm1' }, data: { move: 1 } }, 'a text frame is a JSON event as in version 1, in order after the binary ones')
@@ -186,11 +61,11 @@ t.test('raw bytes both ways: all 256 byte values and an empty frame, byte for by
   t.ok(binaryFrames.length >= 1, 'the link carried binary frames')
   t.notOk(backend.frames.all.some((f) => f.binary && f.bytes > 4096), 'no frame is inflated: nothing was base64')
 
-  backend.send(sendRecord(['alice'], ALL_BYTES))
+  backend.send(sendRecord(SEND, ['alice'], ALL_BYTES))
   t.ok((await nextBinary(alice, 'the echo')).equals(ALL_BYTES), 'a SEND record reaches the player byte for byte')
-  backend.send(sendRecord(['alice'], EMPTY))
+  backend.send(sendRecord(SEND, ['alice'], EMPTY))
   t.equal((await nextBinary(alice, 'the empty frame')).length, 0, 'an empty SEND reaches the player as an empty binary frame')
-  backend.send(Buffer.concat([jsonRecord({ action: 'send', user: 'alice', data: 'text first' }), sendRecord('all', Buffer.from([7, 0, 7]))]))
+  backend.send(Buffer.concat([jsonRecord({ action: 'send', user: 'alice', data: 'text first' }), sendRecord(SEND, 'all', Buffer.from([7, 0, 7]))]))
   t.equal(await alice.next(), 'text first', 'a JSON record in a binary frame is carried out first')
   t.ok((await nextBinary(alice, 'the all')).equals(Buffer.from([7, 0, 7])), 'then the SEND to all, in frame order')
   backend.send(JSON.stringify({ action: 'send', user: 'alice', data: ALL_BYTES.toString('base64'), binary: true }))
@@ -199,19 +74,19 @@ t.test('raw bytes both ways: all 256 byte values and an empty frame, byte for by
 })
 
 t.test('send to many users from one record, each gets the same bytes', async (t) => {
-  const backend = await rawBackend(t)
+  const backend = await handBackend(t)
   const gateway = await startGateway(t, testConfig([binaryEndpoint(backend.url)]))
   await backend.next('sync')
   const users = ['ann', 'bob', 'cé']
   const clients = await Promise.all(users.map(async (u) => await connect(gateway.url('/game/m1'), { token: tokenFor(u) })))
   for (const u of users) await backend.next('open', u)
-  backend.send(sendRecord([...users, 'nobody'], ALL_BYTES))
+  backend.send(sendRecord(SEND, [...users, 'nobody'], ALL_BYTES))
   for (const [i, client] of clients.entries()) t.ok((await nextBinary(client, users[i])).equals(ALL_BYTES), `${users[i]} got the bytes of the users record`)
   t.equal(await gateway.metric('gatehouse_dropped_actions_total', { reason: 'not_connected' }), 1, 'the user not connected is counted, as for JSON sends')
 })
 
 t.test('acks and a backend kill: unacknowledged raw messages are replayed with their seq and bytes', async (t) => {
-  const backend = await rawBackend(t)
+  const backend = await handBackend(t)
   const gateway = await startGateway(t, testConfig([binaryEndpoint(backend.url, { acks: true })]))
   await backend.next('sync')
   const alice = await connect(gateway.url('/game/m1'), { token: tokenFor('alice') })
@@ -222,7 +97,7 @@ t.test('acks and a backend kill: unacknowledged raw messages are replayed with t
   const got = [await backend.next('message'), await backend.next('message'), await backend.next('message')]
   t.same(got.map((e) => e.seq), [2, 3, 4], 'MESSAGE records carry seq 2, 3, 4')
   // the ack in a JSON record, then an echo: the echo arriving proves the ack was taken (actions run in frame order)
-  backend.send(Buffer.concat([jsonRecord({ action: 'ack', seq: 2 }), sendRecord(['alice'], Buffer.from('acked'))]))
+  backend.send(Buffer.concat([jsonRecord({ action: 'ack', seq: 2 }), sendRecord(SEND, ['alice'], Buffer.from('acked'))]))
   t.equal((await nextBinary(alice, 'the echo after the ack')).toString(), 'acked', 'the frame\'s actions ran')
   backend.kill()
 
@@ -231,15 +106,15 @@ t.test('acks and a backend kill: unacknowledged raw messages are replayed with t
   t.same((sync.users as Array<{ user: string }>).map((u) => u.user), ['alice'], 'alice is in it')
   const replayed = [await backend.next('message'), await backend.next('message')]
   t.same(replayed.map((e) => e.seq), [3, 4], 'the unacknowledged messages are replayed with their original seq')
-  t.ok((replayed[0].data as Buffer).equals(EMPTY) && (replayed[1].data as Buffer).equals(payloads[2]), 'with the same bytes')
+  t.ok(replayed[0].bytes?.equals(EMPTY) && replayed[1].bytes?.equals(payloads[2]), 'with the same bytes')
   alice.ws.send(ALL_BYTES)
   const fresh = await backend.next('message')
   t.equal(fresh.seq, 5, 'a new message takes the next seq')
-  t.ok((fresh.data as Buffer).equals(ALL_BYTES), 'byte for byte')
+  t.ok(fresh.bytes?.equals(ALL_BYTES), 'byte for byte')
 })
 
 t.test('a held session keeps raw sends and delivers them byte for byte on resume', async (t) => {
-  const backend = await rawBackend(t)
+  const backend = await handBackend(t)
   const gateway = await startGateway(t, testConfig([{ ...binaryEndpoint(backend.url), resumeGraceMs: 10000 }]))
   await backend.next('sync')
   const first = await connect(gateway.url('/game/m1'), { token: tokenFor('alice') })
@@ -248,11 +123,11 @@ t.test('a held session keeps raw sends and delivers them byte for byte on resume
   await backend.next('open', 'bob')
   first.ws.terminate()
   await gateway.logged(/holding its session for a resume/)
-  backend.send(sendRecord(['alice'], ALL_BYTES))
-  backend.send(sendRecord(['alice'], EMPTY))
+  backend.send(sendRecord(SEND, ['alice'], ALL_BYTES))
+  backend.send(sendRecord(SEND, ['alice'], EMPTY))
   backend.send(jsonRecord({ action: 'send', user: 'alice', data: 'marker' }))
   // actions of one link run in order: once bob has his, alice's three are kept
-  backend.send(sendRecord(['bob'], Buffer.from('bob')))
+  backend.send(sendRecord(SEND, ['bob'], Buffer.from('bob')))
   t.equal((await nextBinary(bob, 'bob\'s send')).toString(), 'bob', 'the frames for alice were taken before bob\'s')
   const again = await connect(gateway.url('/game/m1'), { token: tokenFor('alice') })
   t.ok((await nextBinary(again, 'the kept 256 bytes')).equals(ALL_BYTES), 'the kept raw send arrives byte for byte after the resume')
@@ -263,7 +138,7 @@ t.test('a held session keeps raw sends and delivers them byte for byte on resume
 })
 
 t.test('hostile binary frames from a backend are counted by kind; the link stays up', async (t) => {
-  const backend = await rawBackend(t)
+  const backend = await handBackend(t)
   const gateway = await startGateway(t, testConfig([binaryEndpoint(backend.url)]))
   await backend.next('sync')
   const alice = await connect(gateway.url('/game/m1'), { token: tokenFor('alice') })
@@ -286,24 +161,15 @@ t.test('hostile binary frames from a backend are counted by kind; the link stays
     ['invalid_json', record(1, Buffer.from('{not json'))],
     ['invalid_message', jsonRecord({ action: 'send', usr: 'alice', data: 1 })]
   ]
-  const expected: Record<string, number> = {}
-  for (const [kind, frame] of cases) {
-    backend.send(frame)
-    const line = await gateway.logged(/backend sent a bad frame/)
-    t.match(JSON.stringify(line.problems), /./, `${kind}: logged with its problem`)
-    expected[kind] = (expected[kind] ?? 0) + 1
-  }
-  for (const [kind, n] of Object.entries(expected)) {
-    t.equal(await gateway.metric('gatehouse_backend_frame_errors_total', { reason: kind }), n, `${kind} counted ${n} times`)
-  }
+  const expected = await sendBadFrames(t, backend, gateway, cases)
   // a frame of 100,000 bad records: each counted, one log line, the rest of the frame still read
-  backend.send(Buffer.concat([...Array.from({ length: 100000 }, () => Buffer.from([9, 0, 0, 0, 0])), sendRecord(['alice'], Buffer.from('after many'))]))
+  backend.send(Buffer.concat([...Array.from({ length: 100000 }, () => Buffer.from([9, 0, 0, 0, 0])), sendRecord(SEND, ['alice'], Buffer.from('after many'))]))
   const many = await gateway.logged(/backend sent a bad frame/)
   t.equal(many.more, 100000 - 10, 'one log line: ten problems and the count of the rest')
   t.equal(await gateway.metric('gatehouse_backend_frame_errors_total', { reason: 'binary_unknown_record' }), expected.binary_unknown_record + 100000, 'each of the 100,000 counted')
   t.equal((await nextBinary(alice, 'the send after 100,000 bad records')).toString(), 'after many', 'the good record at the end of that frame still runs')
   // an unknown record is skipped by its length: the records after it in the same frame still run
-  backend.send(Buffer.concat([record(9, Buffer.from('?')), sendRecord(['alice'], Buffer.from('still here'))]))
+  backend.send(Buffer.concat([record(9, Buffer.from('?')), sendRecord(SEND, ['alice'], Buffer.from('still here'))]))
   t.equal((await nextBinary(alice, 'a send after the hostile frames')).toString(), 'still here', 'the link is up and carries on')
   t.equal(await gateway.metric('gatehouse_link_reconnects_total'), 0, 'the link was never dropped')
   t.equal(await gateway.metric('gatehouse_link_up'), 1, 'and is up')
@@ -320,14 +186,14 @@ t.test('a JSON endpoint is unchanged: no encoding in hello, base64 for binary, b
   const message = await backend.next('message', 'alice')
   t.equal(message.data, ALL_BYTES.toString('base64'), 'base64 in a JSON event, as in version 1')
   const [link] = backend.links.all
-  link.socket.send(sendRecord(['alice'], ALL_BYTES))
+  link.socket.send(sendRecord(SEND, ['alice'], ALL_BYTES))
   await gateway.logged(/backend sent a binary frame/)
   t.equal(await gateway.metric('gatehouse_backend_frame_errors_total', { reason: 'binary_frame' }), 1, 'a binary frame is refused and counted as binary_frame')
 })
 
 t.test('a cluster: raw bytes for a user on another node are forwarded, and arrive byte for byte', async (t) => {
   const redis = await redisFor(t)
-  const backend = await rawBackend(t)
+  const backend = await handBackend(t, { via: true })
   const endpoint = binaryEndpoint(backend.url)
   const [a, b] = await Promise.all([startNode(t, 'node-a', redis.url, [endpoint]), startNode(t, 'node-b', redis.url, [endpoint])])
   await backend.next('sync')
@@ -336,9 +202,9 @@ t.test('a cluster: raw bytes for a user on another node are forwarded, and arriv
   const bob = await connect(b.url('/game/m1'), { token: tokenFor('bob') })
   t.equal((await backend.next('open', 'bob')).via, 'node-b', 'bob is on node B')
   await backend.next('open', 'alice')
-  backend.sendVia('node-a', sendRecord(['bob'], ALL_BYTES))
+  backend.sendVia('node-a', sendRecord(SEND, ['bob'], ALL_BYTES))
   t.ok((await nextBinary(bob, 'the forwarded send')).equals(ALL_BYTES), 'a SEND via node A reaches bob on node B byte for byte')
-  backend.sendVia('node-a', sendRecord('all', EMPTY))
+  backend.sendVia('node-a', sendRecord(SEND, 'all', EMPTY))
   t.equal((await nextBinary(alice, 'all on A')).length, 0, 'an empty SEND to all reaches alice on node A')
   t.equal((await nextBinary(bob, 'all on B')).length, 0, 'and bob on node B, as an empty binary frame')
   t.equal(await b.metric('gatehouse_backend_frame_errors_total'), 0, 'node B refused nothing it was forwarded')
@@ -346,29 +212,13 @@ t.test('a cluster: raw bytes for a user on another node are forwarded, and arriv
 
 // ---- the SDK ----
 
-interface Echo {
-  backend: GatehouseBackend
-  url: string
-  received: Inbox<{ user: string, data: unknown, binary: boolean }>
-  synced: Inbox<unknown>
-}
-
 /** An SDK service that echoes binary messages; `many` sends to every user it holds, `all` broadcasts. */
-async function echoService (t: Test): Promise<Echo> {
-  const received = new Inbox<{ user: string, data: unknown, binary: boolean }>()
-  const backend: GatehouseBackend = new GatehouseBackend({ token: BACKEND_TOKEN, logger: captureLogger() }, {
-    onMessage (user, data, { binary }) {
-      received.push({ user, data, binary })
-      if (binary) backend.send(user, data as Buffer)
-      else if (data === 'many') backend.send(backend.users(), Buffer.from('many'))
-      else if (data === 'all') backend.broadcast(new Uint8Array([1, 2, 3]))
-    }
+async function echoService (t: Test): Promise<RecordingService> {
+  return await recordingService(t, (backend, user, data, binary) => {
+    if (binary) backend.send(user, data as Buffer)
+    else if (data === 'many') backend.send(backend.users(), Buffer.from('many'))
+    else if (data === 'all') backend.broadcast(new Uint8Array([1, 2, 3]))
   })
-  const synced = new Inbox<unknown>()
-  backend.on('synced', (info) => synced.push(info))
-  const { url } = await backend.listen()
-  t.teardown(() => backend.stop())
-  return { backend, url, received, synced }
 }
 
 t.test('SDK: handlers get Buffers and send takes them, with acks, in a pool of two', async (t) => {
@@ -417,38 +267,9 @@ t.test('SDK: handlers get Buffers and send takes them, with acks, in a pool of t
   t.equal(await gateway.metric('gatehouse_backend_frame_errors_total'), 0, 'the gateway refused nothing')
 })
 
-/** A stand-in gateway for the SDK that reads binary frames: actions as JSON, SEND records as { record } */
-async function rawGateway (url: string): Promise<{ ws: WebSocket, actions: Inbox<Record<string, unknown>> }> {
-  const ws = new WebSocket(url, { headers: { authorization: `Bearer ${BACKEND_TOKEN}` } })
-  const actions = new Inbox<Record<string, unknown>>()
-  ws.on('message', (data: Buffer, isBinary) => {
-    if (!isBinary) {
-      for (const action of [JSON.parse(data.toString())].flat()) actions.push(action)
-      return
-    }
-    for (const { type, body } of parseRecords(data)) {
-      if (type === 1) for (const action of [JSON.parse(body.toString())].flat()) actions.push(action)
-      else actions.push({ record: type, body: Buffer.from(body) })
-    }
-  })
-  await once(ws, 'open')
-  return { ws, actions }
-}
-
-function messageRecord (user: string, data: Buffer, seq = 0): Buffer {
-  const params = Buffer.from('{}')
-  const head = Buffer.alloc(6 + 2 + Buffer.byteLength(user) + 2 + params.length)
-  head.writeUIntBE(seq, 0, 6)
-  head.writeUInt16BE(Buffer.byteLength(user), 6)
-  head.write(user, 8)
-  head.writeUInt16BE(params.length, 8 + Buffer.byteLength(user))
-  params.copy(head, 10 + Buffer.byteLength(user))
-  return record(2, Buffer.concat([head, data]))
-}
-
 t.test('SDK: garbage binary frames from a gateway are counted by kind; the link stays up', async (t) => {
   const { backend, url, received } = await echoService(t)
-  const gateway = await rawGateway(url)
+  const gateway = await standInGateway(url)
   gateway.ws.send(JSON.stringify([
     { event: 'hello', gateway: 'gw', endpoint: 'game', session: 's', protocol: 1, encoding: 'binary' },
     { event: 'sync', users: [] },
@@ -462,14 +283,14 @@ t.test('SDK: garbage binary frames from a gateway are counted by kind; the link 
     ['binary_unknown_record', record(3, Buffer.from([0, 1]))],
     ['binary_unknown_record', record(200, EMPTY)],
     ['binary_invalid_record', record(2, Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0x7b, 0x7d]))],
-    ['binary_invalid_record', messageRecord('alice', EMPTY).fill(0x5b, 20, 22)],
+    ['binary_invalid_record', messageRecord(MESSAGE, 'alice', EMPTY).fill(0x5b, 20, 22)],
     ['invalid_json', record(1, Buffer.from('nope'))]
   ]
   let reported = 0
   backend.on('badFrame', () => { reported++ })
   for (const [, frame] of garbage) gateway.ws.send(frame)
   gateway.ws.send(Buffer.concat(Array.from({ length: 100000 }, () => record(3, EMPTY))))
-  gateway.ws.send(messageRecord('alice', ALL_BYTES))
+  gateway.ws.send(messageRecord(MESSAGE, 'alice', ALL_BYTES))
   const message = await received.next(undefined, 10000, 'the good message after the garbage')
   t.ok(Buffer.isBuffer(message.data) && (message.data as Buffer).equals(ALL_BYTES), 'the good record after the garbage is handed over as a Buffer, byte for byte')
   const expected: Record<string, number> = { binary_unknown_record: 100000 }
@@ -485,13 +306,13 @@ t.test('SDK: garbage binary frames from a gateway are counted by kind; the link 
 
 t.test('SDK: a gateway without the binary encoding gets base64, and its binary frames are refused', async (t) => {
   const { backend, url, received } = await echoService(t)
-  const gateway = await rawGateway(url)
+  const gateway = await standInGateway(url)
   gateway.ws.send(JSON.stringify([
     { event: 'hello', gateway: 'gw', endpoint: 'game', session: 's', protocol: 1 },
     { event: 'sync', users: [] },
     { event: 'open', user: 'alice', claims: {}, params: {} }
   ]))
-  gateway.ws.send(messageRecord('alice', ALL_BYTES))
+  gateway.ws.send(messageRecord(MESSAGE, 'alice', ALL_BYTES))
   gateway.ws.send(JSON.stringify({ event: 'message', user: 'alice', params: {}, data: 'many' }))
   await received.next(undefined, 10000, 'the text message')
   const many = await gateway.actions.next((a) => a.action === 'send', 10000, 'the send')
@@ -501,7 +322,7 @@ t.test('SDK: a gateway without the binary encoding gets base64, and its binary f
 
 t.test('SDK: a user id too long for a record\'s u16 length gets base64 JSON, not a crash', async (t) => {
   const { backend, url } = await echoService(t)
-  const gateway = await rawGateway(url)
+  const gateway = await standInGateway(url)
   const long = 'x'.repeat(70000)
   gateway.ws.send(JSON.stringify([
     { event: 'hello', gateway: 'gw', endpoint: 'game', session: 's', protocol: 1, encoding: 'binary' },

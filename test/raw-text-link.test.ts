@@ -7,161 +7,23 @@
  * backend here reads and writes records by hand, from the layout in
  * PROTOCOL.md, not with the codec under test.
  */
-import { once } from 'node:events'
 import t from 'tap'
-import { WebSocket, WebSocketServer } from 'ws'
-import { GatehouseBackend } from '../src/sdk/index.js'
-import { BACKEND_TOKEN, captureLogger } from './sdk-fixtures.js'
+import { WebSocket } from 'ws'
+import { BACKEND_TOKEN, recordingService, type RecordingService } from './sdk-fixtures.js'
 import { startNode } from './helpers/cluster.js'
 import { redisFor } from './helpers/redis.js'
 import { startGateway, testConfig, type EndpointSpec } from './helpers/gateway.js'
 import { tokenFor } from './helpers/tokens.js'
 import { Inbox } from './helpers/waiter.js'
+import { TEXT, TEXT_SEND, handBackend, jsonRecord, messageRecord, record, sendBadFrames, standInGateway, textSend } from './helpers/records.js'
 
 type Test = { teardown (fn: () => unknown): void }
 
 // two gateway processes and Redis, on a loaded 2-core machine
 t.setTimeout(180_000)
 
-const TEXT = 4
-const TEXT_SEND = 5
 /** JSON, not JSON, empty, multi-byte UTF-8, JSON with spaces a parse would drop, a number a parse would round. */
 const TEXTS = ['{"move":1}', 'not json {', '', 'héllo wörld — 日本語 🎲', ' [1, 2 ,3] ', '"a string"', '12345678901234567890123']
-
-// ---- records by hand (PROTOCOL.md §2a) ----
-
-interface RawEvent {
-  event: string
-  user?: string
-  params?: Record<string, string>
-  data?: unknown
-  seq?: number
-  /** The record type it came in (2 MESSAGE, 4 TEXT); absent for JSON. */
-  record?: number
-  /** A record's payload, byte for byte. */
-  bytes?: Buffer
-  /** The link frame it came in was binary. */
-  inBinaryFrame?: boolean
-  [key: string]: unknown
-}
-
-function parseRecords (frame: Buffer): Array<{ type: number, body: Buffer }> {
-  const out: Array<{ type: number, body: Buffer }> = []
-  let at = 0
-  while (at < frame.length) {
-    const type = frame[at]
-    const length = frame.readUInt32BE(at + 1)
-    out.push({ type, body: frame.subarray(at + 5, at + 5 + length) })
-    at += 5 + length
-  }
-  if (at !== frame.length) throw new Error('records do not fill the frame')
-  return out
-}
-
-/** A MESSAGE or TEXT body: seq u48, user u16 + UTF-8, params u16 + JSON, the payload. */
-function parseMessageBody (type: number, body: Buffer): RawEvent {
-  const seq = body.readUIntBE(0, 6)
-  let at = 6
-  const userLength = body.readUInt16BE(at)
-  const user = body.subarray(at + 2, at + 2 + userLength).toString()
-  at += 2 + userLength
-  const paramsLength = body.readUInt16BE(at)
-  const params = JSON.parse(body.subarray(at + 2, at + 2 + paramsLength).toString()) as Record<string, string>
-  at += 2 + paramsLength
-  return { event: 'message', user, params, record: type, bytes: Buffer.from(body.subarray(at)), ...(seq === 0 ? {} : { seq }) }
-}
-
-function record (type: number, body: Buffer): Buffer {
-  const header = Buffer.alloc(5)
-  header[0] = type
-  header.writeUInt32BE(body.length, 1)
-  return Buffer.concat([header, body])
-}
-
-/** A SEND (3) or TEXT_SEND (5) record: target 0 (all) or 1 (a u32 count, then each user as u16 length + UTF-8), then the data. */
-function sendRecord (type: number, to: 'all' | string[], data: Buffer | string): Buffer {
-  const bytes = Buffer.from(data)
-  if (to === 'all') return record(type, Buffer.concat([Buffer.from([0]), bytes]))
-  const count = Buffer.alloc(4)
-  count.writeUInt32BE(to.length)
-  const users = to.map((u) => {
-    const length = Buffer.alloc(2)
-    length.writeUInt16BE(Buffer.byteLength(u))
-    return Buffer.concat([length, Buffer.from(u)])
-  })
-  return record(type, Buffer.concat([Buffer.from([1]), count, ...users, bytes]))
-}
-
-const textSend = (to: 'all' | string[], data: Buffer | string): Buffer => sendRecord(TEXT_SEND, to, data)
-const jsonRecord = (value: unknown): Buffer => record(1, Buffer.from(JSON.stringify(value)))
-
-/** A MESSAGE (2) or TEXT (4) record, as a gateway writes it. */
-function messageRecord (type: number, user: string, data: Buffer, seq = 0): Buffer {
-  const params = Buffer.from('{}')
-  const head = Buffer.alloc(6 + 2 + Buffer.byteLength(user) + 2 + params.length)
-  head.writeUIntBE(seq, 0, 6)
-  head.writeUInt16BE(Buffer.byteLength(user), 6)
-  head.write(user, 8)
-  head.writeUInt16BE(params.length, 8 + Buffer.byteLength(user))
-  params.copy(head, 10 + Buffer.byteLength(user))
-  return record(type, Buffer.concat([head, data]))
-}
-
-interface RawBackend {
-  url: string
-  events: Inbox<RawEvent>
-  send (frame: string | Buffer): void
-  sendVia (gateway: string, frame: string | Buffer): void
-  next (kind: string, user?: string): Promise<RawEvent>
-  kill (): void
-}
-
-/** A backend that speaks the binary link frames by hand. */
-async function rawBackend (t: Test): Promise<RawBackend> {
-  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 })
-  await once(wss, 'listening')
-  t.teardown(async () => {
-    for (const client of wss.clients) client.terminate()
-    await new Promise((resolve) => wss.close(resolve))
-  })
-  const events = new Inbox<RawEvent>()
-  let latest: WebSocket | undefined
-  const byGateway = new Map<string, WebSocket>()
-  wss.on('connection', (socket) => {
-    latest = socket
-    socket.on('message', (data: Buffer, isBinary) => {
-      if (!isBinary) {
-        for (const event of [JSON.parse(data.toString()) as RawEvent].flat()) {
-          if (event.event === 'hello') byGateway.set(String(event.gateway), socket)
-          events.push({ ...event, inBinaryFrame: false })
-        }
-        return
-      }
-      for (const { type, body } of parseRecords(data)) {
-        if (type === 1) for (const event of [JSON.parse(body.toString()) as RawEvent].flat()) events.push({ ...event, inBinaryFrame: true })
-        else if (type === 2 || type === TEXT) events.push({ ...parseMessageBody(type, body), inBinaryFrame: true })
-        else throw new Error(`unexpected record type ${type}`)
-      }
-    })
-  })
-  return {
-    url: `ws://127.0.0.1:${(wss.address() as { port: number }).port}`,
-    events,
-    send (frame) {
-      if (!latest) throw new Error('no link')
-      latest.send(frame)
-    },
-    sendVia (gateway, frame) {
-      const link = byGateway.get(gateway)
-      if (!link) throw new Error(`no link from ${gateway}`)
-      link.send(frame)
-    },
-    next: async (kind, user) => await events.next((e) => e.event === kind && (user === undefined || e.user === user), 10000, `${kind} ${user ?? ''}`),
-    kill () {
-      for (const client of wss.clients) client.terminate()
-    }
-  }
-}
 
 function rawEndpoint (url: string, extra: Record<string, unknown> = {}, encoding = 'raw'): EndpointSpec {
   return { name: 'game', path: '/game/:matchId', backend: { url, encoding, minReconnectDelayMs: 20, maxReconnectDelayMs: 200, ...extra } }
@@ -192,7 +54,7 @@ async function nextText (client: Player, what: string): Promise<Buffer> {
 }
 
 t.test('raw text both ways: JSON, not JSON, empty and multi-byte text, byte for byte, no JSON on the path', async (t) => {
-  const backend = await rawBackend(t)
+  const backend = await handBackend(t, { frameKind: true })
   const gateway = await startGateway(t, testConfig([rawEndpoint(backend.url)]))
   const hello = await backend.next('hello')
   t.equal(hello.encoding, 'raw', 'hello announces the raw encoding')
@@ -222,7 +84,7 @@ t.test('raw text both ways: JSON, not JSON, empty and multi-byte text, byte for 
 })
 
 t.test('a binary link is unchanged: text goes as a JSON event in a text frame; TEXT_SEND is taken', async (t) => {
-  const backend = await rawBackend(t)
+  const backend = await handBackend(t, { frameKind: true })
   const gateway = await startGateway(t, testConfig([rawEndpoint(backend.url, {}, 'binary')]))
   const hello = await backend.next('hello')
   t.equal(hello.encoding, 'binary', 'hello says binary, not raw')
@@ -240,7 +102,7 @@ t.test('a binary link is unchanged: text goes as a JSON event in a text frame; T
 })
 
 t.test('acks and a backend kill: unacknowledged TEXT records are replayed with their seq and bytes', async (t) => {
-  const backend = await rawBackend(t)
+  const backend = await handBackend(t, { frameKind: true })
   const gateway = await startGateway(t, testConfig([rawEndpoint(backend.url, { acks: true })]))
   await backend.next('sync')
   const alice = await player(gateway.url('/game/m1'), 'alice')
@@ -267,7 +129,7 @@ t.test('acks and a backend kill: unacknowledged TEXT records are replayed with t
 })
 
 t.test('duplicate "allow": a record names no connection, so text goes as a JSON event with its conn', async (t) => {
-  const backend = await rawBackend(t)
+  const backend = await handBackend(t, { frameKind: true })
   const gateway = await startGateway(t, testConfig([{ ...rawEndpoint(backend.url), duplicate: 'allow' }]))
   await backend.next('sync')
   const alice = await player(gateway.url('/game/m1'), 'alice')
@@ -281,7 +143,7 @@ t.test('duplicate "allow": a record names no connection, so text goes as a JSON 
 })
 
 t.test('a held session keeps TEXT_SEND frames within its bound and delivers them as text on resume', async (t) => {
-  const backend = await rawBackend(t)
+  const backend = await handBackend(t, { frameKind: true })
   const gateway = await startGateway(t, testConfig([{ ...rawEndpoint(backend.url), resumeGraceMs: 10000 }], { limits: { maxBufferedBytes: 4096 } }))
   await backend.next('sync')
   const first = await player(gateway.url('/game/m1'), 'alice')
@@ -305,7 +167,7 @@ t.test('a held session keeps TEXT_SEND frames within its bound and delivers them
 })
 
 t.test('hostile frames from a raw backend are counted by kind; the link stays up', async (t) => {
-  const backend = await rawBackend(t)
+  const backend = await handBackend(t, { frameKind: true })
   const gateway = await startGateway(t, testConfig([rawEndpoint(backend.url)]))
   await backend.next('sync')
   const alice = await player(gateway.url('/game/m1'), 'alice')
@@ -322,16 +184,7 @@ t.test('hostile frames from a raw backend are counted by kind; the link stays up
     ['binary_invalid_record', record(TEXT_SEND, Buffer.from([1, 0, 0, 0, 0]))],
     ['binary_unknown_record', messageRecord(TEXT, 'alice', Buffer.from('a TEXT record is the gateway\'s to send'))]
   ]
-  const expected: Record<string, number> = {}
-  for (const [kind, frame] of cases) {
-    backend.send(frame)
-    const line = await gateway.logged(/backend sent a bad frame/)
-    t.match(JSON.stringify(line.problems), /./, `${kind}: logged with its problem`)
-    expected[kind] = (expected[kind] ?? 0) + 1
-  }
-  for (const [kind, n] of Object.entries(expected)) {
-    t.equal(await gateway.metric('gatehouse_backend_frame_errors_total', { reason: kind }), n, `${kind} counted ${n} times`)
-  }
+  const expected = await sendBadFrames(t, backend, gateway, cases)
   t.equal(alice.frames.all.length, 0, 'no bad text reached the player')
   // 100,000 TEXT_SENDs of invalid UTF-8 in one frame: each counted, one log line, the good record at the end still runs
   const bad = textSend(['alice'], Buffer.from([0xc0, 0x80]))
@@ -349,7 +202,7 @@ t.test('hostile frames from a raw backend are counted by kind; the link stays up
 
 t.test('a cluster: a TEXT_SEND for a user on another node crosses the bus as a string and arrives byte for byte', async (t) => {
   const redis = await redisFor(t)
-  const backend = await rawBackend(t)
+  const backend = await handBackend(t, { frameKind: true })
   const endpoint = rawEndpoint(backend.url)
   const [a, b] = await Promise.all([startNode(t, 'node-a', redis.url, [endpoint]), startNode(t, 'node-b', redis.url, [endpoint])])
   await backend.next('sync')
@@ -369,28 +222,12 @@ t.test('a cluster: a TEXT_SEND for a user on another node crosses the bus as a s
 
 // ---- the SDK ----
 
-interface Echo {
-  backend: GatehouseBackend
-  url: string
-  received: Inbox<{ user: string, data: unknown, binary: boolean }>
-  synced: Inbox<unknown>
-}
-
 /** An SDK service that echoes every message to its sender; `all` broadcasts an object. */
-async function echoService (t: Test): Promise<Echo> {
-  const received = new Inbox<{ user: string, data: unknown, binary: boolean }>()
-  const backend: GatehouseBackend = new GatehouseBackend({ token: BACKEND_TOKEN, logger: captureLogger() }, {
-    onMessage (user, data, { binary }) {
-      received.push({ user, data, binary })
-      if (data === 'all') backend.broadcast({ to: 'all' })
-      else backend.send(user, binary ? data as Buffer : data)
-    }
+async function echoService (t: Test): Promise<RecordingService> {
+  return await recordingService(t, (backend, user, data, binary) => {
+    if (data === 'all') backend.broadcast({ to: 'all' })
+    else backend.send(user, binary ? data as Buffer : data)
   })
-  const synced = new Inbox<unknown>()
-  backend.on('synced', (info) => synced.push(info))
-  const { url } = await backend.listen()
-  t.teardown(() => backend.stop())
-  return { backend, url, received, synced }
 }
 
 t.test('SDK: an app on a raw link sees the same data, and its players the same echoes, as on a JSON link', async (t) => {
@@ -424,24 +261,6 @@ t.test('SDK: an app on a raw link sees the same data, and its players the same e
   t.equal(service.backend.stats.droppedActions, 0, 'nothing was dropped')
   t.equal(await gateway.metric('gatehouse_backend_frame_errors_total'), 0, 'the gateway refused nothing')
 })
-
-/** A stand-in gateway for the SDK that reads binary frames: actions as JSON, records as { record, body }. */
-async function standInGateway (url: string): Promise<{ ws: WebSocket, actions: Inbox<Record<string, unknown>> }> {
-  const ws = new WebSocket(url, { headers: { authorization: `Bearer ${BACKEND_TOKEN}` } })
-  const actions = new Inbox<Record<string, unknown>>()
-  ws.on('message', (data: Buffer, isBinary) => {
-    if (!isBinary) {
-      for (const action of [JSON.parse(data.toString())].flat()) actions.push(action)
-      return
-    }
-    for (const { type, body } of parseRecords(data)) {
-      if (type === 1) for (const action of [JSON.parse(body.toString())].flat()) actions.push(action)
-      else actions.push({ record: type, body: Buffer.from(body) })
-    }
-  })
-  await once(ws, 'open')
-  return { ws, actions }
-}
 
 function opening (encoding?: string): string {
   return JSON.stringify([

@@ -17,31 +17,13 @@ import { tokenFor } from './helpers/tokens.js'
 import { Inbox } from './helpers/waiter.js'
 import { eventually } from './helpers/cluster.js'
 import { pick } from '../src/pool/hrw.js'
+import { MESSAGE, SEND, messageRecord, record, sendRecord } from './helpers/records.js'
 
 t.setTimeout(120_000)
 
 // memory is measured after a full collection
 setFlagsFromString('--expose-gc')
 const gc = runInNewContext('gc') as () => void
-
-function record (type: number, body: Buffer): Buffer {
-  const header = Buffer.alloc(5)
-  header[0] = type
-  header.writeUInt32BE(body.length, 1)
-  return Buffer.concat([header, body])
-}
-
-/** A SEND record to a list of users (target 1, u32 count, each user as u16 length + UTF-8), then the data. */
-function sendRecord (users: string[], data: Buffer): Buffer {
-  const count = Buffer.alloc(4)
-  count.writeUInt32BE(users.length)
-  const ids = users.map((u) => {
-    const length = Buffer.alloc(2)
-    length.writeUInt16BE(Buffer.byteLength(u))
-    return Buffer.concat([length, Buffer.from(u)])
-  })
-  return record(3, Buffer.concat([Buffer.from([1]), count, ...ids, data]))
-}
 
 interface RawBackend {
   url: string
@@ -99,9 +81,9 @@ t.test('broke: a 1-byte SEND in a frame padded with a 1 MiB skipped record pinne
   const before = process.memoryUsage().arrayBuffers
   const FRAMES = 48
   const padding = record(9, Buffer.alloc(1 << 20))
-  for (let i = 0; i < FRAMES; i++) backend.send(Buffer.concat([sendRecord(['alice'], Buffer.from([i])), padding]))
+  for (let i = 0; i < FRAMES; i++) backend.send(Buffer.concat([sendRecord(SEND, ['alice'], Buffer.from([i])), padding]))
   // one link's actions run in order: once bob has his, alice's are kept
-  backend.send(sendRecord(['bob'], Buffer.from('bob')))
+  backend.send(sendRecord(SEND, ['bob'], Buffer.from('bob')))
   t.equal((await nextBinary(bob, 'bob\'s send')).toString(), 'bob', 'the frames for alice were taken before bob\'s')
   // what is only in flight (socket buffers, a frame being decoded) goes within a few collections; what a kept send pins stays
   const grown = await eventually(async () => {
@@ -114,18 +96,6 @@ t.test('broke: a 1-byte SEND in a frame padded with a 1 MiB skipped record pinne
   const again = await connect(gateway.url('/game/m1'), { token: tokenFor('alice') })
   for (let i = 0; i < FRAMES; i++) t.same([...await nextBinary(again, `kept send ${i}`)], [i], `kept send ${i} arrives byte for byte, in order`)
 })
-
-function messageRecord (user: string, data: Buffer, seq = 0, params = '{}'): Buffer {
-  const u = Buffer.from(user)
-  const p = Buffer.from(params)
-  const head = Buffer.alloc(6 + 2 + u.length + 2 + p.length)
-  head.writeUIntBE(seq, 0, 6)
-  head.writeUInt16BE(u.length, 6)
-  u.copy(head, 8)
-  head.writeUInt16BE(p.length, 8 + u.length)
-  p.copy(head, 10 + u.length)
-  return record(2, Buffer.concat([head, data]))
-}
 
 t.test('held: the SDK under crafted binary frames from a gateway (a user never opened, prototype keys in params, the largest u48 seq, a hello switching encodings mid-frame) neither crashes nor stops serving', async (t) => {
   const received = new Inbox<{ user: string, data: unknown, params: unknown }>()
@@ -141,11 +111,11 @@ t.test('held: the SDK under crafted binary frames from a gateway (a user never o
   t.teardown(() => ws.terminate())
   const hello = { event: 'hello', gateway: 'gw', endpoint: 'game', session: 's', protocol: 1, encoding: 'binary', acks: true }
   ws.send(JSON.stringify([hello, { event: 'sync', users: [], seq: 0 }, { event: 'open', user: 'alice', claims: {}, params: {}, seq: 1 }]))
-  ws.send(messageRecord('mallory', Buffer.from('never opened'), 2))
-  ws.send(messageRecord('alice', Buffer.from('proto'), 3, '{"__proto__":"x","constructor":"y"}'))
-  ws.send(messageRecord('alice', Buffer.from('polluting'), 4, '{"__proto__":{"polluted":"yes"}}'))
+  ws.send(messageRecord(MESSAGE, 'mallory', Buffer.from('never opened'), 2))
+  ws.send(messageRecord(MESSAGE, 'alice', Buffer.from('proto'), 3, '{"__proto__":"x","constructor":"y"}'))
+  ws.send(messageRecord(MESSAGE, 'alice', Buffer.from('polluting'), 4, '{"__proto__":{"polluted":"yes"}}'))
   // a hello that turns the binary encoding off, then a MESSAGE record in the same frame
-  ws.send(Buffer.concat([record(1, Buffer.from(JSON.stringify({ ...hello, encoding: undefined, session: 's2' }))), messageRecord('alice', Buffer.from('after'), 1)]))
+  ws.send(Buffer.concat([record(1, Buffer.from(JSON.stringify({ ...hello, encoding: undefined, session: 's2' }))), messageRecord(MESSAGE, 'alice', Buffer.from('after'), 1)]))
   ws.send(Buffer.from([2, 0, 0]))
   ws.send(JSON.stringify([{ event: 'sync', users: [{ user: 'alice', claims: {}, params: {} }], seq: 0 }]))
   const hugeSeq = 2 ** 48 - 1

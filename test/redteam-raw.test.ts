@@ -11,7 +11,7 @@ import { connect as tcpConnect, type Socket } from 'node:net'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import t from 'tap'
-import { WebSocket, WebSocketServer } from 'ws'
+import { WebSocket } from 'ws'
 import { GatehouseBackend } from '../src/sdk/index.js'
 import { BACKEND_TOKEN, captureLogger } from './sdk-fixtures.js'
 import { eventually, startNode } from './helpers/cluster.js'
@@ -20,145 +20,13 @@ import { startGateway, testConfig, type EndpointSpec } from './helpers/gateway.j
 import { upgradeRequest } from './helpers/raw-http.js'
 import { tokenFor } from './helpers/tokens.js'
 import { Inbox } from './helpers/waiter.js'
-
-type Test = { teardown (fn: () => unknown): void }
+import { JSON_RECORD, MESSAGE, SEND, TEXT, TEXT_SEND, handBackend, jsonRecord, parseRecords, record, sendRecord, textRecord, textSend } from './helpers/records.js'
 
 t.setTimeout(180_000)
 
 // memory is measured after a full collection
 setFlagsFromString('--expose-gc')
 const gc = runInNewContext('gc') as () => void
-
-const JSON_RECORD = 1
-const MESSAGE = 2
-const SEND = 3
-const TEXT = 4
-const TEXT_SEND = 5
-
-// ---- records by hand (PROTOCOL.md §2a) ----
-
-function record (type: number, body: Buffer): Buffer {
-  const header = Buffer.alloc(5)
-  header[0] = type
-  header.writeUInt32BE(body.length, 1)
-  return Buffer.concat([header, body])
-}
-
-/** A SEND (3) or TEXT_SEND (5) record: target 0 (all) or 1 (a u32 count, then each user as u16 length + UTF-8), then the data. */
-function sendRecord (type: number, to: 'all' | string[], data: Buffer | string): Buffer {
-  const bytes = Buffer.from(data)
-  if (to === 'all') return record(type, Buffer.concat([Buffer.from([0]), bytes]))
-  const count = Buffer.alloc(4)
-  count.writeUInt32BE(to.length)
-  const users = to.map((u) => {
-    const length = Buffer.alloc(2)
-    length.writeUInt16BE(Buffer.byteLength(u))
-    return Buffer.concat([length, Buffer.from(u)])
-  })
-  return record(type, Buffer.concat([Buffer.from([1]), count, ...users, bytes]))
-}
-
-const textSend = (to: 'all' | string[], data: Buffer | string): Buffer => sendRecord(TEXT_SEND, to, data)
-const jsonRecord = (value: unknown): Buffer => record(JSON_RECORD, Buffer.from(JSON.stringify(value)))
-
-interface Received {
-  event: string
-  user?: string
-  conn?: string
-  params?: Record<string, string>
-  data?: unknown
-  binary?: boolean
-  seq?: number
-  /** The record type it came in (2 MESSAGE, 4 TEXT); absent for JSON. */
-  record?: number
-  /** A record's payload, byte for byte. */
-  bytes?: Buffer
-  [key: string]: unknown
-}
-
-function parseRecords (frame: Buffer): Array<{ type: number, body: Buffer }> {
-  const out: Array<{ type: number, body: Buffer }> = []
-  let at = 0
-  while (at < frame.length) {
-    const type = frame[at]
-    const length = frame.readUInt32BE(at + 1)
-    out.push({ type, body: frame.subarray(at + 5, at + 5 + length) })
-    at += 5 + length
-  }
-  if (at !== frame.length) throw new Error('records do not fill the frame')
-  return out
-}
-
-/** A MESSAGE or TEXT body: seq u48, user u16 + UTF-8, params u16 + JSON, the payload. */
-function parseMessageBody (type: number, body: Buffer): Received {
-  const seq = body.readUIntBE(0, 6)
-  let at = 6
-  const userLength = body.readUInt16BE(at)
-  const user = body.subarray(at + 2, at + 2 + userLength).toString()
-  at += 2 + userLength
-  const paramsLength = body.readUInt16BE(at)
-  const params = JSON.parse(body.subarray(at + 2, at + 2 + paramsLength).toString()) as Record<string, string>
-  at += 2 + paramsLength
-  return { event: 'message', user, params, record: type, bytes: Buffer.from(body.subarray(at)), ...(seq === 0 ? {} : { seq }) }
-}
-
-interface HandBackend {
-  url: string
-  events: Inbox<Received>
-  /** Link frames as they came: whether binary, and their size. */
-  frames: Array<{ binary: boolean, bytes: number }>
-  send (frame: string | Buffer): void
-  /** Down the link of one gateway node (its hello's `gateway`). */
-  sendVia (gateway: string, frame: string | Buffer): void
-  next (kind: string, user?: string): Promise<Received>
-}
-
-/** A backend that reads and writes the link by hand. */
-async function handBackend (t: Test): Promise<HandBackend> {
-  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 })
-  await once(wss, 'listening')
-  t.teardown(async () => {
-    for (const client of wss.clients) client.terminate()
-    await new Promise((resolve) => wss.close(resolve))
-  })
-  const events = new Inbox<Received>()
-  const frames: Array<{ binary: boolean, bytes: number }> = []
-  let latest: WebSocket | undefined
-  const byGateway = new Map<string, WebSocket>()
-  wss.on('connection', (socket) => {
-    latest = socket
-    socket.on('message', (data: Buffer, isBinary) => {
-      frames.push({ binary: isBinary, bytes: data.length })
-      if (!isBinary) {
-        for (const event of [JSON.parse(data.toString()) as Received].flat()) {
-          if (event.event === 'hello') byGateway.set(String(event.gateway), socket)
-          events.push(event)
-        }
-        return
-      }
-      for (const { type, body } of parseRecords(data)) {
-        if (type === JSON_RECORD) for (const event of [JSON.parse(body.toString()) as Received].flat()) events.push(event)
-        else if (type === MESSAGE || type === TEXT) events.push(parseMessageBody(type, body))
-        else throw new Error(`unexpected record type ${type}`)
-      }
-    })
-  })
-  return {
-    url: `ws://127.0.0.1:${(wss.address() as { port: number }).port}`,
-    events,
-    frames,
-    send (frame) {
-      if (!latest) throw new Error('no link')
-      latest.send(frame)
-    },
-    sendVia (gateway, frame) {
-      const link = byGateway.get(gateway)
-      if (!link) throw new Error(`no link from ${gateway}`)
-      link.send(frame)
-    },
-    next: async (kind, user) => await events.next((e) => e.event === kind && (user === undefined || e.user === user), 15000, `${kind} ${user ?? ''}`)
-  }
-}
 
 function rawEndpoint (url: string, extra: Record<string, unknown> = {}, endpoint: Record<string, unknown> = {}): EndpointSpec {
   return { name: 'game', path: '/game/:matchId', ...endpoint, backend: { url, encoding: 'raw', minReconnectDelayMs: 20, maxReconnectDelayMs: 200, ...extra } }
@@ -229,7 +97,7 @@ async function settledGrowth (before: number, bound: number): Promise<number> {
 t.test('broke: a player\'s tiny frame read in one TCP chunk with 60 KiB of a frame it never finished pinned the chunk in the event queue (counted as a few bytes of queue.maxBytes)', async (t) => {
   for (const [kind, opcode] of [['text', 1], ['binary', 2]] as const) {
     await t.test(`a ${kind} frame`, async (t) => {
-      const backend = await handBackend(t)
+      const backend = await handBackend(t, { timeoutMs: 15000 })
       // acks with a backend that never acks: every event stays queued, as it would through an outage
       const gateway = await startGateway(t, testConfig([rawEndpoint(backend.url, { acks: true })]))
       await backend.next('sync')
@@ -259,7 +127,7 @@ t.test('broke: a player\'s tiny frame read in one TCP chunk with 60 KiB of a fra
 const HOSTILE_TEXTS = ['1,"user":"bob"', '"}', '{"event":"open","user":"bob"}', '},{"event":"close","user":"bob"', '\\', '\u2028\u2029', '\0', 'x'.repeat(300)]
 
 t.test('held: text and binary frames of one player, hostile texts among them, written in one burst, reach a raw backend in order, as records naming only that player', async (t) => {
-  const backend = await handBackend(t)
+  const backend = await handBackend(t, { timeoutMs: 15000 })
   const gateway = await startGateway(t, testConfig([rawEndpoint(backend.url)], { limits: { messagesPerSecond: 1000, burst: 1000 } }))
   await backend.next('sync')
   const alice = await tcpPlayer(gateway.port, '/game/m1', 'alice')
@@ -284,7 +152,7 @@ t.test('held: text and binary frames of one player, hostile texts among them, wr
 })
 
 t.test('held: under duplicate "allow" the same burst falls back to JSON events with the conn, the envelope intact, in order', async (t) => {
-  const backend = await handBackend(t)
+  const backend = await handBackend(t, { timeoutMs: 15000 })
   const gateway = await startGateway(t, testConfig([rawEndpoint(backend.url, {}, { duplicate: 'allow' })]))
   await backend.next('sync')
   const alice = await tcpPlayer(gateway.port, '/game/m1', 'alice')
@@ -308,7 +176,7 @@ t.test('held: under duplicate "allow" the same burst falls back to JSON events w
 })
 
 t.test('held: a player\'s invalid UTF-8 text ends it with 1007, a text past maxPayloadBytes with 1009; neither reaches the backend', async (t) => {
-  const backend = await handBackend(t)
+  const backend = await handBackend(t, { timeoutMs: 15000 })
   const gateway = await startGateway(t, testConfig([rawEndpoint(backend.url)], { limits: { maxPayloadBytes: 1024 } }))
   await backend.next('sync')
   for (const [user, frame, code] of [['alice', clientFrame(1, Buffer.from([0x68, 0xc3, 0x28])), 1007], ['bob', clientFrame(1, Buffer.alloc(1025, 0x61)), 1009]] as const) {
@@ -325,7 +193,7 @@ t.test('held: a player\'s invalid UTF-8 text ends it with 1007, a text past maxP
 })
 
 t.test('held: one backend frame of 100,000 tiny TEXT_SENDs, with JSON sends and SEND records among them, reaches the player in order, each as its kind', async (t) => {
-  const backend = await handBackend(t)
+  const backend = await handBackend(t, { timeoutMs: 15000 })
   const gateway = await startGateway(t, testConfig([rawEndpoint(backend.url)], { limits: { maxBufferedBytes: 64 * 1024 * 1024 } }))
   await backend.next('sync')
   const alice = await player(gateway.url('/game/m1'), 'alice')
@@ -355,7 +223,7 @@ t.test('held: one backend frame of 100,000 tiny TEXT_SENDs, with JSON sends and 
 })
 
 t.test('held: a refresh in the middle of a raw stream: the old socket\'s text reaches the backend before the new one\'s, and TEXT_SENDs of the switch reach the new socket in order, as text', async (t) => {
-  const backend = await handBackend(t)
+  const backend = await handBackend(t, { timeoutMs: 15000 })
   const gateway = await startGateway(t, testConfig([rawEndpoint(backend.url)]))
   await backend.next('sync')
   const old = await tcpPlayer(gateway.port, '/game/m1', 'alice')
@@ -383,7 +251,7 @@ t.test('held: a refresh in the middle of a raw stream: the old socket\'s text re
 
 t.test('held: a cluster: TEXT_SENDs via node A for a session held on node B are kept there and reach it on resume as text, in order; a 1 MiB TEXT_SEND to all crosses the bus', async (t) => {
   const redis = await redisFor(t)
-  const backend = await handBackend(t)
+  const backend = await handBackend(t, { timeoutMs: 15000 })
   const endpoint = rawEndpoint(backend.url, {}, { resumeGraceMs: 30000 })
   const [a, b] = await Promise.all([startNode(t, 'node-a', redis.url, [endpoint]), startNode(t, 'node-b', redis.url, [endpoint])])
   await backend.next('sync')
@@ -464,19 +332,6 @@ t.test('held: mask false on a raw link with acks: an SDK echoes 60 KiB texts and
   t.equal(backend.stats.badFrames, 0, 'the SDK refused nothing from the unmasked link')
   await eventually(async () => await gateway.metric('gatehouse_queue_events'), (n) => n === 0, 15000, 'every event acknowledged')
 })
-
-/** A TEXT record as a gateway writes it, with params as given (raw JSON text). */
-function textRecord (user: string, text: string | Buffer, params = '{}', seq = 0): Buffer {
-  const u = Buffer.from(user)
-  const p = Buffer.from(params)
-  const head = Buffer.alloc(6 + 2 + u.length + 2 + p.length)
-  head.writeUIntBE(seq, 0, 6)
-  head.writeUInt16BE(u.length, 6)
-  u.copy(head, 8)
-  head.writeUInt16BE(p.length, 8 + u.length)
-  p.copy(head, 10 + u.length)
-  return record(TEXT, Buffer.concat([head, Buffer.from(text)]))
-}
 
 t.test('held: a hostile gateway against the SDK: TEXT records with bad params and user ids are counted and skipped, none pollutes a prototype, and a later hello without raw turns TEXT_SENDs back into JSON', async (t) => {
   const received = new Inbox<{ user: string, data: unknown, params: unknown }>()

@@ -1,10 +1,11 @@
 /**
  * Fixtures for the SDK and example tests: a stand-in gateway on a real
  * socket (to send what a real gateway never would), a logger that records,
- * and handlers that record every call.
+ * handlers that record every call, and a recording SDK service for the link
+ * encoding tests.
  */
 import { WebSocket } from 'ws'
-import type { BackendHandlers, BackendLogger, GatehouseBackend } from '../src/sdk/index.js'
+import { GatehouseBackend, type BackendHandlers, type BackendLogger } from '../src/sdk/index.js'
 import { Inbox } from './helpers/waiter.js'
 
 export const BACKEND_TOKEN = 'backend-token-for-tests-0123456789'
@@ -108,4 +109,30 @@ export async function synced (backend: GatehouseBackend, count = 1): Promise<voi
     }
     backend.on('synced', onSynced)
   })
+}
+
+export interface RecordingService {
+  backend: GatehouseBackend
+  url: string
+  received: Inbox<{ user: string, data: unknown, binary: boolean }>
+  synced: Inbox<unknown>
+}
+
+/** An SDK service that records every message and its syncs, and answers each message as `reply` says. */
+export async function recordingService (
+  t: { teardown (fn: () => unknown): void },
+  reply: (backend: GatehouseBackend, user: string, data: unknown, binary: boolean) => void
+): Promise<RecordingService> {
+  const received = new Inbox<{ user: string, data: unknown, binary: boolean }>()
+  const backend: GatehouseBackend = new GatehouseBackend({ token: BACKEND_TOKEN, logger: captureLogger() }, {
+    onMessage (user, data, { binary }) {
+      received.push({ user, data, binary })
+      reply(backend, user, data, binary)
+    }
+  })
+  const synced = new Inbox<unknown>()
+  backend.on('synced', (info) => synced.push(info))
+  const { url } = await backend.listen()
+  t.teardown(() => backend.stop())
+  return { backend, url, received, synced }
 }
