@@ -4,13 +4,16 @@
  * nodes in either order, a player using the gateway's own close codes, and
  * the browser client's refresh on a `duplicate: "allow"` endpoint.
  */
+import { once } from 'node:events'
+import type { AddressInfo } from 'node:net'
 import t from 'tap'
-import { WebSocket as NodeWebSocket } from 'ws'
+import { WebSocket as NodeWebSocket, WebSocketServer } from 'ws'
 import { Roster } from '../src/sdk/roster.js'
 import { GatehouseClient } from '../src/client/index.js'
 import { gatewayWithBackends } from './helpers/setup.js'
 import { connect } from './helpers/client.js'
 import { tokenFor } from './helpers/tokens.js'
+import { Inbox } from './helpers/waiter.js'
 
 async function game (t: { teardown (fn: () => unknown): void }, link: Record<string, unknown> = {}, endpoint: Record<string, unknown> = {}) {
   const { gateway, backends } = await gatewayWithBackends(t, [
@@ -128,4 +131,43 @@ t.test('duplicate allow: a resume with a new token is a refresh event carrying t
   backend.send({ action: 'send', conn: opened.conn, data: 'to the conn' })
   t.equal(await again.messages.next(() => true, 10000, 'the frame to the conn'), 'to the conn', 'sends to that conn reach the new socket')
   t.equal(backend.events.all.filter((e) => e.user === 'carol' && (e.event === 'close' || e.event === 'open')).length, 1, 'one open in all, no close')
+})
+
+t.test('a second refresh does not cut short the socket the first one left: what the gateway still sends there arrives', async (t) => {
+  // a stand-in gateway that is slow to close a refresh's old socket (4410), as a loaded one is
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 })
+  await once(wss, 'listening')
+  const sockets = new Inbox<NodeWebSocket>()
+  wss.on('connection', (socket) => {
+    socket.on('error', () => {})
+    sockets.push(socket)
+  })
+  t.teardown(() => {
+    for (const socket of wss.clients) socket.terminate()
+    wss.close()
+  })
+  let minted = 0
+  const client = new GatehouseClient(`ws://127.0.0.1:${(wss.address() as AddressInfo).port}/game/m1`, { token: () => tokenFor('zed', { n: ++minted }), refreshAheadMs: 0, refreshGraceMs: 10000, WebSocket: NodeWs })
+  const received = new Inbox<string>()
+  const events = new Inbox<string>()
+  client.on('message', ({ data }) => received.push(String(data)))
+  client.on('open', () => events.push('open'))
+  client.on('refreshed', () => events.push('refreshed'))
+  client.on('closed', ({ code }) => events.push(`closed ${code}`))
+  const first = await sockets.next(undefined, 10000, 'the first socket')
+  await events.next((e) => e === 'open', 10000, 'the client open')
+  client.refresh()
+  await sockets.next(undefined, 10000, 'the first refresh\'s socket')
+  await events.next((e) => e === 'refreshed', 10000, 'the first refresh')
+  client.refresh()
+  await sockets.next(undefined, 10000, 'the second refresh\'s socket')
+  await events.next((e) => e === 'refreshed', 10000, 'the second refresh')
+  first.send('still on the first socket')
+  t.equal(await received.next(undefined, 5000, 'the frame sent on the first socket'), 'still on the first socket', 'a frame the gateway sends on a refresh\'s old socket before closing it reaches the page')
+  // bad input: garbage where a frame's text should be is still only a message, and the first socket's 4410 ends it quietly
+  first.send(Buffer.from([0xc3, 0x28]), { binary: true })
+  await received.next(undefined, 5000, 'the binary frame')
+  first.close(4410, 'session moved to a refreshed connection')
+  client.close()
+  t.same(events.all.filter((e) => e.startsWith('closed')), ['closed 1000'], 'no close reached the page but its own')
 })

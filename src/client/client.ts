@@ -89,8 +89,12 @@ export class GatehouseClient {
   private refreshTimer: ReturnType<typeof setTimeout> | undefined
   private refreshing: WebSocket | undefined
   private refreshFailures = 0
-  /** The socket a refresh left, until the gateway closes it or `refreshGraceMs` passes. */
-  private leaving: { socket: WebSocket, timer: ReturnType<typeof setTimeout> } | undefined
+  /**
+   * The sockets refreshes left, each until the gateway closes it or its
+   * `refreshGraceMs` passes: not cut short by the next refresh, since what the
+   * gateway still delivers there comes before its 4410.
+   */
+  private readonly leaving = new Map<WebSocket, ReturnType<typeof setTimeout>>()
 
   constructor (readonly url: string | URL, options: GatehouseClientOptions) {
     this.options = {
@@ -205,10 +209,8 @@ export class GatehouseClient {
     // every error is followed by a close, which decides (and `ws` in Node throws on an error nobody listens to)
     socket.onerror = () => {}
     socket.onclose = (event) => {
-      if (this.leaving?.socket === socket) {
-        clearTimeout(this.leaving.timer)
-        this.leaving = undefined
-      }
+      clearTimeout(this.leaving.get(socket))
+      this.leaving.delete(socket)
       if (this.socket !== socket) return
       this.socket = undefined
       if (event.code === 4410 && this.refreshing !== undefined) return
@@ -279,19 +281,17 @@ export class GatehouseClient {
 
   /** Waits `refreshGraceMs` for the gateway to close a refresh's old socket, then closes it here. */
   private letGo (old: WebSocket): void {
-    this.dropLeaving()
-    this.leaving = { socket: old, timer: setTimeout(() => this.dropLeaving(), this.options.refreshGraceMs) }
+    this.leaving.set(old, setTimeout(() => this.dropLeaving(old), this.options.refreshGraceMs))
   }
 
   /** Closes the socket a refresh left, if still open (the gateway kept it: `duplicate: "allow"`), and ignores what else it gets. */
-  private dropLeaving (): void {
-    const leaving = this.leaving
-    if (leaving === undefined) return
-    this.leaving = undefined
-    clearTimeout(leaving.timer)
-    if (leaving.socket.readyState !== OPEN) return
-    leaving.socket.onmessage = null
-    leaving.socket.close(1000)
+  private dropLeaving (socket: WebSocket): void {
+    if (!this.leaving.has(socket)) return
+    clearTimeout(this.leaving.get(socket))
+    this.leaving.delete(socket)
+    if (socket.readyState !== OPEN) return
+    socket.onmessage = null
+    socket.close(1000)
   }
 
   /** The connection ended: a refresh under way has nothing left to take over. */
@@ -332,7 +332,7 @@ export class GatehouseClient {
     clearTimeout(this.timer)
     this.timer = undefined
     this.abandonRefresh()
-    this.dropLeaving()
+    for (const socket of [...this.leaving.keys()]) this.dropLeaving(socket)
     this.current = 'closed'
     this.socket = undefined
     this.outbox.length = 0
