@@ -5,10 +5,7 @@
  * frame, a batch when there are several. `broadcast` sends ONE
  * `{"action":"send","all":true}` down the link.
  */
-import { performance } from 'node:perf_hooks'
-import { serveIpc } from '../ipc.js'
-import { serverHandlers } from './common.js'
-import { linkServer } from './link-server.js'
+import { linkServer, serveLinkBackend } from './link-server.js'
 
 interface Event { event: string, user?: string, data?: unknown }
 
@@ -37,17 +34,4 @@ wss.on('connection', (socket) => {
   })
 })
 
-serveIpc({
-  ...serverHandlers(async () => {
-    for (const client of wss.clients) client.terminate()
-    await new Promise<void>((resolve) => wss.close(() => resolve()))
-  }),
-  stats: () => ({ links: wss.clients.size, ...counts }),
-  broadcast: ({ id }: { id: number }) => {
-    const [link] = wss.clients
-    if (!link) throw new Error('no gateway link')
-    const sentAt = performance.timeOrigin + performance.now()
-    link.send(JSON.stringify({ action: 'send', all: true, data: { b: id, t: sentAt } }))
-    return { sentAt }
-  }
-}, { port: (wss.address() as { port: number }).port })
+serveLinkBackend(wss, counts, (id, sentAt) => JSON.stringify({ action: 'send', all: true, data: { b: id, t: sentAt } }))

@@ -7,10 +7,7 @@
  * out as one binary frame. JSON text frames (hello, sync, open, close) are
  * only counted. `broadcast` sends one TEXT_SEND to all down the link.
  */
-import { performance } from 'node:perf_hooks'
-import { serveIpc } from '../ipc.js'
-import { serverHandlers } from './common.js'
-import { linkServer } from './link-server.js'
+import { linkServer, serveLinkBackend } from './link-server.js'
 
 const TEXT = 4
 const TEXT_SEND = 5
@@ -75,23 +72,12 @@ wss.on('connection', (socket) => {
   })
 })
 
-serveIpc({
-  ...serverHandlers(async () => {
-    for (const client of wss.clients) client.terminate()
-    await new Promise<void>((resolve) => wss.close(() => resolve()))
-  }),
-  stats: () => ({ links: wss.clients.size, ...counts }),
-  broadcast: ({ id }: { id: number }) => {
-    const [link] = wss.clients
-    if (!link) throw new Error('no gateway link')
-    const sentAt = performance.timeOrigin + performance.now()
-    const text = Buffer.from(JSON.stringify({ b: id, t: sentAt }))
-    const record = Buffer.allocUnsafe(HEADER + 1 + text.length)
-    record[0] = TEXT_SEND
-    record.writeUInt32BE(1 + text.length, 1)
-    record[HEADER] = 0
-    text.copy(record, HEADER + 1)
-    link.send(record)
-    return { sentAt }
-  }
-}, { port: (wss.address() as { port: number }).port })
+serveLinkBackend(wss, counts, (id, sentAt) => {
+  const text = Buffer.from(JSON.stringify({ b: id, t: sentAt }))
+  const record = Buffer.allocUnsafe(HEADER + 1 + text.length)
+  record[0] = TEXT_SEND
+  record.writeUInt32BE(1 + text.length, 1)
+  record[HEADER] = 0
+  text.copy(record, HEADER + 1)
+  return record
+})
