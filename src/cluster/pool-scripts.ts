@@ -31,26 +31,27 @@ local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+-- a stored JSON value as a table; nil when it is missing, malformed or not an object or array
+local function table_of(raw)
+  if not raw then return nil end
+  local ok, v = pcall(cjson.decode, raw)
+  if ok and type(v) == 'table' then return v end
+  return nil
+end
 local function node_list(raw)
   local out = {}
-  if not raw then return out end
-  local ok, v = pcall(cjson.decode, raw)
-  if not ok or type(v) ~= 'table' then return out end
-  for _, n in ipairs(v) do if type(n) == 'string' then table.insert(out, n) end end
+  for _, n in ipairs(table_of(raw) or {}) do if type(n) == 'string' then table.insert(out, n) end end
   return out
 end
 local function lease_of(raw)
-  local ok, l = pcall(cjson.decode, raw)
-  if not ok or type(l) ~= 'table' or type(l.url) ~= 'string' or type(l.href) ~= 'string' then return nil end
+  local l = table_of(raw)
+  if not l or type(l.url) ~= 'string' or type(l.href) ~= 'string' then return nil end
   if type(l.weight) ~= 'number' or l.weight <= 0 or type(l.exp) ~= 'number' then return nil end
   return l
 end
 local function views_of(raw)
   local out = {}
-  if not raw then return out end
-  local ok, v = pcall(cjson.decode, raw)
-  if not ok or type(v) ~= 'table' then return out end
-  for n, s in pairs(v) do if type(n) == 'string' and type(s) == 'number' then out[n] = s end end
+  for n, s in pairs(table_of(raw) or {}) do if type(n) == 'string' and type(s) == 'number' then out[n] = s end end
   return out
 end
 `
