@@ -57,6 +57,8 @@ export interface StartOptions {
   cpuProfDir?: string
   /** The `gatehouse-b` build: its dist/src/index.js. */
   gatehouseB?: string
+  /** The `gatehouse-b` build on a raw link, as `gatehouse-raw`. */
+  gatehouseBRaw?: boolean
   /** False: the gateway's link unmasked (`backend.mask: false`). */
   linkMask?: boolean
 }
@@ -131,7 +133,7 @@ export async function startContender (name: ContenderName, options: StartOptions
     }
   }
   if (name === 'gatehouse-b' && !options.gatehouseB) throw new Error('gatehouse-b needs BENCH_GATEHOUSE_B')
-  const raw = name === 'gatehouse-raw'
+  const raw = name === 'gatehouse-raw' || (name === 'gatehouse-b' && options.gatehouseBRaw === true)
   const backend = await forkChild<{ port: number }>(raw ? 'raw echo backend' : 'echo backend', raw ? RAW_ECHO_BACKEND : ECHO_BACKEND, { execArgv: NODE_FLAGS })
   const flags = options.cpuProfDir ? [...NODE_FLAGS, '--cpu-prof', `--cpu-prof-dir=${options.cpuProfDir}`] : NODE_FLAGS
   let gateway: Child | undefined

@@ -36,6 +36,8 @@ export interface BenchOptions {
   cpuProfDir?: string
   /** Another build's dist/src/index.js, measured as the `gatehouse-b` contender. */
   gatehouseB?: string
+  /** BENCH_GATEHOUSE_B_RAW=1: the `gatehouse-b` build runs as `gatehouse-raw` does (raw link, raw echo backend). */
+  gatehouseBRaw: boolean
   /** BENCH_LINK_MASK=0: every gateway contender's link with `backend.mask: false` (docs/configuration.md). */
   linkMask: boolean
   smoke: boolean
@@ -44,7 +46,7 @@ export interface BenchOptions {
 export const KNOBS = `BENCH_RUNS (5), BENCH_IDLE_RUNS (3), BENCH_CLIENTS (10,100,1000), BENCH_IDLE (1000,15000), BENCH_BROADCAST_CLIENTS (10000),
 BENCH_STORM_CLIENTS (1000,15000), BENCH_DURATION_MS (3000), BENCH_WARMUP_MS (1000), BENCH_HANDSHAKE_MS (3000), BENCH_HANDSHAKE_CONCURRENCY (64),
 BENCH_WORKERS (auto), BENCH_CONTENDERS (direct,nginx,socketio,gatehouse,gatehouse-raw), BENCH_WORKLOADS (throughput,handshake,idle,broadcast,storm),
-BENCH_NGINX_WORKERS (auto), BENCH_GATEHOUSE_B=/other/checkout/dist/src/index.js, BENCH_LINK_MASK=0 (gateway links unmasked), BENCH_NO_INSTALL=1, NGINX=/path/to/nginx, BENCH_CPU_PROF=DIR, BENCH_OUT=DIR, BENCH_SMOKE=1`
+BENCH_NGINX_WORKERS (auto), BENCH_GATEHOUSE_B=/other/checkout/dist/src/index.js, BENCH_GATEHOUSE_B_RAW=1, BENCH_LINK_MASK=0 (gateway links unmasked), BENCH_NO_INSTALL=1, NGINX=/path/to/nginx, BENCH_CPU_PROF=DIR, BENCH_OUT=DIR, BENCH_SMOKE=1`
 
 export function defaultOptions (): BenchOptions {
   return {
@@ -65,6 +67,7 @@ export function defaultOptions (): BenchOptions {
     workers: 2,
     nginx: 'install',
     nginxWorkers: 'auto',
+    gatehouseBRaw: false,
     linkMask: true,
     smoke: false
   }
@@ -131,6 +134,7 @@ export function optionsFromEnv (env: NodeJS.ProcessEnv = process.env): BenchOpti
     nginxWorkers: env.BENCH_NGINX_WORKERS ?? base.nginxWorkers,
     cpuProfDir: env.BENCH_CPU_PROF || undefined,
     gatehouseB: env.BENCH_GATEHOUSE_B || undefined,
+    gatehouseBRaw: env.BENCH_GATEHOUSE_B_RAW === '1',
     linkMask: env.BENCH_LINK_MASK !== '0'
   }
   if (o.contenders.includes('gatehouse-b') && !o.gatehouseB) throw new Error('the gatehouse-b contender needs BENCH_GATEHOUSE_B=/path/to/dist/src/index.js')

@@ -59,7 +59,7 @@ export function tableRows (result: BenchResult): string[][] {
     const f = result.figures[name] as ContenderFigures
     rows.push([name, ...cols.map((c) => cell(c.value(f), c.format))])
   }
-  const pairs: Array<[ContenderName, ContenderName]> = [['gatehouse', 'direct'], ['gatehouse', 'nginx'], ['gatehouse', 'socketio'], ['gatehouse-b', 'direct'], ['gatehouse-b', 'nginx'], ['gatehouse-b', 'socketio'], ['gatehouse-b', 'gatehouse'], ['gatehouse-raw', 'direct'], ['gatehouse-raw', 'socketio'], ['gatehouse-raw', 'gatehouse']]
+  const pairs: Array<[ContenderName, ContenderName]> = [['gatehouse', 'direct'], ['gatehouse', 'nginx'], ['gatehouse', 'socketio'], ['gatehouse-b', 'direct'], ['gatehouse-b', 'nginx'], ['gatehouse-b', 'socketio'], ['gatehouse-b', 'gatehouse'], ['gatehouse-raw', 'direct'], ['gatehouse-raw', 'socketio'], ['gatehouse-raw', 'gatehouse'], ['gatehouse-raw', 'gatehouse-b']]
   for (const [mine, other] of pairs) {
     const gh = result.figures[mine]
     const f = result.figures[other]
@@ -149,7 +149,7 @@ export function evaluateTargets (result: BenchResult, gateway: ContenderName = '
 
 export function renderTargets (result: BenchResult): string {
   const list = (gateway: ContenderName): string => evaluateTargets(result, gateway).map((t) => `- ${t.met ? 'MET    ' : 'NOT MET'} ${t.target}: ${t.measured}`).join('\n')
-  const others: Array<[ContenderName, string]> = [['gatehouse-b', `gatehouse-b (${result.options.gatehouseB ?? ''})`], ['gatehouse-raw', 'gatehouse-raw (backend.encoding "raw")']]
+  const others: Array<[ContenderName, string]> = [['gatehouse-b', `gatehouse-b (${result.options.gatehouseB ?? ''}${result.options.gatehouseBRaw ? ', backend.encoding "raw"' : ''})`], ['gatehouse-raw', 'gatehouse-raw (backend.encoding "raw")']]
   const measured = others.filter(([name]) => result.figures[name])
   if (measured.length === 0) return list('gatehouse')
   return [`gatehouse:\n${list('gatehouse')}`, ...measured.map(([name, title]) => `${title}:\n${list(name)}`)].join('\n\n')

@@ -261,6 +261,8 @@ class BodyReader {
     this.need(2 + length, what)
     const start = this.at + 2
     this.at = start + length
+    // user ids are short and mostly ASCII: checked here, without a view for isUtf8 (one per record adds up)
+    if (isAscii(this.body, start, this.at)) return this.body.toString('latin1', start, this.at)
     if (!isUtf8(this.body.subarray(start, this.at))) throw new RecordError('binary_invalid_record', `${what} is not UTF-8`)
     return this.body.toString('utf8', start, this.at)
   }
@@ -277,6 +279,12 @@ class BodyReader {
     if (text && !isUtf8(rest)) throw new RecordError('binary_invalid_record', 'text is not UTF-8')
     return detached(rest)
   }
+}
+
+/** Whether bytes `start` to `end` are all ASCII (and so UTF-8, and the same string read as Latin-1). */
+function isAscii (bytes: Buffer, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) if (bytes[i] > 0x7f) return false
+  return true
 }
 
 class RecordError extends Error {
@@ -372,9 +380,8 @@ export function decodeBinaryEvents (frame: Buffer): BinaryDecoded<Event> {
  * to a string on the way.
  */
 function readSend (reader: BodyReader, text: boolean): SendAction {
-  const kind = text ? {} : { binary: true }
   const target = reader.u8('target')
-  if (target === 0) return { action: 'send', all: true, data: reader.rest(text), ...kind }
+  if (target === 0) return text ? { action: 'send', all: true, data: reader.rest(true) } : { action: 'send', all: true, data: reader.rest(false), binary: true }
   if (target !== 1) throw new RecordError('binary_invalid_record', `target must be 0 (all) or 1 (users), not ${target}`)
   const count = reader.u32('user count')
   if (count === 0) throw new RecordError('binary_invalid_record', 'user count must be at least 1')
@@ -387,7 +394,8 @@ function readSend (reader: BodyReader, text: boolean): SendAction {
     users.push(user)
   }
   const data = reader.rest(text)
-  return users.length === 1 ? { action: 'send', user: users[0], data, ...kind } : { action: 'send', users, data, ...kind }
+  if (users.length > 1) return text ? { action: 'send', users, data } : { action: 'send', users, data, binary: true }
+  return text ? { action: 'send', user: users[0], data } : { action: 'send', user: users[0], data, binary: true }
 }
 
 /**

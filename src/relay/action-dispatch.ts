@@ -95,17 +95,23 @@ export class ActionDispatch {
       return []
     }
     const missing: string[] = []
-    let sessions: ClientSession[]
+    let sessions: readonly ClientSession[]
     if ('all' in action) {
       // an array built in a loop, not push(...registry.values()): spread arguments overflow the stack past ~100,000 connections
       sessions = registry.all()
+    } else if ('user' in action) {
+      // one user, the common case, with no lists built; several are copied, as a slow one's close takes it out of the user's list
+      const own = registry.connectionsOf(action.user)
+      if (own.length === 0) missing.push(action.user)
+      sessions = own.length > 1 ? [...own] : own
     } else {
-      sessions = []
-      for (const user of targetsOf(action)) {
+      const named: ClientSession[] = []
+      for (const user of action.users) {
         const own = registry.connectionsOf(user)
         if (own.length === 0) missing.push(user)
-        else sessions.push(...own)
+        else named.push(...own)
       }
+      sessions = named
     }
     const frame = encodedOnce(payload, sessions.length)
     for (const session of sessions) this.deliver(session, frame, binary)
