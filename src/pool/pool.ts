@@ -27,7 +27,7 @@ import { EventEmitter } from 'node:events'
 import type { FastifyBaseLogger } from 'fastify'
 import { DRAINED_EVENT, encodeOpen, type ClientAction, type PoolAction, type SyncUser } from '../../protocol/index.js'
 import type { BackendConfig, PoolMemberConfig } from '../config/schema.js'
-import type { GatewayMetrics } from '../metrics.js'
+import type { GatewayMetrics, MemberLoadSample } from '../metrics.js'
 import type { BackendLink, LinkState } from '../backend-link/link.js'
 import { clientOf, type OutboundEvent } from '../backend-link/event-queue.js'
 import { Assignments } from './assignments.js'
@@ -123,8 +123,8 @@ export class BackendPool extends EventEmitter<PoolEvents> {
   private current: LinkState = 'connecting'
   private readonly labels: { endpoint: string }
   private started = false
-  /** Members whose load changed since the gauges were last set: set once per tick, not twice per open and close. */
-  private readonly loadsChanged = new Set<string>()
+  /** Stops the pool's loads showing on /metrics. */
+  private readonly unpublishLoads: () => void
 
   constructor (private readonly options: PoolOptions) {
     super()
@@ -133,11 +133,10 @@ export class BackendPool extends EventEmitter<PoolEvents> {
     this.routeKey = routeKeyOf(backend.route)
     this.directory = options.directory ?? new LocalDirectory(backend.lingerMs)
     this.directory.onOut((member) => { void this.rehome(member) })
+    this.unpublishLoads = options.metrics.addLoadSource(() => this.loads())
     this.assignments = new Assignments({
       lingerMs: this.directory.localLingerMs,
       changed: (id) => {
-        if (this.loadsChanged.size === 0) setImmediate(this.publishLoads)
-        this.loadsChanged.add(id)
         // told `drained`, then given a key (every member draining): it is told again once that key is gone
         const member = this.members.get(id)
         if (member !== undefined && member.drainedSent && this.assignments.loadOf(id).keys > 0) member.drainedSent = false
@@ -239,21 +238,12 @@ export class BackendPool extends EventEmitter<PoolEvents> {
     member.link.retire()
     this.options.metrics.poolFailovers.remove({ ...this.labels, member: id })
     for (const state of MEMBER_STATES) this.options.metrics.poolMemberState.remove({ ...this.labels, member: id, state })
-    this.options.metrics.poolMemberKeys.remove({ ...this.labels, member: id })
-    this.options.metrics.poolMemberClients.remove({ ...this.labels, member: id })
     this.updateState()
   }
 
-  private readonly publishLoads = (): void => {
-    const { metrics } = this.options
-    for (const id of this.loadsChanged) {
-      // a member that left has had its series removed (retire)
-      if (!this.members.has(id)) continue
-      const load = this.assignments.loadOf(id)
-      metrics.poolMemberKeys.set({ ...this.labels, member: id }, load.keys)
-      metrics.poolMemberClients.set({ ...this.labels, member: id }, load.clients)
-    }
-    this.loadsChanged.clear()
+  /** Each member's load, for the gauges at a scrape. */
+  private * loads (): Iterable<MemberLoadSample> {
+    for (const id of this.members.keys()) yield { endpoint: this.labels.endpoint, member: id, ...this.assignments.loadOf(id) }
   }
 
   /** Whether a client can be routed: its key is not missing nor empty. */
@@ -278,6 +268,7 @@ export class BackendPool extends EventEmitter<PoolEvents> {
 
   close (): void {
     this.closed = true
+    this.unpublishLoads()
     this.directory.close()
     this.assignments.clear()
     for (const member of this.members.values()) {
