@@ -15,10 +15,20 @@ export interface MemberLoadSample {
 /** A pool's member loads now (src/pool/pool.ts). */
 export type LoadSource = () => Iterable<MemberLoadSample>
 
+/** One series of a scraped gauge: its labels and value. */
+type Sample<L extends string> = [Partial<Record<L, string>>, number]
+
 export class GatewayMetrics {
   readonly registry = new Registry()
 
-  readonly connections = new Gauge({ name: 'gatehouse_connections', help: 'Open client sockets', labelNames: ['endpoint'] as const, registers: [this.registry] })
+  /**
+   * Gauges read at each scrape, not set on every change: set on every open
+   * and close (the pool's two on every loop turn), they cost about a tenth
+   * of a handshake's CPU (bench:handshakes A/B).
+   */
+  private readonly connectionCounts = new Map<string, () => number>()
+  private readonly loadSources = new Set<LoadSource>()
+  readonly connections = this.scraped('gatehouse_connections', 'Open client sockets', ['endpoint'], () => this.countConnections())
   readonly handshakeFailures = new Counter({ name: 'gatehouse_handshake_failures_total', help: 'Refused client handshakes, by reason', labelNames: ['endpoint', 'reason'] as const, registers: [this.registry] })
   readonly clientCloses = new Counter({ name: 'gatehouse_client_closes_total', help: 'Client sockets ended, by close code', labelNames: ['endpoint', 'code'] as const, registers: [this.registry] })
   readonly resumes = new Counter({ name: 'gatehouse_resumes_total', help: 'Held sessions resumed by a reconnect within resumeGraceMs', labelNames: ['endpoint'] as const, registers: [this.registry] })
@@ -34,10 +44,8 @@ export class GatewayMetrics {
   readonly queueBytes = new Gauge({ name: 'gatehouse_queue_bytes', help: 'Bytes of events waiting for the backend link', labelNames: ['endpoint', 'member'] as const, registers: [this.registry] })
 
   readonly poolMemberState = new Gauge({ name: 'gatehouse_pool_member_state', help: "1 for a pool member's current state (up, down, draining, out), 0 for the others", labelNames: ['endpoint', 'member', 'state'] as const, registers: [this.registry] })
-  /** Pools' member loads, read at each scrape: set on every open and close, the two gauges cost ~2 % of a handshake. */
-  private readonly loadSources = new Set<LoadSource>()
-  readonly poolMemberKeys = this.loadGauge('gatehouse_pool_member_keys', 'Routing keys assigned to a pool member, lingering ones included', 'keys')
-  readonly poolMemberClients = this.loadGauge('gatehouse_pool_member_clients', 'Clients routed to a pool member', 'clients')
+  readonly poolMemberKeys = this.scraped('gatehouse_pool_member_keys', 'Routing keys assigned to a pool member, lingering ones included', ['endpoint', 'member'], () => this.loads('keys'))
+  readonly poolMemberClients = this.scraped('gatehouse_pool_member_clients', 'Clients routed to a pool member', ['endpoint', 'member'], () => this.loads('clients'))
   readonly poolFailovers = new Counter({ name: 'gatehouse_pool_failovers_total', help: 'Pool members whose keys were moved to other members: down past failoverMs, or left the pool', labelNames: ['endpoint', 'member'] as const, registers: [this.registry] })
   readonly poolRehomedClients = new Counter({ name: 'gatehouse_pool_rehomed_clients_total', help: 'Clients re-opened on another member by a failover', labelNames: ['endpoint'] as const, registers: [this.registry] })
 
@@ -53,23 +61,35 @@ export class GatewayMetrics {
     collectDefaultMetrics({ register: this.registry, prefix: 'gatehouse_' })
   }
 
+  /** Counts an endpoint's open client sockets (its sessions, held ones included) at every scrape. */
+  addConnectionCount (endpoint: string, count: () => number): void {
+    this.connectionCounts.set(endpoint, count)
+  }
+
   /** Adds a pool's member loads to every scrape; the function returned takes them out. */
   addLoadSource (source: LoadSource): () => void {
     this.loadSources.add(source)
     return () => { this.loadSources.delete(source) }
   }
 
-  private loadGauge (name: string, help: string, field: 'keys' | 'clients'): Gauge<'endpoint' | 'member'> {
-    const sources = this.loadSources
-    return new Gauge({
+  private * countConnections (): Iterable<Sample<'endpoint'>> {
+    for (const [endpoint, count] of this.connectionCounts) yield [{ endpoint }, count()]
+  }
+
+  private * loads (field: 'keys' | 'clients'): Iterable<Sample<'endpoint' | 'member'>> {
+    for (const source of this.loadSources) for (const load of source()) yield [{ endpoint: load.endpoint, member: load.member }, load[field]]
+  }
+
+  /** A gauge whose series are `samples()` at each scrape: a series no longer listed goes. */
+  private scraped<L extends string> (name: string, help: string, labelNames: readonly L[], samples: () => Iterable<Sample<L>>): Gauge<L> {
+    return new Gauge<L>({
       name,
       help,
-      labelNames: ['endpoint', 'member'] as const,
+      labelNames,
       registers: [this.registry],
       collect () {
-        // from scratch: a member that left is no longer listed, so its series goes
         this.reset()
-        for (const source of sources) for (const load of source()) this.set({ endpoint: load.endpoint, member: load.member }, load[field])
+        for (const [labels, value] of samples()) this.set(labels, value)
       }
     })
   }

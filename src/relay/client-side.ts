@@ -74,6 +74,8 @@ export class ClientSide {
     this.rates = new RateBuckets(limits.messagesPerSecond, limits.burst)
     this.rawBinary = endpoint.backend.encoding !== 'json'
     this.rawText = endpoint.backend.encoding === 'raw'
+    // every session registered is a connection, held ones included, until its end removes it
+    options.metrics.addConnectionCount(endpoint.name, () => options.registry.size)
     this.sessionLimits = { maxBufferedBytes: limits.maxBufferedBytes, enforceExpiry: endpoint.enforceExpiry, clockToleranceSec, connIds: endpoint.duplicate === 'allow' }
   }
 
@@ -138,7 +140,6 @@ export class ClientSide {
     entry.displaced?.close(CloseCodes.REPLACED)
     if (unchecked) cluster.register(connection)
     this.listen(session, socket)
-    metrics.connections.inc(this.labels)
     if (ticket.refreshed === true) metrics.refreshes.inc({ ...this.labels, from: 'cluster' })
     this.announce(session, ticket.refreshed === true)
     // the open itself may have filled the queue, which closes every client, this one included
@@ -346,7 +347,6 @@ export class ClientSide {
     const settled = this.evictions.get(session)
     this.evictions.delete(session)
     this.reportClose(session.user, session.params, code, reason, settled, session.conn)
-    metrics.connections.dec(this.labels)
     // application codes (3000-4999) are the client's to choose: one label for all, so series stay bounded
     metrics.clientCloses.inc({ ...this.labels, code: code >= 3000 && !GATEWAY_CODES.has(code) ? 'application' : String(code) })
   }
