@@ -8,6 +8,7 @@ import { parseConfig, ConfigError } from '../src/index.js'
 import { gatewayWithBackends } from './helpers/setup.js'
 import { connect, refusal } from './helpers/client.js'
 import { AUDIENCE, ISSUER, SECRET, signWith } from './helpers/tokens.js'
+import { MAX_CACHED_TOKEN_CHARS } from '../src/auth/verified-tokens.js'
 
 const now = (): number => Math.floor(Date.now() / 1000)
 
@@ -85,4 +86,19 @@ t.test('a refusal is not remembered: a token refused before nbf − clockToleran
   await clockPast(nbf * 1000 - 4000 + 200)
   await connect(gateway.url('/lobby'), { token: early })
   t.equal((await backends.lobby.next('open', 'dee')).user, 'dee', 'within the tolerance of nbf the same token is accepted')
+})
+
+t.test('a token too long to be remembered is verified every time: accepted while good, refused once forged', async (t) => {
+  const { backends, gateway } = await lobby(t, { verifyCacheSize: 10000 })
+  const claims = { sub: 'eve', iss: ISSUER, aud: AUDIENCE, exp: now() + 600, note: 'n'.repeat(MAX_CACHED_TOKEN_CHARS) }
+  const token = signWith(SECRET, 'HS256', claims)
+  t.ok(token.length > MAX_CACHED_TOKEN_CHARS, 'longer than the cache keeps')
+  for (const round of [1, 2]) {
+    const client = await connect(gateway.url('/lobby'), { token })
+    t.equal((await backends.lobby.next('open', 'eve')).user, 'eve', `accepted (${round})`)
+    client.ws.close()
+    await backends.lobby.next('close', 'eve')
+  }
+  const forged = signWith('another-secret-entirely-000000000', 'HS256', claims)
+  t.equal((await refusal(gateway.url('/lobby'), { token: forged })).status, 401, 'the same claims under a wrong signature: 401')
 })

@@ -15,6 +15,7 @@ import type { GatewayMetrics } from '../metrics.js'
 import { GW_ERR_KEYS_UNAVAILABLE, GW_ERR_TOKEN_EXPIRED, GW_ERR_TOKEN_INVALID, GW_ERR_TOKEN_MISSING } from '../errors.js'
 import { JwksKeys, KeysUnavailable } from './jwks.js'
 import { extractToken, type TokenCarrier } from './token-sources.js'
+import { cachedVerify, VerifiedTokens } from './verified-tokens.js'
 
 /**
  * The claims go into every `open` and `sync` through JSON.stringify, which
@@ -41,6 +42,8 @@ export interface Authenticator {
 }
 
 type Verify = (token: string) => Claims | Promise<Claims>
+/** One key's verifier: synchronous, as fast-jwt's is once the key is known. */
+type KeyVerify = (token: string) => Claims
 
 /** One issuer: where its keys come from and what its tokens must hold. */
 type IssuerRules = Pick<IssuerConfig, 'secret' | 'publicKey' | 'jwksUrl' | 'algorithms' | 'audience'> & { issuer?: string | string[] }
@@ -52,7 +55,7 @@ export async function registerAuthenticator (app: FastifyInstance, auth: Readonl
   const sets: JwksKeys[] = []
   let namespaces = 0
   const verifierOf = async (rules: Readonly<IssuerRules>): Promise<Verify> => {
-    if (rules.jwksUrl === undefined) return await staticVerifier(app, `gatehouseIssuer${namespaces++}`, rules, checks(auth, rules))
+    if (rules.jwksUrl === undefined) return remembering(auth, await staticVerifier(app, `gatehouseIssuer${namespaces++}`, rules, checks(auth, rules)))
     const keys = new JwksKeys({
       url: rules.jwksUrl,
       algorithms: rules.algorithms,
@@ -62,7 +65,7 @@ export async function registerAuthenticator (app: FastifyInstance, auth: Readonl
       fetched: (jwks, result) => metrics.jwksFetches.inc({ jwks, result })
     }, app.log)
     sets.push(keys)
-    return jwksVerifier(keys, checks(auth, rules))
+    return jwksVerifier(keys, checks(auth, rules), (verify) => remembering(auth, verify))
   }
   const issuers = auth.issuers === undefined
     ? undefined
@@ -98,13 +101,13 @@ function checks (auth: Readonly<AuthConfig>, rules: Readonly<IssuerRules>) {
     allowedAud: rules.audience === undefined ? undefined : [rules.audience].flat(),
     // fast-jwt checks iss/aud/exp only when the token has them: configured means required
     requiredClaims: requiredClaims(auth, rules),
-    clockTolerance: auth.clockToleranceSec * 1000,
-    // keyed by a hash of the whole token, held at most until its exp (with the tolerance) and never before its nbf: docs/configuration.md
-    cache: auth.verifyCacheSize,
-    // fast-jwt keeps a refusal until now + clockTolerance + errorCacheTTL; this puts that in the past, so a
-    // refusal is never served from the cache (a token refused before its nbf must pass once it is valid)
-    errorCacheTTL: () => -auth.clockToleranceSec * 1000 - 1
+    clockTolerance: auth.clockToleranceSec * 1000
   }
+}
+
+/** Verified tokens remembered in front of one key's verifier (verified-tokens.ts), unless `auth.verifyCacheSize` is 0. */
+function remembering (auth: Readonly<AuthConfig>, verify: KeyVerify): KeyVerify {
+  return auth.verifyCacheSize === 0 ? verify : cachedVerify(verify, new VerifiedTokens<Claims>(auth.verifyCacheSize, auth.clockToleranceSec * 1000))
 }
 
 function requiredClaims (auth: Readonly<AuthConfig>, rules: Readonly<IssuerRules>): string[] {
@@ -122,7 +125,7 @@ function requiredClaims (auth: Readonly<AuthConfig>, rules: Readonly<IssuerRules
  * keeps each player's handshake alive for the life of its socket, so JWKS
  * keys go to fast-jwt (@fastify/jwt's engine) directly below.
  */
-async function staticVerifier (app: FastifyInstance, namespace: string, rules: Readonly<IssuerRules>, verify: ReturnType<typeof checks>): Promise<Verify> {
+async function staticVerifier (app: FastifyInstance, namespace: string, rules: Readonly<IssuerRules>, verify: ReturnType<typeof checks>): Promise<KeyVerify> {
   await app.register(fastifyJwt, { namespace, secret: rules.secret ?? { public: rules.publicKey as string }, verify })
   const jwt = (app.jwt as unknown as Record<string, JWT>)[namespace]
   return (token) => jwt.verify<Claims>(token)
@@ -133,7 +136,7 @@ async function staticVerifier (app: FastifyInstance, namespace: string, rules: R
  * fast-jwt verifier per key (jose imports a key once per algorithm, so the
  * verifier is pinned to that one).
  */
-function jwksVerifier (keys: JwksKeys, options: ReturnType<typeof checks>): Verify {
+function jwksVerifier (keys: JwksKeys, options: ReturnType<typeof checks>, remember: (verify: KeyVerify) => KeyVerify): Verify {
   const verifiers = new WeakMap<CryptoKey, Verify>()
   return async (token) => {
     const { header } = decodeComplete(token) as { header: { alg: unknown, kid?: unknown } }
@@ -145,7 +148,7 @@ function jwksVerifier (keys: JwksKeys, options: ReturnType<typeof checks>): Veri
     let verify = verifiers.get(key)
     if (verify === undefined) {
       const pem = KeyObject.from(key as webcrypto.CryptoKey).export({ type: 'spki', format: 'pem' }) as string
-      verify = createVerifier({ key: pem, ...options, algorithms: [header.alg] as typeof options.algorithms })
+      verify = remember(createVerifier({ key: pem, ...options, algorithms: [header.alg] as typeof options.algorithms }))
       verifiers.set(key, verify)
     }
     return verify(token)
