@@ -76,7 +76,7 @@ async function killAndWait (child: Child): Promise<void> {
   await gone
 }
 
-async function startSide (side: StormSide, cpuProfDir: string | undefined, buildB: string | undefined): Promise<StormServer> {
+async function startSide (side: StormSide, clients: number, cpuProfDir: string | undefined, buildB: string | undefined): Promise<StormServer> {
   const port = await freePort()
   if (side === 'direct') {
     const start = async (): Promise<Child> => (await forkChild('storm echo server', ECHO_SERVER, { execArgv: NODE_FLAGS, args: [String(port)] })).child
@@ -96,7 +96,8 @@ async function startSide (side: StormSide, cpuProfDir: string | undefined, build
   const config = JSON.stringify({
     ...base,
     server: { ...(base.server as object), port },
-    auth: { ...(base.auth as object), verifyCacheSize: side === 'gatehouse, no cache' ? 0 : 10000 }
+    // sized to the clients, as docs/configuration.md asks: a storm larger than the cache would miss on every token
+    auth: { ...(base.auth as object), verifyCacheSize: side === 'gatehouse, no cache' ? 0 : Math.max(10000, clients) }
   })
   const start = async (): Promise<Child> => {
     const args = side === 'gatehouse-b' ? [config, buildB as string] : [config]
@@ -136,7 +137,7 @@ async function when (ok: () => Promise<boolean>, timeoutMs: number): Promise<num
 }
 
 async function stormOnce (mode: StormMode, side: StormSide, clients: number, pool: LoadPool, problems: string[], options: BenchOptions): Promise<StormRun | undefined> {
-  const server = await startSide(side, options.cpuProfDir, options.gatehouseB)
+  const server = await startSide(side, clients, options.cpuProfDir, options.gatehouseB)
   const group = 'storm'
   const what = `storm (${mode}) ${side}, ${clients} clients`
   try {
