@@ -89,7 +89,7 @@ export async function runBench (options: BenchOptions, say: (line: string) => vo
       contenders = contenders.filter((c) => c !== 'nginx')
     }
   }
-  const startOptions = { nginxBinary, nginxWorkers: options.nginxWorkers, cpuProfDir: options.cpuProfDir, gatehouseB: options.gatehouseB, gatehouseBRaw: options.gatehouseBRaw, linkMask: options.linkMask }
+  const startOptions = { nginxBinary, nginxWorkers: options.nginxWorkers, cpuProfDir: options.cpuProfDir, gatehouseB: options.gatehouseB, gatehouseBRaw: options.gatehouseBRaw, gatehouseBFlags: options.gatehouseBFlags, linkMask: options.linkMask }
   const figures: BenchResult['figures'] = {}
   for (const name of contenders) figures[name] = { roundTrip: {}, idle: {} }
   const problems: string[] = []

@@ -59,6 +59,8 @@ export interface StartOptions {
   gatehouseB?: string
   /** The `gatehouse-b` build on a raw link, as `gatehouse-raw`. */
   gatehouseBRaw?: boolean
+  /** Node flags for the `gatehouse-b` process only. */
+  gatehouseBFlags?: string[]
   /** False: the gateway's link unmasked (`backend.mask: false`). */
   linkMask?: boolean
 }
@@ -140,7 +142,7 @@ export async function startContender (name: ContenderName, options: StartOptions
   try {
     const config = JSON.stringify(gatewayConfig(`ws://127.0.0.1:${backend.ready.port}${LINK_PATH}`, raw ? 'raw' : 'json', options.linkMask !== false))
     const started = await forkChild<{ port: number }>(name, GATEWAY, {
-      execArgv: flags,
+      execArgv: name === 'gatehouse-b' ? [...flags, ...options.gatehouseBFlags ?? []] : flags,
       args: name === 'gatehouse-b' ? [config, options.gatehouseB as string] : [config]
     })
     const child = gateway = started.child

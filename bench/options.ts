@@ -38,6 +38,8 @@ export interface BenchOptions {
   gatehouseB?: string
   /** BENCH_GATEHOUSE_B_RAW=1: the `gatehouse-b` build runs as `gatehouse-raw` does (raw link, raw echo backend). */
   gatehouseBRaw: boolean
+  /** BENCH_GATEHOUSE_B_FLAGS: Node flags for the `gatehouse-b` process only (the same build with a V8 flag, say). */
+  gatehouseBFlags: string[]
   /** BENCH_LINK_MASK=0: every gateway contender's link with `backend.mask: false` (docs/configuration.md). */
   linkMask: boolean
   smoke: boolean
@@ -46,7 +48,7 @@ export interface BenchOptions {
 export const KNOBS = `BENCH_RUNS (5), BENCH_IDLE_RUNS (3), BENCH_CLIENTS (10,100,1000), BENCH_IDLE (1000,15000), BENCH_BROADCAST_CLIENTS (10000),
 BENCH_STORM_CLIENTS (1000,15000), BENCH_DURATION_MS (3000), BENCH_WARMUP_MS (1000), BENCH_HANDSHAKE_MS (3000), BENCH_HANDSHAKE_CONCURRENCY (64),
 BENCH_WORKERS (auto), BENCH_CONTENDERS (direct,nginx,socketio,gatehouse,gatehouse-raw), BENCH_WORKLOADS (throughput,handshake,idle,broadcast,storm),
-BENCH_NGINX_WORKERS (auto), BENCH_GATEHOUSE_B=/other/checkout/dist/src/index.js, BENCH_GATEHOUSE_B_RAW=1, BENCH_LINK_MASK=0 (gateway links unmasked), BENCH_NO_INSTALL=1, NGINX=/path/to/nginx, BENCH_CPU_PROF=DIR, BENCH_OUT=DIR, BENCH_SMOKE=1`
+BENCH_NGINX_WORKERS (auto), BENCH_GATEHOUSE_B=/other/checkout/dist/src/index.js, BENCH_GATEHOUSE_B_RAW=1, BENCH_GATEHOUSE_B_FLAGS='--node-flag …', BENCH_LINK_MASK=0 (gateway links unmasked), BENCH_NO_INSTALL=1, NGINX=/path/to/nginx, BENCH_CPU_PROF=DIR, BENCH_OUT=DIR, BENCH_SMOKE=1`
 
 export function defaultOptions (): BenchOptions {
   return {
@@ -68,6 +70,7 @@ export function defaultOptions (): BenchOptions {
     nginx: 'install',
     nginxWorkers: 'auto',
     gatehouseBRaw: false,
+    gatehouseBFlags: [],
     linkMask: true,
     smoke: false
   }
@@ -135,6 +138,7 @@ export function optionsFromEnv (env: NodeJS.ProcessEnv = process.env): BenchOpti
     cpuProfDir: env.BENCH_CPU_PROF || undefined,
     gatehouseB: env.BENCH_GATEHOUSE_B || undefined,
     gatehouseBRaw: env.BENCH_GATEHOUSE_B_RAW === '1',
+    gatehouseBFlags: (env.BENCH_GATEHOUSE_B_FLAGS ?? '').split(/\s+/).filter((flag) => flag !== ''),
     linkMask: env.BENCH_LINK_MASK !== '0'
   }
   if (o.contenders.includes('gatehouse-b') && !o.gatehouseB) throw new Error('the gatehouse-b contender needs BENCH_GATEHOUSE_B=/path/to/dist/src/index.js')

@@ -149,7 +149,7 @@ export function evaluateTargets (result: BenchResult, gateway: ContenderName = '
 
 export function renderTargets (result: BenchResult): string {
   const list = (gateway: ContenderName): string => evaluateTargets(result, gateway).map((t) => `- ${t.met ? 'MET    ' : 'NOT MET'} ${t.target}: ${t.measured}`).join('\n')
-  const others: Array<[ContenderName, string]> = [['gatehouse-b', `gatehouse-b (${result.options.gatehouseB ?? ''}${result.options.gatehouseBRaw ? ', backend.encoding "raw"' : ''})`], ['gatehouse-raw', 'gatehouse-raw (backend.encoding "raw")']]
+  const others: Array<[ContenderName, string]> = [['gatehouse-b', `gatehouse-b (${result.options.gatehouseB ?? ''}${result.options.gatehouseBRaw ? ', backend.encoding "raw"' : ''}${result.options.gatehouseBFlags.length > 0 ? `, node ${result.options.gatehouseBFlags.join(' ')}` : ''})`], ['gatehouse-raw', 'gatehouse-raw (backend.encoding "raw")']]
   const measured = others.filter(([name]) => result.figures[name])
   if (measured.length === 0) return list('gatehouse')
   return [`gatehouse:\n${list('gatehouse')}`, ...measured.map(([name, title]) => `${title}:\n${list(name)}`)].join('\n\n')

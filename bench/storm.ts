@@ -76,7 +76,8 @@ async function killAndWait (child: Child): Promise<void> {
   await gone
 }
 
-async function startSide (side: StormSide, clients: number, cpuProfDir: string | undefined, buildB: string | undefined): Promise<StormServer> {
+async function startSide (side: StormSide, clients: number, options: BenchOptions): Promise<StormServer> {
+  const { cpuProfDir, gatehouseB: buildB } = options
   const port = await freePort()
   if (side === 'direct') {
     const start = async (): Promise<Child> => (await forkChild('storm echo server', ECHO_SERVER, { execArgv: NODE_FLAGS, args: [String(port)] })).child
@@ -101,7 +102,8 @@ async function startSide (side: StormSide, clients: number, cpuProfDir: string |
   })
   const start = async (): Promise<Child> => {
     const args = side === 'gatehouse-b' ? [config, buildB as string] : [config]
-    const { child } = await forkChild(`storm ${side}`, GATEWAY, { execArgv: cpuProfDir ? [...NODE_FLAGS, '--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : NODE_FLAGS, args })
+    const flags = cpuProfDir ? [...NODE_FLAGS, '--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : NODE_FLAGS
+    const { child } = await forkChild(`storm ${side}`, GATEWAY, { execArgv: side === 'gatehouse-b' ? [...flags, ...options.gatehouseBFlags] : flags, args })
     await child.call('ready')
     return child
   }
@@ -137,7 +139,7 @@ async function when (ok: () => Promise<boolean>, timeoutMs: number): Promise<num
 }
 
 async function stormOnce (mode: StormMode, side: StormSide, clients: number, pool: LoadPool, problems: string[], options: BenchOptions): Promise<StormRun | undefined> {
-  const server = await startSide(side, clients, options.cpuProfDir, options.gatehouseB)
+  const server = await startSide(side, clients, options)
   const group = 'storm'
   const what = `storm (${mode}) ${side}, ${clients} clients`
   try {
