@@ -67,9 +67,12 @@ export async function registerAuthenticator (app: FastifyInstance, auth: Readonl
     sets.push(keys)
     return jwksVerifier(keys, checks(auth, rules), (verify) => remembering(auth, verify))
   }
-  const issuers = auth.issuers === undefined
-    ? undefined
-    : new Map(await Promise.all(auth.issuers.map(async (entry) => [entry.issuer, await verifierOf(entry)] as const)))
+  let issuers: Map<string, Verify> | undefined
+  if (auth.issuers !== undefined) {
+    issuers = new Map()
+    // one after another: two @fastify/jwt registrations awaited at once leave the second's namespace unset when its await returns
+    for (const entry of auth.issuers) issuers.set(entry.issuer, await verifierOf(entry))
+  }
   const single = issuers === undefined ? await verifierOf(auth) : undefined
   app.addHook('onClose', async () => { for (const keys of sets) keys.close() })
   const claimPath = auth.userClaim.split('.')
