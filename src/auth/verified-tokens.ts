@@ -11,7 +11,7 @@
 
 /** Longest life of an entry (fast-jwt's default for its own cache). */
 export const MAX_AGE_MS = 10 * 60 * 1000
-/** Longer tokens are verified every time, so the cache holds at most size × this many characters of tokens. */
+/** Longer tokens are verified every time, so the cache holds at most capacity × this many characters of tokens. */
 export const MAX_CACHED_TOKEN_CHARS = 4096
 
 /** A verified token's claims, as the verifier returned them. */
@@ -28,7 +28,12 @@ export class VerifiedTokens<T extends Claims> {
   /** In use order, least recent first. */
   private readonly entries = new Map<string, Entry<T>>()
 
-  constructor (private readonly size: number, private readonly toleranceMs: number) {}
+  constructor (private readonly capacity: number, private readonly toleranceMs: number) {}
+
+  /** Tokens held now. */
+  get size (): number {
+    return this.entries.size
+  }
 
   /** The claims `token` was verified with, while it is still valid. */
   get (token: string, now = Date.now()): T | undefined {
@@ -42,13 +47,13 @@ export class VerifiedTokens<T extends Claims> {
 
   /** Remembers a token just verified with `claims`. */
   add (token: string, claims: T, now = Date.now()): void {
-    if (this.size === 0 || token.length > MAX_CACHED_TOKEN_CHARS) return
+    if (this.capacity === 0 || token.length > MAX_CACHED_TOKEN_CHARS) return
     const { nbf, exp } = claims
     const from = typeof nbf === 'number' ? nbf * 1000 - this.toleranceMs : 0
     const until = Math.min(now + MAX_AGE_MS, typeof exp === 'number' ? exp * 1000 + this.toleranceMs : Infinity)
     this.entries.delete(token)
     this.entries.set(token, { claims, from, until })
-    if (this.entries.size > this.size) this.entries.delete(this.entries.keys().next().value as string)
+    if (this.entries.size > this.capacity) this.entries.delete(this.entries.keys().next().value as string)
   }
 }
 
