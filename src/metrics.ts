@@ -44,6 +44,8 @@ export class GatewayMetrics {
   readonly queueBytes = new Gauge({ name: 'gatehouse_queue_bytes', help: 'Bytes of events waiting for the backend link', labelNames: ['endpoint', 'member'] as const, registers: [this.registry] })
 
   readonly poolMemberState = new Gauge({ name: 'gatehouse_pool_member_state', help: "1 for a pool member's current state (up, down, draining, out), 0 for the others", labelNames: ['endpoint', 'member', 'state'] as const, registers: [this.registry] })
+  private tokenCacheCounts?: () => { hits: number, misses: number }
+  readonly tokenCache = this.scraped('gatehouse_token_cache_total', 'Handshake tokens answered from the verified-token cache (hit) or handed to their verifier (miss)', ['result'], () => this.tokenCacheSamples(), Counter)
   readonly poolMemberKeys = this.scraped('gatehouse_pool_member_keys', 'Routing keys assigned to a pool member, lingering ones included', ['endpoint', 'member'], () => this.loads('keys'))
   readonly poolMemberClients = this.scraped('gatehouse_pool_member_clients', 'Clients routed to a pool member', ['endpoint', 'member'], () => this.loads('clients'))
   readonly poolFailovers = new Counter({ name: 'gatehouse_pool_failovers_total', help: 'Pool members whose keys were moved to other members: down past failoverMs, or left the pool', labelNames: ['endpoint', 'member'] as const, registers: [this.registry] })
@@ -66,6 +68,11 @@ export class GatewayMetrics {
     this.connectionCounts.set(endpoint, count)
   }
 
+  /** Reads the verified-token cache's hits and misses (src/auth/verified-tokens.ts) at every scrape. */
+  addTokenCacheCounts (read: () => { hits: number, misses: number }): void {
+    this.tokenCacheCounts = read
+  }
+
   /** Adds a pool's member loads to every scrape; the function returned takes them out. */
   addLoadSource (source: LoadSource): () => void {
     this.loadSources.add(source)
@@ -76,20 +83,27 @@ export class GatewayMetrics {
     for (const [endpoint, count] of this.connectionCounts) yield [{ endpoint }, count()]
   }
 
+  private * tokenCacheSamples (): Iterable<Sample<'result'>> {
+    const counts = this.tokenCacheCounts?.()
+    if (counts === undefined) return
+    yield [{ result: 'hit' }, counts.hits]
+    yield [{ result: 'miss' }, counts.misses]
+  }
+
   private * loads (field: 'keys' | 'clients'): Iterable<Sample<'endpoint' | 'member'>> {
     for (const source of this.loadSources) for (const load of source()) yield [{ endpoint: load.endpoint, member: load.member }, load[field]]
   }
 
-  /** A gauge whose series are `samples()` at each scrape: a series no longer listed goes. */
-  private scraped<L extends string> (name: string, help: string, labelNames: readonly L[], samples: () => Iterable<Sample<L>>): Gauge<L> {
-    return new Gauge<L>({
+  /** A gauge (or a counter of totals kept elsewhere) whose series are `samples()` at each scrape: a series no longer listed goes. */
+  private scraped<L extends string> (name: string, help: string, labelNames: readonly L[], samples: () => Iterable<Sample<L>>, Kind: typeof Gauge | typeof Counter = Gauge): Gauge<L> | Counter<L> {
+    return new Kind<L>({
       name,
       help,
       labelNames,
       registers: [this.registry],
-      collect () {
+      collect (this: Gauge<L> | Counter<L>) {
         this.reset()
-        for (const [labels, value] of samples()) this.set(labels, value)
+        for (const [labels, value] of samples()) this.inc(labels, value)
       }
     })
   }

@@ -102,3 +102,22 @@ t.test('a token too long to be remembered is verified every time: accepted while
   const forged = signWith('another-secret-entirely-000000000', 'HS256', claims)
   t.equal((await refusal(gateway.url('/lobby'), { token: forged })).status, 401, 'the same claims under a wrong signature: 401')
 })
+
+t.test('gatehouse_token_cache_total counts answers from the cache and from the verifier; nothing with the cache off', async (t) => {
+  for (const verifyCacheSize of [10000, 0]) {
+    const { backends, gateway } = await lobby(t, { verifyCacheSize })
+    const token = signWith(SECRET, 'HS256', { sub: 'fay', iss: ISSUER, aud: AUDIENCE, exp: now() + 600 })
+    for (const round of [1, 2, 3]) {
+      const client = await connect(gateway.url('/lobby'), { token })
+      t.equal((await backends.lobby.next('open', 'fay')).user, 'fay', `accepted (${round}, cache ${verifyCacheSize})`)
+      client.ws.close()
+      await backends.lobby.next('close', 'fay')
+    }
+    const wrong = signWith('another-secret-entirely-000000000', 'HS256', { sub: 'fay', iss: ISSUER, aud: AUDIENCE, exp: now() + 600 })
+    t.equal((await refusal(gateway.url('/lobby'), { token: wrong })).status, 401, 'a wrong signature: 401')
+    const hits = await gateway.metric('gatehouse_token_cache_total', { result: 'hit' })
+    const misses = await gateway.metric('gatehouse_token_cache_total', { result: 'miss' })
+    if (verifyCacheSize === 0) t.same([hits, misses], [0, 0], 'cache off: nothing counted')
+    else t.same([hits, misses], [2, 2], 'cache on: two visits from the cache; the first and the refused token verified')
+  }
+})

@@ -195,6 +195,31 @@ t.test('JWKS: a cached token stops serving once its key leaves the set, or its k
   fresh.ws.close()
 })
 
+t.test('JWKS: a refetch of an unchanged set keeps the tokens its keys verified, made-up kids and all', async (t) => {
+  const k1 = rsaKey('k1')
+  const jwks = await jwksServer(t, [k1])
+  const { backends, gateway } = await gatewayWithBackends(t, [{ name: 'lobby', path: '/lobby' }], {
+    auth: { jwksUrl: jwks.url, algorithms: ['RS256'], issuer: ISSUER, audience: AUDIENCE, verifyCacheSize: 10000, jwksRefreshMs: 1000, jwksCooldownMs: 100 }
+  })
+  const token = rsaToken(k1, 'ada')
+  const visit = async (round: string): Promise<void> => {
+    const client = await connect(gateway.url('/lobby'), { token })
+    t.equal((await backends.lobby.next('open', 'ada')).user, 'ada', `ada accepted (${round})`)
+    client.ws.close()
+    await backends.lobby.next('close', 'ada')
+  }
+  await visit('first')
+  t.equal(await gateway.metric('gatehouse_token_cache_total', { result: 'miss' }), 1, 'the first visit is verified')
+  // a made-up kid refetches the set (past the cooldown), and the background refresh fetches it again: new key objects, same key
+  const refused = await refusal(gateway.url('/lobby'), { token: rsaToken(k1, 'ada', 'no-such-kid') })
+  t.equal(refused.status, 401, 'a made-up kid: 401')
+  const servedBefore = jwks.state.served
+  while (jwks.state.served < servedBefore + 2) await new Promise((resolve) => setTimeout(resolve, 50))
+  await visit('after two fetches of the set')
+  t.equal(await gateway.metric('gatehouse_token_cache_total', { result: 'hit' }), 1, 'the token is still remembered: a hit')
+  t.equal(await gateway.metric('gatehouse_token_cache_total', { result: 'miss' }), 1, 'and not verified again')
+})
+
 t.test('gatehouse_connections at scrape: allow, replace, reject, held sessions and bad tokens', async (t) => {
   const { backends, gateway } = await gatewayWithBackends(t, [
     { name: 'many', path: '/many', duplicate: 'allow' },

@@ -15,7 +15,7 @@ import type { GatewayMetrics } from '../metrics.js'
 import { GW_ERR_KEYS_UNAVAILABLE, GW_ERR_TOKEN_EXPIRED, GW_ERR_TOKEN_INVALID, GW_ERR_TOKEN_MISSING } from '../errors.js'
 import { JwksKeys, KeysUnavailable } from './jwks.js'
 import { extractToken, type TokenCarrier } from './token-sources.js'
-import { cachedVerify, VerifiedTokens } from './verified-tokens.js'
+import { cachedVerify, VerifiedTokens, type CacheCounts } from './verified-tokens.js'
 
 /**
  * The claims go into every `open` and `sync` through JSON.stringify, which
@@ -54,8 +54,11 @@ const decodePayload = createDecoder()
 export async function registerAuthenticator (app: FastifyInstance, auth: Readonly<AuthConfig>, metrics: GatewayMetrics): Promise<Authenticator> {
   const sets: JwksKeys[] = []
   let namespaces = 0
+  const counts: CacheCounts = { hits: 0, misses: 0 }
+  metrics.addTokenCacheCounts(() => counts)
+  const remember = (verify: KeyVerify): KeyVerify => remembering(auth, verify, counts)
   const verifierOf = async (rules: Readonly<IssuerRules>): Promise<Verify> => {
-    if (rules.jwksUrl === undefined) return remembering(auth, await staticVerifier(app, `gatehouseIssuer${namespaces++}`, rules, checks(auth, rules)))
+    if (rules.jwksUrl === undefined) return remember(await staticVerifier(app, `gatehouseIssuer${namespaces++}`, rules, checks(auth, rules)))
     const keys = new JwksKeys({
       url: rules.jwksUrl,
       algorithms: rules.algorithms,
@@ -65,7 +68,7 @@ export async function registerAuthenticator (app: FastifyInstance, auth: Readonl
       fetched: (jwks, result) => metrics.jwksFetches.inc({ jwks, result })
     }, app.log)
     sets.push(keys)
-    return jwksVerifier(keys, checks(auth, rules), (verify) => remembering(auth, verify))
+    return jwksVerifier(keys, checks(auth, rules), remember)
   }
   let issuers: Map<string, Verify> | undefined
   if (auth.issuers !== undefined) {
@@ -109,8 +112,8 @@ function checks (auth: Readonly<AuthConfig>, rules: Readonly<IssuerRules>) {
 }
 
 /** Verified tokens remembered in front of one key's verifier (verified-tokens.ts), unless `auth.verifyCacheSize` is 0. */
-function remembering (auth: Readonly<AuthConfig>, verify: KeyVerify): KeyVerify {
-  return auth.verifyCacheSize === 0 ? verify : cachedVerify(verify, new VerifiedTokens<Claims>(auth.verifyCacheSize, auth.clockToleranceSec * 1000))
+function remembering (auth: Readonly<AuthConfig>, verify: KeyVerify, counts: CacheCounts): KeyVerify {
+  return auth.verifyCacheSize === 0 ? verify : cachedVerify(verify, new VerifiedTokens<Claims>(auth.verifyCacheSize, auth.clockToleranceSec * 1000), counts)
 }
 
 function requiredClaims (auth: Readonly<AuthConfig>, rules: Readonly<IssuerRules>): string[] {
@@ -134,13 +137,20 @@ async function staticVerifier (app: FastifyInstance, namespace: string, rules: R
   return (token) => jwt.verify<Claims>(token)
 }
 
+/** Verifiers (each with its verified-token cache) a JWKS issuer keeps by key material: the keys of a set or two. */
+const MAX_JWKS_VERIFIERS = 64
+
 /**
  * Verifies against the JWKS key the token's `kid` and `alg` name, with one
  * fast-jwt verifier per key (jose imports a key once per algorithm, so the
- * verifier is pinned to that one).
+ * verifier is pinned to that one). Every fetch of the set makes new key
+ * objects, unchanged keys included: their verifiers, and so the tokens they
+ * remember, are found again by key material and alg, or a refresh (or a
+ * made-up `kid`, which refetches) would empty every cache before a storm.
  */
 function jwksVerifier (keys: JwksKeys, options: ReturnType<typeof checks>, remember: (verify: KeyVerify) => KeyVerify): Verify {
-  const verifiers = new WeakMap<CryptoKey, Verify>()
+  const verifiers = new WeakMap<CryptoKey, KeyVerify>()
+  const byMaterial = new Map<string, KeyVerify>()
   return async (token) => {
     const { header } = decodeComplete(token) as { header: { alg: unknown, kid?: unknown } }
     // before the key lookup, the one step that may wait for a fetch
@@ -151,7 +161,12 @@ function jwksVerifier (keys: JwksKeys, options: ReturnType<typeof checks>, remem
     let verify = verifiers.get(key)
     if (verify === undefined) {
       const pem = KeyObject.from(key as webcrypto.CryptoKey).export({ type: 'spki', format: 'pem' }) as string
-      verify = remember(createVerifier({ key: pem, ...options, algorithms: [header.alg] as typeof options.algorithms }))
+      const material = `${header.alg}\n${pem}`
+      verify = byMaterial.get(material) ?? remember(createVerifier({ key: pem, ...options, algorithms: [header.alg] as typeof options.algorithms }))
+      byMaterial.delete(material)
+      byMaterial.set(material, verify)
+      // a key that left the set is never looked up again (keys.key refuses its kid first): it only ages out
+      if (byMaterial.size > MAX_JWKS_VERIFIERS) byMaterial.delete(byMaterial.keys().next().value as string)
       verifiers.set(key, verify)
     }
     return verify(token)

@@ -57,11 +57,21 @@ export class VerifiedTokens<T extends Claims> {
   }
 }
 
-/** `verify`, answered from `cache` while it can be. */
-export function cachedVerify<T extends Claims> (verify: (token: string) => T, cache: VerifiedTokens<T>): (token: string) => T {
+/** Tokens served from caches (`hits`) and handed to their verifier (`misses`), for /metrics. */
+export interface CacheCounts {
+  hits: number
+  misses: number
+}
+
+/** `verify`, answered from `cache` while it can be; each answer counted in `counts`. */
+export function cachedVerify<T extends Claims> (verify: (token: string) => T, cache: VerifiedTokens<T>, counts: CacheCounts): (token: string) => T {
   return (token) => {
     const hit = cache.get(token)
-    if (hit !== undefined) return hit
+    if (hit !== undefined) {
+      counts.hits++
+      return hit
+    }
+    counts.misses++
     const claims = verify(token)
     cache.add(token, claims)
     return claims

@@ -49,13 +49,15 @@ t.test('bounded: the least recently used goes first; long tokens and size 0 are 
 
 t.test('cachedVerify verifies a token once, and every time after a refusal', async (t) => {
   const verified: string[] = []
+  const counts = { hits: 0, misses: 0 }
   const verify = cachedVerify((token: string) => {
     verified.push(token)
     if (token === 'bad') throw new Error('signature')
     return { sub: token, exp: sec(Date.now()) + 60 }
-  }, new VerifiedTokens(10, 0))
+  }, new VerifiedTokens(10, 0), counts)
   t.same(verify('good'), verify('good'), 'the same claims twice')
   t.throws(() => verify('bad'), /signature/, 'a refusal is thrown')
   t.throws(() => verify('bad'), /signature/, 'and thrown again')
   t.same(verified, ['good', 'bad', 'bad'], 'the good token was verified once; the bad one each time')
+  t.same(counts, { hits: 1, misses: 3 }, 'one answer from the cache, three from the verifier')
 })
