@@ -261,7 +261,7 @@ class BodyReader {
     this.need(2 + length, what)
     const start = this.at + 2
     this.at = start + length
-    // user ids are short and mostly ASCII: checked here, without a view for isUtf8 (one per record adds up)
+    // user ids and params are short and mostly ASCII: checked here, without a view for isUtf8 (one per record adds up)
     if (isAscii(this.body, start, this.at)) return this.body.toString('latin1', start, this.at)
     if (!isUtf8(this.body.subarray(start, this.at))) throw new RecordError('binary_invalid_record', `${what} is not UTF-8`)
     return this.body.toString('utf8', start, this.at)
@@ -380,6 +380,7 @@ export function decodeBinaryEvents (frame: Buffer): BinaryDecoded<Event> {
  * to a string on the way.
  */
 function readSend (reader: BodyReader, text: boolean): SendAction {
+  // each shape written out, no spread of a `binary` part: this runs per record (bench/perf-round2.md, round 4)
   const target = reader.u8('target')
   if (target === 0) return text ? { action: 'send', all: true, data: reader.rest(true) } : { action: 'send', all: true, data: reader.rest(false), binary: true }
   if (target !== 1) throw new RecordError('binary_invalid_record', `target must be 0 (all) or 1 (users), not ${target}`)

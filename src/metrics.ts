@@ -16,19 +16,25 @@ export interface MemberLoadSample {
 export type LoadSource = () => Iterable<MemberLoadSample>
 
 /** One series of a scraped gauge: its labels and value. */
-type Sample<L extends string> = [Partial<Record<L, string>>, number]
+type Sample<L extends string> = [Record<L, string>, number]
+
+/** Handshake tokens served from the verified-token caches (`hits`) and handed to their verifier (`misses`): src/auth/verified-tokens.ts. */
+export interface TokenCacheCounts {
+  hits: number
+  misses: number
+}
 
 export class GatewayMetrics {
   readonly registry = new Registry()
 
   /**
-   * Gauges read at each scrape, not set on every change: set on every open
-   * and close (the pool's two on every loop turn), they cost about a tenth
-   * of a handshake's CPU (bench:handshakes A/B).
+   * Sources of the series read at each scrape (constructor), not set on
+   * every change: set on every open and close (the pool's two on every loop
+   * turn), they cost about a tenth of a handshake's CPU (bench:handshakes A/B).
    */
   private readonly connectionCounts = new Map<string, () => number>()
   private readonly loadSources = new Set<LoadSource>()
-  readonly connections = this.scraped('gatehouse_connections', 'Open client sockets', ['endpoint'], () => this.countConnections())
+  private tokenCacheCounts?: () => TokenCacheCounts
   readonly handshakeFailures = new Counter({ name: 'gatehouse_handshake_failures_total', help: 'Refused client handshakes, by reason', labelNames: ['endpoint', 'reason'] as const, registers: [this.registry] })
   readonly clientCloses = new Counter({ name: 'gatehouse_client_closes_total', help: 'Client sockets ended, by close code', labelNames: ['endpoint', 'code'] as const, registers: [this.registry] })
   readonly resumes = new Counter({ name: 'gatehouse_resumes_total', help: 'Held sessions resumed by a reconnect within resumeGraceMs', labelNames: ['endpoint'] as const, registers: [this.registry] })
@@ -44,10 +50,6 @@ export class GatewayMetrics {
   readonly queueBytes = new Gauge({ name: 'gatehouse_queue_bytes', help: 'Bytes of events waiting for the backend link', labelNames: ['endpoint', 'member'] as const, registers: [this.registry] })
 
   readonly poolMemberState = new Gauge({ name: 'gatehouse_pool_member_state', help: "1 for a pool member's current state (up, down, draining, out), 0 for the others", labelNames: ['endpoint', 'member', 'state'] as const, registers: [this.registry] })
-  private tokenCacheCounts?: () => { hits: number, misses: number }
-  readonly tokenCache = this.scraped('gatehouse_token_cache_total', 'Handshake tokens answered from the verified-token cache (hit) or handed to their verifier (miss)', ['result'], () => this.tokenCacheSamples(), Counter)
-  readonly poolMemberKeys = this.scraped('gatehouse_pool_member_keys', 'Routing keys assigned to a pool member, lingering ones included', ['endpoint', 'member'], () => this.loads('keys'))
-  readonly poolMemberClients = this.scraped('gatehouse_pool_member_clients', 'Clients routed to a pool member', ['endpoint', 'member'], () => this.loads('clients'))
   readonly poolFailovers = new Counter({ name: 'gatehouse_pool_failovers_total', help: 'Pool members whose keys were moved to other members: down past failoverMs, or left the pool', labelNames: ['endpoint', 'member'] as const, registers: [this.registry] })
   readonly poolRehomedClients = new Counter({ name: 'gatehouse_pool_rehomed_clients_total', help: 'Clients re-opened on another member by a failover', labelNames: ['endpoint'] as const, registers: [this.registry] })
 
@@ -61,6 +63,11 @@ export class GatewayMetrics {
 
   constructor () {
     collectDefaultMetrics({ register: this.registry, prefix: 'gatehouse_' })
+    // written by nobody: each reads its source at the scrape (methods below)
+    this.scraped('gatehouse_connections', 'Client sessions: open sockets, and sessions held for a resume', ['endpoint'], () => this.countConnections())
+    this.scraped('gatehouse_token_cache_total', 'Handshake tokens answered from the verified-token cache (hit) or handed to their verifier (miss)', ['result'], () => this.tokenCacheSamples(), Counter)
+    this.scraped('gatehouse_pool_member_keys', 'Routing keys assigned to a pool member, lingering ones included', ['endpoint', 'member'], () => this.loads('keys'))
+    this.scraped('gatehouse_pool_member_clients', 'Clients routed to a pool member', ['endpoint', 'member'], () => this.loads('clients'))
   }
 
   /** Counts an endpoint's open client sockets (its sessions, held ones included) at every scrape. */
@@ -69,7 +76,7 @@ export class GatewayMetrics {
   }
 
   /** Reads the verified-token cache's hits and misses (src/auth/verified-tokens.ts) at every scrape. */
-  addTokenCacheCounts (read: () => { hits: number, misses: number }): void {
+  readTokenCacheFrom (read: () => TokenCacheCounts): void {
     this.tokenCacheCounts = read
   }
 
@@ -95,16 +102,16 @@ export class GatewayMetrics {
   }
 
   /** A gauge (or a counter of totals kept elsewhere) whose series are `samples()` at each scrape: a series no longer listed goes. */
-  private scraped<L extends string> (name: string, help: string, labelNames: readonly L[], samples: () => Iterable<Sample<L>>, Kind: typeof Gauge | typeof Counter = Gauge): Gauge<L> | Counter<L> {
-    return new Kind<L>({
+  private scraped<L extends string> (name: string, help: string, labelNames: readonly L[], samples: () => Iterable<Sample<L>>, Kind: typeof Gauge | typeof Counter = Gauge): void {
+    this.registry.registerMetric(new Kind<L>({
       name,
       help,
       labelNames,
-      registers: [this.registry],
+      registers: [],
       collect (this: Gauge<L> | Counter<L>) {
         this.reset()
         for (const [labels, value] of samples()) this.inc(labels, value)
       }
-    })
+    }))
   }
 }

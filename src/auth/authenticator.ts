@@ -11,11 +11,11 @@ import fastifyJwt, { type JWT } from '@fastify/jwt'
 import { createDecoder, createVerifier, TokenError } from 'fast-jwt'
 import type { CryptoKey } from 'jose'
 import type { AuthConfig, IssuerConfig } from '../config/schema.js'
-import type { GatewayMetrics } from '../metrics.js'
+import type { GatewayMetrics, TokenCacheCounts } from '../metrics.js'
 import { GW_ERR_KEYS_UNAVAILABLE, GW_ERR_TOKEN_EXPIRED, GW_ERR_TOKEN_INVALID, GW_ERR_TOKEN_MISSING } from '../errors.js'
 import { JwksKeys, KeysUnavailable } from './jwks.js'
 import { extractToken, type TokenCarrier } from './token-sources.js'
-import { cachedVerify, VerifiedTokens, type CacheCounts } from './verified-tokens.js'
+import { cachedVerify, VerifiedTokens } from './verified-tokens.js'
 
 /**
  * The claims go into every `open` and `sync` through JSON.stringify, which
@@ -54,10 +54,10 @@ const decodePayload = createDecoder()
 export async function registerAuthenticator (app: FastifyInstance, auth: Readonly<AuthConfig>, metrics: GatewayMetrics): Promise<Authenticator> {
   const sets: JwksKeys[] = []
   let namespaces = 0
-  const counts: CacheCounts = { hits: 0, misses: 0 }
-  metrics.addTokenCacheCounts(() => counts)
-  const remember = (verify: KeyVerify): KeyVerify => remembering(auth, verify, counts)
+  const counts: TokenCacheCounts = { hits: 0, misses: 0 }
+  if (auth.verifyCacheSize > 0) metrics.readTokenCacheFrom(() => counts)
   const verifierOf = async (rules: Readonly<IssuerRules>): Promise<Verify> => {
+    const remember = rememberer(auth, counts)
     if (rules.jwksUrl === undefined) return remember(await staticVerifier(app, `gatehouseIssuer${namespaces++}`, rules, checks(auth, rules)))
     const keys = new JwksKeys({
       url: rules.jwksUrl,
@@ -111,9 +111,15 @@ function checks (auth: Readonly<AuthConfig>, rules: Readonly<IssuerRules>) {
   }
 }
 
-/** Verified tokens remembered in front of one key's verifier (verified-tokens.ts), unless `auth.verifyCacheSize` is 0. */
-function remembering (auth: Readonly<AuthConfig>, verify: KeyVerify, counts: CacheCounts): KeyVerify {
-  return auth.verifyCacheSize === 0 ? verify : cachedVerify(verify, new VerifiedTokens<Claims>(auth.verifyCacheSize, auth.clockToleranceSec * 1000), counts)
+/**
+ * Puts one issuer's verified-token cache (verified-tokens.ts) in front of
+ * each of its keys' verifiers, unless `auth.verifyCacheSize` is 0: one cache
+ * per issuer, so keys rotated out leave nothing behind but entries that age out.
+ */
+function rememberer (auth: Readonly<AuthConfig>, counts: TokenCacheCounts): (verify: KeyVerify) => KeyVerify {
+  if (auth.verifyCacheSize === 0) return (verify) => verify
+  const cache = new VerifiedTokens<Claims>(auth.verifyCacheSize, auth.clockToleranceSec * 1000)
+  return (verify) => cachedVerify(verify, cache, counts)
 }
 
 function requiredClaims (auth: Readonly<AuthConfig>, rules: Readonly<IssuerRules>): string[] {
@@ -137,16 +143,17 @@ async function staticVerifier (app: FastifyInstance, namespace: string, rules: R
   return (token) => jwt.verify<Claims>(token)
 }
 
-/** Verifiers (each with its verified-token cache) a JWKS issuer keeps by key material: the keys of a set or two. */
+/** Verifiers a JWKS issuer keeps by key material: a set's keys, and those it lately rotated out. */
 const MAX_JWKS_VERIFIERS = 64
 
 /**
  * Verifies against the JWKS key the token's `kid` and `alg` name, with one
  * fast-jwt verifier per key (jose imports a key once per algorithm, so the
  * verifier is pinned to that one). Every fetch of the set makes new key
- * objects, unchanged keys included: their verifiers, and so the tokens they
- * remember, are found again by key material and alg, or a refresh (or a
- * made-up `kid`, which refetches) would empty every cache before a storm.
+ * objects, unchanged keys included: their verifiers are found again by key
+ * material and alg, as the issuer's cache serves a token only through the
+ * verifier that accepted it; else a refresh (or a made-up `kid`, which
+ * refetches) would cost every remembered token before a storm.
  */
 function jwksVerifier (keys: JwksKeys, options: ReturnType<typeof checks>, remember: (verify: KeyVerify) => KeyVerify): Verify {
   const verifiers = new WeakMap<CryptoKey, KeyVerify>()

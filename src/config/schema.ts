@@ -61,7 +61,7 @@ export const Auth = Type.Object({
   maxUserIdLength: Type.Integer({ minimum: 1, default: 256, description: 'longest user id, in UTF-8 bytes; a longer one is refused' }),
   tokenSources: Type.Array(TokenSource, { minItems: 1, uniqueItems: true, default: ['header', 'subprotocol', 'query'] }),
   clockToleranceSec: Type.Number({ minimum: 0, default: 0, description: 'leeway for exp/nbf checks' }),
-  verifyCacheSize: Type.Integer({ minimum: 0, default: 10000, description: 'verified tokens remembered per issuer key (LRU, each until its exp); 0 verifies every handshake' })
+  verifyCacheSize: Type.Integer({ minimum: 0, default: 10000, description: 'verified tokens remembered per issuer (LRU, each until its exp and at most 10 minutes; tokens over 4,096 characters are not kept); 0 verifies every handshake' })
 }, strict)
 
 const BackendUrl = Type.String({ pattern: '^wss?://', description: 'ws:// or wss:// URL the gateway dials' })

@@ -75,7 +75,7 @@ export class ClientSide {
     this.rawBinary = endpoint.backend.encoding !== 'json'
     this.rawText = endpoint.backend.encoding === 'raw'
     // every session registered is a connection, held ones included, until its end removes it
-    options.metrics.addConnectionCount(endpoint.name, () => options.registry.size)
+    options.metrics.addConnectionCount(endpoint.name, () => this.connections)
     this.sessionLimits = { maxBufferedBytes: limits.maxBufferedBytes, enforceExpiry: endpoint.enforceExpiry, clockToleranceSec, connIds: endpoint.duplicate === 'allow' }
   }
 

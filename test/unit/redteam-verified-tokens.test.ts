@@ -8,6 +8,9 @@ import t from 'tap'
 import { createSigner, createVerifier } from 'fast-jwt'
 import { MAX_CACHED_TOKEN_CHARS, VerifiedTokens } from '../../src/auth/verified-tokens.js'
 
+/** The verifier an entry is tagged with (any object will do here). */
+const BY = {}
+
 const KEY = 'unit-secret-long-enough-for-hs256-000000'
 
 for (const toleranceMs of [0, 3000]) {
@@ -25,8 +28,8 @@ for (const toleranceMs of [0, 3000]) {
         accepted = false
       }
       const cache = new VerifiedTokens<Record<string, unknown>>(10, toleranceMs)
-      cache.add(token, claims, nbf * 1000)
-      t.equal(cache.get(token, at) !== undefined, accepted, `at ${at - exp * 1000} ms from exp: ${accepted ? 'served' : 'refused'}, as fast-jwt`)
+      cache.add(token, claims, BY, nbf * 1000)
+      t.equal(cache.get(token, BY, at) !== undefined, accepted, `at ${at - exp * 1000} ms from exp: ${accepted ? 'served' : 'refused'}, as fast-jwt`)
     }
   })
 }
@@ -35,10 +38,10 @@ t.test('a flood of distinct, expired and oversized tokens never holds more than 
   const size = 50
   const cache = new VerifiedTokens<Record<string, unknown>>(size, 0)
   const now = 1_000_000_000_000
-  for (let i = 0; i < 10_000; i++) cache.add(`token-${i}`, { sub: String(i), exp: i % 2 === 0 ? now / 1000 - 1 : now / 1000 + 60 }, now)
-  for (let i = 0; i < 100; i++) cache.add('x'.repeat(MAX_CACHED_TOKEN_CHARS + 1 + i), { sub: 'big' }, now)
+  for (let i = 0; i < 10_000; i++) cache.add(`token-${i}`, { sub: String(i), exp: i % 2 === 0 ? now / 1000 - 1 : now / 1000 + 60 }, BY, now)
+  for (let i = 0; i < 100; i++) cache.add('x'.repeat(MAX_CACHED_TOKEN_CHARS + 1 + i), { sub: 'big' }, BY, now)
   t.equal(cache.size, size, `holds ${size} entries, not more`)
-  t.equal(cache.get('token-9999', now)?.sub, '9999', 'the newest is kept')
-  t.equal(cache.get('token-0', now), undefined, 'the oldest went')
-  t.equal(cache.get('token-9998', now), undefined, 'an expired one is never served')
+  t.equal(cache.get('token-9999', BY, now)?.sub, '9999', 'the newest is kept')
+  t.equal(cache.get('token-0', BY, now), undefined, 'the oldest went')
+  t.equal(cache.get('token-9998', BY, now), undefined, 'an expired one is never served')
 })
