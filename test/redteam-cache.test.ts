@@ -141,13 +141,18 @@ function rsaKey (kid: string): RsaKey {
   return { kid, jwk: { ...publicKey.export({ format: 'jwk' }), kid, alg: 'RS256', use: 'sig' }, privatePem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string }
 }
 
-/** A JWKS endpoint serving `state.keys`; `served` counts its answers. */
+/** A JWKS endpoint serving `state.keys`; `served` counts its answers, and `more(n)` resolves once it has given n more. */
 async function jwksServer (t: Teardown, keys: RsaKey[]) {
   const state = { keys, served: 0 }
+  const waiting: Array<{ until: number, resolve: () => void }> = []
   const sockets = new Set<Socket>()
   const server = createServer((_req, res: ServerResponse) => {
     res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: state.keys.map((k) => k.jwk) }))
     state.served++
+    for (const w of waiting.filter((w) => state.served >= w.until)) {
+      waiting.splice(waiting.indexOf(w), 1)
+      w.resolve()
+    }
   })
   server.on('connection', (socket) => { sockets.add(socket); socket.on('close', () => sockets.delete(socket)) })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
@@ -155,7 +160,8 @@ async function jwksServer (t: Teardown, keys: RsaKey[]) {
     for (const socket of sockets) socket.destroy()
     await new Promise((resolve) => server.close(resolve))
   })
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json`, state }
+  const more = async (n: number): Promise<void> => await new Promise((resolve) => waiting.push({ until: state.served + n, resolve }))
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json`, state, more }
 }
 
 const rsaToken = (key: RsaKey, user: string, kid = key.kid): string =>
@@ -182,9 +188,9 @@ t.test('JWKS: a cached token stops serving once its key leaves the set, or its k
 
   // k1 rotated out; k2's kid now names a new key: both cached tokens must go
   const k2b = rsaKey('k2')
-  const servedBefore = jwks.state.served
   jwks.state.keys = [k2b]
-  while (jwks.state.served < servedBefore + 2) await new Promise((resolve) => setTimeout(resolve, 50))
+  // the second answer after the change was fetched after the first was applied
+  await jwks.more(2)
   const gone = await refusal(gateway.url('/lobby'), { token: one })
   t.equal(gone.status, 401, 'a cached token of a key rotated out: 401')
   t.equal(JSON.parse(gone.body).code, 'GW_ERR_TOKEN_INVALID', 'as invalid')
@@ -213,8 +219,7 @@ t.test('JWKS: a refetch of an unchanged set keeps the tokens its keys verified, 
   // a made-up kid refetches the set (past the cooldown), and the background refresh fetches it again: new key objects, same key
   const refused = await refusal(gateway.url('/lobby'), { token: rsaToken(k1, 'ada', 'no-such-kid') })
   t.equal(refused.status, 401, 'a made-up kid: 401')
-  const servedBefore = jwks.state.served
-  while (jwks.state.served < servedBefore + 2) await new Promise((resolve) => setTimeout(resolve, 50))
+  await jwks.more(2)
   await visit('after two fetches of the set')
   t.equal(await gateway.metric('gatehouse_token_cache_total', { result: 'hit' }), 1, 'the token is still remembered: a hit')
   t.equal(await gateway.metric('gatehouse_token_cache_total', { result: 'miss' }), 1, 'and not verified again')
