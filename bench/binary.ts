@@ -175,7 +175,7 @@ async function codecs (): Promise<{ runs: CodecRun[], msgpackr: string }> {
     {
       codec: RECORDS_CODEC,
       bytes: encodeBinaryFrame([item]).length,
-      once: () => (decodeBinaryEvents(encodeBinaryFrame([item])).items[0] as { data: Buffer }).data.length
+      once: () => (decodeBinaryEvents(encodeBinaryFrame([item]), false).items[0] as { data: Buffer }).data.length
     }
   ]
   const packr = new Packr({ useRecords: false })

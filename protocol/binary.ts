@@ -359,19 +359,22 @@ const ACTION_READERS: RecordReaders<Action> = new Map([
   [RecordType.SEND, (reader) => readSend(reader, false)],
   [RecordType.TEXT_SEND, (reader) => readSend(reader, true)]
 ])
+const MESSAGE_READER = (reader: BodyReader): Event => readMessage(reader, false)
 const EVENT_READERS: RecordReaders<Event> = new Map([
-  [RecordType.MESSAGE, (reader) => readMessage(reader, false)],
+  [RecordType.MESSAGE, MESSAGE_READER],
   [RecordType.TEXT, (reader) => readMessage(reader, true)]
 ])
+/** `encoding: "binary"`: TEXT records are the raw encoding's only (PROTOCOL.md §2a). */
+const BINARY_EVENT_READERS: RecordReaders<Event> = new Map([[RecordType.MESSAGE, MESSAGE_READER]])
 
 /** Gateway side: a backend's binary frame → its valid actions, plus what was wrong, by kind. */
 export function decodeBinaryActions (frame: Buffer): BinaryDecoded<Action> {
   return decodeBinary<Action>(frame, ACTION_READERS, decodeActions)
 }
 
-/** Backend side: a gateway's binary frame → its valid events, plus what was wrong, by kind. */
-export function decodeBinaryEvents (frame: Buffer): BinaryDecoded<Event> {
-  return decodeBinary<Event>(frame, EVENT_READERS, decodeEvents)
+/** Backend side: a gateway's binary frame → its valid events, plus what was wrong, by kind; `text`: the link's hello said `"raw"`, so TEXT records are taken. */
+export function decodeBinaryEvents (frame: Buffer, text: boolean): BinaryDecoded<Event> {
+  return decodeBinary<Event>(frame, text ? EVENT_READERS : BINARY_EVENT_READERS, decodeEvents)
 }
 
 /**

@@ -16,7 +16,7 @@ import { redisFor } from './helpers/redis.js'
 import { connect, type TestClient } from './helpers/client.js'
 import { startGateway, testConfig, type EndpointSpec } from './helpers/gateway.js'
 import { tokenFor } from './helpers/tokens.js'
-import { MESSAGE, SEND, handBackend, jsonRecord, messageRecord, record, sendRecord, sendBadFrames, standInGateway } from './helpers/records.js'
+import { MESSAGE, SEND, TEXT, handBackend, jsonRecord, messageRecord, record, sendRecord, sendBadFrames, standInGateway } from './helpers/records.js'
 
 type Test = { teardown (fn: () => unknown): void }
 
@@ -318,6 +318,21 @@ t.test('SDK: a gateway without the binary encoding gets base64, and its binary f
   const many = await gateway.actions.next((a) => a.action === 'send', 10000, 'the send')
   t.same(many, { action: 'send', user: 'alice', data: Buffer.from('many').toString('base64'), binary: true }, 'bytes go as base64 JSON to a version 1 gateway')
   t.same(backend.stats.badFramesByKind, { binary_frame: 1 }, 'the binary frame is refused as binary_frame')
+})
+
+t.test('SDK: a TEXT record on a link whose hello said "binary" is refused as unknown; the MESSAGE beside it arrives', async (t) => {
+  const { backend, url, received } = await echoService(t)
+  const gateway = await standInGateway(url)
+  gateway.ws.send(JSON.stringify([
+    { event: 'hello', gateway: 'gw', endpoint: 'game', session: 's', protocol: 1, encoding: 'binary' },
+    { event: 'sync', users: [] },
+    { event: 'open', user: 'alice', claims: {}, params: {} }
+  ]))
+  // TEXT records are the raw encoding's only (PROTOCOL.md §2a)
+  gateway.ws.send(Buffer.concat([messageRecord(TEXT, 'alice', '"hi"'), messageRecord(MESSAGE, 'alice', ALL_BYTES)]))
+  const got = await received.next(undefined, 10000, 'the binary message')
+  t.ok(Buffer.isBuffer(got.data) && got.data.equals(ALL_BYTES), 'the MESSAGE record reaches the handler')
+  t.same(backend.stats.badFramesByKind, { binary_unknown_record: 1 }, 'the TEXT record is refused as binary_unknown_record')
 })
 
 t.test('SDK: a user id too long for a record\'s u16 length gets base64 JSON, not a crash', async (t) => {

@@ -31,7 +31,7 @@ wss.on('connection', (socket) => {
   socket.on('message', (data: Buffer, isBinary: boolean) => {
     counts.inFrames++
     counts.inBytes += data.length + wsHeader(data.length, true)
-    const events: Event[] = isBinary ? decodeBinaryEvents(data).items : decodeEvents(data.toString()).items
+    const events: Event[] = isBinary ? decodeBinaryEvents(data, false).items : decodeEvents(data.toString()).items
     const json: string[] = []
     const records: Buffer[] = []
     for (const event of events) {

@@ -110,7 +110,7 @@ export class GatewayLink {
       this.listener.badFrame(this, 'binary frame: the protocol is JSON text frames unless hello says encoding "binary" or "raw"', 'binary_frame')
       return
     }
-    const { items, errors } = isBinary ? decodeBinaryEvents(data) : decodeEvents(data.toString())
+    const { items, errors } = isBinary ? decodeBinaryEvents(data, this.rawText) : decodeEvents(data.toString())
     for (const error of errors) this.listener.badFrame(this, error.message, error.kind, 'count' in error ? error.count : undefined)
     for (const event of items) {
       if (event.event !== 'hello') continue
