@@ -70,7 +70,7 @@ export class GatewayMetrics {
     this.scraped('gatehouse_pool_member_clients', 'Clients routed to a pool member', ['endpoint', 'member'], () => this.loads('clients'))
   }
 
-  /** Counts an endpoint's open client sockets (its sessions, held ones included) at every scrape. */
+  /** Counts an endpoint's client sessions (held ones included) at every scrape. */
   addConnectionCount (endpoint: string, count: () => number): void {
     this.connectionCounts.set(endpoint, count)
   }
