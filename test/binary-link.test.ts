@@ -16,7 +16,7 @@ import { redisFor } from './helpers/redis.js'
 import { connect, type TestClient } from './helpers/client.js'
 import { startGateway, testConfig, type EndpointSpec } from './helpers/gateway.js'
 import { tokenFor } from './helpers/tokens.js'
-import { MESSAGE, SEND, TEXT, handBackend, jsonRecord, messageRecord, record, sendRecord, sendBadFrames, standInGateway } from './helpers/records.js'
+import { MESSAGE, SEND, TEXT, handBackend, jsonRecord, messageRecord, opening, record, sendRecord, sendBadFrames, standInGateway } from './helpers/records.js'
 
 type Test = { teardown (fn: () => unknown): void }
 
@@ -270,11 +270,7 @@ t.test('SDK: handlers get Buffers and send takes them, with acks, in a pool of t
 t.test('SDK: garbage binary frames from a gateway are counted by kind; the link stays up', async (t) => {
   const { backend, url, received } = await echoService(t)
   const gateway = await standInGateway(url)
-  gateway.ws.send(JSON.stringify([
-    { event: 'hello', gateway: 'gw', endpoint: 'game', session: 's', protocol: 1, encoding: 'binary' },
-    { event: 'sync', users: [] },
-    { event: 'open', user: 'alice', claims: {}, params: {} }
-  ]))
+  gateway.ws.send(opening('binary'))
   const garbage: Array<[string, Buffer]> = [
     ['binary_truncated', Buffer.alloc(0)],
     ['binary_truncated', Buffer.from([2, 0])],
@@ -307,11 +303,7 @@ t.test('SDK: garbage binary frames from a gateway are counted by kind; the link 
 t.test('SDK: a gateway without the binary encoding gets base64, and its binary frames are refused', async (t) => {
   const { backend, url, received } = await echoService(t)
   const gateway = await standInGateway(url)
-  gateway.ws.send(JSON.stringify([
-    { event: 'hello', gateway: 'gw', endpoint: 'game', session: 's', protocol: 1 },
-    { event: 'sync', users: [] },
-    { event: 'open', user: 'alice', claims: {}, params: {} }
-  ]))
+  gateway.ws.send(opening())
   gateway.ws.send(messageRecord(MESSAGE, 'alice', ALL_BYTES))
   gateway.ws.send(JSON.stringify({ event: 'message', user: 'alice', params: {}, data: 'many' }))
   await received.next(undefined, 10000, 'the text message')
@@ -323,11 +315,7 @@ t.test('SDK: a gateway without the binary encoding gets base64, and its binary f
 t.test('SDK: a TEXT record on a link whose hello said "binary" is refused as unknown; the MESSAGE beside it arrives', async (t) => {
   const { backend, url, received } = await echoService(t)
   const gateway = await standInGateway(url)
-  gateway.ws.send(JSON.stringify([
-    { event: 'hello', gateway: 'gw', endpoint: 'game', session: 's', protocol: 1, encoding: 'binary' },
-    { event: 'sync', users: [] },
-    { event: 'open', user: 'alice', claims: {}, params: {} }
-  ]))
+  gateway.ws.send(opening('binary'))
   // TEXT records are the raw encoding's only (PROTOCOL.md §2a)
   gateway.ws.send(Buffer.concat([messageRecord(TEXT, 'alice', '"hi"'), messageRecord(MESSAGE, 'alice', ALL_BYTES)]))
   const got = await received.next(undefined, 10000, 'the binary message')

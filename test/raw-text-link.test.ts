@@ -8,14 +8,10 @@
  * PROTOCOL.md, not with the codec under test.
  */
 import t from 'tap'
-import { WebSocket } from 'ws'
 import { BACKEND_TOKEN, recordingService, type RecordingService } from './sdk-fixtures.js'
-import { startNode } from './helpers/cluster.js'
-import { redisFor } from './helpers/redis.js'
-import { startGateway, testConfig, type EndpointSpec } from './helpers/gateway.js'
-import { tokenFor } from './helpers/tokens.js'
-import { Inbox } from './helpers/waiter.js'
-import { TEXT, TEXT_SEND, handBackend, jsonRecord, messageRecord, record, sendBadFrames, standInGateway, textSend } from './helpers/records.js'
+import { startGateway, testConfig } from './helpers/gateway.js'
+import { aliceAndBobOnTwoNodes, player, rawEndpoint, type Player } from './helpers/raw-players.js'
+import { TEXT, TEXT_SEND, handBackend, jsonRecord, messageRecord, opening, record, sendBadFrames, standInGateway, textSend } from './helpers/records.js'
 
 type Test = { teardown (fn: () => unknown): void }
 
@@ -24,28 +20,6 @@ t.setTimeout(180_000)
 
 /** JSON, not JSON, empty, multi-byte UTF-8, JSON with spaces a parse would drop, a number a parse would round. */
 const TEXTS = ['{"move":1}', 'not json {', '', 'héllo wörld — 日本語 🎲', ' [1, 2 ,3] ', '"a string"', '12345678901234567890123']
-
-function rawEndpoint (url: string, extra: Record<string, unknown> = {}, encoding = 'raw'): EndpointSpec {
-  return { name: 'game', path: '/game/:matchId', backend: { url, encoding, minReconnectDelayMs: 20, maxReconnectDelayMs: 200, ...extra } }
-}
-
-/** A player whose frames are kept as they came: bytes, and whether the frame was binary (from before its open: a resume's kept frames come at once). */
-interface Player {
-  ws: WebSocket
-  frames: Inbox<{ bytes: Buffer, binary: boolean }>
-}
-
-async function player (url: string, user: string): Promise<Player> {
-  const ws = new WebSocket(url, { headers: { authorization: `Bearer ${tokenFor(user)}` } })
-  const frames = new Inbox<{ bytes: Buffer, binary: boolean }>()
-  ws.on('message', (data: Buffer, binary) => frames.push({ bytes: Buffer.from(data), binary }))
-  await new Promise<void>((resolve, reject) => {
-    ws.once('open', () => resolve())
-    ws.once('error', reject)
-  })
-  ws.on('error', () => {})
-  return { ws, frames }
-}
 
 async function nextText (client: Player, what: string): Promise<Buffer> {
   const frame = await client.frames.next(undefined, 10000, what)
@@ -85,7 +59,7 @@ t.test('raw text both ways: JSON, not JSON, empty and multi-byte text, byte for 
 
 t.test('a binary link is unchanged: text goes as a JSON event in a text frame; TEXT_SEND is taken', async (t) => {
   const backend = await handBackend(t, { frameKind: true })
-  const gateway = await startGateway(t, testConfig([rawEndpoint(backend.url, {}, 'binary')]))
+  const gateway = await startGateway(t, testConfig([rawEndpoint(backend.url, { encoding: 'binary' })]))
   const hello = await backend.next('hello')
   t.equal(hello.encoding, 'binary', 'hello says binary, not raw')
   await backend.next('sync')
@@ -201,16 +175,8 @@ t.test('hostile frames from a raw backend are counted by kind; the link stays up
 })
 
 t.test('a cluster: a TEXT_SEND for a user on another node crosses the bus as a string and arrives byte for byte', async (t) => {
-  const redis = await redisFor(t)
   const backend = await handBackend(t, { frameKind: true })
-  const endpoint = rawEndpoint(backend.url)
-  const [a, b] = await Promise.all([startNode(t, 'node-a', redis.url, [endpoint]), startNode(t, 'node-b', redis.url, [endpoint])])
-  await backend.next('sync')
-  await backend.next('sync')
-  const alice = await player(a.url('/game/m1'), 'alice')
-  const bob = await player(b.url('/game/m1'), 'bob')
-  await backend.next('open', 'alice')
-  await backend.next('open', 'bob')
+  const { b, alice, bob } = await aliceAndBobOnTwoNodes(t, backend, rawEndpoint(backend.url))
   const text = '{"to":"bob","é":"日本"}'
   backend.sendVia('node-a', textSend(['bob'], text))
   t.ok((await nextText(bob, 'the forwarded send')).equals(Buffer.from(text)), 'a TEXT_SEND via node A reaches bob on node B as text, byte for byte')
@@ -261,14 +227,6 @@ t.test('SDK: an app on a raw link sees the same data, and its players the same e
   t.equal(service.backend.stats.droppedActions, 0, 'nothing was dropped')
   t.equal(await gateway.metric('gatehouse_backend_frame_errors_total'), 0, 'the gateway refused nothing')
 })
-
-function opening (encoding?: string): string {
-  return JSON.stringify([
-    { event: 'hello', gateway: 'gw', endpoint: 'game', session: 's', protocol: 1, ...(encoding === undefined ? {} : { encoding }) },
-    { event: 'sync', users: [] },
-    { event: 'open', user: 'alice', claims: {}, params: {} }
-  ])
-}
 
 t.test('SDK: a text send goes as a TEXT_SEND record on a raw link only, its data a string as is or a value as its JSON', async (t) => {
   const { url } = await echoService(t)

@@ -14,12 +14,12 @@ import t from 'tap'
 import { WebSocket } from 'ws'
 import { GatehouseBackend } from '../src/sdk/index.js'
 import { BACKEND_TOKEN, captureLogger } from './sdk-fixtures.js'
-import { eventually, startNode } from './helpers/cluster.js'
-import { redisFor } from './helpers/redis.js'
-import { startGateway, testConfig, type EndpointSpec } from './helpers/gateway.js'
+import { eventually } from './helpers/cluster.js'
+import { startGateway, testConfig } from './helpers/gateway.js'
 import { upgradeRequest } from './helpers/raw-http.js'
 import { tokenFor } from './helpers/tokens.js'
 import { Inbox } from './helpers/waiter.js'
+import { aliceAndBobOnTwoNodes, player, rawEndpoint } from './helpers/raw-players.js'
 import { JSON_RECORD, MESSAGE, SEND, TEXT, TEXT_SEND, handBackend, jsonRecord, parseRecords, record, sendRecord, textRecord, textSend } from './helpers/records.js'
 
 t.setTimeout(180_000)
@@ -27,31 +27,6 @@ t.setTimeout(180_000)
 // memory is measured after a full collection
 setFlagsFromString('--expose-gc')
 const gc = runInNewContext('gc') as () => void
-
-function rawEndpoint (url: string, extra: Record<string, unknown> = {}, endpoint: Record<string, unknown> = {}): EndpointSpec {
-  return { name: 'game', path: '/game/:matchId', ...endpoint, backend: { url, encoding: 'raw', minReconnectDelayMs: 20, maxReconnectDelayMs: 200, ...extra } }
-}
-
-// ---- players ----
-
-interface Player {
-  ws: WebSocket
-  frames: Inbox<{ bytes: Buffer, binary: boolean }>
-  closed: Promise<{ code: number, reason: string }>
-}
-
-async function player (url: string, user: string): Promise<Player> {
-  const ws = new WebSocket(url, { headers: { authorization: `Bearer ${tokenFor(user)}` } })
-  const frames = new Inbox<{ bytes: Buffer, binary: boolean }>()
-  ws.on('message', (data: Buffer, binary) => frames.push({ bytes: Buffer.from(data), binary }))
-  const closed = new Promise<{ code: number, reason: string }>((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })))
-  await new Promise<void>((resolve, reject) => {
-    ws.once('open', () => resolve())
-    ws.once('error', reject)
-  })
-  ws.on('error', () => {})
-  return { ws, frames, closed }
-}
 
 /**
  * A client frame by hand: FIN, the opcode (1 text, 2 binary), the mask bit
@@ -250,16 +225,8 @@ t.test('held: a refresh in the middle of a raw stream: the old socket\'s text re
 })
 
 t.test('held: a cluster: TEXT_SENDs via node A for a session held on node B are kept there and reach it on resume as text, in order; a 1 MiB TEXT_SEND to all crosses the bus', async (t) => {
-  const redis = await redisFor(t)
   const backend = await handBackend(t, { timeoutMs: 15000 })
-  const endpoint = rawEndpoint(backend.url, {}, { resumeGraceMs: 30000 })
-  const [a, b] = await Promise.all([startNode(t, 'node-a', redis.url, [endpoint]), startNode(t, 'node-b', redis.url, [endpoint])])
-  await backend.next('sync')
-  await backend.next('sync')
-  const alice = await player(a.url('/game/m1'), 'alice')
-  const bob = await player(b.url('/game/m1'), 'bob')
-  await backend.next('open', 'alice')
-  await backend.next('open', 'bob')
+  const { b, alice, bob } = await aliceAndBobOnTwoNodes(t, backend, rawEndpoint(backend.url, {}, { resumeGraceMs: 30000 }))
   const big = 'é'.repeat(512 * 1024)
   backend.sendVia('node-a', textSend('all', big))
   for (const [who, client] of [['alice', alice], ['bob', bob]] as const) {

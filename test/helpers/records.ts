@@ -176,6 +176,15 @@ export async function handBackend (t: { teardown (fn: () => unknown): void }, op
   }
 }
 
+/** What a gateway sends an SDK backend first: `hello` (with `encoding` when given), an empty `sync`, and alice's `open`. */
+export function opening (encoding?: string): string {
+  return JSON.stringify([
+    { event: 'hello', gateway: 'gw', endpoint: 'game', session: 's', protocol: 1, ...(encoding === undefined ? {} : { encoding }) },
+    { event: 'sync', users: [] },
+    { event: 'open', user: 'alice', claims: {}, params: {} }
+  ])
+}
+
 /** A stand-in gateway for the SDK that reads binary frames: actions as JSON, other records as { record, body }. */
 export async function standInGateway (url: string): Promise<{ ws: WebSocket, actions: Inbox<Record<string, unknown>> }> {
   const ws = new WebSocket(url, { headers: { authorization: `Bearer ${BACKEND_TOKEN}` } })
