@@ -311,7 +311,7 @@ export class BackendLink extends EventEmitter<LinkEvents> {
       cluster: this.options.cluster,
       member,
       encoding: this.binary ? backend.encoding as 'binary' | 'raw' : undefined,
-      refresh: this.options.backend.refresh || undefined
+      refresh: backend.refresh || undefined
     }))
     // a large sync may leave the socket above the high-water mark: its write callback resumes the flush
     socket.send(encodeSync([...this.roster.values()], this.acks ? this.ackedSeq : undefined), this.afterWrite)
